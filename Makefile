@@ -1,0 +1,55 @@
+# aigc-serve: `make up` starts the whole stack offline on CPU; `make test` runs every check.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/local.yaml
+PORT ?= 50051
+PROTOS := $(wildcard protos/aigc/v1/*.proto)
+
+.PHONY: up test venv protos check lint typecheck unit integration assets demo-models eval bench clean
+
+# The virtualenv is (re)built whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Weights fetched at setup (not committed): the 64x64 face DCGAN, sha256-pinned.
+assets: $(STAMP)
+	$(PY) scripts/demo_models/fetch_faces.py
+
+up: $(STAMP) assets
+	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
+
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests -m "not integration"
+
+integration: $(STAMP) assets
+	$(PY) -m pytest -q tests -m "integration"
+
+test: $(STAMP) assets lint typecheck
+	$(PY) -m pytest -q -ra tests
+
+demo-models: $(STAMP)
+	$(PY) scripts/demo_models/train_fortune.py
+	$(PY) scripts/demo_models/train_fashion_gan.py
+
+eval: $(STAMP) assets
+	$(PY) scripts/demo_models/eval_demo_models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,259 @@
+"""Python SDK for the aigc.v1 API: `Client` (blocking) and `AsyncClient` (asyncio).
+
+from aigc import Client
+with Client("127.0.0.1:50051") as c:
+    print(c.generate_text("A computer is").completions[0].text)
+    for chunk in c.stream_text("Once upon a time", max_tokens=32):
+        print(chunk.delta, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aigc.v1 import (
+    audio_pb2,
+    audio_pb2_grpc,
+    image_pb2,
+    image_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_pb2,
+    text_pb2_grpc,
+)
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 2**20
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def text_request(
+    prompt: str | None = None,
+    *,
+    messages: Sequence[tuple[str, str] | dict[str, str]] | None = None,
+    model: str = "",
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    stop: Sequence[str] = (),
+    n: int | None = None,
+    seed: int | None = None,
+) -> text_pb2.GenerateTextRequest:
+    req = text_pb2.GenerateTextRequest(model=model, stop=list(stop))
+    if messages is not None:
+        for m in messages:
+            role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
+            req.chat.messages.add(role=role, content=content)
+    elif prompt is not None:
+        req.prompt = prompt
+    for name, value in (
+        ("max_tokens", max_tokens),
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("top_k", top_k),
+        ("n", n),
+        ("seed", seed),
+    ):
+        if value is not None:
+            setattr(req, name, value)
+    return req
+
+
+def image_request(
+    model: str = "",
+    count: int | None = None,
+    seed: int | None = None,
+    label: str = "",
+    raw: bool = False,
+) -> image_pb2.GenerateImageRequest:
+    req = image_pb2.GenerateImageRequest(
+        model=model,
+        label=label,
+        format=image_pb2.IMAGE_FORMAT_RAW if raw else image_pb2.IMAGE_FORMAT_PNG,
+    )
+    if count is not None:
+        req.count = count
+    if seed is not None:
+        req.seed = seed
+    return req
+
+
+def speech_request(
+    text: str,
+    model: str = "",
+    voice: str = "",
+    speed: float | None = None,
+    seed: int | None = None,
+    pcm16: bool = False,
+) -> audio_pb2.SynthesizeRequest:
+    req = audio_pb2.SynthesizeRequest(
+        text=text,
+        model=model,
+        voice=voice,
+        format=audio_pb2.AUDIO_FORMAT_PCM16 if pcm16 else audio_pb2.AUDIO_FORMAT_UNSPECIFIED,
+    )
+    if speed is not None:
+        req.speed = speed
+    if seed is not None:
+        req.seed = seed
+    return req
+
+
+def _metadata(api_key: str | None) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {api_key}")] if api_key else []
+
+
+class _Stubs:
+    def __init__(self, channel: Any) -> None:
+        self.text = text_pb2_grpc.TextGenerationStub(channel)
+        self.image = image_pb2_grpc.ImageGenerationStub(channel)
+        self.audio = audio_pb2_grpc.AudioSynthesisStub(channel)
+        self.models = models_pb2_grpc.ModelsStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
+
+
+class Client:
+    """Blocking client. `timeout` (seconds) is the default deadline of every call."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.channel = (
+            grpc.secure_channel(target, credentials, options=_OPTIONS)
+            if credentials
+            else grpc.insecure_channel(target, options=_OPTIONS)
+        )
+        self.stubs = _Stubs(self.channel)
+        self.metadata = _metadata(api_key)
+        self.timeout = timeout
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _kw(self, timeout: float | None) -> dict[str, Any]:
+        return {"metadata": self.metadata, "timeout": timeout or self.timeout}
+
+    def generate_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> text_pb2.GenerateTextResponse:
+        return self.stubs.text.Generate(text_request(prompt, **kw), **self._kw(timeout))
+
+    def stream_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> Iterator[text_pb2.GenerateTextStreamResponse]:
+        """Iterate for deltas; `.cancel()` on the returned call stops generation server-side."""
+        return self.stubs.text.GenerateStream(text_request(prompt, **kw), **self._kw(timeout))  # type: ignore[no-any-return]
+
+    def generate_images(
+        self, *, timeout: float | None = None, **kw: Any
+    ) -> image_pb2.GenerateImageResponse:
+        return self.stubs.image.Generate(image_request(**kw), **self._kw(timeout))
+
+    def synthesize(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> audio_pb2.SynthesizeResponse:
+        return self.stubs.audio.Synthesize(speech_request(text, **kw), **self._kw(timeout))
+
+    def stream_speech(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> Iterator[audio_pb2.AudioChunk]:
+        req = speech_request(text, pcm16=True, **kw)
+        return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))  # type: ignore[no-any-return]
+
+    def list_models(self, *, timeout: float | None = None) -> models_pb2.ListModelsResponse:
+        return self.stubs.models.ListModels(models_pb2.ListModelsRequest(), **self._kw(timeout))
+
+    def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
+        resp = self.stubs.health.Check(
+            health_pb2.HealthCheckRequest(service=service), **self._kw(timeout)
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+
+class AsyncClient:
+    """asyncio client with the same methods as `Client` (awaitable / async-iterable)."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.channel = (
+            grpc.aio.secure_channel(target, credentials, options=_OPTIONS)
+            if credentials
+            else grpc.aio.insecure_channel(target, options=_OPTIONS)
+        )
+        self.stubs = _Stubs(self.channel)
+        self.metadata = _metadata(api_key)
+        self.timeout = timeout
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def _kw(self, timeout: float | None) -> dict[str, Any]:
+        return {"metadata": self.metadata, "timeout": timeout or self.timeout}
+
+    async def generate_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> text_pb2.GenerateTextResponse:
+        return await self.stubs.text.Generate(text_request(prompt, **kw), **self._kw(timeout))
+
+    def stream_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> AsyncIterator[text_pb2.GenerateTextStreamResponse]:
+        return self.stubs.text.GenerateStream(text_request(prompt, **kw), **self._kw(timeout))  # type: ignore[no-any-return]
+
+    async def generate_images(
+        self, *, timeout: float | None = None, **kw: Any
+    ) -> image_pb2.GenerateImageResponse:
+        return await self.stubs.image.Generate(image_request(**kw), **self._kw(timeout))
+
+    async def synthesize(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> audio_pb2.SynthesizeResponse:
+        return await self.stubs.audio.Synthesize(speech_request(text, **kw), **self._kw(timeout))
+
+    def stream_speech(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> AsyncIterator[audio_pb2.AudioChunk]:
+        req = speech_request(text, pcm16=True, **kw)
+        return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))  # type: ignore[no-any-return]
+
+    async def list_models(self, *, timeout: float | None = None) -> models_pb2.ListModelsResponse:
+        return await self.stubs.models.ListModels(
+            models_pb2.ListModelsRequest(), **self._kw(timeout)
+        )
+
+    async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
+        resp = await self.stubs.health.Check(
+            health_pb2.HealthCheckRequest(service=service), **self._kw(timeout)
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))

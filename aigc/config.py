@@ -1,0 +1,224 @@
+"""The one config file: every model, its engine, batching, scaling, resources and limits.
+
+`aigc up`, the Serve applications and the Kubernetes manifests are all rendered from it. The
+models are plain pydantic objects so they pickle into Ray replicas unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aigc.registry import ENGINES
+
+
+class Modality(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchingConfig(_Strict):
+    max_batch_size: int = Field(
+        16, ge=1, le=1024, description="Most requests (text: sequences) run in one batch."
+    )
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=5, description="How long a partly filled batch waits for more requests."
+    )
+
+
+class ScalingConfig(_Strict):
+    min_replicas: int = Field(1, ge=0, le=1000)
+    max_replicas: int = Field(1, ge=1, le=1000)
+    initial_replicas: int | None = Field(None, ge=0, le=1000)
+    target_ongoing_requests: float = Field(
+        8.0, gt=0, description="Autoscaling target: ongoing requests per replica."
+    )
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Per replica; at least max_batch_size. Default: 2x max_batch_size."
+    )
+    max_queued_requests: int = Field(
+        256, ge=-1, description="Per caller queue in Serve before BackPressureError; -1 unbounded."
+    )
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class ResourcesConfig(_Strict):
+    num_cpus: float = Field(0.5, ge=0, description="Ray CPUs per replica (fractions allowed).")
+    num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per replica (fractions allowed).")
+    torch_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per replica.")
+    memory_gb: float | None = Field(None, gt=0, description="Memory request per replica.")
+
+
+class LimitsConfig(_Strict):
+    """Per-request limits checked by the gateway before a request reaches a replica."""
+
+    max_prompt_chars: int = Field(16_000, ge=1)
+    max_tokens: int = Field(512, ge=1, description="Upper bound for a request's max_tokens.")
+    max_n: int = Field(4, ge=1)
+    max_stop: int = Field(8, ge=0, description="Most stop strings per request.")
+    max_images: int = Field(16, ge=1, description="Upper bound for an image request's count.")
+    max_text_chars: int = Field(2_000, ge=1, description="Longest text to synthesize.")
+
+
+class ModelConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    modality: Modality
+    engine: str
+    weights: str | None = Field(
+        None, description="A Hugging Face id, or a path ('./' or '../' = relative to the file)."
+    )
+    default: bool = Field(False, description="Served when a request names no model.")
+    description: str = ""
+    license: str = ""
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options.")
+    batching: BatchingConfig = BatchingConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _engine_known(self) -> ModelConfig:
+        known = ENGINES[self.modality.value]
+        if self.engine not in known:
+            raise ValueError(
+                f"unknown {self.modality.value} engine {self.engine!r}; "
+                f"choose one of {sorted(known)}"
+            )
+        if (
+            self.modality == Modality.IMAGE
+            and self.limits.max_images > self.batching.max_batch_size
+        ):
+            raise ValueError(
+                "limits.max_images must be <= batching.max_batch_size (image batches count images)"
+            )
+        ongoing = self.scaling.max_ongoing_requests
+        if ongoing is not None and ongoing < self.batching.max_batch_size:
+            raise ValueError(
+                "scaling.max_ongoing_requests must be >= batching.max_batch_size "
+                "(it caps every batch)"
+            )
+        return self
+
+    @property
+    def max_ongoing_requests(self) -> int:
+        return self.scaling.max_ongoing_requests or 2 * self.batching.max_batch_size
+
+    def with_weights_resolved(self, base_dir: Path) -> ModelConfig:
+        """Relative weight paths ('./', '../') are read relative to the config file."""
+        w = self.weights
+        if w and (w.startswith("./") or w.startswith("../")):
+            return self.model_copy(update={"weights": str((base_dir / w).resolve())})
+        return self
+
+
+class GatewayConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics (HTTP).")
+    max_message_mb: int = Field(64, ge=1, le=1024, description="gRPC send/receive limit.")
+    grace_period_s: float = Field(10.0, ge=0, description="Drain time on SIGTERM.")
+    refresh_models_s: float = Field(5.0, gt=0, description="How often model readiness is read.")
+
+
+class RayConfig(_Strict):
+    address: str | None = Field(None, description="Join this cluster; None starts a local one.")
+    num_cpus: int | None = Field(None, ge=0, description="Logical CPUs for a local cluster.")
+    metrics_export_port: int = Field(8080, ge=0, le=65535, description="Ray's /metrics port.")
+    namespace: str = "aigc"
+
+
+class AigcConfig(_Strict):
+    gateway: GatewayConfig = GatewayConfig()
+    ray: RayConfig = RayConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AigcConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {dupes}")
+        for modality in Modality:
+            defaults = [m.name for m in self.models if m.modality == modality and m.default]
+            if len(defaults) > 1:
+                raise ValueError(f"more than one default {modality.value} model: {defaults}")
+        return self
+
+    def by_name(self) -> dict[str, ModelConfig]:
+        return {m.name: m for m in self.models}
+
+    def modalities(self) -> list[Modality]:
+        return [m for m in Modality if any(x.modality == m for x in self.models)]
+
+    def models_of(self, modality: Modality) -> list[ModelConfig]:
+        return [m for m in self.models if m.modality == modality]
+
+    def default_model(self, modality: Modality) -> ModelConfig | None:
+        """The model marked default, else the first of that modality."""
+        models = self.models_of(modality)
+        return next((m for m in models if m.default), models[0] if models else None)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the field."""
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            name = ""
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                name = str(node[item].get("name", ""))
+            parts.append(f"[{item}]" + (f"({name})" if name else ""))
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            parts.append(("." if parts else "") + item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> AigcConfig:
+    try:
+        cfg = AigcConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{source}: {_field_path(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+    if base_dir is not None:
+        models = [m.with_weights_resolved(base_dir) for m in cfg.models]
+        cfg = cfg.model_copy(update={"models": models})
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> AigcConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, source=str(p), base_dir=p.resolve().parent)

@@ -1,0 +1,94 @@
+"""Gateway metrics (prometheus-client), served on their own HTTP port at /metrics.
+
+Names and meanings follow DESIGN.md and vLLM's definitions: TTFT is the time from request
+arrival to the first streamed token, ITL the gap between consecutive streamed chunks, TPOT
+(e2e - TTFT) / (output tokens - 1). Label values come from config only: a request for an unknown
+model is counted under model="unknown", so series stay bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+UNKNOWN_MODEL = "unknown"
+# Generative latencies: milliseconds (echo, ITL) to minutes (long generations).
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300,
+)  # fmt: skip
+TOKEN_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5, 10,
+)  # fmt: skip
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "aigc_requests",
+            "Finished requests by modality, model, method and gRPC status code.",
+            ["modality", "model", "method", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "aigc_request_duration_seconds",
+            "End-to-end request latency at the gateway (vLLM e2e_request_latency).",
+            ["modality", "model", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "aigc_time_to_first_token_seconds",
+            "Arrival to first streamed token (vLLM time_to_first_token).",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "aigc_inter_token_latency_seconds",
+            "Gap between consecutive streamed text chunks (vLLM inter_token_latency).",
+            ["model"],
+            buckets=TOKEN_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "aigc_time_per_output_token_seconds",
+            "(e2e - TTFT) / (output tokens - 1) per request (vLLM time_per_output_token).",
+            ["model"],
+            buckets=TOKEN_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "aigc_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
+        )
+        self.output_tokens = Counter(
+            "aigc_output_tokens", "Tokens generated.", ["model"], registry=r
+        )
+        self.images = Counter("aigc_images", "Images generated.", ["model"], registry=r)
+        self.audio_seconds = Counter(
+            "aigc_audio_seconds", "Seconds of audio synthesized.", ["model"], registry=r
+        )
+        self.ttfa = Histogram(
+            "aigc_time_to_first_audio_seconds",
+            "Arrival to the first streamed audio chunk.",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "aigc_inflight_requests",
+            "Requests being served by the gateway now.",
+            ["modality", "model"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "aigc_rejected_requests",
+            "Requests refused before reaching a model, by reason.",
+            ["reason"],
+            registry=r,
+        )
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+        """Starts the /metrics HTTP server; returns the bound port (0 picks a free one)."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

@@ -1,0 +1,92 @@
+"""Model names -> configs and Serve deployment handles; readiness and model info for ListModels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aigc.config import AigcConfig, Modality, ModelConfig
+from gateway.metrics import UNKNOWN_MODEL
+from services.errors import ModelNotFound
+
+logger = logging.getLogger("aigc.gateway")
+
+
+@dataclass
+class ModelState:
+    ready: bool = False
+    running_replicas: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelRouter:
+    def __init__(self, config: AigcConfig) -> None:
+        self.config = config
+        self.models = config.by_name()
+        self.state = {name: ModelState() for name in self.models}
+        self._handles: dict[str, Any] = {}
+
+    def resolve(self, modality: Modality, name: str) -> ModelConfig:
+        if not name:
+            default = self.config.default_model(modality)
+            if default is None:
+                raise ModelNotFound(f"no {modality.value} model is configured", field="model")
+            return default
+        model = self.models.get(name)
+        if model is None or model.modality != modality:
+            choices = ", ".join(m.name for m in self.config.models_of(modality)) or "none"
+            what = f"is a {model.modality.value} model" if model else "is not served"
+            raise ModelNotFound(
+                f"model {name!r} {what}; {modality.value} models: {choices}", field="model"
+            )
+        return model
+
+    def label(self, modality: Modality, name: str) -> str:
+        """Metric label: a configured name, never a client-chosen string."""
+        try:
+            return self.resolve(modality, name).name
+        except ModelNotFound:
+            return UNKNOWN_MODEL
+
+    def handle(self, model: ModelConfig) -> Any:
+        h = self._handles.get(model.name)
+        if h is None:
+            from ray import serve
+
+            h = serve.get_deployment_handle(model.name, app_name=model.modality.value)
+            self._handles[model.name] = h
+        return h
+
+    def modality_ready(self, modality: Modality) -> bool:
+        return any(self.state[m.name].ready for m in self.config.models_of(modality))
+
+    async def refresh(self) -> None:
+        """Reads deployment status from the Serve controller; fetches info of newly ready models."""
+        from ray import serve
+
+        status = await asyncio.to_thread(serve.status)
+        for model in self.config.models:
+            app = status.applications.get(model.modality.value)
+            dep = app.deployments.get(model.name) if app else None
+            st = self.state[model.name]
+            if dep is None:
+                st.ready, st.running_replicas = False, 0
+                continue
+            states: dict[Any, int] = dict(dep.replica_states)
+            st.running_replicas = int(states.get("RUNNING", 0))
+            healthy = str(dep.status).endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))
+            st.ready = st.running_replicas > 0 and healthy
+            if st.ready and not st.info:
+                with contextlib.suppress(Exception):
+                    st.info = await asyncio.wait_for(self.handle(model).describe.remote(), 10.0)
+
+    async def refresh_forever(self, period_s: float) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                logger.warning("could not read Serve status", exc_info=True)
+            await asyncio.sleep(period_s)

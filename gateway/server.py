@@ -1,0 +1,140 @@
+"""The gateway server: servicers, health, reflection, metrics, graceful shutdown.
+
+Runs in a process that is a Ray driver (it holds Serve handles): `aigc up` locally, or a pod
+that joined the cluster as a zero-resource node on Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from aigc.config import AigcConfig, Modality
+from aigc.v1 import (
+    audio_pb2,
+    audio_pb2_grpc,
+    image_pb2,
+    image_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_pb2,
+    text_pb2_grpc,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.router import ModelRouter
+from gateway.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
+
+logger = logging.getLogger("aigc.gateway")
+
+SERVICE_NAMES = {
+    Modality.TEXT: text_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name,
+    Modality.IMAGE: image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name,
+    Modality.AUDIO: audio_pb2.DESCRIPTOR.services_by_name["AudioSynthesis"].full_name,
+}
+MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class Gateway:
+    config: AigcConfig
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    router: ModelRouter
+    metrics: GatewayMetrics
+    port: int
+    metrics_port: int
+    _tasks: tuple[asyncio.Task[None], ...] = ()
+    _draining: bool = False
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.router.refresh()
+        await self._update_health()
+        period = self.config.gateway.refresh_models_s
+        self._tasks = (
+            asyncio.create_task(self.router.refresh_forever(period)),
+            asyncio.create_task(self._health_forever(period)),
+        )
+        logger.info("gateway serving on port %d, metrics on %d", self.port, self.metrics_port)
+
+    async def _update_health(self) -> None:
+        if self._draining:
+            return
+        all_ready = True
+        for modality, service in SERVICE_NAMES.items():
+            if not self.config.models_of(modality):
+                continue
+            ready = self.router.modality_ready(modality)
+            all_ready &= ready
+            await self.health.set(service, SERVING if ready else NOT_SERVING)
+        await self.health.set(MODELS_SERVICE, SERVING)
+        await self.health.set("", SERVING if all_ready else NOT_SERVING)
+
+    async def _health_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                await self._update_health()
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """True once every configured modality has a ready model."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while loop.time() < end:
+            await self.router.refresh()
+            await self._update_health()
+            if all(self.router.modality_ready(m) for m in self.config.modalities()):
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Health goes NOT_SERVING first, so balancers stop sending; in-flight calls then finish."""
+        self._draining = True
+        await self.health.enter_graceful_shutdown()
+        for t in self._tasks:
+            t.cancel()
+        grace = self.config.gateway.grace_period_s if grace_s is None else grace_s
+        await self.server.stop(grace)
+
+
+def build_gateway(
+    config: AigcConfig, port: int | None = None, metrics_port: int | None = None
+) -> Gateway:
+    """Creates the server (not started). Port 0 picks a free port; the bound one is returned."""
+    limit = config.gateway.max_message_mb * 2**20
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    router = ModelRouter(config)
+    metrics = GatewayMetrics()
+    text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(router, metrics), server)
+    image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(router, metrics), server)
+    audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(router, metrics), server)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(router), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        *SERVICE_NAMES.values(),
+        MODELS_SERVICE,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ]
+    reflection.enable_server_reflection(names, server)
+    host = config.gateway.host
+    bound = server.add_insecure_port(f"{host}:{config.gateway.port if port is None else port}")
+    mport = config.gateway.metrics_port if metrics_port is None else metrics_port
+    bound_metrics = metrics.serve(mport, host=host)
+    return Gateway(config, server, health_servicer, router, metrics, bound, bound_metrics)

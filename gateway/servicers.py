@@ -1,0 +1,264 @@
+"""Thin servicers: proto -> domain -> Serve handle -> proto. Nothing else lives here.
+
+`rpc` wraps every method the same way: request id, in-flight gauge, duration and status-code
+metrics, and the one error table. When the client cancels or its deadline passes, grpc.aio
+cancels the handler task; `relay_unary`/`relay_stream` then cancel the Serve request, which
+reaches the replica (awaiting alone would leave it running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from aigc.config import Modality
+from aigc.v1 import (
+    audio_pb2_grpc,
+    common_pb2,
+    image_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_pb2_grpc,
+)
+from gateway import convert
+from gateway.errors import abort, classify
+from gateway.metrics import GatewayMetrics
+from gateway.router import ModelRouter
+
+_MODALITY_PB = {
+    Modality.TEXT: common_pb2.MODALITY_TEXT,
+    Modality.IMAGE: common_pb2.MODALITY_IMAGE,
+    Modality.AUDIO: common_pb2.MODALITY_AUDIO,
+}
+
+
+class Call:
+    """Per-RPC facts the servicers and the metrics share."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, model: str) -> None:
+        metadata = dict(context.invocation_metadata() or ())
+        self.request_id = str(metadata.get("x-request-id") or uuid.uuid4().hex)[:64]
+        self.model = model
+        self.start = time.perf_counter()
+        remaining = context.time_remaining()
+        self.deadline = time.time() + remaining if remaining is not None else None
+
+
+async def relay_unary(response: Any) -> Any:
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+async def relay_stream(stream: Any) -> AsyncIterator[Any]:
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        stream.cancel()  # harmless after a normal end
+
+
+class _Base:
+    modality: Modality
+
+    def __init__(self, router: ModelRouter, metrics: GatewayMetrics) -> None:
+        self.router = router
+        self.metrics = metrics
+
+    def _finish(self, method: str, call: Call, code: grpc.StatusCode) -> None:
+        labels = (self.modality.value, call.model, method)
+        self.metrics.requests.labels(*labels, code.name).inc()
+        self.metrics.duration.labels(*labels).observe(time.perf_counter() - call.start)
+
+
+def _code_of(exc: BaseException, call: Call) -> grpc.StatusCode:
+    if isinstance(exc, asyncio.CancelledError):
+        expired = call.deadline is not None and time.time() >= call.deadline
+        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+    return classify(exc)[0]
+
+
+def rpc(method: str) -> Callable[[Any], Any]:
+    """Wraps a unary or server-streaming servicer method (chosen by what it is)."""
+
+    def decorate(fn: Any) -> Any:
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def stream_wrapper(
+                self: _Base, request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                call = Call(context, self.router.label(self.modality, request.model))
+                gauge = self.metrics.inflight.labels(self.modality.value, call.model)
+                gauge.inc()
+                code = grpc.StatusCode.OK
+                try:
+                    async for item in fn(self, request, context, call):
+                        yield item
+                except BaseException as exc:
+                    code = _code_of(exc, call)
+                    if isinstance(exc, Exception):
+                        await abort(context, exc, call.request_id)
+                    raise
+                finally:
+                    gauge.dec()
+                    self._finish(method, call, code)
+
+            return stream_wrapper
+
+        @functools.wraps(fn)
+        async def unary_wrapper(
+            self: _Base, request: Any, context: grpc.aio.ServicerContext
+        ) -> Any:
+            call = Call(context, self.router.label(self.modality, request.model))
+            gauge = self.metrics.inflight.labels(self.modality.value, call.model)
+            gauge.inc()
+            code = grpc.StatusCode.OK
+            try:
+                return await fn(self, request, context, call)
+            except BaseException as exc:
+                code = _code_of(exc, call)
+                if isinstance(exc, Exception):
+                    await abort(context, exc, call.request_id)
+                raise
+            finally:
+                gauge.dec()
+                self._finish(method, call, code)
+
+        return unary_wrapper
+
+    return decorate
+
+
+class TextServicer(_Base, text_pb2_grpc.TextGenerationServicer):
+    modality = Modality.TEXT
+
+    @rpc("Generate")
+    async def Generate(self, request: Any, context: Any, call: Call) -> Any:
+        model = self.router.resolve(self.modality, request.model)
+        domain = convert.text_request(request, model, call.request_id, call.deadline)
+        result = await relay_unary(self.router.handle(model).generate.remote(domain))
+        self.metrics.prompt_tokens.labels(model.name).inc(result.prompt_tokens)
+        self.metrics.output_tokens.labels(model.name).inc(result.completion_tokens)
+        return convert.text_response(result)
+
+    @rpc("GenerateStream")
+    async def GenerateStream(self, request: Any, context: Any, call: Call) -> AsyncIterator[Any]:
+        model = self.router.resolve(self.modality, request.model)
+        domain = convert.text_request(request, model, call.request_id, call.deadline)
+        handle = self.router.handle(model).options(stream=True)
+        m = self.metrics
+        first: float | None = None
+        last = 0.0
+        tokens = finished = prompt_tokens = 0
+        async for chunk in relay_stream(handle.generate_stream.remote(domain)):
+            now = time.perf_counter()
+            if first is None:
+                first = now
+                m.ttft.labels(model.name).observe(now - call.start)
+            else:
+                m.itl.labels(model.name).observe(now - last)
+            last = now
+            tokens += chunk.token_count
+            m.output_tokens.labels(model.name).inc(chunk.token_count)
+            message = convert.text_chunk(chunk, call.request_id, model.name)
+            if chunk.finish_reason is not None:
+                finished += 1
+                prompt_tokens = chunk.prompt_tokens
+                if finished == domain.n:
+                    message.usage.CopyFrom(convert.usage(prompt_tokens, tokens))
+            yield message
+        m.prompt_tokens.labels(model.name).inc(prompt_tokens)
+        if first is not None and tokens > 1:
+            m.tpot.labels(model.name).observe((last - first) / (tokens - 1))
+
+
+class ImageServicer(_Base, image_pb2_grpc.ImageGenerationServicer):
+    modality = Modality.IMAGE
+
+    @rpc("Generate")
+    async def Generate(self, request: Any, context: Any, call: Call) -> Any:
+        model = self.router.resolve(self.modality, request.model)
+        domain = convert.image_request(request, model, call.request_id, call.deadline)
+        result = await relay_unary(self.router.handle(model).generate.remote(domain))
+        self.metrics.images.labels(model.name).inc(len(result.images))
+        return convert.image_response(result)
+
+
+class AudioServicer(_Base, audio_pb2_grpc.AudioSynthesisServicer):
+    modality = Modality.AUDIO
+
+    @rpc("Synthesize")
+    async def Synthesize(self, request: Any, context: Any, call: Call) -> Any:
+        model = self.router.resolve(self.modality, request.model)
+        domain = convert.audio_request(request, model, call.request_id, call.deadline, stream=False)
+        result = await relay_unary(self.router.handle(model).synthesize.remote(domain))
+        self.metrics.audio_seconds.labels(model.name).inc(result.duration_s)
+        return convert.audio_response(result)
+
+    @rpc("SynthesizeStream")
+    async def SynthesizeStream(self, request: Any, context: Any, call: Call) -> AsyncIterator[Any]:
+        model = self.router.resolve(self.modality, request.model)
+        domain = convert.audio_request(request, model, call.request_id, call.deadline, stream=True)
+        handle = self.router.handle(model).options(stream=True)
+        first = True
+        async for chunk in relay_stream(handle.synthesize_stream.remote(domain)):
+            if first:
+                self.metrics.ttfa.labels(model.name).observe(time.perf_counter() - call.start)
+                first = False
+            self.metrics.audio_seconds.labels(model.name).inc(chunk.duration_s)
+            yield convert.audio_chunk(chunk, call.request_id, model.name)
+
+
+class ModelsServicer(models_pb2_grpc.ModelsServicer):
+    def __init__(self, router: ModelRouter) -> None:
+        self.router = router
+
+    async def ListModels(self, request: Any, context: Any) -> Any:
+        wanted = request.modality
+        out = []
+        for model in self.router.config.models:
+            pb_modality = _MODALITY_PB[model.modality]
+            if wanted and wanted != pb_modality:
+                continue
+            st = self.router.state[model.name]
+            info = st.info
+            default = self.router.config.default_model(model.modality)
+            out.append(
+                models_pb2.ModelInfo(
+                    name=model.name,
+                    modality=pb_modality,
+                    engine=model.engine,
+                    ready=st.ready,
+                    default=default is not None and default.name == model.name,
+                    batching=models_pb2.BatchingInfo(
+                        max_batch_size=model.batching.max_batch_size,
+                        batch_wait_timeout_s=model.batching.batch_wait_timeout_s,
+                    ),
+                    scaling=models_pb2.ScalingInfo(
+                        min_replicas=model.scaling.min_replicas,
+                        max_replicas=model.scaling.max_replicas,
+                        target_ongoing_requests=model.scaling.target_ongoing_requests,
+                        running_replicas=st.running_replicas,
+                        max_ongoing_requests=model.max_ongoing_requests,
+                        max_queued_requests=model.scaling.max_queued_requests,
+                    ),
+                    source=str(info.get("source") or model.weights or ""),
+                    license=str(model.license or info.get("license") or ""),
+                    parameters=int(info.get("parameters", 0)),
+                    description=model.description,
+                    labels=list(info.get("labels", [])),
+                    voices=list(info.get("voices", [])),
+                    device=str(info.get("device", "")),
+                )
+            )
+        return models_pb2.ListModelsResponse(models=out)

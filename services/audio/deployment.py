@@ -1,0 +1,45 @@
+"""Speech replica: unary requests batched by `@serve.batch`; streams go sentence by sentence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from services.audio.engine import AudioEngine
+from services.replica import Replica
+from services.types import AudioChunk, AudioRequest, AudioResult
+
+_Queued = tuple[AudioRequest, float]
+
+
+@serve.deployment
+class AudioReplica(Replica):
+    engine: AudioEngine
+
+    async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
+        await super().__init__(model)
+        batching = self.config.batching
+        batched: Any = self._batched  # serve.batch adds the setters
+        batched.set_max_batch_size(batching.max_batch_size)
+        batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    async def synthesize(self, request: AudioRequest) -> AudioResult:
+        self.engine.validate(request)
+        return await self._batched((request, time.perf_counter()))
+
+    async def synthesize_stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
+        self.engine.validate(request)
+        async for chunk in self.engine.stream(request):
+            yield chunk
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def _batched(self, items: list[_Queued]) -> list[AudioResult]:
+        started = time.perf_counter()
+        for _, enqueued in items:
+            self.engine.observer.queue_wait(started - enqueued)
+        results = await self.engine.synthesize_batch([request for request, _ in items])
+        self.engine.observer.batch(len(items), time.perf_counter() - started)
+        return results

@@ -1,0 +1,57 @@
+"""The speech engine protocol: batches of requests (unary) and per-sentence streams."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.audio.encode import wav_bytes
+from services.engine import Engine
+from services.errors import InvalidArgument
+from services.types import AudioChunk, AudioFormat, AudioRequest, AudioResult
+
+
+class AudioEngine(Engine):
+    voices: list[str] = []
+    sample_rate: int = 24_000
+
+    @property
+    def default_voice(self) -> str:
+        return str(self.config.options.get("default_voice") or (self.voices or [""])[0])
+
+    def validate(self, request: AudioRequest) -> None:
+        if request.voice and request.voice not in self.voices:
+            raise InvalidArgument(
+                f"unknown voice {request.voice!r} for model {self.config.name!r}; "
+                f"valid voices: {', '.join(self.voices)}",
+                field="voice",
+            )
+
+    @abc.abstractmethod
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+        """PCM16 audio for each request of a batch, in order."""
+
+    @abc.abstractmethod
+    def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
+        """PCM16 chunks as they are ready (e.g. one per sentence); the last has last=True."""
+
+    async def synthesize_batch(self, requests: list[AudioRequest]) -> list[AudioResult]:
+        results = []
+        for r, pcm in zip(requests, await self.synthesize_pcm(requests), strict=True):
+            wav = r.format == AudioFormat.WAV
+            results.append(
+                AudioResult(
+                    request_id=r.request_id,
+                    model=r.model,
+                    audio=wav_bytes(pcm, self.sample_rate) if wav else pcm,
+                    mime_type="audio/wav" if wav else "audio/L16",
+                    sample_rate=self.sample_rate,
+                    duration_s=len(pcm) / 2 / self.sample_rate,
+                    seed=r.seed,
+                )
+            )
+        return results
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "voices": list(self.voices), "sample_rate": self.sample_rate}

@@ -1,0 +1,82 @@
+"""hibari-tts (Apache-2.0): ONNX acoustic model + DSP vocoder, English voices, 24 kHz.
+
+Only voices present offline (inside the wheel, or already in hibari's cache) are served; the
+engine never downloads. The ONNX graph takes one utterance at a time, so a batch runs its
+items back to back on the worker threads: batching saves the per-request trips, not FLOPs.
+
+Options: `voices` (default: every voice available offline), `default_voice`, `workers`
+(threads running utterances in parallel, default 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from services.audio.encode import to_pcm16
+from services.audio.engine import AudioEngine
+from services.types import AudioChunk, AudioRequest
+
+
+class HibariAudioEngine(AudioEngine):
+    async def _start(self) -> None:
+        workers = int(self.config.options.get("workers", 1))
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tts")
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+
+    def _load(self) -> None:
+        from hibari import Hibari
+        from hibari.voices import VOICES, voice_path
+
+        wanted = self.config.options.get("voices")
+        offline = []
+        for name in VOICES:
+            try:
+                voice_path(name, download_missing=False)
+                offline.append(name)
+            except FileNotFoundError:
+                continue
+        missing = sorted(set(wanted or []) - set(offline))
+        if missing:
+            raise ValueError(f"voices not available offline: {missing}; offline: {offline}")
+        self.voices = list(wanted or offline)
+        threads = self.config.resources.torch_threads
+        self._tts = {v: Hibari(voice=v, threads=threads) for v in self.voices}
+        self.sample_rate = int(next(iter(self._tts.values())).sample_rate)
+        self.device = "cpu"
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "source": "hibari-tts 0.2.1 (PyPI)", "license": "Apache-2.0"}
+
+    def _synthesize(self, r: AudioRequest) -> bytes:
+        tts = self._tts[r.voice or self.default_voice]
+        return to_pcm16(tts(r.text, speed=r.speed, seed=r.seed))
+
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        return list(
+            await asyncio.gather(
+                *[loop.run_in_executor(self._pool, self._synthesize, r) for r in requests]
+            )
+        )
+
+    async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
+        tts = self._tts[request.voice or self.default_voice]
+        loop = asyncio.get_running_loop()
+        sentences = await loop.run_in_executor(self._pool, tts.phonemize, request.text)
+        rng = np.random.default_rng(request.seed)
+        if not sentences:
+            yield AudioChunk(0, b"", self.sample_rate, last=True)
+            return
+        for i, phonemes in enumerate(sentences):
+            samples = await loop.run_in_executor(
+                self._pool, tts.from_ids, tts.ids(phonemes), request.speed, rng
+            )
+            yield AudioChunk(i, to_pcm16(samples), self.sample_rate, last=i == len(sentences) - 1)
+
+    async def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

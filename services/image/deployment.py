@@ -1,0 +1,43 @@
+"""Image replica: requests are batched by `@serve.batch`, counted in images."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray import serve
+
+from services.image.engine import ImageEngine
+from services.replica import Replica
+from services.types import ImageRequest, ImageResult
+
+_Queued = tuple[ImageRequest, float]
+
+
+def _images(items: list[_Queued]) -> int:
+    return sum(request.count for request, _ in items)
+
+
+@serve.deployment
+class ImageReplica(Replica):
+    engine: ImageEngine
+
+    async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
+        await super().__init__(model)
+        batching = self.config.batching
+        batched: Any = self._batched  # serve.batch adds the setters
+        batched.set_max_batch_size(batching.max_batch_size)
+        batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        self.engine.validate(request)  # a bad label fails alone, not its batch
+        return await self._batched((request, time.perf_counter()))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_images)
+    async def _batched(self, items: list[_Queued]) -> list[ImageResult]:
+        started = time.perf_counter()
+        for _, enqueued in items:
+            self.engine.observer.queue_wait(started - enqueued)
+        results = await self.engine.generate_batch([request for request, _ in items])
+        self.engine.observer.batch(_images(items), time.perf_counter() - started)
+        return results

@@ -1,0 +1,36 @@
+"""The image engine protocol: a batch of requests in, one result (or error) per request out."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from services.engine import Engine
+from services.errors import InvalidArgument
+from services.types import ImageRequest, ImageResult
+
+
+class ImageEngine(Engine):
+    labels: list[str] = []
+
+    def validate(self, request: ImageRequest) -> None:
+        """Checks what only the model knows (its labels) before a request joins a batch."""
+        if not request.label:
+            return
+        if not self.labels:
+            raise InvalidArgument(
+                f"model {self.config.name!r} is unconditional; leave label empty", field="label"
+            )
+        if request.label not in self.labels:
+            raise InvalidArgument(
+                f"unknown label {request.label!r} for model {self.config.name!r}; "
+                f"valid labels: {', '.join(self.labels)}",
+                field="label",
+            )
+
+    @abc.abstractmethod
+    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
+        """All images of all requests, generated together; results in request order."""
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "labels": list(self.labels)}

@@ -1,0 +1,55 @@
+"""What every Serve replica does around its engine: build, start with a timeout, health, info.
+
+Deployments per modality (`services/<modality>/deployment.py`) stay thin: they only add the
+request methods, batching included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aigc.config import ModelConfig
+from aigc.registry import engine_class
+from services.engine import Engine
+
+logger = logging.getLogger("aigc.replica")
+DEFAULT_START_TIMEOUT_S = 900.0
+STATS_PERIOD_S = 5.0
+
+
+class Replica:
+    """Base of the deployment classes; `async __init__` is supported by Ray actors."""
+
+    engine: Engine
+
+    async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
+        self.config = ModelConfig.model_validate(model)
+        cls = engine_class(self.config.modality.value, self.config.engine)
+        self.engine = cls(self.config)
+        timeout = float(self.config.options.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
+        self.metrics = None
+        with contextlib.suppress(Exception):  # metrics need a Ray worker; tests may not have one
+            from services.metrics import RayReplicaMetrics
+
+            self.metrics = RayReplicaMetrics(self.config.name, self.config.modality.value)
+            self.engine.observer = self.metrics
+        await asyncio.wait_for(self.engine.start(), timeout=timeout)
+        logger.info("model %s loaded in %.2fs", self.config.name, self.engine.load_seconds)
+        if self.metrics is not None:
+            self.metrics.load_seconds = self.engine.load_seconds
+            self._stats_task = asyncio.get_running_loop().create_task(
+                self.metrics.publish_forever(self.engine.stats, STATS_PERIOD_S)
+            )
+
+    async def check_health(self) -> None:
+        """Called by Serve periodically; raising marks the replica unhealthy (it is restarted)."""
+        await self.engine.check_health()
+
+    async def describe(self) -> dict[str, Any]:
+        return {"name": self.config.name, **self.engine.info()}
+
+    async def stats(self) -> dict[str, float]:
+        return self.engine.stats()

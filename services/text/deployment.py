@@ -1,0 +1,23 @@
+"""Text replica: unary and streaming generation; the engine batches sequences itself."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ray import serve
+
+from services.replica import Replica
+from services.text.engine import TextEngine
+from services.types import TextChunk, TextRequest, TextResult
+
+
+@serve.deployment
+class TextReplica(Replica):
+    engine: TextEngine
+
+    async def generate(self, request: TextRequest) -> TextResult:
+        return await self.engine.generate(request)
+
+    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        async for chunk in self.engine.generate_stream(request):
+            yield chunk

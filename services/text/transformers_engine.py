@@ -1,0 +1,433 @@
+"""Hugging Face causal LMs with iteration-level (continuous) batching and per-request streaming.
+
+One scheduler task owns the running batch. Every step it first admits waiting sequences (a
+batched prefill whose KV cache is merged into the running one, left-padded), else decodes one
+token for every running sequence. Finished, cancelled and expired sequences leave the batch
+at the next step, so a client that goes away frees its slot at once. All torch work runs on one
+worker thread; the event loop only moves tokens to the per-request queues.
+
+Options (`models[].options`): `dtype` (auto|float32|bfloat16|float16), `add_bos_token` (bool),
+`max_context` (tokens), `default_max_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+from services.engine import resolve_device
+from services.errors import DeadlineExceeded, InvalidArgument
+from services.text.engine import TextEngine
+from services.types import FinishReason, TextChunk, TextRequest
+
+T = TypeVar("T")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One completion in flight. Flags are set by the event loop, read by the worker thread."""
+
+    request: TextRequest
+    index: int
+    prompt_ids: list[int]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    generator: torch.Generator
+    sink: asyncio.Queue[TextChunk | BaseException]
+    enqueued: float = field(default_factory=time.perf_counter)
+    generated: list[int] = field(default_factory=list)
+    sampled: int = 0  # tokens sampled, end-of-sequence included
+    emitted_chars: int = 0
+    unreported_tokens: int = 0
+    done: bool = False  # finished, aborted or failed: leaves the batch at the next step
+
+
+class _Batch:
+    """The running batch: KV cache, attention mask and the sampled-but-not-yet-fed tokens."""
+
+    def __init__(self) -> None:
+        self.seqs: list[_Sequence] = []
+        self.cache: Any = None
+        self.mask = torch.zeros(0, 0, dtype=torch.long)
+        self.next_tokens = torch.zeros(0, dtype=torch.long)
+
+
+def _pad_left(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    missing = length - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class TransformersTextEngine(TextEngine):
+    async def _start(self) -> None:
+        self.device = resolve_device(self.config.device)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="textgen")
+        await self._run(self._load)
+        self._waiting: deque[_Sequence] = deque()
+        self._batch = _Batch()
+        self._wake = asyncio.Event()
+        self._counters = {
+            "generated_tokens_total": 0.0,
+            "prompt_tokens_total": 0.0,
+            "cancelled_requests_total": 0.0,
+            "steps_total": 0.0,
+            "prefill_steps_total": 0.0,
+            "batch_occupancy_sum": 0.0,
+        }
+        self._loop_task = asyncio.get_running_loop().create_task(self._schedule())
+
+    # ---- loading (worker thread) -------------------------------------------------------
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        opts = self.config.options
+        torch.set_num_threads(self.config.resources.torch_threads)
+        weights = self.config.weights
+        if not weights:
+            raise ValueError(f"model {self.config.name}: 'weights' is required")
+        dtype_name = opts.get("dtype", "auto")
+        if dtype_name == "auto":
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            dtype = _DTYPES[dtype_name]
+        self.tokenizer = AutoTokenizer.from_pretrained(weights)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+        try:
+            gen = GenerationConfig.from_pretrained(weights)
+        except OSError:
+            gen = self.model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = next(iter(self.eos_ids), 0)
+        self.default_temperature = float(gen.temperature or 1.0) if gen.do_sample else 0.0
+        self.default_top_p = float(gen.top_p if gen.top_p is not None else 1.0)
+        self.default_top_k = int(gen.top_k or 0)
+        self.default_max_tokens = int(opts.get("default_max_tokens", 64))
+        self.max_context = int(
+            opts.get("max_context", getattr(self.model.config, "max_position_embeddings", 2048))
+        )
+        self.add_bos = bool(opts.get("add_bos_token", False))
+        # transformers renamed `past_key_values` to `cache` in 5.2x; accept both.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # Merging KV caches needs plain full-attention layers; other caches run in cohorts.
+        probe = self.model(torch.tensor([[self.pad_id]], device=self.device), use_cache=True)
+        layers = getattr(self._cache_of(probe), "layers", [])
+        self.can_join = bool(layers) and all(
+            type(layer).__name__ == "DynamicLayer" for layer in layers
+        )
+
+    @staticmethod
+    def _cache_of(output: Any) -> Any:
+        cache = getattr(output, "cache", None)
+        return cache if cache is not None else output.past_key_values
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **super().info(),
+            "max_context": self.max_context,
+            "continuous_batching": self.can_join,
+            "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+        }
+
+    def stats(self) -> dict[str, float]:
+        return {
+            **self._counters,
+            "running_sequences": float(sum(not s.done for s in self._batch.seqs)),
+            "waiting_sequences": float(sum(not s.done for s in self._waiting)),
+        }
+
+    async def check_health(self) -> None:
+        await super().check_health()
+        if self._loop_task.done():
+            raise RuntimeError("text scheduler stopped") from self._loop_task.exception()
+
+    async def stop(self) -> None:
+        self._loop_task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # ---- requests (event loop) -----------------------------------------------------------
+    def _prompt_ids(self, request: TextRequest) -> list[int]:
+        if request.messages:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise InvalidArgument(
+                    f"model {self.config.name!r} has no chat template; send a prompt instead",
+                    field="chat",
+                )
+            text = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in request.messages],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        else:
+            ids = list(self.tokenizer(request.prompt or "").input_ids)
+            bos = self.tokenizer.bos_token_id
+            if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+                ids.insert(0, bos)
+        if not ids:
+            raise InvalidArgument("prompt encodes to no tokens", field="prompt")
+        if len(ids) >= self.max_context:
+            raise InvalidArgument(
+                f"prompt is {len(ids)} tokens; model {self.config.name!r} holds "
+                f"{self.max_context} tokens in total",
+                field="prompt",
+            )
+        return ids
+
+    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        prompt_ids = self._prompt_ids(request)
+        max_new = min(
+            request.max_tokens or self.default_max_tokens, self.max_context - len(prompt_ids)
+        )
+        sink: asyncio.Queue[TextChunk | BaseException] = asyncio.Queue()
+        seed = request.seed if request.seed is not None else int(torch.seed() % (2**63))
+        seqs = [
+            _Sequence(
+                request=request,
+                index=i,
+                prompt_ids=prompt_ids,
+                max_new_tokens=max_new,
+                temperature=self.default_temperature
+                if request.temperature is None
+                else request.temperature,
+                top_p=self.default_top_p if request.top_p is None else request.top_p,
+                top_k=self.default_top_k if request.top_k is None else request.top_k,
+                generator=torch.Generator().manual_seed((seed + i) % 2**64),
+                sink=sink,
+            )
+            for i in range(request.n)
+        ]
+        self._waiting.extend(seqs)
+        self._counters["prompt_tokens_total"] += len(prompt_ids) * len(seqs)
+        self._wake.set()
+        finished = 0
+        failed = False
+        try:
+            while finished < len(seqs):
+                item = await sink.get()
+                if isinstance(item, BaseException):
+                    failed = True
+                    raise item
+                if item.finish_reason is not None:
+                    finished += 1
+                yield item
+        finally:
+            if finished < len(seqs):
+                for s in seqs:
+                    s.done = True
+                if not failed:  # the client went away: count it, free the slots
+                    self._counters["cancelled_requests_total"] += 1
+                self._wake.set()
+
+    # ---- scheduling (event loop) ---------------------------------------------------------
+    async def _schedule(self) -> None:
+        wait_s = self.config.batching.batch_wait_timeout_s
+        max_batch = self.config.batching.max_batch_size
+        while True:
+            if not self._batch.seqs and not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                if wait_s:
+                    await asyncio.sleep(wait_s)  # let a burst gather into one prefill
+            self._expire()
+            while self._waiting and self._waiting[0].done:
+                self._waiting.popleft()
+            running = [s for s in self._batch.seqs if not s.done]
+            newcomers: list[_Sequence] = []
+            if self.can_join or not running:
+                while self._waiting and len(running) + len(newcomers) < max_batch:
+                    s = self._waiting.popleft()
+                    if not s.done:
+                        newcomers.append(s)
+            started = time.perf_counter()
+            try:
+                if newcomers:
+                    for s in newcomers:
+                        self.observer.queue_wait(started - s.enqueued)
+                    tokens = await self._run(self._prefill, newcomers)
+                    self._counters["prefill_steps_total"] += 1
+                elif running:
+                    tokens = await self._run(self._decode)
+                else:
+                    await self._run(self._compact)
+                    continue
+            except Exception as exc:  # a failed step fails its sequences, not the engine
+                for s in [*self._batch.seqs, *newcomers]:
+                    if not s.done:
+                        s.done = True
+                        s.sink.put_nowait(exc)
+                self._batch = _Batch()
+                continue
+            self.observer.batch(len(tokens), time.perf_counter() - started)
+            self._counters["steps_total"] += 1
+            self._counters["batch_occupancy_sum"] += len(tokens)
+            for s, tok in zip(
+                self._batch.seqs if not newcomers else newcomers, tokens, strict=True
+            ):
+                self._accept(s, tok)
+
+    def _expire(self) -> None:
+        now = time.time()
+        for s in [*self._batch.seqs, *self._waiting]:
+            deadline = s.request.deadline
+            if not s.done and deadline is not None and now > deadline:
+                s.done = True
+                s.sink.put_nowait(DeadlineExceeded("deadline passed during generation"))
+
+    def _accept(self, s: _Sequence, token: int) -> None:
+        """Adds one sampled token to a sequence and emits the text that is now certain."""
+        if s.done:
+            return
+        self._counters["generated_tokens_total"] += 1
+        s.sampled += 1
+        s.unreported_tokens += 1
+        finish: FinishReason | None = None
+        if token in self.eos_ids:
+            finish = FinishReason.STOP
+        else:
+            s.generated.append(token)
+        text = str(self.tokenizer.decode(s.generated, skip_special_tokens=True))
+        for stop in s.request.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                text, finish = text[:cut], FinishReason.STOP
+        if finish is None and s.sampled >= s.max_new_tokens:
+            finish = FinishReason.LENGTH
+        end = len(text)
+        if finish is None:
+            holdback = max((len(x) - 1 for x in s.request.stop), default=0)
+            end = max(s.emitted_chars, len(text) - holdback)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 character
+                end = min(end, len(text) - 1)
+        delta = text[s.emitted_chars : end]
+        if not delta and finish is None:
+            return
+        s.emitted_chars = max(s.emitted_chars, end)
+        chunk = TextChunk(s.index, delta, s.unreported_tokens, finish)
+        s.unreported_tokens = 0
+        if finish is not None:
+            s.done = True
+            chunk.prompt_tokens = len(s.prompt_ids)
+        s.sink.put_nowait(chunk)
+
+    # ---- model steps (worker thread) -----------------------------------------------------
+    @torch.inference_mode()
+    def _prefill(self, newcomers: list[_Sequence]) -> list[int]:
+        self._compact()
+        length = max(len(s.prompt_ids) for s in newcomers)
+        ids = torch.full((len(newcomers), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(newcomers), length), dtype=torch.long)
+        for row, s in enumerate(newcomers):
+            ids[row, length - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+            mask[row, length - len(s.prompt_ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+        )
+        tokens = self._sample(out.logits[:, -1, :], newcomers)
+        self._merge(self._cache_of(out), mask, tokens, newcomers)
+        return tokens.tolist()
+
+    @torch.inference_mode()
+    def _decode(self) -> list[int]:
+        self._compact()
+        b = self._batch
+        if not b.seqs:
+            return []
+        mask = torch.cat([b.mask, torch.ones(len(b.seqs), 1, dtype=torch.long)], dim=1)
+        positions = mask.sum(-1, keepdim=True) - 1
+        out = self.model(
+            input_ids=b.next_tokens.unsqueeze(1).to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            **{self._cache_kw: b.cache},
+        )
+        b.cache, b.mask = self._cache_of(out), mask
+        b.next_tokens = self._sample(out.logits[:, -1, :], b.seqs)
+        return b.next_tokens.tolist()
+
+    def _merge(
+        self, cache: Any, mask: torch.Tensor, tokens: torch.Tensor, seqs: list[_Sequence]
+    ) -> None:
+        b = self._batch
+        if not b.seqs:
+            b.cache, b.mask, b.next_tokens, b.seqs = cache, mask, tokens, list(seqs)
+            return
+        length = max(b.mask.shape[1], mask.shape[1])
+        for old, new in zip(b.cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_pad_left(old.keys, length, 2), _pad_left(new.keys, length, 2)])
+            old.values = torch.cat(
+                [_pad_left(old.values, length, 2), _pad_left(new.values, length, 2)]
+            )
+        b.mask = torch.cat([_pad_left(b.mask, length, 1), _pad_left(mask, length, 1)])
+        b.next_tokens = torch.cat([b.next_tokens, tokens])
+        b.seqs.extend(seqs)
+
+    def _compact(self) -> None:
+        """Drops finished rows and the padding columns no remaining row needs."""
+        b = self._batch
+        keep = [i for i, s in enumerate(b.seqs) if not s.done]
+        if len(keep) == len(b.seqs):
+            return
+        if not keep:
+            self._batch = _Batch()
+            return
+        index = torch.tensor(keep, dtype=torch.long)
+        b.cache.batch_select_indices(index.to(self.device))
+        b.mask, b.next_tokens = b.mask[index], b.next_tokens[index]
+        b.seqs = [b.seqs[i] for i in keep]
+        used = (b.mask.sum(0) > 0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first > 0 and self.can_join:
+            for layer in b.cache.layers:
+                layer.keys = layer.keys[:, :, first:, :]
+                layer.values = layer.values[:, :, first:, :]
+            b.mask = b.mask[:, first:]
+
+    def _sample(self, logits: torch.Tensor, seqs: list[_Sequence]) -> torch.Tensor:
+        logits = logits.float().cpu()
+        out = torch.empty(len(seqs), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            scores = logits[row]
+            if s.temperature <= 0:
+                out[row] = scores.argmax()
+                continue
+            scores = scores / s.temperature
+            if 0 < s.top_k < scores.numel():
+                kth = torch.topk(scores, s.top_k).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            if s.top_p < 1.0:
+                sorted_scores, order = torch.sort(scores, descending=True)
+                probs = torch.softmax(sorted_scores, -1)
+                drop = probs.cumsum(-1) - probs > s.top_p
+                sorted_scores[drop] = float("-inf")
+                scores = torch.full_like(scores, float("-inf")).scatter(0, order, sorted_scores)
+            probs = torch.softmax(scores, -1)
+            out[row] = torch.multinomial(probs, 1, generator=s.generator)[0]
+        return out
