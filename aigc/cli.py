@@ -221,6 +221,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
+PLUGINS = {"bench": "load_tests.cli:main", "k8s": "aigc.k8s:main"}
+PLUGINS_HELP = {
+    "bench": "load-test a gateway (closed or open loop); see `aigc bench --help`",
+    "k8s": "render and check Kubernetes manifests; see `aigc k8s --help`",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aigc", description="aigc-serve: generative models over gRPC")
     sub = p.add_subparsers(dest="command", required=True)
@@ -279,12 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", required=True)
     a.set_defaults(fn=cmd_audio)
 
+    # Subcommands owned by other packages take the rest of the command line.
+    for name, help_text in PLUGINS_HELP.items():
+        sub.add_parser(name, help=help_text)  # listed in --help; main() dispatches it
+
     call("models", "list served models").set_defaults(fn=cmd_models)
     call("health", "gateway and per-service health").set_defaults(fn=cmd_health)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PLUGINS:  # the plugin parses its own arguments, --help included
+        from aigc.registry import load_object
+
+        return int(load_object(PLUGINS[argv[0]])(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
