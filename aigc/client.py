@@ -49,6 +49,7 @@ def text_request(
 ) -> text_pb2.GenerateTextRequest:
     req = text_pb2.GenerateTextRequest(model=model, stop=list(stop))
     if messages is not None:
+        req.chat.SetInParent()  # selects chat even when the list is empty
         for m in messages:
             role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
             req.chat.messages.add(role=role, content=content)

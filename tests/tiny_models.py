@@ -73,3 +73,93 @@ def make_text_model(path: Path, vocab_size: int = 300, seed: int = 0) -> Path:
         bos_token_id=fast.bos_token_id,
     ).save_pretrained(path)
     return path
+
+
+def make_image_model(path: Path, labels: list[str] | None = None, seed: int = 0) -> Path:
+    """A random-weight class-conditional 28x28 generator in the served artifact format."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from services.image.networks import CONFIG_FILE, WEIGHTS_FILE, build_generator
+
+    if (path / CONFIG_FILE).exists():
+        return path
+    config = {
+        "architecture": "cgan28",
+        "latent_dim": 16,
+        "image_size": 28,
+        "channels": 1,
+        "labels": labels or ["circle", "square", "triangle"],
+        "kwargs": {"embed_dim": 8, "base": 16},
+        "license": "test",
+        "source": "built in tests",
+    }
+    torch.manual_seed(seed)
+    model = build_generator(config).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), str(path / WEIGHTS_FILE))
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+    return path
+
+
+def test_config(root: Path) -> dict:
+    """The integration stack: tiny text and image models, real speech, an echo per modality."""
+    text = make_text_model(root / "tiny-text")
+    image = make_image_model(root / "tiny-gan")
+    small = {"num_cpus": 0.25, "torch_threads": 1}
+    return {
+        "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "refresh_models_s": 1.0},
+        "ray": {"num_cpus": 4},
+        "models": [
+            {
+                "name": "tiny",
+                "modality": "text",
+                "engine": "transformers",
+                "weights": str(text),
+                "default": True,
+                "options": {"add_bos_token": True, "default_max_tokens": 16},
+                "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.005},
+                "resources": small,
+                "limits": {"max_tokens": 100, "max_n": 3},
+            },
+            {
+                "name": "echo-text",
+                "modality": "text",
+                "engine": "echo",
+                "options": {"delay_s": 0.05},
+                "resources": {"num_cpus": 0.1},
+            },
+            {
+                "name": "shapes",
+                "modality": "image",
+                "engine": "gan",
+                "weights": str(image),
+                "default": True,
+                "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.01},
+                "resources": small,
+                "limits": {"max_images": 16},
+            },
+            {
+                "name": "echo-image",
+                "modality": "image",
+                "engine": "echo",
+                "resources": {"num_cpus": 0.1},
+            },
+            {
+                "name": "speech",
+                "modality": "audio",
+                "engine": "hibari",
+                "default": True,
+                "resources": small,
+                "limits": {"max_text_chars": 500},
+            },
+            {
+                "name": "echo-audio",
+                "modality": "audio",
+                "engine": "echo",
+                "resources": {"num_cpus": 0.1},
+            },
+        ],
+    }

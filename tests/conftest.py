@@ -1,0 +1,75 @@
+"""Shared fixtures. `stack` starts the real local stack once per test session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopThread:
+    """An event loop on its own thread: the gateway keeps serving while tests block."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 600) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_dir: Path) -> Iterator[Any]:
+    """A started LocalStack (Ray + every Serve app + gateway); `.runner` runs coroutines on it."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from aigc.config import parse_config
+    from aigc.stack import LocalStack
+    from tests.tiny_models import test_config
+
+    config = parse_config(test_config(tiny_dir), source="tests")
+    local = LocalStack(config, port=0, metrics_port=0, ray_metrics_port=free_port())
+    runner = LoopThread()
+    local.runner = runner  # type: ignore[attr-defined]
+    try:
+        runner.run(local.start(timeout_s=600))
+        yield local
+    finally:
+        runner.run(local.stop(grace_s=1), timeout=120)
+        runner.close()
+
+
+@pytest.fixture(scope="session")
+def target(stack: Any) -> str:
+    return f"127.0.0.1:{stack.gateway.port}"
+
+
+@pytest.fixture()
+def client(target: str) -> Iterator[Any]:
+    from aigc import Client
+
+    with Client(target, timeout=60) as c:
+        yield c

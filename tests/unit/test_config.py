@@ -1,0 +1,98 @@
+"""The config file: validation errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aigc.config import ConfigError, Modality, load_config, parse_config
+from services.app import deployment_options
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _model(**kw):
+    base = {"name": "m", "modality": "text", "engine": "echo"}
+    return {**base, **kw}
+
+
+def test_local_config_loads_and_resolves_weights_next_to_the_file():
+    cfg = load_config(ROOT / "configs/local.yaml")
+    fortune = cfg.by_name()["fortune"]
+    assert fortune.weights == str(ROOT / "models/fortune")
+    assert cfg.default_model(Modality.IMAGE).name == "faces"
+    assert {m.value for m in cfg.modalities()} == {"text", "image", "audio"}
+
+
+def _error(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    return str(err.value)
+
+
+def test_bad_field_error_names_file_model_and_field(tmp_path):
+    msg = _error(tmp_path, {"models": [_model(batching={"max_batch_size": 0})]})
+    assert str(tmp_path / "bad.yaml") in msg
+    assert "models[0](m).batching.max_batch_size" in msg
+
+
+def test_unknown_keys_are_rejected(tmp_path):
+    msg = _error(tmp_path, {"models": [_model(batching={"max_batch_sise": 4})]})
+    assert "max_batch_sise" in msg and "Extra inputs" in msg
+
+
+def test_unknown_engine_lists_the_known_ones(tmp_path):
+    msg = _error(tmp_path, {"models": [_model(engine="tensorrt")]})
+    assert "tensorrt" in msg and "transformers" in msg
+
+
+@pytest.mark.parametrize(
+    ("models", "needle"),
+    [
+        ([_model(), _model()], "unique"),
+        ([_model(default=True), _model(name="n", default=True)], "more than one default"),
+        ([_model(scaling={"min_replicas": 3, "max_replicas": 2})], "min_replicas"),
+        (
+            [_model(batching={"max_batch_size": 32}, scaling={"max_ongoing_requests": 8})],
+            "max_ongoing_requests",
+        ),
+        ([_model(modality="image", limits={"max_images": 64})], "max_images"),
+        ([_model(name="Bad Name")], "name"),
+        ([], "models"),
+    ],
+)
+def test_inconsistent_configs(tmp_path, models, needle):
+    assert needle in _error(tmp_path, {"models": models})
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("models: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_deployment_options_from_config():
+    cfg = parse_config(
+        {
+            "models": [
+                _model(
+                    batching={"max_batch_size": 8},
+                    scaling={"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4},
+                    resources={"num_cpus": 0.25, "num_gpus": 0.5},
+                )
+            ]
+        }
+    )
+    opts = deployment_options(cfg.models[0])
+    assert opts["max_ongoing_requests"] == 16  # 2 x max_batch_size by default
+    assert opts["autoscaling_config"]["max_replicas"] == 3
+    assert opts["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.5}
+    fixed = parse_config({"models": [_model()]}).models[0]
+    assert deployment_options(fixed)["num_replicas"] == 1

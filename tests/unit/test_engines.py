@@ -1,0 +1,198 @@
+"""Engines with tiny models, in-process (no Ray): batching, streaming, cancellation, seeds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aigc.config import ModelConfig
+from services.audio.hibari_engine import HibariAudioEngine
+from services.errors import DeadlineExceeded, InvalidArgument
+from services.image.encode import decode_png, encode_png
+from services.image.gan_engine import GanImageEngine
+from services.text.transformers_engine import TransformersTextEngine
+from services.types import (
+    AudioFormat,
+    AudioRequest,
+    FinishReason,
+    ImageFormat,
+    ImageRequest,
+    TextRequest,
+)
+from tests.tiny_models import make_image_model, make_text_model
+
+
+def _text_engine(tiny_dir: Path, **batching) -> TransformersTextEngine:
+    cfg = ModelConfig(
+        name="tiny",
+        modality="text",
+        engine="transformers",
+        weights=str(make_text_model(tiny_dir / "tiny-text")),
+        options={"add_bos_token": True, "default_max_tokens": 16},
+        batching=batching or {"max_batch_size": 8, "batch_wait_timeout_s": 0.0},
+    )
+    return TransformersTextEngine(cfg)
+
+
+def test_continuous_batching_gives_each_request_its_solo_output(tiny_dir):
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        reqs = [
+            TextRequest(
+                f"r{i}",
+                "tiny",
+                prompt="the quick " * (i % 3 + 1),
+                max_tokens=10 + 3 * i,
+                seed=i,
+                n=2 if i % 3 == 0 else 1,
+            )
+            for i in range(10)
+        ]
+
+        async def late(i, r):
+            await asyncio.sleep(0.002 * i)  # join while others are mid-generation
+            return await engine.generate(r)
+
+        together = await asyncio.gather(*[late(i, r) for i, r in enumerate(reqs)])
+        stats = engine.stats()
+        alone = [await engine.generate(r) for r in reqs]
+        await engine.stop()
+        return together, alone, stats
+
+    together, alone, stats = asyncio.run(main())
+    for t, a in zip(together, alone, strict=True):
+        assert [c.text for c in t.completions] == [c.text for c in a.completions]
+        assert [c.completion_tokens for c in t.completions] == [
+            c.completion_tokens for c in a.completions
+        ]
+    # sequences really shared model steps: more tokens than steps
+    assert stats["batch_occupancy_sum"] > stats["steps_total"]
+
+
+def test_closing_a_stream_aborts_its_sequences(tiny_dir):
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        stream = engine.generate_stream(
+            TextRequest("c", "tiny", prompt="hello", max_tokens=100, n=2, temperature=1.0)
+        )
+        got = 0
+        async for _ in stream:
+            got += 1
+            if got == 3:
+                break
+        await stream.aclose()
+        for _ in range(100):
+            if engine.stats()["running_sequences"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        generated = engine.stats()["generated_tokens_total"]
+        await asyncio.sleep(0.05)
+        stats = engine.stats()
+        await engine.stop()
+        return stats, generated
+
+    stats, generated = asyncio.run(main())
+    assert stats["cancelled_requests_total"] == 1
+    assert stats["running_sequences"] == 0
+    assert stats["generated_tokens_total"] == generated  # nothing is generated after the abort
+    assert generated < 200
+
+
+def test_context_limit_deadline_and_chat_template(tiny_dir):
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        with pytest.raises(InvalidArgument) as err:
+            await engine.generate(TextRequest("x", "tiny", prompt="fox " * 500))
+        assert err.value.field == "prompt"
+        near = await engine.generate(TextRequest("y", "tiny", prompt="fox " * 60, max_tokens=500))
+        with pytest.raises(DeadlineExceeded):
+            await engine.generate(
+                TextRequest("z", "tiny", prompt="hi", max_tokens=100, deadline=time.time() - 1)
+            )
+        from services.types import ChatMessage
+
+        chat = await engine.generate(
+            TextRequest("c", "tiny", messages=(ChatMessage("user", "hello"),), max_tokens=3)
+        )
+        await engine.stop()
+        return near, chat
+
+    near, chat = asyncio.run(main())
+    assert near.completions[0].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
+    assert near.prompt_tokens + near.completion_tokens <= 128  # the model's context
+    assert chat.prompt_tokens > 3
+
+
+def _gan_engine(tiny_dir: Path) -> GanImageEngine:
+    cfg = ModelConfig(
+        name="shapes",
+        modality="image",
+        engine="gan",
+        weights=str(make_image_model(tiny_dir / "tiny-gan")),
+        batching={"max_batch_size": 16},
+    )
+    return GanImageEngine(cfg)
+
+
+def test_gan_batches_are_independent_of_their_neighbours(tiny_dir):
+    async def main():
+        engine = _gan_engine(tiny_dir)
+        await engine.start()
+        reqs = [
+            ImageRequest("a", "shapes", count=3, seed=10, label="square"),
+            ImageRequest("b", "shapes", count=1, seed=11, format=ImageFormat.RAW),
+        ]
+        together = await engine.generate_batch(reqs)
+        alone = await engine.generate_batch([reqs[1]])
+        return engine, together, alone
+
+    engine, together, alone = asyncio.run(main())
+    assert [len(r.images) for r in together] == [3, 1]
+    assert [i.seed for i in together[0].images] == [10, 11, 12]
+    assert {i.label for i in together[0].images} == {"square"}
+    assert together[1].images[0].data == alone[0].images[0].data
+    assert decode_png(together[0].images[0].data).shape == (28, 28, 1)
+    with pytest.raises(InvalidArgument, match="circle, square, triangle"):
+        engine.validate(ImageRequest("c", "shapes", label="hexagon"))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_roundtrip(channels):
+    pixels = np.random.default_rng(0).integers(0, 256, (7, 5, channels), dtype=np.uint8)
+    data = encode_png(pixels)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.array_equal(decode_png(data), pixels)
+
+
+def test_speech_engine_is_deterministic_and_scales_with_text():
+    async def main():
+        cfg = ModelConfig(name="speech", modality="audio", engine="hibari")
+        engine = HibariAudioEngine(cfg)
+        await engine.start()
+        short = AudioRequest("a", "speech", text="Hello there.", seed=1, format=AudioFormat.PCM16)
+        long = AudioRequest(
+            "b",
+            "speech",
+            text="Hello there. How are you today, my friend?",
+            seed=1,
+            format=AudioFormat.PCM16,
+        )
+        results = await engine.synthesize_batch([short, long, short])
+        chunks = [c async for c in engine.stream(long)]
+        return engine, results, chunks
+
+    engine, (a, b, again), chunks = asyncio.run(main())
+    assert engine.sample_rate == 24000 and "heart" in engine.voices
+    assert a.audio == again.audio  # same seed, same audio
+    assert b.duration_s > a.duration_s > 0.3
+    samples = np.frombuffer(a.audio, dtype="<i2")
+    assert np.abs(samples).max() > 1000  # not silence
+    assert [c.last for c in chunks] == [False, True]
+    assert sum(len(c.pcm16) for c in chunks) == len(b.audio)

@@ -1,0 +1,65 @@
+"""The one exception -> status table, and errors that survive pickling across Ray."""
+
+from __future__ import annotations
+
+import pickle
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from gateway.errors import classify, to_rpc_status
+from services import errors
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (errors.InvalidArgument("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.ModelNotFound("no"), grpc.StatusCode.NOT_FOUND),
+        (errors.Overloaded("full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (errors.Unavailable("down"), grpc.StatusCode.UNAVAILABLE),
+        (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED),
+        (errors.PermissionDenied("no"), grpc.StatusCode.PERMISSION_DENIED),
+        (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (KeyError("boom"), grpc.StatusCode.INTERNAL),
+        (TypeError("server bug"), grpc.StatusCode.INTERNAL),  # never blamed on the client
+    ],
+)
+def test_table(exc, code):
+    assert classify(exc)[0] == code
+
+
+def test_ray_errors_map_to_retriable_or_overload():
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    bp = BackPressureError(num_queued_requests=3, max_queued_requests=2)
+    assert classify(bp)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert classify(ActorDiedError())[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_errors_pickle_with_their_fields():
+    exc = errors.Overloaded("queue full", field=None, retry_after_s=2.5)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is errors.Overloaded and back.details == {"retry_after_s": 2.5}
+    bad = pickle.loads(pickle.dumps(errors.InvalidArgument("x", field="prompt")))
+    assert bad.field == "prompt" and str(bad) == "x"
+
+
+def test_status_details_carry_field_and_retry_info():
+    code, status = to_rpc_status(errors.InvalidArgument("too long", field="prompt"), "r1")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and status.message == "too long"
+    br = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(br) and br.field_violations[0].field == "prompt"
+    _, status = to_rpc_status(errors.Overloaded("full", retry_after_s=2.5), "r2")
+    info = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info)
+    assert (info.retry_delay.seconds, info.retry_delay.nanos) == (2, 500_000_000)
+
+
+def test_internal_errors_hide_the_exception_and_name_the_request():
+    _, status = to_rpc_status(ValueError("secret path /etc/key"), "req-42")
+    assert status.message == "internal error (request id req-42)"
+    assert "secret" not in str(status)
