@@ -1,0 +1,121 @@
+"""Gateway and replica /metrics account for known traffic exactly, by model and code."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections import defaultdict
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.helpers import rpc_error, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] += s.value
+    return out
+
+
+def total(m, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, ls), v in m.items() if n == name and all((k, labels[k]) in ls for k in labels)
+    )
+
+
+def test_gateway_counts_every_request_by_model_and_code(stack, client):
+    url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"
+    before = scrape(url)
+    for _ in range(3):
+        client.generate_text("hello", max_tokens=4)
+    streams = [list(client.stream_text("hello", max_tokens=6, seed=i)) for i in range(2)]
+    rpc_error(lambda: client.generate_text("", max_tokens=4))
+    rpc_error(lambda: client.generate_text("hi", model="no-such-model"))
+    call = client.stream_text("cancel me", max_tokens=100, temperature=1.0)
+    next(call)
+    call.cancel()
+    client.generate_images(count=3)
+    client.synthesize("Hello there.")
+    after = scrape(url)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    req = "aigc_requests_total"
+    assert delta(req, model="tiny", method="Generate", code="OK") == 3
+    assert delta(req, model="tiny", method="Generate", code="INVALID_ARGUMENT") == 1
+    assert delta(req, model="unknown", method="Generate", code="NOT_FOUND") == 1
+    assert delta(req, model="tiny", method="GenerateStream", code="OK") == 2
+    assert wait_until(
+        lambda: (
+            total(scrape(url), req, model="tiny", method="GenerateStream", code="CANCELLED")
+            - total(before, req, model="tiny", method="GenerateStream", code="CANCELLED")
+            == 1
+        )
+    )
+    assert delta(req, model="shapes", method="Generate", code="OK") == 1
+    assert delta(req, model="speech", method="Synthesize", code="OK") == 1
+    assert delta("aigc_images_total", model="shapes") == 3
+    assert delta("aigc_audio_seconds_total", model="speech") > 0.3
+    # histograms: one observation per finished request
+    dur = "aigc_request_duration_seconds_count"
+    assert delta(dur, model="tiny", method="Generate") == 4  # 3 OK + 1 invalid
+    # TTFT <= e2e: every stream observed both, and first tokens come before the end
+    ttft_sum = delta("aigc_time_to_first_token_seconds_sum", model="tiny")
+    ttft_n = delta("aigc_time_to_first_token_seconds_count", model="tiny")
+    e2e_sum = delta("aigc_request_duration_seconds_sum", model="tiny", method="GenerateStream")
+    assert ttft_n == 3  # two complete streams and the cancelled one
+    assert 0 < ttft_sum <= e2e_sum
+    out_tokens = sum(c.usage.completion_tokens for s in streams for c in s if c.HasField("usage"))
+    assert delta("aigc_output_tokens_total", model="tiny") >= out_tokens + 4 * 3
+    assert delta("aigc_prompt_tokens_total", model="tiny") > 0
+    assert delta("aigc_time_per_output_token_seconds_count", model="tiny") >= 2
+    assert total(after, "aigc_inflight_requests", model="tiny") == 0
+
+
+def test_replica_metrics_show_real_batching(stack, target):
+    from aigc import Client
+
+    def burst() -> None:
+        with Client(target, timeout=60) as c:
+            c.generate_images(count=2)
+
+    threads = [threading.Thread(target=burst) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    url = stack.ray_metrics_url
+    name = "ray_aigc_replica_batch_size"
+
+    def batched() -> bool:
+        m = scrape(url)
+        count = total(m, f"{name}_count", model="shapes")
+        singles = total(m, f"{name}_bucket", model="shapes", le="1.0")
+        loaded = total(m, "ray_aigc_replica_model_load_seconds", model="tiny")
+        return count > 0 and count - singles > 0 and loaded > 0
+
+    # Ray exports replica metrics every few seconds: poll (bounded) until they arrive.
+    assert wait_until(batched, timeout_s=60, step_s=1.0), "no batch larger than 1 exported"
+    m = scrape(url)
+    assert total(m, "ray_aigc_replica_batch_compute_seconds_count", model="shapes") > 0
+    assert total(m, "ray_aigc_replica_queue_wait_seconds_count", model="shapes") > 0
+    assert total(m, "ray_aigc_replica_model_load_seconds", model="tiny") > 0
+    # text: the engine's batch is sequences per step
+    assert total(m, f"{name}_count", model="tiny") > 0
+
+
+def test_unknown_model_names_do_not_create_series(stack, client):
+    for i in range(3):
+        err = rpc_error(lambda i=i: client.generate_images(model=f"made-up-{i}"))
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+    m = scrape(f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics")
+    assert not any("made-up" in str(labels) for (_, labels) in m)
