@@ -35,6 +35,7 @@ class TextRequest:
     n: int = 1
     seed: int | None = None
     deadline: float | None = None  # time.time() by which the client stops waiting
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks, as vLLM's ignore_eos)
 
 
 @dataclass

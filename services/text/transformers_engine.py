@@ -304,7 +304,7 @@ class TransformersTextEngine(TextEngine):
         s.sampled += 1
         s.unreported_tokens += 1
         finish: FinishReason | None = None
-        if token in self.eos_ids:
+        if token in self.eos_ids and not s.request.ignore_eos:
             finish = FinishReason.STOP
         else:
             s.generated.append(token)
