@@ -163,3 +163,34 @@ def test_config(root: Path) -> dict:
             },
         ],
     }
+
+
+def make_vits_model(path: Path, seed: int = 0) -> Path:
+    """A random tiny VITS (character vocabulary, no phonemizer) in Hugging Face format."""
+    import json
+
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    if (path / "config.json").exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    chars = list(" abcdefghijklmnopqrstuvwxyz.,!?'")
+    (path / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(["<pad>", *chars])}))
+    tok = VitsTokenizer(
+        str(path / "vocab.json"), phonemize=False, add_blank=True, pad_token="<pad>",
+        unk_token="<pad>",
+    )  # fmt: skip
+    config = VitsConfig(
+        vocab_size=len(chars) + 1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        ffn_dim=32, flow_size=16, spectrogram_bins=17, upsample_initial_channel=16,
+        upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1]], prior_encoder_num_flows=1,
+        prior_encoder_num_wavenet_layers=1, posterior_encoder_num_wavenet_layers=1,
+        duration_predictor_num_flows=1, duration_predictor_filter_channels=16,
+        depth_separable_num_layers=1, sampling_rate=16000,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    VitsModel(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -196,3 +196,33 @@ def test_speech_engine_is_deterministic_and_scales_with_text():
     assert np.abs(samples).max() > 1000  # not silence
     assert [c.last for c in chunks] == [False, True]
     assert sum(len(c.pcm16) for c in chunks) == len(b.audio)
+
+
+def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
+    from services.audio.vits_engine import VitsAudioEngine
+    from tests.tiny_models import make_vits_model
+
+    async def main():
+        cfg = ModelConfig(
+            name="vits",
+            modality="audio",
+            engine="vits",
+            weights=str(make_vits_model(tiny_dir / "tiny-vits")),
+            options={"noise_scale": 0.0, "noise_scale_duration": 0.0},
+        )
+        engine = VitsAudioEngine(cfg)
+        await engine.start()
+        short = AudioRequest("a", "vits", text="hi there.", seed=1)
+        long = AudioRequest("b", "vits", text="a much longer sentence, with more words.", seed=1)
+        batched = await engine.synthesize_pcm([short, long])
+        alone = await engine.synthesize_pcm([short])
+        fast = await engine.synthesize_pcm([AudioRequest("c", "vits", text="hi there.", speed=2.0)])
+        chunks = [c async for c in engine.stream(AudioRequest("d", "vits", text="One. Two!"))]
+        return engine, batched, alone, fast, chunks
+
+    engine, (short, long), (alone,), (fast,), chunks = asyncio.run(main())
+    assert engine.sample_rate == 16000 and engine.voices == ["default"]
+    assert len(long) > len(short) > 0  # trimmed to each text's own length
+    assert len(alone) > 0
+    assert len(fast) < len(short)  # speed 2 speaks faster
+    assert [c.last for c in chunks] == [False, True]

@@ -1,0 +1,102 @@
+"""Hugging Face VITS checkpoints (e.g. `kakao-enterprise/vits-ljs`, `facebook/mms-tts-eng`).
+
+A batch runs as one padded forward pass; each waveform is trimmed to its own length with
+`sequence_lengths`. VITS draws its sampling noise for the whole batch, so a seed reproduces
+audio exactly only for the same batch; `noise_scale: 0` and `noise_scale_duration: 0` make
+output fully deterministic. Requests of different speeds run in separate passes (the speaking
+rate is one number per forward).
+
+Options: `noise_scale`, `noise_scale_duration` (override the checkpoint's), `max_forward_batch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+
+from services.audio.encode import to_pcm16
+from services.audio.engine import AudioEngine
+from services.engine import resolve_device
+from services.types import AudioChunk, AudioRequest
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class VitsAudioEngine(AudioEngine):
+    async def _start(self) -> None:
+        self.device = resolve_device(self.config.device)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vits")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
+
+    def _load(self) -> None:
+        from transformers import AutoTokenizer, VitsModel
+
+        if not self.config.weights:
+            raise ValueError(f"model {self.config.name}: 'weights' is required")
+        torch.set_num_threads(self.config.resources.torch_threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.config.weights)
+        model = VitsModel.from_pretrained(self.config.weights)
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        opts = self.config.options
+        for key in ("noise_scale", "noise_scale_duration"):
+            if key in opts:
+                setattr(self.model.config, key, float(opts[key]))
+        self.max_forward = int(opts.get("max_forward_batch", 16))
+        self.sample_rate = int(self.model.config.sampling_rate)
+        speakers = int(getattr(self.model.config, "num_speakers", 1) or 1)
+        self.voices = ["default"] if speakers <= 1 else [f"speaker-{i}" for i in range(speakers)]
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "source": self.config.weights or ""}
+
+    @torch.inference_mode()
+    def _forward(self, texts: list[str], speed: float, seed: int, voice: str) -> list[bytes]:
+        out: list[bytes] = []
+        self.model.config.speaking_rate = speed
+        for start in range(0, len(texts), self.max_forward):
+            batch = self.tokenizer(texts[start : start + self.max_forward], return_tensors="pt",
+                                   padding=True)  # fmt: skip
+            kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in batch.items()}
+            if voice.startswith("speaker-"):
+                sid = int(voice.removeprefix("speaker-"))
+                kwargs["speaker_id"] = sid
+            torch.manual_seed(seed % 2**63)
+            result = self.model(**kwargs)
+            for wave, length in zip(result.waveform, result.sequence_lengths, strict=True):
+                out.append(to_pcm16(wave[: int(length)].float().cpu().numpy()))
+        return out
+
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple[float, str], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.speed, r.voice or self.default_voice), []).append(i)
+        pcm: list[bytes] = [b""] * len(requests)
+        for (speed, voice), idx in groups.items():
+            texts = [requests[i].text for i in idx]
+            seed = requests[idx[0]].seed
+            waves = await loop.run_in_executor(
+                self._thread, self._forward, texts, speed, seed, voice
+            )
+            for i, w in zip(idx, waves, strict=True):
+                pcm[i] = w
+        return pcm
+
+    async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
+        sentences = [s for s in _SENTENCE_END.split(request.text.strip()) if s.strip()] or [""]
+        loop = asyncio.get_running_loop()
+        voice = request.voice or self.default_voice
+        for i, sentence in enumerate(sentences):
+            (pcm,) = await loop.run_in_executor(
+                self._thread, self._forward, [sentence], request.speed, request.seed + i, voice
+            )
+            yield AudioChunk(i, pcm, self.sample_rate, last=i == len(sentences) - 1)
+
+    async def stop(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
