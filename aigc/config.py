@@ -77,6 +77,21 @@ class LimitsConfig(_Strict):
     max_text_chars: int = Field(2_000, ge=1, description="Longest text to synthesize.")
 
 
+class AdmissionConfig(_Strict):
+    """Gateway admission per model, counted in cost: text = tokens asked for (n x max_tokens
+    + prompt chars / 4), image = images, audio = characters / 100 (about a sentence each)."""
+
+    max_inflight_cost: float | None = Field(
+        None,
+        gt=0,
+        description="Cost admitted at once; default: 4 x max_batch_size x max_replicas "
+        "typical requests (text: x 64 tokens).",
+    )
+    max_queued_cost: float | None = Field(
+        None, ge=0, description="Cost allowed to wait for admission; default: the in-flight bound."
+    )
+
+
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     modality: Modality
@@ -93,6 +108,7 @@ class ModelConfig(_Strict):
     scaling: ScalingConfig = ScalingConfig()
     resources: ResourcesConfig = ResourcesConfig()
     limits: LimitsConfig = LimitsConfig()
+    admission: AdmissionConfig = AdmissionConfig()
 
     @model_validator(mode="after")
     def _engine_known(self) -> ModelConfig:
@@ -129,6 +145,32 @@ class ModelConfig(_Strict):
         return self
 
 
+class TlsConfig(_Strict):
+    cert_file: str = Field(description="PEM server certificate chain.")
+    key_file: str = Field(description="PEM private key of the certificate.")
+    client_ca_file: str | None = Field(
+        None, description="PEM CA bundle: when set, clients must present a certificate (mTLS)."
+    )
+
+
+class SecurityConfig(_Strict):
+    """Off by default for the local stack; turn on for anything reachable from a network."""
+
+    api_keys_file: str | None = Field(
+        None, description="File with one 'name: key' per line (or a YAML mapping name -> key)."
+    )
+    api_keys_env: str | None = Field(
+        None, description="Environment variable holding 'name:key,name:key'."
+    )
+    rate_limit_per_s: float | None = Field(None, gt=0, description="Requests/s per API key.")
+    rate_limit_burst: int = Field(20, ge=1, description="Bucket size for the per-key limit.")
+    tls: TlsConfig | None = None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys_file or self.api_keys_env)
+
+
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
@@ -136,6 +178,8 @@ class GatewayConfig(_Strict):
     max_message_mb: int = Field(64, ge=1, le=1024, description="gRPC send/receive limit.")
     grace_period_s: float = Field(10.0, ge=0, description="Drain time on SIGTERM.")
     refresh_models_s: float = Field(5.0, gt=0, description="How often model readiness is read.")
+    retries: int = Field(1, ge=0, le=3, description="Retries of unary image/audio on UNAVAILABLE.")
+    security: SecurityConfig = SecurityConfig()
 
 
 class RayConfig(_Strict):

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from aigc.config import AigcConfig, Modality
+from aigc.config import AigcConfig, Modality, TlsConfig
 from aigc.v1 import (
     audio_pb2,
     audio_pb2_grpc,
@@ -26,6 +27,8 @@ from aigc.v1 import (
     text_pb2,
     text_pb2_grpc,
 )
+from gateway.admission import CostGate
+from gateway.auth import AuthInterceptor
 from gateway.metrics import GatewayMetrics
 from gateway.router import ModelRouter
 from gateway.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
@@ -106,23 +109,40 @@ class Gateway:
         await self.server.stop(grace)
 
 
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """TLS; with client_ca_file, mutual TLS (clients must present a certificate it signed)."""
+    pair = (Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())
+    ca = Path(tls.client_ca_file).read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))
+
+
 def build_gateway(
     config: AigcConfig, port: int | None = None, metrics_port: int | None = None
 ) -> Gateway:
     """Creates the server (not started). Port 0 picks a free port; the bound one is returned."""
-    limit = config.gateway.max_message_mb * 2**20
+    gc = config.gateway
+    limit = gc.max_message_mb * 2**20
+    metrics = GatewayMetrics()
+    security = gc.security
+    interceptors = (
+        [AuthInterceptor(security, metrics)]
+        if security.auth_enabled or security.rate_limit_per_s
+        else []
+    )
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     router = ModelRouter(config)
-    metrics = GatewayMetrics()
-    text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(router, metrics), server)
-    image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(router, metrics), server)
-    audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(router, metrics), server)
+    gates = {m.name: CostGate.for_model(m) for m in config.models}
+    args = (router, metrics, gates, gc.retries)
+    text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(*args), server)
+    image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(*args), server)
+    audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(*args), server)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(router), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -133,8 +153,12 @@ def build_gateway(
         reflection.SERVICE_NAME,
     ]
     reflection.enable_server_reflection(names, server)
-    host = config.gateway.host
-    bound = server.add_insecure_port(f"{host}:{config.gateway.port if port is None else port}")
+    host = gc.host
+    address = f"{host}:{gc.port if port is None else port}"
+    if security.tls is not None:
+        bound = server.add_secure_port(address, server_credentials(security.tls))
+    else:
+        bound = server.add_insecure_port(address)
     mport = config.gateway.metrics_port if metrics_port is None else metrics_port
     bound_metrics = metrics.serve(mport, host=host)
     return Gateway(config, server, health_servicer, router, metrics, bound, bound_metrics)

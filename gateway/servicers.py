@@ -9,6 +9,7 @@ reaches the replica (awaiting alone would leave it running).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from aigc.config import Modality
+from aigc.config import Modality, ModelConfig
 from aigc.v1 import (
     audio_pb2_grpc,
     common_pb2,
@@ -28,9 +29,12 @@ from aigc.v1 import (
     text_pb2_grpc,
 )
 from gateway import convert
+from gateway.admission import CostGate, cost_of
 from gateway.errors import abort, classify
 from gateway.metrics import GatewayMetrics
 from gateway.router import ModelRouter
+from services.errors import DeadlineExceeded, Overloaded
+from services.types import AudioRequest, ImageRequest, TextRequest
 
 _MODALITY_PB = {
     Modality.TEXT: common_pb2.MODALITY_TEXT,
@@ -59,6 +63,18 @@ async def relay_unary(response: Any) -> Any:
         raise
 
 
+async def relay_retrying(make: Callable[[], Any], retries: int) -> Any:
+    """Unary calls that are idempotent (seed fixed by the gateway) get `retries` more tries
+    when the replica died or was unavailable; any other error returns at once."""
+    for attempt in range(retries + 1):
+        try:
+            return await relay_unary(make())
+        except Exception as exc:
+            if attempt == retries or classify(exc)[0] != grpc.StatusCode.UNAVAILABLE:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def relay_stream(stream: Any) -> AsyncIterator[Any]:
     try:
         async for item in stream:
@@ -67,12 +83,37 @@ async def relay_stream(stream: Any) -> AsyncIterator[Any]:
         stream.cancel()  # harmless after a normal end
 
 
+MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
+
+
 class _Base:
     modality: Modality
 
-    def __init__(self, router: ModelRouter, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, router: ModelRouter, metrics: GatewayMetrics, gates: dict[str, CostGate], retries: int
+    ) -> None:
         self.router = router
         self.metrics = metrics
+        self.gates = gates
+        self.retries = retries
+
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self, model: ModelConfig, request: TextRequest | ImageRequest | AudioRequest, call: Call
+    ) -> AsyncIterator[None]:
+        if call.deadline is not None and call.deadline - time.time() < MIN_REMAINING_S:
+            self.metrics.rejected.labels("deadline").inc()
+            raise DeadlineExceeded("deadline too short to start the request")
+        try:
+            gate = self.gates[model.name].admit(cost_of(request), call.deadline)
+            await gate.__aenter__()
+        except Overloaded:
+            self.metrics.rejected.labels("admission").inc()
+            raise
+        try:
+            yield
+        finally:
+            await gate.__aexit__(None, None, None)
 
     def _finish(self, method: str, call: Call, code: grpc.StatusCode) -> None:
         labels = (self.modality.value, call.model, method)
@@ -146,7 +187,8 @@ class TextServicer(_Base, text_pb2_grpc.TextGenerationServicer):
     async def Generate(self, request: Any, context: Any, call: Call) -> Any:
         model = self.router.resolve(self.modality, request.model)
         domain = convert.text_request(request, model, call.request_id, call.deadline)
-        result = await relay_unary(self.router.handle(model).generate.remote(domain))
+        async with self.admitted(model, domain, call):
+            result = await relay_unary(self.router.handle(model).generate.remote(domain))
         self.metrics.prompt_tokens.labels(model.name).inc(result.prompt_tokens)
         self.metrics.output_tokens.labels(model.name).inc(result.completion_tokens)
         return convert.text_response(result)
@@ -160,23 +202,24 @@ class TextServicer(_Base, text_pb2_grpc.TextGenerationServicer):
         first: float | None = None
         last = 0.0
         tokens = finished = prompt_tokens = 0
-        async for chunk in relay_stream(handle.generate_stream.remote(domain)):
-            now = time.perf_counter()
-            if first is None:
-                first = now
-                m.ttft.labels(model.name).observe(now - call.start)
-            else:
-                m.itl.labels(model.name).observe(now - last)
-            last = now
-            tokens += chunk.token_count
-            m.output_tokens.labels(model.name).inc(chunk.token_count)
-            message = convert.text_chunk(chunk, call.request_id, model.name)
-            if chunk.finish_reason is not None:
-                finished += 1
-                prompt_tokens = chunk.prompt_tokens
-                if finished == domain.n:
-                    message.usage.CopyFrom(convert.usage(prompt_tokens, tokens))
-            yield message
+        async with self.admitted(model, domain, call):
+            async for chunk in relay_stream(handle.generate_stream.remote(domain)):
+                now = time.perf_counter()
+                if first is None:
+                    first = now
+                    m.ttft.labels(model.name).observe(now - call.start)
+                else:
+                    m.itl.labels(model.name).observe(now - last)
+                last = now
+                tokens += chunk.token_count
+                m.output_tokens.labels(model.name).inc(chunk.token_count)
+                message = convert.text_chunk(chunk, call.request_id, model.name)
+                if chunk.finish_reason is not None:
+                    finished += 1
+                    prompt_tokens = chunk.prompt_tokens
+                    if finished == domain.n:
+                        message.usage.CopyFrom(convert.usage(prompt_tokens, tokens))
+                yield message
         m.prompt_tokens.labels(model.name).inc(prompt_tokens)
         if first is not None and tokens > 1:
             m.tpot.labels(model.name).observe((last - first) / (tokens - 1))
@@ -189,7 +232,9 @@ class ImageServicer(_Base, image_pb2_grpc.ImageGenerationServicer):
     async def Generate(self, request: Any, context: Any, call: Call) -> Any:
         model = self.router.resolve(self.modality, request.model)
         domain = convert.image_request(request, model, call.request_id, call.deadline)
-        result = await relay_unary(self.router.handle(model).generate.remote(domain))
+        handle = self.router.handle(model)
+        async with self.admitted(model, domain, call):
+            result = await relay_retrying(lambda: handle.generate.remote(domain), self.retries)
         self.metrics.images.labels(model.name).inc(len(result.images))
         return convert.image_response(result)
 
@@ -201,7 +246,9 @@ class AudioServicer(_Base, audio_pb2_grpc.AudioSynthesisServicer):
     async def Synthesize(self, request: Any, context: Any, call: Call) -> Any:
         model = self.router.resolve(self.modality, request.model)
         domain = convert.audio_request(request, model, call.request_id, call.deadline, stream=False)
-        result = await relay_unary(self.router.handle(model).synthesize.remote(domain))
+        handle = self.router.handle(model)
+        async with self.admitted(model, domain, call):
+            result = await relay_retrying(lambda: handle.synthesize.remote(domain), self.retries)
         self.metrics.audio_seconds.labels(model.name).inc(result.duration_s)
         return convert.audio_response(result)
 
@@ -211,12 +258,13 @@ class AudioServicer(_Base, audio_pb2_grpc.AudioSynthesisServicer):
         domain = convert.audio_request(request, model, call.request_id, call.deadline, stream=True)
         handle = self.router.handle(model).options(stream=True)
         first = True
-        async for chunk in relay_stream(handle.synthesize_stream.remote(domain)):
-            if first:
-                self.metrics.ttfa.labels(model.name).observe(time.perf_counter() - call.start)
-                first = False
-            self.metrics.audio_seconds.labels(model.name).inc(chunk.duration_s)
-            yield convert.audio_chunk(chunk, call.request_id, model.name)
+        async with self.admitted(model, domain, call):
+            async for chunk in relay_stream(handle.synthesize_stream.remote(domain)):
+                if first:
+                    self.metrics.ttfa.labels(model.name).observe(time.perf_counter() - call.start)
+                    first = False
+                self.metrics.audio_seconds.labels(model.name).inc(chunk.duration_s)
+                yield convert.audio_chunk(chunk, call.request_id, model.name)
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aigc.config import ModelConfig
 from aigc.registry import engine_class
 from services.engine import Engine
+from services.errors import DeadlineExceeded
 
 logger = logging.getLogger("aigc.replica")
 DEFAULT_START_TIMEOUT_S = 900.0
@@ -43,6 +45,12 @@ class Replica:
             self._stats_task = asyncio.get_running_loop().create_task(
                 self.metrics.publish_forever(self.engine.stats, STATS_PERIOD_S)
             )
+
+    @staticmethod
+    def check_deadline(deadline: float | None) -> None:
+        """Work whose client has stopped waiting is refused, not done."""
+        if deadline is not None and time.time() > deadline:
+            raise DeadlineExceeded("deadline passed before the request reached the model")
 
     async def check_health(self) -> None:
         """Called by Serve periodically; raising marks the replica unhealthy (it is restarted)."""

@@ -27,6 +27,7 @@ class AudioReplica(Replica):
         batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     async def synthesize(self, request: AudioRequest) -> AudioResult:
+        self.check_deadline(request.deadline)
         self.engine.validate(request)
         return await self._batched((request, time.perf_counter()))
 

@@ -30,6 +30,7 @@ class ImageReplica(Replica):
         batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
+        self.check_deadline(request.deadline)
         self.engine.validate(request)  # a bad label fails alone, not its batch
         return await self._batched((request, time.perf_counter()))
 

@@ -1,0 +1,176 @@
+"""Generator networks for the image service, and the artifact format they load from.
+
+An image model artifact is a directory holding ``config.json`` and ``model.safetensors``.
+``config.json`` names the architecture (a key of :data:`GENERATORS`), ``latent_dim``,
+``image_size``, ``channels``, ``labels`` (empty for unconditional models), ``kwargs`` passed to
+the class, plus ``license`` and ``source``. Every generator maps ``z`` of shape
+``(N, latent_dim)`` (and optional integer ``labels`` of shape ``(N,)``) to images
+``(N, channels, image_size, image_size)`` in ``[-1, 1]``.
+
+Importing this module has no side effects: nothing is loaded until :func:`load_generator`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class DCGAN64Generator(nn.Module):
+    """Unconditional 64x64 DCGAN generator (the PyTorch DCGAN tutorial layout).
+
+    The module names (``main.0`` ... ``main.12``) match the gan-face-generate checkpoint, so its
+    state dict loads with ``strict=True``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        channels: int = 3,
+        num_labels: int = 0,
+        ngf: int = 64,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        if num_labels:
+            raise ValueError("dcgan64 is unconditional: num_labels must be 0")
+        self.latent_dim = latent_dim
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(latent_dim, ngf * 8, 4, 1, 0, bias=False),  # 4x4
+            nn.BatchNorm2d(ngf * 8),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),  # 8x8
+            nn.BatchNorm2d(ngf * 4),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),  # 16x16
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),  # 32x32
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False),  # 64x64
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``labels`` is accepted for a uniform call signature and ignored."""
+        out: Tensor = self.main(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+        return out
+
+
+class CGAN28Generator(nn.Module):
+    """Class-conditional 28x28 generator: [z, embed(label)] -> 7x7 -> 14x14 -> 28x28."""
+
+    def __init__(
+        self,
+        latent_dim: int = 64,
+        channels: int = 1,
+        num_labels: int = 10,
+        embed_dim: int = 32,
+        base: int = 128,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        if num_labels < 1:
+            raise ValueError("cgan28 is conditional: num_labels must be >= 1")
+        self.latent_dim = latent_dim
+        self.num_labels = num_labels
+        self.base = base
+        self.embed = nn.Embedding(num_labels, embed_dim)
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim + embed_dim, base * 7 * 7, bias=False),
+            nn.BatchNorm1d(base * 7 * 7),
+            nn.ReLU(True),
+        )
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(base, base // 2, 4, 2, 1, bias=False),  # 14x14
+            nn.BatchNorm2d(base // 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(base // 2, channels, 4, 2, 1),  # 28x28
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError("cgan28 needs labels: an int64 tensor of shape (N,)")
+        h = torch.cat([z.reshape(z.shape[0], self.latent_dim), self.embed(labels.long())], dim=1)
+        out: Tensor = self.up(self.fc(h).view(-1, self.base, 7, 7))
+        return out
+
+
+GENERATORS: dict[str, type[nn.Module]] = {
+    "dcgan64": DCGAN64Generator,
+    "cgan28": CGAN28Generator,
+}
+
+
+class FashionClassifier(nn.Module):
+    """Small CNN judge for 28x28 grayscale images in [-1, 1]; returns logits (N, num_classes)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(width, width * 2, 3, padding=1),
+            nn.BatchNorm2d(width * 2),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # 7x7
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(width * 2 * 7 * 7, 128),
+            nn.ReLU(True),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.head(self.features(x))
+        return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((Path(path) / CONFIG_FILE).read_text())
+    return config
+
+
+def build_generator(config: dict[str, Any]) -> nn.Module:
+    """Instantiate (untrained) the generator a config describes."""
+    arch = config["architecture"]
+    if arch not in GENERATORS:
+        raise ValueError(f"unknown generator architecture {arch!r}; known: {sorted(GENERATORS)}")
+    return GENERATORS[arch](
+        latent_dim=int(config["latent_dim"]),
+        channels=int(config["channels"]),
+        num_labels=len(config.get("labels", [])),
+        **config.get("kwargs", {}),
+    )
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load an artifact directory; returns the generator in eval mode and its parsed config."""
+    config = read_config(path)
+    model = build_generator(config)
+    model.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)), strict=True)
+    return model.to(device).eval(), config
+
+
+def load_classifier(
+    path: str | Path, device: str = "cpu"
+) -> tuple[FashionClassifier, dict[str, Any]]:
+    """Load the fashion judge saved by ``scripts/demo_models/train_fashion_gan.py``."""
+    config = read_config(path)
+    model = FashionClassifier(num_classes=len(config["labels"]), **config.get("kwargs", {}))
+    model.load_state_dict(load_file(str(Path(path) / WEIGHTS_FILE)), strict=True)
+    return model.to(device).eval(), config
