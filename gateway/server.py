@@ -29,6 +29,7 @@ from aigc.v1 import (
 )
 from gateway.admission import CostGate
 from gateway.auth import AuthInterceptor
+from gateway.decode import DecodeInterceptor
 from gateway.metrics import GatewayMetrics
 from gateway.router import ModelRouter
 from gateway.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
@@ -124,11 +125,9 @@ def build_gateway(
     limit = gc.max_message_mb * 2**20
     metrics = GatewayMetrics()
     security = gc.security
-    interceptors = (
-        [AuthInterceptor(security, metrics)]
-        if security.auth_enabled or security.rate_limit_per_s
-        else []
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [DecodeInterceptor()]  # outermost
+    if security.auth_enabled or security.rate_limit_per_s:
+        interceptors.append(AuthInterceptor(security, metrics))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

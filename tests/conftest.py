@@ -48,9 +48,9 @@ def stack(tiny_dir: Path) -> Iterator[Any]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from aigc.config import parse_config
     from aigc.stack import LocalStack
-    from tests.tiny_models import test_config
+    from tests.tiny_models import stack_config
 
-    config = parse_config(test_config(tiny_dir), source="tests")
+    config = parse_config(stack_config(tiny_dir), source="tests")
     local = LocalStack(config, port=0, metrics_port=0, ray_metrics_port=free_port())
     runner = LoopThread()
     local.runner = runner  # type: ignore[attr-defined]

@@ -104,7 +104,7 @@ def make_image_model(path: Path, labels: list[str] | None = None, seed: int = 0)
     return path
 
 
-def test_config(root: Path) -> dict:
+def stack_config(root: Path) -> dict:
     """The integration stack: tiny text and image models, real speech, an echo per modality."""
     text = make_text_model(root / "tiny-text")
     image = make_image_model(root / "tiny-gan")

@@ -1,0 +1,348 @@
+"""Overload, auth, TLS, a dying replica, a cancel storm and fuzzing, on the real stack.
+
+A second gateway with its own security and admission settings joins the session's Ray
+cluster next to the default one, so these tests need no second cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections import Counter
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aigc import AsyncClient, Client
+from aigc.config import parse_config
+from aigc.v1 import audio_pb2, image_pb2, text_pb2
+from gateway.server import build_gateway
+from tests.certs import make_pki
+from tests.integration.helpers import replica_stats, rpc_error, wait_until
+from tests.tiny_models import stack_config
+
+pytestmark = pytest.mark.integration
+KEY = "k" * 32
+OK_CODES = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+async def _started(cfg: dict[str, Any]) -> Any:
+    """grpc.aio servers belong to the loop that creates them: build on the stack's loop."""
+    gw = build_gateway(parse_config(cfg), port=0, metrics_port=0)
+    await gw.start()
+    return gw
+
+
+@pytest.fixture(scope="module")
+def secured(stack, tiny_dir, tmp_path_factory):
+    """A gateway with API keys, a rate limit, mTLS and a small admission bound on `tiny`."""
+    root = tmp_path_factory.mktemp("pki")
+    pki = make_pki(root)
+    keys = root / "keys.yaml"
+    keys.write_text(f"tester: {KEY}\n")
+    cfg = copy.deepcopy(stack_config(tiny_dir))
+    cfg["gateway"]["security"] = {
+        "api_keys_file": str(keys),
+        "rate_limit_per_s": 1000,
+        "rate_limit_burst": 1000,
+        "tls": {
+            "cert_file": str(pki["server"].with_suffix(".crt")),
+            "key_file": str(pki["server"].with_suffix(".key")),
+            "client_ca_file": str(pki["ca"].with_suffix(".crt")),
+        },
+    }
+    for m in cfg["models"]:
+        if m["name"] == "tiny":
+            m["admission"] = {"max_inflight_cost": 100, "max_queued_cost": 100}
+    gw = stack.runner.run(_started(cfg))
+    yield gw, pki
+    stack.runner.run(gw.stop(0))
+
+
+def _creds(pki, with_client_cert: bool = True) -> grpc.ChannelCredentials:
+    ca = pki["ca"].with_suffix(".crt").read_bytes()
+    if not with_client_cert:
+        return grpc.ssl_channel_credentials(root_certificates=ca)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=pki["client"].with_suffix(".key").read_bytes(),
+        certificate_chain=pki["client"].with_suffix(".crt").read_bytes(),
+    )
+
+
+def test_api_keys_over_mutual_tls(secured):
+    gw, pki = secured
+    target = f"127.0.0.1:{gw.port}"
+    with Client(target, api_key=KEY, credentials=_creds(pki), timeout=30) as c:
+        assert c.generate_text("hello", max_tokens=3).completions
+        assert c.health() in ("SERVING", "NOT_SERVING")
+    with Client(target, credentials=_creds(pki), timeout=30) as c:
+        err = rpc_error(lambda: c.generate_text("hello", max_tokens=3))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "missing" in err.details()
+        err = rpc_error(lambda: list(c.stream_text("hello", max_tokens=3)))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert c.health() in ("SERVING", "NOT_SERVING")  # probes need no key
+    with Client(target, api_key="x" * 32, credentials=_creds(pki), timeout=30) as c:
+        err = rpc_error(lambda: c.generate_images(count=1))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "invalid" in err.details()
+        assert "x" * 32 not in err.details()  # the key is never echoed
+
+
+def test_mtls_refuses_clients_without_a_certificate_and_plaintext(secured):
+    gw, pki = secured
+    target = f"127.0.0.1:{gw.port}"
+    with Client(target, api_key=KEY, credentials=_creds(pki, False), timeout=10) as c:
+        err = rpc_error(lambda: c.generate_text("hello", max_tokens=3))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+    with Client(target, api_key=KEY, timeout=10) as c:
+        assert rpc_error(lambda: c.list_models()).code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_overload_is_refused_fast_and_nothing_else_fails(secured):
+    """About 4x the admission bound at once: only OK or RESOURCE_EXHAUSTED, then recovery."""
+    gw, pki = secured
+    target = f"127.0.0.1:{gw.port}"
+    codes: Counter[grpc.StatusCode] = Counter()
+    retry_info = []
+
+    async def burst() -> None:
+        async with AsyncClient(target, api_key=KEY, credentials=_creds(pki), timeout=60) as c:
+
+            async def one(i: int) -> None:
+                try:
+                    await c.generate_text(f"load {i}", max_tokens=20, seed=i)
+                    codes[grpc.StatusCode.OK] += 1
+                except grpc.aio.AioRpcError as err:
+                    codes[err.code()] += 1
+                    status = rpc_status.from_call(err)
+                    if status is not None:
+                        for d in status.details:
+                            retry_info.append(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR))
+
+            # each costs ~22 units against an in-flight bound of 100 and a queue of 100
+            await asyncio.gather(*[one(i) for i in range(40)])
+
+    asyncio.run(burst())
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] > 0 and codes[grpc.StatusCode.OK] > 0
+    assert retry_info and all(retry_info)
+    with Client(target, api_key=KEY, credentials=_creds(pki), timeout=30) as c:
+        assert c.generate_text("after the burst", max_tokens=3).completions  # recovered
+
+
+def test_rate_limit_per_key(stack, tiny_dir, tmp_path):
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"tester: {KEY}\n")
+    cfg = copy.deepcopy(stack_config(tiny_dir))
+    cfg["gateway"]["security"] = {
+        "api_keys_file": str(keys), "rate_limit_per_s": 0.5, "rate_limit_burst": 2,
+    }  # fmt: skip
+    gw = stack.runner.run(_started(cfg))
+    try:
+        with Client(f"127.0.0.1:{gw.port}", api_key=KEY, timeout=30) as c:
+            c.list_models()
+            c.list_models()
+            err = rpc_error(c.list_models)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in err.details()
+    finally:
+        stack.runner.run(gw.stop(0))
+
+
+def test_cancel_storm_stops_generation(stack, target):
+    before = replica_stats("tiny", "text")
+
+    async def storm() -> int:
+        async with AsyncClient(target, timeout=60) as c:
+            calls = [c.stream_text(f"storm {i}", max_tokens=100, seed=i) for i in range(100)]
+            for call in calls[:8]:  # the first batch is generating
+                await call.read()
+            for call in calls:
+                call.cancel()
+            return len(calls)
+
+    assert asyncio.run(storm()) == 100
+
+    def idle() -> bool:
+        s = replica_stats("tiny", "text")
+        return s["running_sequences"] == 0 and s["waiting_sequences"] == 0
+
+    assert wait_until(idle), replica_stats("tiny", "text")
+    generated = replica_stats("tiny", "text")["generated_tokens_total"]
+    assert generated - before["generated_tokens_total"] < 100 * 100  # most never ran to the end
+    assert (
+        replica_stats("tiny", "text")["cancelled_requests_total"]
+        > before["cancelled_requests_total"]
+    )
+    # nothing keeps generating for the cancelled streams
+    assert not wait_until(
+        lambda: replica_stats("tiny", "text")["generated_tokens_total"] > generated, timeout_s=1
+    )
+    from tests.integration.test_metrics import scrape, total
+
+    m = scrape(f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics")
+    assert wait_until(lambda: total(m, "aigc_inflight_requests") == 0)
+
+
+def _kill_one_replica(app: str, deployment: str) -> None:
+    import ray
+
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{app}#{deployment}#")
+    ]
+    assert names, "no replica actor found"
+    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+
+
+@pytest.mark.slow
+def test_replica_death_under_load_costs_a_retry_not_a_hang(stack, target):
+    results: list[Any] = []
+
+    def worker(i: int) -> None:
+        with Client(target, timeout=60) as c:
+            for j in range(15):
+                try:
+                    c.generate_images(model="echo-image", count=1, seed=i * 100 + j)
+                    results.append(grpc.StatusCode.OK)
+                except grpc.RpcError as err:
+                    results.append(err.code())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    _kill_one_replica("image", "echo-image")
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    assert len(results) == 60
+    assert set(results) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, Counter(results)
+
+    def back() -> bool:
+        try:
+            with Client(target, timeout=10) as c:
+                return bool(c.generate_images(model="echo-image", count=1).images)
+        except grpc.RpcError:
+            return False
+
+    assert wait_until(back, timeout_s=120, step_s=1.0), "the replica did not come back"
+
+
+_text = st.text(max_size=300) | st.sampled_from(["", " ", "x" * 20_000, "\x00", "🙂" * 50])
+_int = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    prompt=_text,
+    model=st.sampled_from(["", "tiny", "echo-text", "nope", "shapes"]),
+    max_tokens=st.none() | _int,
+    temperature=st.none() | st.floats(allow_nan=True, allow_infinity=True, width=32),
+    top_p=st.none() | st.floats(allow_nan=True, width=32),
+    n=st.none() | st.integers(-5, 10),
+    stop=st.lists(_text, max_size=10),
+)
+def test_fuzz_text(client, prompt, model, max_tokens, temperature, top_p, n, stop):
+    req = text_pb2.GenerateTextRequest(model=model, prompt=prompt, stop=stop)
+    for name, value in (("max_tokens", max_tokens), ("temperature", temperature),
+                        ("top_p", top_p), ("n", n)):  # fmt: skip
+        if value is not None:
+            setattr(req, name, value)
+    if max_tokens is not None and max_tokens > 8:
+        req.max_tokens = 8  # keep it quick; out-of-range values are still tried below 8
+    for call in (client.stubs.text.Generate, client.stubs.text.GenerateStream):
+        try:
+            result = call(req, timeout=30)
+            if not isinstance(result, text_pb2.GenerateTextResponse):
+                list(result)
+        except grpc.RpcError as err:
+            assert err.code() in OK_CODES, (err.code(), err.details())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    model=st.sampled_from(["", "shapes", "echo-image", "tiny", "nope"]),
+    count=st.none() | st.integers(-3, 40),
+    seed=st.none() | st.integers(0, 2**64 - 1),
+    label=_text,
+    fmt=st.integers(-1, 5),
+    text=_text,
+    voice=_text,
+    speed=st.none() | st.floats(allow_nan=True, width=32),
+)
+def test_fuzz_image_and_audio(client, model, count, seed, label, fmt, text, voice, speed):
+    img = image_pb2.GenerateImageRequest(model=model, label=label, format=fmt)
+    if count is not None:
+        img.count = count
+    if seed is not None:
+        img.seed = seed
+    audio = audio_pb2.SynthesizeRequest(text=text[:200], voice=voice, format=fmt)
+    if speed is not None:
+        audio.speed = speed
+    if seed is not None:
+        audio.seed = seed
+    calls = [
+        lambda: client.stubs.image.Generate(img, timeout=30),
+        lambda: client.stubs.audio.Synthesize(audio, timeout=30),
+        lambda: list(client.stubs.audio.SynthesizeStream(audio, timeout=30)),
+    ]
+    for call in calls:
+        try:
+            call()
+        except grpc.RpcError as err:
+            assert err.code() in OK_CODES, (err.code(), err.details())
+
+
+def test_undecodable_bytes_are_invalid_argument_and_server_stays_healthy(target):
+    bad = b"\x12\x03\xff\xfe\xfd"  # field 2 with invalid UTF-8
+    with grpc.insecure_channel(target) as channel:
+        for method in ("/aigc.v1.TextGeneration/Generate", "/aigc.v1.AudioSynthesis/Synthesize"):
+            raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            err = rpc_error(lambda raw=raw: raw(bad, timeout=10))
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "UTF-8" in err.details()
+        stream = channel.unary_stream(
+            "/aigc.v1.TextGeneration/GenerateStream",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        err = rpc_error(lambda: list(stream(bad, timeout=10)))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        health = health_pb2_grpc.HealthStub(channel)
+        resp = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_graceful_shutdown_finishes_in_flight_work(stack, tiny_dir):
+    cfg = copy.deepcopy(stack_config(tiny_dir))
+    gw = stack.runner.run(_started(cfg))
+    target = f"127.0.0.1:{gw.port}"
+    words = " ".join(["word"] * 30)  # echo-text: 50 ms a word, about 1.5 s in all
+    outcome: dict[str, Any] = {}
+
+    def long_call() -> None:
+        with Client(target, timeout=60) as c:
+            outcome["text"] = c.generate_text(words, model="echo-text").completions[0].text
+
+    t = threading.Thread(target=long_call)
+    t.start()
+    with Client(target, timeout=10) as c:
+        assert wait_until(lambda: gw.metrics.inflight.labels("text", "echo-text")._value.get() == 1)
+        stopping = asyncio.run_coroutine_threadsafe(gw.stop(30), stack.runner.loop)
+        assert wait_until(lambda: c.health() == "NOT_SERVING")  # balancers stop sending first
+    stopping.result(60)
+    t.join(60)
+    assert outcome.get("text") == words  # the in-flight call completed
+    with Client(target, timeout=5) as c:
+        assert rpc_error(c.list_models).code() == grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,45 @@
+"""API keys: loaded from file or env, checked in constant time; per-key token buckets."""
+
+from __future__ import annotations
+
+import pytest
+
+from aigc.config import SecurityConfig
+from gateway.auth import AuthInterceptor, TokenBucket, load_keys
+from gateway.metrics import GatewayMetrics
+
+KEY_A = "a" * 32
+KEY_B = "b" * 24
+
+
+def test_keys_from_file_and_env(tmp_path, monkeypatch):
+    f = tmp_path / "keys.yaml"
+    f.write_text(f"alice: {KEY_A}\n")
+    monkeypatch.setenv("AIGC_TEST_KEYS", f"bob:{KEY_B}")
+    keys = load_keys(SecurityConfig(api_keys_file=str(f), api_keys_env="AIGC_TEST_KEYS"))
+    assert keys == {"alice": KEY_A, "bob": KEY_B}
+
+
+def test_short_keys_are_refused(tmp_path):
+    f = tmp_path / "keys.yaml"
+    f.write_text("weak: 1234\n")
+    with pytest.raises(ValueError, match="16 characters"):
+        load_keys(SecurityConfig(api_keys_file=str(f)))
+
+
+def test_bearer_header_identifies_the_key_name(tmp_path):
+    f = tmp_path / "keys.yaml"
+    f.write_text(f"alice: {KEY_A}\nbob: {KEY_B}\n")
+    auth = AuthInterceptor(SecurityConfig(api_keys_file=str(f)), GatewayMetrics())
+    assert auth._who({"authorization": f"Bearer {KEY_B}"}) == "bob"
+    assert auth._who({"authorization": f"bearer {KEY_A}"}) == "alice"
+    assert auth._who({"authorization": f"Basic {KEY_A}"}) is None
+    assert auth._who({"authorization": "Bearer " + "c" * 32}) is None
+    assert auth._who({}) is None
+
+
+def test_token_bucket_allows_burst_then_asks_to_wait():
+    bucket = TokenBucket(rate=1.0, burst=3)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = bucket.take()
+    assert 0 < wait <= 1.0
