@@ -12,6 +12,7 @@ from typing import Any
 ENGINES: dict[str, dict[str, str]] = {
     "text": {
         "transformers": "services.text.transformers_engine:TransformersTextEngine",
+        "vllm": "services.text.vllm_engine:VllmTextEngine",
         "echo": "services.text.echo_engine:EchoTextEngine",
     },
     "image": {

@@ -1,0 +1,111 @@
+"""Contract test of the vLLM adapter against a stand-in of vLLM's async API (named as such)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from aigc.config import ModelConfig
+from services.errors import DeadlineExceeded, InvalidArgument
+from services.text.vllm_engine import VllmTextEngine
+from services.types import ChatMessage, FinishReason, TextRequest
+from tests.unit import vllm_stand_in
+
+
+def _engine() -> VllmTextEngine:
+    cfg = ModelConfig(
+        name="chat",
+        modality="text",
+        engine="vllm",
+        weights="org/some-model",
+        device="cuda",
+        options={"engine_args": {"gpu_memory_utilization": 0.5}, "default_max_tokens": 32},
+    )
+    return VllmTextEngine(cfg, vllm_module=vllm_stand_in)  # type: ignore[arg-type]
+
+
+def test_request_building_and_streamed_deltas():
+    async def main():
+        e = _engine()
+        await e.start()
+        req = TextRequest("r1", "chat", prompt="one two three", n=2, temperature=0.5, top_k=0,
+                          seed=2**64 - 1, stop=("x",), max_tokens=10)  # fmt: skip
+        chunks = [c async for c in e.generate_stream(req)]
+        return e, chunks
+
+    e, chunks = asyncio.run(main())
+    assert e.engine.args.model == "org/some-model" and e.engine.args.gpu_memory_utilization == 0.5
+    ((_, params),) = e.engine.requests
+    assert (params.n, params.temperature, params.top_k, params.max_tokens) == (2, 0.5, -1, 10)
+    assert params.stop == ["x"] and 0 <= params.seed < 2**63
+    for index in (0, 1):
+        mine = [c for c in chunks if c.index == index]
+        assert "".join(c.delta for c in mine) == "three two one"
+        assert sum(c.token_count for c in mine) == 3
+        assert mine[-1].finish_reason == FinishReason.STOP and mine[-1].prompt_tokens == 3
+    assert e.engine.aborted == []  # finished requests are not aborted
+
+
+def test_unary_collects_and_length_finish():
+    async def main():
+        e = _engine()
+        await e.start()
+        return await e.generate(TextRequest("r", "chat", prompt="a b c d e", max_tokens=2))
+
+    result = asyncio.run(main())
+    assert result.completions[0].text == "e d"
+    assert result.completions[0].finish_reason == FinishReason.LENGTH
+
+
+def test_closing_the_stream_aborts_in_vllm():
+    async def main():
+        e = _engine()
+        await e.start()
+        e.engine.step_delay_s = 0.01
+        stream = e.generate_stream(TextRequest("r9", "chat", prompt="w " * 40, max_tokens=40))
+        await stream.__anext__()
+        await stream.aclose()
+        return e
+
+    e = asyncio.run(main())
+    assert len(e.engine.aborted) == 1 and e.engine.aborted[0].startswith("r9-")
+    assert e.stats()["cancelled_requests_total"] == 1
+
+
+def test_errors_map_to_our_table():
+    async def main():
+        e = _engine()
+        await e.start()
+        with pytest.raises(InvalidArgument, match="maximum model length"):
+            await e.generate(TextRequest("r", "chat", prompt="w " * 60))
+        with pytest.raises(DeadlineExceeded):
+            await e.generate(TextRequest("r", "chat", prompt="a b", deadline=time.time() - 1))
+        chat = await e.generate(
+            TextRequest("r", "chat", messages=(ChatMessage("user", "hi there"),), max_tokens=5)
+        )
+        return chat
+
+    assert asyncio.run(main()).completions[0].text == "there hi"
+
+
+def test_vllm_metrics_are_bridged_into_stats():
+    from prometheus_client import REGISTRY, Gauge
+
+    gauge = Gauge("vllm:num_requests_running", "stand-in metric", ["model_name"])
+    try:
+        gauge.labels("org/some-model").set(7)
+        e = _engine()
+        asyncio.run(e.start())
+        assert e.stats()["running_sequences"] == 7
+    finally:
+        REGISTRY.unregister(gauge)
+
+
+def test_registry_selects_the_adapter_without_importing_vllm():
+    from aigc.registry import engine_class
+
+    assert engine_class("text", "vllm") is VllmTextEngine
+    assert "vllm" not in sys.modules
