@@ -15,6 +15,7 @@ export AIGC_CRD_DIR ?= $(abspath ../shared/k8s/crds)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
