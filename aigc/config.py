@@ -177,6 +177,12 @@ class GatewayConfig(_Strict):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics (HTTP).")
     max_message_mb: int = Field(64, ge=1, le=1024, description="gRPC send/receive limit.")
     grace_period_s: float = Field(10.0, ge=0, description="Drain time on SIGTERM.")
+    drain_delay_s: float = Field(
+        2.0,
+        ge=0,
+        description="On SIGTERM, health says NOT_SERVING this long while new calls "
+        "are still served (balancers notice), before the server stops taking calls.",
+    )
     refresh_models_s: float = Field(5.0, gt=0, description="How often model readiness is read.")
     retries: int = Field(1, ge=0, le=3, description="Retries of unary image/audio on UNAVAILABLE.")
     security: SecurityConfig = SecurityConfig()

@@ -106,8 +106,10 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         for t in self._tasks:
             t.cancel()
-        grace = self.config.gateway.grace_period_s if grace_s is None else grace_s
-        await self.server.stop(grace)
+        gc = self.config.gateway
+        if grace_s is None or grace_s > 0:
+            await asyncio.sleep(gc.drain_delay_s)
+        await self.server.stop(gc.grace_period_s if grace_s is None else grace_s)
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
