@@ -1,0 +1,145 @@
+"""Quality checks on the offline demo models under ``models/`` (no Ray, CPU, a few seconds).
+
+Regenerate the artifacts with the scripts in ``scripts/demo_models/`` (see its README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.image.networks import GENERATORS, load_classifier, load_generator
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+FORTUNE = MODELS / "fortune"
+FACES = MODELS / "faces"
+
+
+@pytest.fixture(scope="module")
+def fortune() -> tuple[object, object]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(FORTUNE)
+    model = AutoModelForCausalLM.from_pretrained(FORTUNE, dtype=torch.float32).eval()
+    return tokenizer, model
+
+
+@torch.no_grad()
+def test_fortune_heldout_perplexity_far_below_unigram(fortune: tuple) -> None:
+    tokenizer, model = fortune
+    recorded = json.loads((FORTUNE / "eval.json").read_text())
+    texts = (FORTUNE / "heldout.txt").read_text().removesuffix("\n").split("\n%\n")
+    assert len(texts) == recorded["heldout_quotes"]
+    texts.sort(key=len)  # batches of similar lengths: little padding
+    nll, count = 0.0, 0
+    for start in range(0, len(texts), 64):
+        # <|bos|> is added by the tokenizer; each held-out quote ends with <|eos|>.
+        ids = [
+            [*row, tokenizer.eos_token_id]
+            for row in tokenizer(texts[start : start + 64])["input_ids"]
+        ]
+        width = max(map(len, ids))
+        input_ids = torch.tensor(
+            [row + [tokenizer.pad_token_id] * (width - len(row)) for row in ids]
+        )
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+        labels = input_ids.masked_fill(mask == 0, -100)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        nll += float(
+            torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="sum"
+            )
+        )
+        count += int((labels[:, 1:] != -100).sum())
+    # Same tokens as the unigram baseline was computed on.
+    assert count == recorded["heldout_tokens"]
+    perplexity = math.exp(nll / count)
+    assert perplexity == pytest.approx(recorded["perplexity"], rel=0.02)
+    assert perplexity < 0.5 * recorded["unigram_perplexity"]
+
+
+def test_fortune_tokenizer_contract(fortune: tuple) -> None:
+    tokenizer, model = fortune
+    assert tokenizer.bos_token == "<|bos|>"
+    assert tokenizer.eos_token == "<|eos|>"
+    assert tokenizer.pad_token == "<|pad|>"
+    assert tokenizer.padding_side == "left"
+    ids = tokenizer("A computer is")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in ids[1:]
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "A computer is"}], add_generation_prompt=True, tokenize=False
+    )
+    assert chat == "<|bos|>A computer is"
+    gen = model.generation_config
+    assert gen.eos_token_id == tokenizer.eos_token_id
+    assert gen.pad_token_id == tokenizer.pad_token_id
+    assert gen.do_sample is True
+
+
+@torch.no_grad()
+def test_fortune_generates_english_looking_text(fortune: tuple) -> None:
+    tokenizer, model = fortune
+    torch.manual_seed(0)
+    batch = tokenizer(["A computer is", "Love is"], return_tensors="pt", padding=True)
+    out = model.generate(**batch, max_new_tokens=24, do_sample=False)
+    texts = tokenizer.batch_decode(out, skip_special_tokens=True)
+    assert texts[0].startswith("A computer is") and texts[1].startswith("Love is")
+    new = " ".join(t.split(" is", 1)[1] for t in texts)
+    words = [w.strip(".,;:!?\"'()") for w in new.split()]
+    assert len(words) >= 8
+    assert sum(w.isalpha() for w in words) / len(words) > 0.7
+
+
+def test_generator_registry_and_config_contract() -> None:
+    for name in ("fashion", "faces"):
+        if not (MODELS / name / "config.json").exists():
+            continue
+        config = json.loads((MODELS / name / "config.json").read_text())
+        assert config["architecture"] in GENERATORS
+        for key in ("latent_dim", "image_size", "channels", "labels", "kwargs", "license"):
+            assert key in config
+
+
+@torch.no_grad()
+def test_fashion_generator_judged_accuracy() -> None:
+    generator, config = load_generator(MODELS / "fashion")
+    classifier, _ = load_classifier(MODELS / "fashion-classifier")
+    assert config["labels"][0] == "t-shirt" and config["labels"][-1] == "ankle-boot"
+    gen = torch.Generator().manual_seed(0)
+    per_label = 50
+    accuracy = {}
+    for label, name in enumerate(config["labels"]):
+        z = torch.randn(per_label, config["latent_dim"], generator=gen)
+        images = generator(z, torch.full((per_label,), label, dtype=torch.long))
+        assert images.shape == (per_label, 1, 28, 28)
+        assert images.min() >= -1.0 and images.max() <= 1.0
+        accuracy[name] = float((classifier(images).argmax(1) == label).float().mean())
+    mean = sum(accuracy.values()) / len(accuracy)
+    assert mean >= 0.85, accuracy
+
+
+@torch.no_grad()
+def test_faces_match_reference() -> None:
+    if not (FACES / "model.safetensors").exists():
+        pytest.skip("models/faces/ missing: run `python scripts/demo_models/fetch_faces.py`")
+    reference = json.loads((MODELS / "faces-reference.json").read_text())
+    generator, config = load_generator(FACES)
+    assert config["labels"] == [] and config["channels"] == 3
+    gen = torch.Generator().manual_seed(reference["seed"])
+    images = generator(torch.randn(reference["samples"], config["latent_dim"], generator=gen), None)
+    assert images.shape == (reference["samples"], 3, 64, 64)
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3))
+    assert torch.allclose(mean, torch.tensor(reference["mean"]), atol=2e-3)
+    assert torch.allclose(std, torch.tensor(reference["std"]), atol=2e-3)
+
+
+def test_committed_models_stay_small() -> None:
+    total = sum(
+        p.stat().st_size for p in MODELS.rglob("*") if p.is_file() and FACES not in p.parents
+    )
+    assert total < 10 * 1024 * 1024
