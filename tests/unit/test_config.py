@@ -96,3 +96,10 @@ def test_deployment_options_from_config():
     assert opts["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.5}
     fixed = parse_config({"models": [_model()]}).models[0]
     assert deployment_options(fixed)["num_replicas"] == 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    for modality in cfg.modalities():
+        assert cfg.default_model(modality) is not None
