@@ -9,7 +9,7 @@ PROTOS := $(wildcard protos/aigc/v1/*.proto)
 # KubeRay / prometheus-operator CRDs for offline manifest validation (CI sets it too).
 export AIGC_CRD_DIR ?= $(abspath ../shared/k8s/crds)
 
-.PHONY: up test venv protos check lint typecheck unit integration assets demo-models eval bench clean
+.PHONY: up test venv protos lint typecheck unit integration assets demo-models eval bench clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,6 +53,10 @@ demo-models: $(STAMP)
 
 eval: $(STAMP) assets
 	$(PY) scripts/demo_models/eval_demo_models.py
+
+# Side-by-side benchmarks (serving overhead, batching efficiency) -> bench-results/, BENCHMARKS.md
+bench: $(STAMP) assets
+	$(PY) -m load_tests.benchmarks all --wait-quiet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

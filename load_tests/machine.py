@@ -1,0 +1,62 @@
+"""Facts recorded with every benchmark: date, machine, commit, load, and a quiet-machine wait."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def other_ray_running() -> bool:
+    out = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def wait_quiet(max_load: float = 0.5, limit_s: float = 900, log: Any = print) -> bool:
+    """Waits (up to limit_s) for a 1-minute load average below max_load and no raylet: on a
+    2-core machine another process's work would show up as our latency."""
+    end = time.time() + limit_s
+    while True:
+        load = os.getloadavg()[0]
+        busy = other_ray_running()
+        if load < max_load and not busy:
+            return True
+        if time.time() > end:
+            log(f"machine still busy (load {load:.2f}, raylet running: {busy}); going on")
+            return False
+        log(f"waiting for a quiet machine (load {load:.2f}, raylet running: {busy})")
+        time.sleep(30)
+
+
+def facts() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "commit": commit(),
+        "load_at_start": os.getloadavg()[0],
+        "python": platform.python_version(),
+    }

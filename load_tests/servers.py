@@ -1,0 +1,124 @@
+"""Servers for the benchmarks, one per process: `python -m load_tests.servers KIND [--config]`.
+
+KIND is `gateway` (the full local stack from a config), `plain` (grpc.aio echo, no Ray) or
+`serve-proxy` (Ray Serve's gRPC proxy in front of the echo engines). Each prints one JSON line
+`{"port": N}` on stdout once it serves, and stops cleanly on SIGTERM. Running the server in its
+own process keeps the load generator's CPU and GIL apart from the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from load_tests.baselines import BENCH_CONFIG, SERVE_PROXY_SERVICERS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ready(port: int, **extra: Any) -> None:
+    print(json.dumps({"port": port, **extra}), flush=True)
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_gateway(config_path: str) -> None:
+    from aigc.config import load_config
+    from aigc.stack import LocalStack
+
+    stack = LocalStack(load_config(config_path), port=0, metrics_port=0, ray_metrics_port=0)
+    try:
+        await stack.start(progress=lambda m: print(m, file=sys.stderr, flush=True))
+        gw: Any = stack.gateway
+        _ready(gw.port, metrics_port=gw.metrics_port)
+        await _until_signal()
+    finally:
+        await stack.stop(grace_s=1.0)
+
+
+async def run_plain(config_path: str) -> None:
+    from aigc.config import load_config
+    from load_tests.baselines import start_plain_server
+
+    server, port = await start_plain_server(0, load_config(config_path))
+    _ready(port)
+    await _until_signal()
+    await server.stop(1.0)
+
+
+async def run_serve_proxy(config_path: str) -> None:
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from load_tests.baselines import ServeProxyEcho
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    port = free_port()
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="aigc-bench-proxy",
+        _metrics_export_port=free_port(),
+    )
+    try:
+        serve.start(
+            proxy_location="HeadOnly",
+            http_options={"host": "127.0.0.1", "port": free_port()},
+            grpc_options=gRPCOptions(port=port, grpc_servicer_functions=SERVE_PROXY_SERVICERS),
+        )
+        deployment: Any = serve.deployment(
+            ServeProxyEcho,
+            name="echo",
+            max_ongoing_requests=256,
+            max_queued_requests=-1,
+            ray_actor_options={"num_cpus": 0.5},
+        )
+        await asyncio.to_thread(serve.run, deployment.bind(), name="echo", route_prefix="/echo")
+        _ready(port)
+        await _until_signal()
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        ray.shutdown()
+
+
+KINDS: dict[str, Callable[[str], Coroutine[Any, Any, None]]] = {
+    "gateway": run_gateway,
+    "plain": run_plain,
+    "serve-proxy": run_serve_proxy,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m load_tests.servers")
+    p.add_argument("kind", choices=sorted(KINDS))
+    p.add_argument("--config", default=str(BENCH_CONFIG))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(KINDS[args.kind](args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
