@@ -72,6 +72,36 @@ def _pad_left(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
+async def _drain(sink: asyncio.Queue[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
+    """The next item, plus whatever else is already queued (the consumer fell behind)."""
+    items = [await sink.get()]
+    while not sink.empty():
+        items.append(sink.get_nowait())
+    return items
+
+
+def _coalesce(items: list[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
+    """Joins queued deltas of the same completion into one chunk: when the client side is
+    slower than generation, fewer, larger messages cross Ray and gRPC (vLLM streams the same
+    way). Token counts add up; a finish reason stays on the chunk that carries it."""
+    out: list[TextChunk | BaseException] = []
+    for item in items:
+        last = out[-1] if out else None
+        if (
+            isinstance(item, TextChunk)
+            and isinstance(last, TextChunk)
+            and last.index == item.index
+            and last.finish_reason is None
+        ):
+            last.delta += item.delta
+            last.token_count += item.token_count
+            last.finish_reason = item.finish_reason
+            last.prompt_tokens = item.prompt_tokens
+        else:
+            out.append(item)
+    return out
+
+
 class TransformersTextEngine(TextEngine):
     async def _start(self) -> None:
         self.device = resolve_device(self.config.device)
@@ -226,13 +256,13 @@ class TransformersTextEngine(TextEngine):
         failed = False
         try:
             while finished < len(seqs):
-                item = await sink.get()
-                if isinstance(item, BaseException):
-                    failed = True
-                    raise item
-                if item.finish_reason is not None:
-                    finished += 1
-                yield item
+                for item in _coalesce(await _drain(sink)):
+                    if isinstance(item, BaseException):
+                        failed = True
+                        raise item
+                    if item.finish_reason is not None:
+                        finished += 1
+                    yield item
         finally:
             if finished < len(seqs):
                 for s in seqs:

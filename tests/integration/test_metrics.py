@@ -101,7 +101,8 @@ def test_replica_metrics_show_real_batching(stack, target):
         count = total(m, f"{name}_count", model="shapes")
         singles = total(m, f"{name}_bucket", model="shapes", le="1.0")
         loaded = total(m, "ray_aigc_replica_model_load_seconds", model="tiny")
-        return count > 0 and count - singles > 0 and loaded > 0
+        text_steps = total(m, f"{name}_count", model="tiny")
+        return count > 0 and count - singles > 0 and loaded > 0 and text_steps > 0
 
     # Ray exports replica metrics every few seconds: poll (bounded) until they arrive.
     assert wait_until(batched, timeout_s=60, step_s=1.0), "no batch larger than 1 exported"
