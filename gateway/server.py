@@ -127,9 +127,12 @@ def build_gateway(
     limit = gc.max_message_mb * 2**20
     metrics = GatewayMetrics()
     security = gc.security
-    interceptors: list[grpc.aio.ServerInterceptor] = [DecodeInterceptor()]  # outermost
+    # Auth first (outermost); decoding innermost, so it sees the registered handlers only and
+    # auth's refusals reuse its tolerant deserializer.
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if security.auth_enabled or security.rate_limit_per_s:
         interceptors.append(AuthInterceptor(security, metrics))
+    interceptors.append(DecodeInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

@@ -47,8 +47,8 @@ class Call:
     """Per-RPC facts the servicers and the metrics share."""
 
     def __init__(self, context: grpc.aio.ServicerContext, model: str) -> None:
-        metadata = dict(context.invocation_metadata() or ())
-        self.request_id = str(metadata.get("x-request-id") or uuid.uuid4().hex)[:64]
+        rid = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), None)
+        self.request_id = str(rid or uuid.uuid4().hex)[:64]
         self.model = model
         self.start = time.perf_counter()
         remaining = context.time_remaining()
