@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,21 @@ def gan_raw(device: str, batches: list[int], seconds: float) -> dict[str, Any]:
     return out
 
 
+async def _sweep(
+    run: Callable[[int], Awaitable[Any]], batches: list[int], seconds: float
+) -> dict[int, float]:
+    """Items/s of `run(batch)` per batch size: one warm-up call, then `seconds` of calls."""
+    rows = {}
+    for b in batches:
+        await run(b)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            await run(b)
+            n += b
+        rows[b] = round(n / (time.perf_counter() - t0), 1)
+    return rows
+
+
 async def gan_engine(device: str, batches: list[int], seconds: float) -> dict[str, Any]:
     """Engine path (latents per seed, forward, uint8, PNG on a thread pool), images/s."""
     from aigc.config import ModelConfig
@@ -77,15 +93,13 @@ async def gan_engine(device: str, batches: list[int], seconds: float) -> dict[st
     )  # fmt: skip
     engine = GanImageEngine(cfg)
     await engine.start()
-    rows = {}
-    for b in batches:
-        reqs = [ImageRequest(f"r{i}", "g", count=1, seed=i) for i in range(b)]
-        await engine.generate_batch(reqs)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            await engine.generate_batch(reqs)
-            n += b
-        rows[b] = round(n / (time.perf_counter() - t0), 1)
+    rows = await _sweep(
+        lambda b: engine.generate_batch(
+            [ImageRequest(f"r{i}", "g", count=1, seed=i) for i in range(b)]
+        ),
+        batches,
+        seconds,
+    )
     await engine.stop()
     return {"images_per_s_by_batch": rows}
 
@@ -139,17 +153,12 @@ async def vits_engine(device: str, batches: list[int], seconds: float) -> dict[s
                       options={"max_forward_batch": max(batches)})  # fmt: skip
     engine = VitsAudioEngine(cfg)
     await engine.start()
-    rows = {}
-    for b in batches:
-        reqs = [
-            AudioRequest(f"r{i}", "v", text="hello there, how are you today?") for i in range(b)
-        ]
-        await engine.synthesize_pcm(reqs)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            await engine.synthesize_pcm(reqs)
-            n += b
-        rows[b] = round(n / (time.perf_counter() - t0), 1)
+    text = "hello there, how are you today?"
+    rows = await _sweep(
+        lambda b: engine.synthesize_pcm([AudioRequest(f"r{i}", "v", text=text) for i in range(b)]),
+        batches,
+        seconds,
+    )
     await engine.stop()
     return {"utterances_per_s_by_batch": rows, "weights": "random tiny VITS"}
 
