@@ -34,6 +34,11 @@ class BatchingConfig(_Strict):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=5, description="How long a partly filled batch waits for more requests."
     )
+    gateway_coalescing: bool = Field(
+        True,
+        description="Image models: concurrent requests that queue up in the gateway share "
+        "one Serve call (fewer Ray trips per image); a lone request is never delayed.",
+    )
 
 
 class ScalingConfig(_Strict):

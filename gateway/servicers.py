@@ -14,7 +14,7 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -30,6 +30,7 @@ from aigc.v1 import (
 )
 from gateway import convert
 from gateway.admission import CostGate, cost_of
+from gateway.coalesce import Coalescer
 from gateway.errors import abort, classify
 from gateway.metrics import GatewayMetrics
 from gateway.router import ModelRouter
@@ -63,12 +64,12 @@ async def relay_unary(response: Any) -> Any:
         raise
 
 
-async def relay_retrying(make: Callable[[], Any], retries: int) -> Any:
+async def retrying(call: Callable[[], Awaitable[Any]], retries: int) -> Any:
     """Unary calls that are idempotent (seed fixed by the gateway) get `retries` more tries
     when the replica died or was unavailable; any other error returns at once."""
     for attempt in range(retries + 1):
         try:
-            return await relay_unary(make())
+            return await call()
         except Exception as exc:
             if attempt == retries or classify(exc)[0] != grpc.StatusCode.UNAVAILABLE:
                 raise
@@ -228,13 +229,35 @@ class TextServicer(_Base, text_pb2_grpc.TextGenerationServicer):
 class ImageServicer(_Base, image_pb2_grpc.ImageGenerationServicer):
     modality = Modality.IMAGE
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.coalescers: dict[str, Coalescer] = {}
+
+    def _coalescer(self, model: ModelConfig) -> Coalescer:
+        c = self.coalescers.get(model.name)
+        if c is None:
+            handle = self.router.handle(model)
+            c = Coalescer(
+                lambda items: handle.generate_many.remote(items),
+                max_items=model.batching.max_batch_size,
+                max_outstanding=2 * model.scaling.max_replicas,
+            )
+            self.coalescers[model.name] = c
+        return c
+
+    async def _generate(self, model: ModelConfig, domain: ImageRequest) -> Any:
+        if model.batching.gateway_coalescing:
+            coalescer = self._coalescer(model)
+            return await retrying(lambda: coalescer.submit(domain), self.retries)
+        handle = self.router.handle(model)
+        return await retrying(lambda: relay_unary(handle.generate.remote(domain)), self.retries)
+
     @rpc("Generate")
     async def Generate(self, request: Any, context: Any, call: Call) -> Any:
         model = self.router.resolve(self.modality, request.model)
         domain = convert.image_request(request, model, call.request_id, call.deadline)
-        handle = self.router.handle(model)
         async with self.admitted(model, domain, call):
-            result = await relay_retrying(lambda: handle.generate.remote(domain), self.retries)
+            result = await self._generate(model, domain)
         self.metrics.images.labels(model.name).inc(len(result.images))
         return convert.image_response(result)
 
@@ -248,7 +271,9 @@ class AudioServicer(_Base, audio_pb2_grpc.AudioSynthesisServicer):
         domain = convert.audio_request(request, model, call.request_id, call.deadline, stream=False)
         handle = self.router.handle(model)
         async with self.admitted(model, domain, call):
-            result = await relay_retrying(lambda: handle.synthesize.remote(domain), self.retries)
+            result = await retrying(
+                lambda: relay_unary(handle.synthesize.remote(domain)), self.retries
+            )
         self.metrics.audio_seconds.labels(model.name).inc(result.duration_s)
         return convert.audio_response(result)
 

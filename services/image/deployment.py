@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -33,6 +34,15 @@ class ImageReplica(Replica):
         self.check_deadline(request.deadline)
         self.engine.validate(request)  # a bad label fails alone, not its batch
         return await self._batched((request, time.perf_counter()))
+
+    async def generate_many(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:
+        """Several requests in one Ray call (the gateway coalesces them); they still join the
+        replica's batches one by one, and each fails alone."""
+        results = await asyncio.gather(
+            *[self.generate(r) for r in requests], return_exceptions=True
+        )
+        return [r if not isinstance(r, BaseException) or isinstance(r, Exception)
+                else Exception(str(r)) for r in results]  # fmt: skip
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_images)
     async def _batched(self, items: list[_Queued]) -> list[ImageResult]:

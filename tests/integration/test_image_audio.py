@@ -77,3 +77,34 @@ def test_echo_engines_route_by_model_name(client):
     audio = client.synthesize("four", model="echo-audio")
     assert audio.model == "echo-audio"
     assert audio.duration_seconds == pytest.approx(0.2, abs=1e-3)  # 50 ms per character
+
+
+def test_concurrent_image_requests_share_calls_but_fail_alone(target):
+    """The gateway coalesces queued image requests; each still gets its own result or error."""
+    import threading
+
+    import grpc
+
+    from aigc import Client
+
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        label = "hexagon" if i == 5 else "circle"
+        with Client(target, timeout=60) as c:
+            try:
+                results[i] = c.generate_images(count=1, seed=1000 + i, label=label).images[0].data
+            except grpc.RpcError as err:
+                results[i] = err.code()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results.pop(5) == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(results) == 15
+    with Client(target, timeout=60) as c:
+        for i in (0, 9):
+            alone = c.generate_images(count=1, seed=1000 + i, label="circle").images[0].data
+            assert alone == results[i]

@@ -1,0 +1,82 @@
+"""Coalescer: a lone call goes out alone at once; calls that queue up share one send."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.coalesce import Coalescer
+from services.errors import InvalidArgument
+
+
+class FakeResponse:
+    """What the Coalescer needs of a Serve response: awaitable and cancellable."""
+
+    def __init__(self, items: list[int], gate: asyncio.Event) -> None:
+        self.items, self.gate, self.cancelled = items, gate, False
+
+    def __await__(self):
+        return self._result().__await__()
+
+    async def _result(self) -> list[object]:
+        await self.gate.wait()
+        return [InvalidArgument("odd", field="x") if i % 2 else i * 10 for i in self.items]
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_lone_call_is_sent_at_once_and_queued_calls_share_one_send():
+    async def main():
+        gate = asyncio.Event()
+        sent: list[FakeResponse] = []
+
+        def send(items: list[int]) -> FakeResponse:
+            sent.append(FakeResponse(items, gate))
+            return sent[-1]
+
+        c = Coalescer(send, max_items=3, max_outstanding=1)
+        first = asyncio.create_task(c.submit(0))
+        await asyncio.sleep(0)
+        assert [r.items for r in sent] == [[0]]  # no waiting at low load
+        rest = [asyncio.create_task(c.submit(i)) for i in (2, 4, 6, 8)]
+        await asyncio.sleep(0)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        return results, [r.items for r in sent]
+
+    results, batches = asyncio.run(main())
+    assert results == [0, 20, 40, 60, 80]
+    assert batches == [[0], [2, 4, 6], [8]]  # queued calls left together, max_items each
+
+
+def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
+    async def main():
+        gate = asyncio.Event()
+        sent: list[FakeResponse] = []
+
+        def send(items: list[int]) -> FakeResponse:
+            sent.append(FakeResponse(items, gate))
+            return sent[-1]
+
+        c = Coalescer(send, max_items=8, max_outstanding=1)
+        blocker = asyncio.create_task(c.submit(0))
+        await asyncio.sleep(0)
+        good, bad = asyncio.create_task(c.submit(2)), asyncio.create_task(c.submit(3))
+        await asyncio.sleep(0)
+        gate.set()
+        assert await good == 20
+        with pytest.raises(InvalidArgument):
+            await bad
+        await blocker
+        # a shared call whose callers all left is cancelled
+        gate2 = asyncio.Event()
+        c2 = Coalescer(lambda items: sent.append(FakeResponse(items, gate2)) or sent[-1], 8, 1)
+        lone = asyncio.create_task(c2.submit(4))
+        await asyncio.sleep(0.01)
+        lone.cancel()
+        await asyncio.sleep(0.01)
+        return sent[-1].cancelled
+
+    assert asyncio.run(main()) is True
