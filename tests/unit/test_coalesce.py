@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -27,15 +28,21 @@ class FakeResponse:
         self.cancelled = True
 
 
+def recorder() -> tuple[asyncio.Event, list[FakeResponse], Callable[[list[int]], FakeResponse]]:
+    """A send function whose responses all wait for one gate; `sent` keeps every call."""
+    gate = asyncio.Event()
+    sent: list[FakeResponse] = []
+
+    def send(items: list[int]) -> FakeResponse:
+        sent.append(FakeResponse(items, gate))
+        return sent[-1]
+
+    return gate, sent, send
+
+
 def test_lone_call_is_sent_at_once_and_queued_calls_share_one_send():
     async def main():
-        gate = asyncio.Event()
-        sent: list[FakeResponse] = []
-
-        def send(items: list[int]) -> FakeResponse:
-            sent.append(FakeResponse(items, gate))
-            return sent[-1]
-
+        gate, sent, send = recorder()
         c = Coalescer(send, max_items=3, max_outstanding=1)
         first = asyncio.create_task(c.submit(0))
         await asyncio.sleep(0)
@@ -53,13 +60,7 @@ def test_lone_call_is_sent_at_once_and_queued_calls_share_one_send():
 
 def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
     async def main():
-        gate = asyncio.Event()
-        sent: list[FakeResponse] = []
-
-        def send(items: list[int]) -> FakeResponse:
-            sent.append(FakeResponse(items, gate))
-            return sent[-1]
-
+        gate, sent, send = recorder()
         c = Coalescer(send, max_items=8, max_outstanding=1)
         blocker = asyncio.create_task(c.submit(0))
         await asyncio.sleep(0)
@@ -71,12 +72,11 @@ def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
             await bad
         await blocker
         # a shared call whose callers all left is cancelled
-        gate2 = asyncio.Event()
-        c2 = Coalescer(lambda items: sent.append(FakeResponse(items, gate2)) or sent[-1], 8, 1)
-        lone = asyncio.create_task(c2.submit(4))
+        _, sent2, send2 = recorder()
+        lone = asyncio.create_task(Coalescer(send2, 8, 1).submit(4))
         await asyncio.sleep(0.01)
         lone.cancel()
         await asyncio.sleep(0.01)
-        return sent[-1].cancelled
+        return sent2[-1].cancelled
 
     assert asyncio.run(main()) is True
