@@ -60,7 +60,7 @@ def test_lone_call_is_sent_at_once_and_queued_calls_share_one_send():
 
 def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
     async def main():
-        gate, sent, send = recorder()
+        gate, _, send = recorder()
         c = Coalescer(send, max_items=8, max_outstanding=1)
         blocker = asyncio.create_task(c.submit(0))
         await asyncio.sleep(0)
