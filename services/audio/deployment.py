@@ -29,7 +29,10 @@ class AudioReplica(Replica):
     async def synthesize(self, request: AudioRequest) -> AudioResult:
         self.check_deadline(request.deadline)
         self.engine.validate(request)
-        return await self._batched((request, time.perf_counter()))
+        result = await self._batched((request, time.perf_counter()))
+        if isinstance(result, Exception):  # this item failed alone (e.g. unreadable text)
+            raise result
+        return result
 
     async def synthesize_stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         self.engine.validate(request)
@@ -37,7 +40,7 @@ class AudioReplica(Replica):
             yield chunk
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _batched(self, items: list[_Queued]) -> list[AudioResult]:
+    async def _batched(self, items: list[_Queued]) -> list[AudioResult | Exception]:
         started = time.perf_counter()
         for _, enqueued in items:
             self.engine.observer.queue_wait(started - enqueued)

@@ -23,7 +23,7 @@ class EchoAudioEngine(AudioEngine):
         t = np.arange(n, dtype=np.float32) / self.sample_rate
         return to_pcm16(0.2 * np.sin(2 * np.pi * 220.0 * t))
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         return [self._tone(r.text, r.speed) for r in requests]
 
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:

@@ -29,16 +29,20 @@ class AudioEngine(Engine):
             )
 
     @abc.abstractmethod
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
-        """PCM16 audio for each request of a batch, in order."""
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
+        """PCM16 audio for each request of a batch, in order; an item that fails alone is an
+        exception in its place, so its neighbours in the batch still succeed."""
 
     @abc.abstractmethod
     def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         """PCM16 chunks as they are ready (e.g. one per sentence); the last has last=True."""
 
-    async def synthesize_batch(self, requests: list[AudioRequest]) -> list[AudioResult]:
-        results = []
+    async def synthesize_batch(self, requests: list[AudioRequest]) -> list[AudioResult | Exception]:
+        results: list[AudioResult | Exception] = []
         for r, pcm in zip(requests, await self.synthesize_pcm(requests), strict=True):
+            if isinstance(pcm, Exception):
+                results.append(pcm)
+                continue
             wav = r.format == AudioFormat.WAV
             results.append(
                 AudioResult(

@@ -19,6 +19,7 @@ import numpy as np
 
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
+from services.errors import InvalidArgument
 from services.types import AudioChunk, AudioRequest
 
 
@@ -52,22 +53,38 @@ class HibariAudioEngine(AudioEngine):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "source": "hibari-tts 0.2.1 (PyPI)", "license": "Apache-2.0"}
 
-    def _synthesize(self, r: AudioRequest) -> bytes:
-        tts = self._tts[r.voice or self.default_voice]
-        return to_pcm16(tts(r.text, speed=r.speed, seed=r.seed))
+    @staticmethod
+    def _phonemes(tts: Any, text: str) -> list[str]:
+        """hibari's text normaliser rejects some inputs (e.g. stray superscripts): that is the
+        client's text, so it is INVALID_ARGUMENT, not a server error."""
+        try:
+            return list(tts.phonemize(text))
+        except Exception as exc:
+            raise InvalidArgument(
+                f"text cannot be read aloud ({type(exc).__name__}: {exc}); "
+                "remove unusual characters",
+                field="text",
+            ) from None
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+    def _synthesize(self, r: AudioRequest) -> bytes:
+        """Same as hibari's `tts(text, speed, seed)`, with the text step checked first."""
+        tts = self._tts[r.voice or self.default_voice]
+        rng = np.random.default_rng(r.seed)
+        parts = [tts.from_ids(tts.ids(ps), r.speed, rng) for ps in self._phonemes(tts, r.text)]
+        return to_pcm16(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         loop = asyncio.get_running_loop()
-        return list(
-            await asyncio.gather(
-                *[loop.run_in_executor(self._pool, self._synthesize, r) for r in requests]
-            )
+        results = await asyncio.gather(
+            *[loop.run_in_executor(self._pool, self._synthesize, r) for r in requests],
+            return_exceptions=True,
         )
+        return [r if isinstance(r, bytes | Exception) else Exception(str(r)) for r in results]
 
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         tts = self._tts[request.voice or self.default_voice]
         loop = asyncio.get_running_loop()
-        sentences = await loop.run_in_executor(self._pool, tts.phonemize, request.text)
+        sentences = await loop.run_in_executor(self._pool, self._phonemes, tts, request.text)
         rng = np.random.default_rng(request.seed)
         if not sentences:
             yield AudioChunk(0, b"", self.sample_rate, last=True)

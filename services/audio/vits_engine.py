@@ -72,12 +72,12 @@ class VitsAudioEngine(AudioEngine):
                 out.append(to_pcm16(wave[: int(length)].float().cpu().numpy()))
         return out
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes]:
+    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         loop = asyncio.get_running_loop()
         groups: dict[tuple[float, str], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.speed, r.voice or self.default_voice), []).append(i)
-        pcm: list[bytes] = [b""] * len(requests)
+        pcm: list[bytes | Exception] = [b""] * len(requests)
         for (speed, voice), idx in groups.items():
             texts = [requests[i].text for i in idx]
             seed = requests[idx[0]].seed

@@ -85,6 +85,8 @@ def test_invalid_speech_requests(client):
         (lambda: client.synthesize("hi", speed=10.0), "speed"),
         (lambda: client.synthesize("hi", voice="nobody"), "voice"),
         (lambda: client.stream_speech("hi", voice="nobody"), "voice"),
+        (lambda: client.synthesize("\x1b\u00b9"), "text"),  # hibari cannot normalise it
+        (lambda: client.stream_speech("\x1b\u00b9"), "text"),
     ]
     for call, field in cases:
         err = rpc_error(call)

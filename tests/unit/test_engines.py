@@ -226,3 +226,16 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
     assert len(alone) > 0
     assert len(fast) < len(short)  # speed 2 speaks faster
     assert [c.last for c in chunks] == [False, True]
+
+
+def test_unreadable_text_fails_alone_in_its_batch():
+    async def main():
+        engine = HibariAudioEngine(ModelConfig(name="speech", modality="audio", engine="hibari"))
+        await engine.start()
+        bad = AudioRequest("a", "speech", text="\x1b\u00b9", seed=1)  # found by fuzzing
+        good = AudioRequest("b", "speech", text="Hello.", seed=1)
+        return await engine.synthesize_batch([bad, good])
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, InvalidArgument) and bad.field == "text"
+    assert not isinstance(good, Exception) and good.duration_s > 0
