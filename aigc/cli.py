@@ -45,8 +45,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             gw = stack.gateway
             assert gw is not None
             host = config.gateway.host
-            say(f"gateway      grpc://{host}:{gw.port}  (aigc.v1, grpc.health.v1, reflection)")  # type: ignore[attr-defined]
-            say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")  # type: ignore[attr-defined]
+            say(f"gateway      grpc://{host}:{gw.port}  (aigc.v1, grpc.health.v1, reflection)")
+            say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
             say(f"ray metrics      {stack.ray_metrics_url}")
             say("ready; Ctrl-C stops everything")
             await stop.wait()

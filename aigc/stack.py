@@ -11,8 +11,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aigc.config import AigcConfig
+
+if TYPE_CHECKING:  # the gateway (grpc, Ray) loads only when the stack starts
+    from gateway.server import Gateway
 
 logger = logging.getLogger("aigc.stack")
 Progress = Callable[[str], None]
@@ -24,7 +28,7 @@ class LocalStack:
     port: int | None = None  # None: from config; 0: any free port
     metrics_port: int | None = None
     ray_metrics_port: int | None = None
-    gateway: object | None = field(default=None, init=False)
+    gateway: Gateway | None = field(default=None, init=False)
 
     def start_ray(self) -> None:
         import ray
@@ -106,14 +110,14 @@ class LocalStack:
         gw = self.gateway
         if gw is None:
             return []
-        return [n for n, st in gw.router.state.items() if not st.ready]  # type: ignore[attr-defined]
+        return [n for n, st in gw.router.state.items() if not st.ready]
 
     async def stop(self, grace_s: float | None = None) -> None:
         import ray
         from ray import serve
 
         if self.gateway is not None:
-            await self.gateway.stop(grace_s)  # type: ignore[attr-defined]
+            await self.gateway.stop(grace_s)
         if ray.is_initialized():
             await asyncio.to_thread(serve.shutdown)
             ray.shutdown()

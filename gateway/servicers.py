@@ -116,10 +116,27 @@ class _Base:
         finally:
             await gate.__aexit__(None, None, None)
 
-    def _finish(self, method: str, call: Call, code: grpc.StatusCode) -> None:
-        labels = (self.modality.value, call.model, method)
-        self.metrics.requests.labels(*labels, code.name).inc()
-        self.metrics.duration.labels(*labels).observe(time.perf_counter() - call.start)
+    @contextlib.asynccontextmanager
+    async def tracked(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Call]:
+        """Request id, in-flight gauge, duration and code metrics, and the one error table."""
+        call = Call(context, self.router.label(self.modality, request.model))
+        gauge = self.metrics.inflight.labels(self.modality.value, call.model)
+        gauge.inc()
+        code = grpc.StatusCode.OK
+        try:
+            yield call
+        except BaseException as exc:
+            code = _code_of(exc, call)
+            if isinstance(exc, Exception):
+                await abort(context, exc, call.request_id)
+            raise
+        finally:
+            gauge.dec()
+            labels = (self.modality.value, call.model, method)
+            self.metrics.requests.labels(*labels, code.name).inc()
+            self.metrics.duration.labels(*labels).observe(time.perf_counter() - call.start)
 
 
 def _code_of(exc: BaseException, call: Call) -> grpc.StatusCode:
@@ -139,21 +156,9 @@ def rpc(method: str) -> Callable[[Any], Any]:
             async def stream_wrapper(
                 self: _Base, request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                call = Call(context, self.router.label(self.modality, request.model))
-                gauge = self.metrics.inflight.labels(self.modality.value, call.model)
-                gauge.inc()
-                code = grpc.StatusCode.OK
-                try:
+                async with self.tracked(method, request, context) as call:
                     async for item in fn(self, request, context, call):
                         yield item
-                except BaseException as exc:
-                    code = _code_of(exc, call)
-                    if isinstance(exc, Exception):
-                        await abort(context, exc, call.request_id)
-                    raise
-                finally:
-                    gauge.dec()
-                    self._finish(method, call, code)
 
             return stream_wrapper
 
@@ -161,20 +166,8 @@ def rpc(method: str) -> Callable[[Any], Any]:
         async def unary_wrapper(
             self: _Base, request: Any, context: grpc.aio.ServicerContext
         ) -> Any:
-            call = Call(context, self.router.label(self.modality, request.model))
-            gauge = self.metrics.inflight.labels(self.modality.value, call.model)
-            gauge.inc()
-            code = grpc.StatusCode.OK
-            try:
+            async with self.tracked(method, request, context) as call:
                 return await fn(self, request, context, call)
-            except BaseException as exc:
-                code = _code_of(exc, call)
-                if isinstance(exc, Exception):
-                    await abort(context, exc, call.request_id)
-                raise
-            finally:
-                gauge.dec()
-                self._finish(method, call, code)
 
         return unary_wrapper
 

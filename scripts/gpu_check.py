@@ -191,7 +191,7 @@ async def served(device: str, concurrency: int, seconds: float) -> dict[str, Any
     await stack.start(timeout_s=300)
     out: dict[str, Any] = {}
     try:
-        target = f"127.0.0.1:{stack.gateway.port}"  # type: ignore[attr-defined]
+        target = f"127.0.0.1:{stack.gateway.port}"
         async with AsyncClient(target, timeout=60) as c:
             for name, call, unit in (
                 ("text", lambda: c.generate_text("A computer is", max_tokens=64), "tokens"),

@@ -41,8 +41,10 @@ class ImageReplica(Replica):
         results = await asyncio.gather(
             *[self.generate(r) for r in requests], return_exceptions=True
         )
-        return [r if not isinstance(r, BaseException) or isinstance(r, Exception)
-                else Exception(str(r)) for r in results]  # fmt: skip
+        # gather may hand back a BaseException (a cancelled item): send it as a plain error
+        return [
+            r if isinstance(r, ImageResult | Exception) else Exception(repr(r)) for r in results
+        ]
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_images)
     async def _batched(self, items: list[_Queued]) -> list[ImageResult]:
