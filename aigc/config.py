@@ -34,6 +34,14 @@ class BatchingConfig(_Strict):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=5, description="How long a partly filled batch waits for more requests."
     )
+    max_concurrent_batches: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Image and audio models: batches in flight at once per replica. Above 1, "
+        "one batch's encoding (PNG/WAV, on CPU threads) overlaps the next batch's forward pass "
+        "(on the GPU); forward passes still run one at a time.",
+    )
     gateway_coalescing: bool = Field(
         True,
         description="Image models: concurrent requests that queue up in the gateway share "
@@ -130,17 +138,27 @@ class ModelConfig(_Strict):
             raise ValueError(
                 "limits.max_images must be <= batching.max_batch_size (image batches count images)"
             )
-        ongoing = self.scaling.max_ongoing_requests
-        if ongoing is not None and ongoing < self.batching.max_batch_size:
+        batching = self.batching
+        if self.modality == Modality.TEXT and batching.max_concurrent_batches != 1:
             raise ValueError(
-                "scaling.max_ongoing_requests must be >= batching.max_batch_size "
-                "(it caps every batch)"
+                "batching.max_concurrent_batches must be 1 for text models "
+                "(the text engine runs one continuous batch)"
+            )
+        ongoing = self.scaling.max_ongoing_requests
+        in_flight = batching.max_batch_size * batching.max_concurrent_batches
+        if ongoing is not None and ongoing < in_flight:
+            raise ValueError(
+                "scaling.max_ongoing_requests must be >= batching.max_batch_size x "
+                f"batching.max_concurrent_batches = {in_flight} (it caps every batch)"
             )
         return self
 
     @property
     def max_ongoing_requests(self) -> int:
-        return self.scaling.max_ongoing_requests or 2 * self.batching.max_batch_size
+        batching = self.batching
+        return self.scaling.max_ongoing_requests or (
+            2 * batching.max_batch_size * batching.max_concurrent_batches
+        )
 
     def with_weights_resolved(self, base_dir: Path) -> ModelConfig:
         """Relative weight paths ('./', '../') are read relative to the config file."""

@@ -1,11 +1,26 @@
-"""Device check: raw vs served throughput per modality on CUDA, with batch-size sweeps.
+"""Device check: quality per dtype, raw vs engine vs served throughput per modality, batch sweeps.
 
-Runs our engines in-process (the "raw" limit and the engine-level path) and, when Ray is
-importable, the whole stack (gateway + Serve) with a GPU config, then writes one JSON report.
-Sized to finish in under 8 minutes on one H200; `--quick` is a CPU smoke run of the same code.
+Sized for one H200 in under 8 minutes (`--budget-s`, default 420: a section that would start
+with less than its reserve left is skipped and says so). The report is rewritten after every
+section, so a run cut short still returns what it measured. Sections:
+
+- env: device, torch, CUDA.
+- quality: each reduced precision against float32 on the same seeds. Faces: PSNR of the
+  pixels. Fashion: PSNR, and the share of samples the independent judge
+  (models/fashion-classifier) gives the requested label. VITS: SNR and length agreement
+  of the waveform (random weights in the `VitsConfig()` layout: no checkpoint is offline).
+- gan_raw: generator forward only, images/s by batch size and dtype.
+- gan_compile: eager vs `torch.compile` (CUDA graphs on CUDA) at two batch sizes.
+- gan_engine: our engine (seeded latents, forward, uint8, PNG on a thread pool), eager and
+  compiled, images/s by batch size.
+- text_engine: our continuous-batching engine, output tokens/s by concurrency, with the
+  fortune demo model and a random-weight model in the SmolLM2-135M layout (fortune's tokenizer).
+- vits_engine: utterances/s by batch size and dtype.
+- served: the whole stack (Ray Serve + gateway, gRPC client) per modality, closed loop, and
+  its ratio to the engine measured above at the same batch size.
 
     python scripts/gpu_check.py --out "$OUT/gpu_check.json"          # on the GPU machine
-    .venv/bin/python scripts/gpu_check.py --device cpu --quick       # here, to check it runs
+    .venv/bin/python scripts/gpu_check.py --device cpu --quick       # here: the code runs
 """
 
 from __future__ import annotations
@@ -13,18 +28,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import platform
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.tiny_models builds the random-weight stand-in models
+
+FACES = ROOT / "models/faces"
+FASHION = ROOT / "models/fashion"
+FORTUNE = ROOT / "models/fortune"
+SMOL_135M = {  # HuggingFaceTB/SmolLM2-135M's layout (its config.json); weights are random
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 8192,
+    "rope_theta": 100000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
+}
 
 
 def _sync(device: str) -> None:
@@ -32,139 +66,333 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def gan_raw(device: str, batches: list[int], seconds: float) -> dict[str, Any]:
-    """Generator forward only (fp32 and fp16), images/s per batch size."""
+def _dtypes(device: str) -> list[torch.dtype]:
+    reduced = [torch.float16, torch.bfloat16] if device.startswith("cuda") else [torch.bfloat16]
+    return [torch.float32, *reduced]
+
+
+REDUCED = [torch.float16, torch.bfloat16]  # quality is measured for both on any device
+
+
+def _vits(a: argparse.Namespace) -> tuple[Path, str]:
+    """The VITS the throughput sections serve: the real layout, or a tiny one for --quick."""
+    if a.quick:  # the real layout takes seconds per utterance on a CPU
+        from tests.tiny_models import make_vits_model
+
+        return make_vits_model(Path(tempfile.mkdtemp()) / "vits"), "random, tiny (tests)"
+    return _random_vits(Path(tempfile.mkdtemp()) / "vits"), "random, VitsConfig() layout"
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _pixels(images: torch.Tensor) -> np.ndarray:
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return math.inf if mse == 0 else round(10 * math.log10(255.0**2 / mse), 2)
+
+
+def _throughput(step: Callable[[], Any], items: int, seconds: float, device: str) -> float:
+    """Items/s of `step()`: one warm-up call, then calls for `seconds`."""
+    step()
+    _sync(device)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        n += items
+    _sync(device)
+    return round(n / (time.perf_counter() - t0), 1)
+
+
+async def _athroughput(run: Callable[[], Awaitable[Any]], items: int, seconds: float) -> float:
+    await run()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        await run()
+        n += items
+    return round(n / (time.perf_counter() - t0), 1)
+
+
+def _faces(device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     from services.image.networks import build_generator, load_generator
 
-    faces = ROOT / "models/faces"
-    if (faces / "model.safetensors").exists():
-        model, meta = load_generator(faces, device=device)
-    else:  # same architecture, random weights: the FLOPs are what is measured
-        meta = {"architecture": "dcgan64", "latent_dim": 100, "channels": 3, "labels": []}
-        model = build_generator(meta).to(device).eval()
-    out: dict[str, Any] = {"weights": "faces" if faces.exists() else "random dcgan64"}
-    dtypes = [torch.float32] + ([torch.float16] if device.startswith("cuda") else [])
-    for dtype in dtypes:
-        m = model.to(dtype)
-        rows = {}
-        for b in batches:
-            z = torch.randn(b, int(meta["latent_dim"]), device=device, dtype=dtype)
-            with torch.inference_mode():
-                m(z, None)
-                _sync(device)
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < seconds:
-                    m(z, None)
-                    n += b
-                _sync(device)
-            rows[b] = round(n / (time.perf_counter() - t0), 1)
-        out[str(dtype).removeprefix("torch.")] = rows
+    if (FACES / "model.safetensors").exists():
+        return load_generator(FACES, device=device)
+    # same architecture, random weights: the FLOPs are what is measured (quality is skipped)
+    meta = {"architecture": "dcgan64", "latent_dim": 100, "channels": 3, "labels": []}
+    return build_generator(meta).to(device).eval(), {**meta, "random": True}
+
+
+def _random_vits(path: Path, seed: int = 0) -> Path:
+    """A VITS with `VitsConfig()`'s layout (that of facebook/mms-tts-eng), random weights, and a
+    character tokenizer, saved as a Hugging Face checkpoint for the engine."""
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    if (path / "config.json").exists():
+        return path
+    from tests.tiny_models import make_vits_model
+
+    tiny = make_vits_model(path.parent / "vits-tokenizer")  # its tokenizer: characters
+    tokenizer = VitsTokenizer.from_pretrained(tiny)
+    torch.manual_seed(seed)
+    model = VitsModel(VitsConfig(vocab_size=len(tokenizer))).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _random_smol(path: Path, seed: int = 0) -> Path:
+    """SmolLM2-135M's layout with random weights and fortune's tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    if (path / "config.json").exists():
+        return path
+    tokenizer = AutoTokenizer.from_pretrained(FORTUNE)
+    fortune = json.loads((FORTUNE / "config.json").read_text())
+    config = LlamaConfig(
+        vocab_size=fortune["vocab_size"],
+        bos_token_id=fortune.get("bos_token_id"),
+        eos_token_id=fortune.get("eos_token_id"),
+        pad_token_id=fortune.get("pad_token_id"),
+        **SMOL_135M,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    for name in ("generation_config.json", "chat_template.jinja"):
+        if (FORTUNE / name).exists():
+            (path / name).write_bytes((FORTUNE / name).read_bytes())
+    return path
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+
+def env(device: str, a: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "quick": a.quick,
+    }
+    if device.startswith("cuda"):
+        out["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
     return out
 
 
-async def _sweep(
-    run: Callable[[int], Awaitable[Any]], batches: list[int], seconds: float
-) -> dict[int, float]:
-    """Items/s of `run(batch)` per batch size: one warm-up call, then `seconds` of calls."""
-    rows = {}
-    for b in batches:
-        await run(b)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            await run(b)
-            n += b
-        rows[b] = round(n / (time.perf_counter() - t0), 1)
-    return rows
+@torch.inference_mode()
+def quality(device: str, a: argparse.Namespace) -> dict[str, Any]:
+    from services.image.networks import load_classifier, load_generator
+
+    out: dict[str, Any] = {}
+    n = 32 if a.quick else 256
+    g = torch.Generator().manual_seed(0)
+    if (FACES / "model.safetensors").exists():
+        model, meta = load_generator(FACES, device=device)
+        z = torch.randn(n, int(meta["latent_dim"]), generator=g).to(device)
+        ref = _pixels(model(z, None))
+        faces: dict[str, Any] = {"images": n}
+        for dtype in REDUCED:
+            px = _pixels(model.to(dtype)(z.to(dtype), None))
+            faces[_name(dtype)] = {
+                "psnr_db": _psnr(ref, px),
+                "max_abs_diff": int(np.abs(ref.astype(int) - px.astype(int)).max()),
+            }
+            model.float()
+        out["faces"] = faces
+    model, meta = load_generator(FASHION, device=device)
+    judge, _ = load_classifier(ROOT / "models/fashion-classifier")
+    judge = judge.to(device).eval()
+    labels = torch.arange(len(meta["labels"])).repeat_interleave(n // len(meta["labels"]) + 1)
+    labels = labels[: max(n, len(meta["labels"]))].to(device)
+    z = torch.randn(len(labels), int(meta["latent_dim"]), generator=g).to(device)
+    fashion: dict[str, Any] = {"images": len(labels)}
+    ref_images = model(z, labels)
+    ref = _pixels(ref_images)
+    fashion["float32_judged_as_requested"] = round(
+        float((judge(ref_images.float()).argmax(1) == labels).float().mean()), 4
+    )
+    for dtype in REDUCED:
+        images = model.to(dtype)(z.to(dtype), labels).float()
+        fashion[_name(dtype)] = {
+            "psnr_db": _psnr(ref, _pixels(images)),
+            "judged_as_requested": round(
+                float((judge(images).argmax(1) == labels).float().mean()), 4
+            ),
+        }
+        model.float()
+    out["fashion"] = fashion
+
+    from transformers import VitsModel
+
+    path, layout = _vits(a)
+    vits = VitsModel.from_pretrained(path).to(device).eval()
+    vits.noise_scale = vits.noise_scale_duration = 0.0  # deterministic: no sampling noise
+    ids = torch.randint(1, vits.config.vocab_size, (4, 40), generator=g).to(device)
+    ref_wave = vits(input_ids=ids).waveform.float()
+    voice: dict[str, Any] = {"weights": layout, "utterances": 4}
+    for dtype in [torch.float32, *REDUCED]:  # float32 again: the control (same run twice)
+        wave = vits.to(dtype)(input_ids=ids).waveform.float()
+        m = min(wave.shape[-1], ref_wave.shape[-1])
+        err = float(((wave[..., :m] - ref_wave[..., :m]) ** 2).sum())
+        voice[_name(dtype)] = {
+            "snr_db": round(
+                10 * math.log10(float((ref_wave[..., :m] ** 2).sum()) / max(err, 1e-12)), 2
+            ),
+            "samples": [int(wave.shape[-1]), int(ref_wave.shape[-1])],
+        }
+        vits.float()
+    out["vits"] = voice
+    return out
 
 
-async def gan_engine(device: str, batches: list[int], seconds: float) -> dict[str, Any]:
-    """Engine path (latents per seed, forward, uint8, PNG on a thread pool), images/s."""
+@torch.inference_mode()
+def gan_raw(device: str, a: argparse.Namespace) -> dict[str, Any]:
+    model, meta = _faces(device)
+    out: dict[str, Any] = {"weights": "random dcgan64" if meta.get("random") else "faces"}
+    for dtype in _dtypes(device):
+        m = model.to(dtype)
+        rows = {}
+        for b in a.batches:
+            z = torch.randn(b, int(meta["latent_dim"]), device=device, dtype=dtype)
+            rows[b] = _throughput(lambda m=m, z=z: m(z, None), b, a.seconds, device)
+        out[f"{_name(dtype)}_images_per_s"] = rows
+    model.float()
+    return out
+
+
+@torch.inference_mode()
+def gan_compile(device: str, a: argparse.Namespace) -> dict[str, Any]:
+    cuda = device.startswith("cuda")
+    model, meta = _faces(device)
+    dtype = torch.float16 if cuda else torch.float32
+    mode = "reduce-overhead" if cuda else "default"
+    model = model.to(dtype)
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    out: dict[str, Any] = {"dtype": _name(dtype), "mode": mode}
+    for b in [8] if a.quick else [64, 512]:
+        z = torch.randn(b, int(meta["latent_dim"]), device=device, dtype=dtype)
+        t0 = time.perf_counter()
+        for _ in range(3):  # compile, then CUDA graph warm-up and recording
+            compiled(z, None)
+        _sync(device)
+        compile_s = round(time.perf_counter() - t0, 1)
+        eager = _throughput(lambda z=z: model(z, None), b, a.seconds, device)
+        fast = _throughput(lambda z=z: compiled(z, None), b, a.seconds, device)
+        out[b] = {"compile_s": compile_s, "eager_images_per_s": eager,
+                  "compiled_images_per_s": fast, "speedup": round(fast / eager, 2)}  # fmt: skip
+    return out
+
+
+async def gan_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
     from aigc.config import ModelConfig
     from services.image.gan_engine import GanImageEngine
     from services.types import ImageRequest
     from tests.tiny_models import make_image_model
 
-    faces = ROOT / "models/faces"
-    weights = faces if faces.exists() else make_image_model(Path(tempfile.mkdtemp()) / "gan")
-    cfg = ModelConfig(
-        name="g", modality="image", engine="gan", weights=str(weights), device=device,
-        options={"half": True, "encode_threads": 8}, batching={"max_batch_size": max(batches)},
-        limits={"max_images": max(batches)},
-    )  # fmt: skip
-    engine = GanImageEngine(cfg)
-    await engine.start()
-    rows = await _sweep(
-        lambda b: engine.generate_batch(
-            [ImageRequest(f"r{i}", "g", count=1, seed=i) for i in range(b)]
-        ),
-        batches,
-        seconds,
-    )
-    await engine.stop()
-    return {"images_per_s_by_batch": rows}
+    cuda = device.startswith("cuda")
+    weights = FACES if FACES.exists() else make_image_model(Path(tempfile.mkdtemp()) / "gan")
+    threads = min(16, os.cpu_count() or 2)
+    biggest = max(a.batches[:5])
+    variants: dict[str, dict[str, Any]] = {
+        "eager": {"dtype": "float16" if cuda else "float32"},
+        "compiled": {
+            "dtype": "float16" if cuda else "float32",
+            "compile": True,
+            "buckets": [8] if a.quick else [64, 256],
+        },
+    }
+    out: dict[str, Any] = {"encode_threads": threads}
+    for name, options in variants.items():
+        forward = 8 if a.quick and name == "compiled" else max(256, biggest)
+        cfg = ModelConfig(
+            name="g", modality="image", engine="gan", weights=str(weights), device=device,
+            options={**options, "encode_threads": threads, "max_forward_batch": forward},
+            batching={"max_batch_size": biggest}, limits={"max_images": biggest},
+        )  # fmt: skip
+        engine = GanImageEngine(cfg)
+        await engine.start()
+        batches = a.batches[:5] if name == "eager" else ([8] if a.quick else [64, 256])
+        rows = {}
+        for b in batches:
+            reqs = [ImageRequest(f"r{i}", "g", count=1, seed=i) for i in range(b)]
+            run = engine.generate_batch
+            rows[b] = await _athroughput(lambda r=reqs, run=run: run(r), b, a.seconds)
+        await engine.stop()
+        out[name] = {"load_s": round(engine.load_seconds, 1), "images_per_s": rows, **options}
+    return out
 
 
-async def text_engine(device: str, concurrency: list[int], tokens: int) -> dict[str, Any]:
-    """Our transformers engine on the device: output tokens/s by concurrency (fortune model)."""
+async def text_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
     from aigc.config import ModelConfig
     from services.text.transformers_engine import TransformersTextEngine
     from services.types import TextRequest
 
-    rows = {}
-    for c in concurrency:
-        cfg = ModelConfig(
-            name="t", modality="text", engine="transformers", weights=str(ROOT / "models/fortune"),
-            device=device, options={"add_bos_token": True},
-            batching={"max_batch_size": c, "batch_wait_timeout_s": 0.002},
-        )  # fmt: skip
-        engine = TransformersTextEngine(cfg)
-        await engine.start()
+    models = {"fortune": FORTUNE}
+    if not a.quick:
+        models["smol135m_layout_random"] = _random_smol(Path(tempfile.mkdtemp()) / "smol")
+    tokens = 16 if a.quick else 64
+    out: dict[str, Any] = {"max_tokens": tokens}
+    for name, path in models.items():
+        rows = {}
+        for c in [1, 4] if a.quick else [1, 16, 64]:
+            cfg = ModelConfig(
+                name="t", modality="text", engine="transformers", weights=str(path),
+                device=device, options={"add_bos_token": True},
+                batching={"max_batch_size": c, "batch_wait_timeout_s": 0.002},
+            )  # fmt: skip
+            engine = TransformersTextEngine(cfg)
+            await engine.start()
 
-        async def one(i: int, e: TransformersTextEngine = engine) -> int:
-            r = await e.generate(
-                TextRequest(
-                    f"r{i}",
-                    "t",
-                    prompt=f"A computer is {i}",
-                    max_tokens=tokens,
-                    temperature=0,
-                    ignore_eos=True,
-                )
-            )
-            return r.completion_tokens
+            async def one(i: int, e: TransformersTextEngine = engine) -> int:
+                request = TextRequest(
+                    f"r{i}", "t", prompt=f"A computer is {i}", max_tokens=tokens,
+                    temperature=0, ignore_eos=True,
+                )  # fmt: skip
+                return (await e.generate(request)).completion_tokens
 
-        await one(-1)
-        t0 = time.perf_counter()
-        done = sum(await asyncio.gather(*[one(i) for i in range(2 * c)]))
-        rows[c] = round(done / (time.perf_counter() - t0), 1)
-        await engine.stop()
-    return {"output_tokens_per_s_by_concurrency": rows}
+            await asyncio.gather(*[one(-1 - i) for i in range(c)])  # warm-up
+            t0 = time.perf_counter()
+            done = sum(await asyncio.gather(*[one(i) for i in range(3 * c)]))
+            rows[c] = round(done / (time.perf_counter() - t0), 1)
+            await engine.stop()
+        out[f"{name}_tokens_per_s_by_concurrency"] = rows
+    return out
 
 
-async def vits_engine(device: str, batches: list[int], seconds: float) -> dict[str, Any]:
-    """VITS (random tiny config: no checkpoint offline), utterances/s by batch size."""
+async def vits_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
     from aigc.config import ModelConfig
     from services.audio.vits_engine import VitsAudioEngine
     from services.types import AudioRequest
-    from tests.tiny_models import make_vits_model
 
-    path = make_vits_model(Path(tempfile.mkdtemp()) / "vits")
-    cfg = ModelConfig(name="v", modality="audio", engine="vits", weights=str(path), device=device,
-                      options={"max_forward_batch": max(batches)})  # fmt: skip
-    engine = VitsAudioEngine(cfg)
-    await engine.start()
-    text = "hello there, how are you today?"
-    rows = await _sweep(
-        lambda b: engine.synthesize_pcm([AudioRequest(f"r{i}", "v", text=text) for i in range(b)]),
-        batches,
-        seconds,
-    )
-    await engine.stop()
-    return {"utterances_per_s_by_batch": rows, "weights": "random tiny VITS"}
+    path, layout = _vits(a)
+    text = "Hello there, how are you today? The weather is fine."
+    batches = [1, 8] if a.quick else [1, 8, 32]
+    out: dict[str, Any] = {"weights": layout, "text_chars": len(text)}
+    for dtype in ["float32", "float16"] if device.startswith("cuda") else ["float32"]:
+        cfg = ModelConfig(name="v", modality="audio", engine="vits", weights=str(path),
+                          device=device, options={"max_forward_batch": max(batches),
+                                                  "dtype": dtype})  # fmt: skip
+        engine = VitsAudioEngine(cfg)
+        await engine.start()
+        rows = {}
+        for b in batches:
+            reqs = [AudioRequest(f"r{i}", "v", text=text, seed=i) for i in range(b)]
+            run = engine.synthesize_pcm
+            rows[b] = await _athroughput(lambda r=reqs, run=run: run(r), b, a.seconds)
+        await engine.stop()
+        out[f"{dtype}_utterances_per_s"] = rows
+    return out
 
 
-async def served(device: str, concurrency: int, seconds: float) -> dict[str, Any]:
-    """The whole stack (Ray + gateway) with GPU models, closed loop per modality."""
+async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -173,78 +401,140 @@ async def served(device: str, concurrency: int, seconds: float) -> dict[str, Any
     from aigc.config import parse_config
     from aigc.stack import LocalStack
 
+    cuda = device.startswith("cuda")
+    gpu = 0.25 if cuda else 0
+    threads = 4 if cuda else 1
+    vits, _ = _vits(a)
     models: list[dict[str, Any]] = [
-        {"name": "faces", "modality": "image", "engine": "gan", "device": device,
-         "weights": str(ROOT / "models/faces"), "options": {"half": device != "cpu"},
-         "batching": {"max_batch_size": 64}, "limits": {"max_images": 64},
-         "resources": {"num_cpus": 1, "num_gpus": 0.3 if device != "cpu" else 0}},
         {"name": "fortune", "modality": "text", "engine": "transformers", "device": device,
-         "weights": str(ROOT / "models/fortune"), "options": {"add_bos_token": True},
+         "weights": str(FORTUNE), "options": {"add_bos_token": True},
          "batching": {"max_batch_size": 64}, "scaling": {"max_ongoing_requests": 128},
-         "resources": {"num_cpus": 1, "num_gpus": 0.3 if device != "cpu" else 0}},
+         "resources": {"num_cpus": 1, "num_gpus": gpu}},
+        {"name": "voice", "modality": "audio", "engine": "vits", "device": device,
+         "weights": str(vits), "options": {"max_forward_batch": 32},
+         "batching": {"max_batch_size": 32, "max_concurrent_batches": 2},
+         "resources": {"num_cpus": 1, "num_gpus": gpu}},
     ]  # fmt: skip
-    if not (ROOT / "models/faces/model.safetensors").exists():
-        models = models[1:]
-    cfg = parse_config({"gateway": {"port": 0, "metrics_port": 0}, "ray": {"num_cpus": 8},
+    if FACES.exists():
+        models.append(
+            {"name": "faces", "modality": "image", "engine": "gan", "device": device,
+             "weights": str(FACES),
+             "options": {"dtype": "float16" if cuda else "float32", "encode_threads": threads},
+             "batching": {"max_batch_size": 64, "max_concurrent_batches": 2},
+             "limits": {"max_images": 64}, "resources": {"num_cpus": threads, "num_gpus": gpu}}
+        )  # fmt: skip
+    cpus = max(8, (os.cpu_count() or 2))
+    cfg = parse_config({"gateway": {"port": 0, "metrics_port": 0}, "ray": {"num_cpus": cpus},
                         "models": models})  # fmt: skip
     stack = LocalStack(cfg, port=0, metrics_port=0, ray_metrics_port=0)
     await stack.start(timeout_s=300)
-    out: dict[str, Any] = {}
+    conc = {
+        "text": 8 if a.quick else 64,
+        "image": 8 if a.quick else 64,
+        "audio": 8 if a.quick else 32,
+    }
+    out: dict[str, Any] = {"concurrency": conc}
     try:
         target = f"127.0.0.1:{stack.gateway.port}"
-        async with AsyncClient(target, timeout=60) as c:
-            for name, call, unit in (
-                ("text", lambda: c.generate_text("A computer is", max_tokens=64), "tokens"),
-                ("image", lambda: c.generate_images(count=1), "images"),
-            ):
-                if name == "image" and len(models) == 1:
-                    continue
-                count, t0 = 0, time.perf_counter()
+        async with AsyncClient(target, timeout=120) as c:
+            calls: dict[str, tuple[Callable[[], Awaitable[Any]], Callable[[Any], int]]] = {
+                "text": (lambda: c.generate_text("A computer is", model="fortune", max_tokens=64),
+                         lambda r: r.usage.completion_tokens),
+                "audio": (lambda: c.synthesize("Hello there, how are you today?", model="voice"),
+                          lambda r: 1),
+            }  # fmt: skip
+            if FACES.exists():
+                calls["image"] = (lambda: c.generate_images(model="faces", count=1),
+                                  lambda r: len(r.images))  # fmt: skip
+            for name, (call, count_of) in calls.items():
+                count = 0
+                await asyncio.gather(*[call() for _ in range(conc[name])])  # warm-up
+                t0 = time.perf_counter()
 
-                async def loop(call: Any = call, unit: str = unit, t0: float = t0) -> None:
+                async def loop(call: Any = call, count_of: Any = count_of, t0: float = t0) -> None:
                     nonlocal count
-                    while time.perf_counter() - t0 < seconds:
-                        r = await call()
-                        tokens = unit == "tokens"
-                        count += r.usage.completion_tokens if tokens else len(r.images)
+                    while time.perf_counter() - t0 < a.seconds * 3:
+                        count += count_of(await call())
 
-                await asyncio.gather(*[loop() for _ in range(concurrency)])
-                out[f"{name}_{unit}_per_s"] = round(count / (time.perf_counter() - t0), 1)
+                await asyncio.gather(*[loop() for _ in range(conc[name])])
+                out[name] = {"per_s": round(count / (time.perf_counter() - t0), 1)}
     finally:
         await stack.stop(grace_s=1)
     return out
 
 
+def _ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """Served throughput as a share of the engine at the nearest measured batch size."""
+    served, out = report.get("served") or {}, {}
+
+    def nearest(rows: dict[Any, float], size: int) -> float | None:
+        if not rows:
+            return None
+        key = min(rows, key=lambda k: abs(int(k) - size))
+        return rows[key]
+
+    image = (report.get("gan_engine") or {}).get("eager", {}).get("images_per_s", {})
+    text = (report.get("text_engine") or {}).get("fortune_tokens_per_s_by_concurrency", {})
+    audio = (report.get("vits_engine") or {}).get("float32_utterances_per_s", {})
+    pairs = {"image": (image, "image"), "text": (text, "text"), "audio": (audio, "audio")}
+    for name, (rows, key) in pairs.items():
+        got = served.get(key, {}).get("per_s") if isinstance(served.get(key), dict) else None
+        base = nearest(rows, served.get("concurrency", {}).get(key, 0))
+        if got and base:
+            out[name] = round(got / base, 3)
+    return out
+
+
+SECTIONS: dict[str, tuple[Callable[..., Any], float]] = {  # name -> (function, reserve seconds)
+    "env": (env, 0),
+    "quality": (quality, 20),
+    "gan_raw": (gan_raw, 30),
+    "gan_compile": (gan_compile, 90),
+    "gan_engine": (gan_engine, 90),
+    "text_engine": (text_engine, 60),
+    "vits_engine": (vits_engine, 30),
+    "served": (served, 100),
+}
+
+
 async def main(a: argparse.Namespace) -> dict[str, Any]:
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    secs = 0.5 if a.quick else 3.0
-    batches = [1, 8, 32] if a.quick else [1, 8, 32, 128, 512, 2048]
-    report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "device": torch.cuda.get_device_name(0)
-        if device.startswith("cuda")
-        else platform.processor(),
-        "torch": torch.__version__,
-    }
-    t0 = time.perf_counter()
-    report["gan_raw"] = gan_raw(device, batches, secs)
-    report["gan_engine"] = await gan_engine(device, batches[:5], secs)
-    report["text_engine"] = await text_engine(device, [1, 4] if a.quick else [1, 8, 32, 64], 32)
-    report["vits_engine"] = await vits_engine(device, batches[:4], secs)
-    if not a.no_served:
-        report["served"] = await served(device, 8 if a.quick else 64, secs * 3)
-    report["seconds"] = round(time.perf_counter() - t0, 1)
+    a.seconds = 0.3 if a.quick else 1.5
+    a.batches = [1, 8, 32] if a.quick else [1, 8, 32, 128, 512, 2048]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "sections": {}}
+    t_start = time.monotonic()
+    wanted = [s for s in SECTIONS if s in a.sections and not (s == "served" and a.no_served)]
+    for name in wanted:
+        fn, reserve = SECTIONS[name]
+        left = a.budget_s - (time.monotonic() - t_start)
+        if left < reserve:
+            report[name] = {"skipped": f"budget: {left:.0f}s left, {reserve:.0f}s needed"}
+            continue
+        t0 = time.monotonic()
+        print(f"[gpu_check] {name} ({left:.0f}s of budget left)", flush=True)
+        try:
+            result = fn(device, a)
+            report[name] = await result if asyncio.iscoroutine(result) else result
+        except Exception as exc:  # one section failing must not lose the others
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+        report["sections"][name] = round(time.monotonic() - t0, 1)
+        report["served_over_engine"] = _ratios(report)
+        report["seconds"] = round(time.monotonic() - t_start, 1)
+        await asyncio.to_thread(out.write_text, json.dumps(report, indent=2))
     return report
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if seen)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the code")
     p.add_argument("--no-served", action="store_true", help="skip the Ray + gateway part")
+    p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","))
+    p.add_argument("--budget-s", type=float, default=420.0, help="stop starting sections after")
     p.add_argument("--out", default="bench-results/gpu_check.json")
     args = p.parse_args()
     result = asyncio.run(main(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -23,6 +23,21 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def resolve_dtype(name: str, device: str) -> Any:
+    """The torch dtype an engine's `dtype` option names; float16 needs CUDA (on CPU it is
+    slower than float32 and some kernels are missing: use bfloat16 there)."""
+    import torch
+
+    if name not in DTYPES:
+        raise ValueError(f"option dtype must be one of {list(DTYPES)}, not {name!r}")
+    if name == "float16" and not device.startswith("cuda"):
+        raise ValueError("option dtype float16 needs a CUDA device; use bfloat16 on CPU")
+    return getattr(torch, name)
+
+
 class Engine(abc.ABC):
     """Lifecycle every engine follows: construct (cheap) -> start() (loads) -> serve -> stop()."""
 

@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from ray import serve
 
 from aigc.config import ModelConfig
 from aigc.registry import engine_class
@@ -45,6 +48,23 @@ class Replica:
             self._stats_task = asyncio.get_running_loop().create_task(
                 self.metrics.publish_forever(self.engine.stats, STATS_PERIOD_S)
             )
+
+    def batcher(
+        self,
+        run: Callable[[list[Any]], Awaitable[list[Any]]],
+        batch_size_fn: Callable[[list[Any]], int] | None = None,
+    ) -> Callable[[Any], Awaitable[Any]]:
+        """`@serve.batch` around the bound method `run`, sized by this model's `batching`
+        config (built per replica: `max_concurrent_batches` has no setter on the decorator)."""
+        b = self.config.batching
+        decorate: Any = serve.batch(
+            max_batch_size=b.max_batch_size,
+            batch_wait_timeout_s=b.batch_wait_timeout_s,
+            max_concurrent_batches=b.max_concurrent_batches,
+            batch_size_fn=batch_size_fn,
+        )
+        batched: Callable[[Any], Awaitable[Any]] = decorate(run)
+        return batched
 
     @staticmethod
     def check_deadline(deadline: float | None) -> None:

@@ -137,7 +137,12 @@ def stack_config(root: Path) -> dict:
                 "engine": "gan",
                 "weights": str(image),
                 "default": True,
-                "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.01},
+                # two batches in flight: one encodes PNGs while the next runs the generator
+                "batching": {
+                    "max_batch_size": 16,
+                    "batch_wait_timeout_s": 0.01,
+                    "max_concurrent_batches": 2,
+                },
                 "resources": small,
                 "limits": {"max_images": 16},
             },

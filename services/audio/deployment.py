@@ -1,4 +1,5 @@
-"""Speech replica: unary requests batched by `@serve.batch`; streams go sentence by sentence."""
+"""Speech replica: unary requests batched by `@serve.batch` (`Replica.batcher`); streams go
+sentence by sentence."""
 
 from __future__ import annotations
 
@@ -21,10 +22,7 @@ class AudioReplica(Replica):
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
         await super().__init__(model)
-        batching = self.config.batching
-        batched: Any = self._batched  # serve.batch adds the setters
-        batched.set_max_batch_size(batching.max_batch_size)
-        batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self._batched = self.batcher(self._run_batch)
 
     async def synthesize(self, request: AudioRequest) -> AudioResult:
         self.check_deadline(request.deadline)
@@ -39,8 +37,7 @@ class AudioReplica(Replica):
         async for chunk in self.engine.stream(request):
             yield chunk
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _batched(self, items: list[_Queued]) -> list[AudioResult | Exception]:
+    async def _run_batch(self, items: list[_Queued]) -> list[AudioResult | Exception]:
         started = time.perf_counter()
         for _, enqueued in items:
             self.engine.observer.queue_wait(started - enqueued)

@@ -6,7 +6,10 @@ audio exactly only for the same batch; `noise_scale: 0` and `noise_scale_duratio
 output fully deterministic. Requests of different speeds run in separate passes (the speaking
 rate is one number per forward).
 
-Options: `noise_scale`, `noise_scale_duration` (override the checkpoint's), `max_forward_batch`.
+Options: `noise_scale`, `noise_scale_duration` (override the checkpoint's), `max_forward_batch`,
+`dtype` (`float32` default, `float16` on CUDA, `bfloat16`; `scripts/gpu_check.py` measures each
+against float32). Not compiled: text lengths vary and the output length depends on the
+predicted durations, so a static-shape graph would not hold.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
-from services.engine import resolve_device
+from services.engine import resolve_device, resolve_dtype
 from services.types import AudioChunk, AudioRequest
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -40,11 +43,13 @@ class VitsAudioEngine(AudioEngine):
             raise ValueError(f"model {self.config.name}: 'weights' is required")
         torch.set_num_threads(self.config.resources.torch_threads)
         self.tokenizer = AutoTokenizer.from_pretrained(self.config.weights)
-        model = VitsModel.from_pretrained(self.config.weights)
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         opts = self.config.options
+        self.dtype = resolve_dtype(str(opts.get("dtype", "float32")), self.device)
+        model = VitsModel.from_pretrained(self.config.weights)
+        self.model = model.to(self.device, self.dtype).eval()  # type: ignore[arg-type]
         for key in ("noise_scale", "noise_scale_duration"):
-            if key in opts:
+            if key in opts:  # VitsModel copies these from its config when it is built
+                setattr(self.model, key, float(opts[key]))
                 setattr(self.model.config, key, float(opts[key]))
         self.max_forward = int(opts.get("max_forward_batch", 16))
         self.sample_rate = int(self.model.config.sampling_rate)
@@ -53,12 +58,12 @@ class VitsAudioEngine(AudioEngine):
         self.parameters = sum(p.numel() for p in self.model.parameters())
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "source": self.config.weights or ""}
+        dtype = str(self.dtype).removeprefix("torch.")
+        return {**super().info(), "source": self.config.weights or "", "dtype": dtype}
 
     @torch.inference_mode()
     def _forward(self, texts: list[str], speed: float, seed: int, voice: str) -> list[bytes]:
         out: list[bytes] = []
-        self.model.config.speaking_rate = speed
         for start in range(0, len(texts), self.max_forward):
             batch = self.tokenizer(texts[start : start + self.max_forward], return_tensors="pt",
                                    padding=True)  # fmt: skip
@@ -67,7 +72,7 @@ class VitsAudioEngine(AudioEngine):
                 sid = int(voice.removeprefix("speaker-"))
                 kwargs["speaker_id"] = sid
             torch.manual_seed(seed % 2**63)
-            result = self.model(**kwargs)
+            result = self.model(**kwargs, speaking_rate=speed)
             for wave, length in zip(result.waveform, result.sequence_lengths, strict=True):
                 out.append(to_pcm16(wave[: int(length)].float().cpu().numpy()))
         return out

@@ -1,4 +1,5 @@
-"""Image replica: requests are batched by `@serve.batch`, counted in images."""
+"""Image replica: requests are batched by `@serve.batch` (`Replica.batcher`), counted in
+images; with `max_concurrent_batches` > 1 one batch encodes PNGs while the next runs."""
 
 from __future__ import annotations
 
@@ -25,10 +26,7 @@ class ImageReplica(Replica):
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
         await super().__init__(model)
-        batching = self.config.batching
-        batched: Any = self._batched  # serve.batch adds the setters
-        batched.set_max_batch_size(batching.max_batch_size)
-        batched.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self._batched = self.batcher(self._run_batch, batch_size_fn=_images)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         self.check_deadline(request.deadline)
@@ -46,8 +44,7 @@ class ImageReplica(Replica):
             r if isinstance(r, ImageResult | Exception) else Exception(repr(r)) for r in results
         ]
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, batch_size_fn=_images)
-    async def _batched(self, items: list[_Queued]) -> list[ImageResult]:
+    async def _run_batch(self, items: list[_Queued]) -> list[ImageResult]:
         started = time.perf_counter()
         for _, enqueued in items:
             self.engine.observer.queue_wait(started - enqueued)

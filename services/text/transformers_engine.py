@@ -23,13 +23,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from services.engine import resolve_device
+from services.engine import resolve_device, resolve_dtype
 from services.errors import DeadlineExceeded, InvalidArgument
 from services.text.engine import TextEngine
 from services.types import FinishReason, TextChunk, TextRequest
 
 T = TypeVar("T")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(eq=False)
@@ -133,7 +132,7 @@ class TransformersTextEngine(TextEngine):
         if dtype_name == "auto":
             dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:
-            dtype = _DTYPES[dtype_name]
+            dtype = resolve_dtype(str(dtype_name), self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(weights)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
         self.model = model.to(self.device).eval()  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ Install with `pip install '.[gpu]'`. Options: `engine_args` (passed to `AsyncEng
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -61,7 +62,8 @@ class VllmTextEngine(TextEngine):
         args = vllm.AsyncEngineArgs(model=self.config.weights, **self.config.options.get(
             "engine_args", {}))  # fmt: skip
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
-        self.tokenizer = await self.engine.get_tokenizer()
+        tokenizer = self.engine.get_tokenizer()  # a coroutine in most vLLM releases
+        self.tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         self.default_max_tokens = int(self.config.options.get("default_max_tokens", 256))
         self.device = "cuda"
 

@@ -61,6 +61,17 @@ def test_unknown_engine_lists_the_known_ones(tmp_path):
             "max_ongoing_requests",
         ),
         ([_model(modality="image", limits={"max_images": 64})], "max_images"),
+        (
+            [
+                _model(
+                    modality="image",
+                    batching={"max_batch_size": 16, "max_concurrent_batches": 2},
+                    scaling={"max_ongoing_requests": 24},
+                )
+            ],
+            "max_concurrent_batches = 32",
+        ),
+        ([_model(batching={"max_concurrent_batches": 2})], "must be 1 for text models"),
         ([_model(name="Bad Name")], "name"),
         ([], "models"),
     ],
@@ -94,6 +105,15 @@ def test_deployment_options_from_config():
     assert opts["max_ongoing_requests"] == 16  # 2 x max_batch_size by default
     assert opts["autoscaling_config"]["max_replicas"] == 3
     assert opts["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.5}
+    overlapped = _model(
+        modality="image",
+        batching={"max_batch_size": 8, "max_concurrent_batches": 2},
+        limits={"max_images": 8},
+    )
+    assert (
+        deployment_options(parse_config({"models": [overlapped]}).models[0])["max_ongoing_requests"]
+        == 32
+    )  # 2 x 8 x 2 batches in flight
     fixed = parse_config({"models": [_model()]}).models[0]
     assert deployment_options(fixed)["num_replicas"] == 1
 

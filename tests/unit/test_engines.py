@@ -130,15 +130,65 @@ def test_context_limit_deadline_and_chat_template(tiny_dir):
     assert chat.prompt_tokens > 3
 
 
-def _gan_engine(tiny_dir: Path) -> GanImageEngine:
+def _gan_engine(tiny_dir: Path, **options) -> GanImageEngine:
     cfg = ModelConfig(
         name="shapes",
         modality="image",
         engine="gan",
         weights=str(make_image_model(tiny_dir / "tiny-gan")),
+        device="cpu",
+        options=options,
         batching={"max_batch_size": 16},
     )
     return GanImageEngine(cfg)
+
+
+def _gan_pixels(engine: GanImageEngine) -> list[np.ndarray]:
+    """Six images from two requests (both labels paths), as int arrays, via the engine."""
+    reqs = [
+        ImageRequest("a", "shapes", count=3, seed=5, format=ImageFormat.RAW),
+        ImageRequest("b", "shapes", count=3, seed=9, label="square", format=ImageFormat.RAW),
+    ]
+
+    async def main():
+        await engine.start()
+        try:
+            return await engine.generate_batch(reqs)
+        finally:
+            await engine.stop()
+
+    results = asyncio.run(main())
+    return [np.frombuffer(i.data, np.uint8).astype(int) for r in results for i in r.images]
+
+
+def test_gan_compiled_buckets_and_bfloat16_match_float32(tiny_dir):
+    """torch.compile (static shapes, batches padded to a bucket) gives the eager pixels; a
+    bfloat16 generator stays within rounding of float32 (PSNR well above 40 dB)."""
+    reference = _gan_pixels(_gan_engine(tiny_dir))
+    compiled = _gan_engine(tiny_dir, compile=True, max_forward_batch=4)
+    # 6 images -> a pass of 4 and a pass of 2; buckets 1, 2, 4 were compiled at load
+    pixels = _gan_pixels(compiled)
+    assert [np.abs(a - b).max() for a, b in zip(reference, pixels, strict=True)] == [0] * 6
+    assert compiled.buckets == [1, 2, 4] and compiled.info()["compile"] == "default"
+    bf16 = _gan_engine(tiny_dir, dtype="bfloat16")
+    for ref, img in zip(reference, _gan_pixels(bf16), strict=True):
+        mse = float(((ref - img) ** 2).mean())
+        assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
+    assert bf16.info()["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dtype": "float16"}, "float16 needs a CUDA device"),
+        ({"dtype": "half"}, "dtype must be one of"),
+        ({"compile": "fast"}, "compile must be true, false or one of"),
+        ({"compile": True, "buckets": [1, 2], "max_forward_batch": 8}, "reach max_forward_batch"),
+    ],
+)
+def test_gan_rejects_bad_precision_and_compile_options(tiny_dir, options, message):
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(_gan_engine(tiny_dir, **options).start())
 
 
 def test_gan_batches_are_independent_of_their_neighbours(tiny_dir):
@@ -216,16 +266,20 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
         long = AudioRequest("b", "vits", text="a much longer sentence, with more words.", seed=1)
         batched = await engine.synthesize_pcm([short, long])
         alone = await engine.synthesize_pcm([short])
-        fast = await engine.synthesize_pcm([AudioRequest("c", "vits", text="hi there.", speed=2.0)])
+        again = await engine.synthesize_pcm([AudioRequest("e", "vits", text="hi there.", seed=7)])
+        slow = await engine.synthesize_pcm([AudioRequest("c", "vits", text="hi there.", speed=0.5)])
         chunks = [c async for c in engine.stream(AudioRequest("d", "vits", text="One. Two!"))]
-        return engine, batched, alone, fast, chunks
+        return engine, batched, alone, again, slow, chunks
 
-    engine, (short, long), (alone,), (fast,), chunks = asyncio.run(main())
+    engine, (short, long), (alone,), (again,), (slow,), chunks = asyncio.run(main())
     assert engine.sample_rate == 16000 and engine.voices == ["default"]
     assert len(long) > len(short) > 0  # trimmed to each text's own length
-    assert len(alone) > 0
-    assert len(fast) < len(short)  # speed 2 speaks faster
+    assert alone == again  # noise scales 0: the same text gives the same audio, any seed
+    # speed 0.5 speaks at half the rate (the tiny model's durations are a frame per token,
+    # the floor, so speaking faster cannot shorten them)
+    assert len(slow) == 2 * len(alone)
     assert [c.last for c in chunks] == [False, True]
+    assert engine.info()["dtype"] == "float32"
 
 
 def test_unreadable_text_fails_alone_in_its_batch():
