@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from services.audio.encode import to_pcm16
@@ -34,6 +35,7 @@ class VitsAudioEngine(AudioEngine):
     async def _start(self) -> None:
         self.device = resolve_device(self.config.device)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vits")
+        self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pcm")
         await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
 
     def _load(self) -> None:
@@ -62,8 +64,10 @@ class VitsAudioEngine(AudioEngine):
         return {**super().info(), "source": self.config.weights or "", "dtype": dtype}
 
     @torch.inference_mode()
-    def _forward(self, texts: list[str], speed: float, seed: int, voice: str) -> list[bytes]:
-        out: list[bytes] = []
+    def _forward(self, texts: list[str], speed: float, seed: int, voice: str) -> list[np.ndarray]:
+        """Waveforms (float32, trimmed) on the CPU: one device-to-host copy per forward pass;
+        PCM conversion is left to the encoder thread, off the model's (the GPU's) path."""
+        out: list[np.ndarray] = []
         for start in range(0, len(texts), self.max_forward):
             batch = self.tokenizer(texts[start : start + self.max_forward], return_tensors="pt",
                                    padding=True)  # fmt: skip
@@ -73,9 +77,13 @@ class VitsAudioEngine(AudioEngine):
                 kwargs["speaker_id"] = sid
             torch.manual_seed(seed % 2**63)
             result = self.model(**kwargs, speaking_rate=speed)
-            for wave, length in zip(result.waveform, result.sequence_lengths, strict=True):
-                out.append(to_pcm16(wave[: int(length)].float().cpu().numpy()))
+            waves = result.waveform.float().cpu().numpy()
+            out.extend(w[: int(n)] for w, n in zip(waves, result.sequence_lengths, strict=True))
         return out
+
+    async def _pcm(self, waves: list[np.ndarray]) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoder, lambda: [to_pcm16(w) for w in waves])
 
     async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         loop = asyncio.get_running_loop()
@@ -89,7 +97,7 @@ class VitsAudioEngine(AudioEngine):
             waves = await loop.run_in_executor(
                 self._thread, self._forward, texts, speed, seed, voice
             )
-            for i, w in zip(idx, waves, strict=True):
+            for i, w in zip(idx, await self._pcm(waves), strict=True):
                 pcm[i] = w
         return pcm
 
@@ -98,10 +106,12 @@ class VitsAudioEngine(AudioEngine):
         loop = asyncio.get_running_loop()
         voice = request.voice or self.default_voice
         for i, sentence in enumerate(sentences):
-            (pcm,) = await loop.run_in_executor(
+            waves = await loop.run_in_executor(
                 self._thread, self._forward, [sentence], request.speed, request.seed + i, voice
             )
+            (pcm,) = await self._pcm(waves)
             yield AudioChunk(i, pcm, self.sample_rate, last=i == len(sentences) - 1)
 
     async def stop(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+        self._encoder.shutdown(wait=False, cancel_futures=True)
