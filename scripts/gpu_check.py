@@ -13,11 +13,13 @@ section, so a run cut short still returns what it measured. Sections:
 - gan_compile: eager vs `torch.compile` (CUDA graphs on CUDA) at two batch sizes.
 - gan_engine: our engine (seeded latents, forward, uint8, PNG on a thread pool), eager and
   compiled, images/s by batch size.
-- text_engine: our continuous-batching engine, output tokens/s by concurrency, with the
-  fortune demo model and a random-weight model in the SmolLM2-135M layout (fortune's tokenizer).
+- text_engine: our continuous-batching engine, output tokens/s by concurrency (the served
+  section's request: default sampling, up to 64 tokens, stops at EOS), with the fortune model
+  and a random-weight model in the SmolLM2-135M layout (fortune's tokenizer).
 - vits_engine: utterances/s by batch size and dtype.
-- served: the whole stack (Ray Serve + gateway, gRPC client) per modality, closed loop, and
-  its ratio to the engine measured above at the same batch size.
+- served: the whole stack (Ray Serve + gateway, gRPC client) per modality, closed loop (the
+  face GAN with one and with two batches in flight), and its ratio to the engine measured
+  above at the nearest batch size.
 
     python scripts/gpu_check.py --out "$OUT/gpu_check.json"          # on the GPU machine
     .venv/bin/python scripts/gpu_check.py --device cpu --quick       # here: the code runs
@@ -353,10 +355,10 @@ async def text_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
             await engine.start()
 
             async def one(i: int, e: TransformersTextEngine = engine) -> int:
-                request = TextRequest(
-                    f"r{i}", "t", prompt=f"A computer is {i}", max_tokens=tokens,
-                    temperature=0, ignore_eos=True,
-                )  # fmt: skip
+                # the request the served section sends (default sampling, stops at EOS), so
+                # served_over_engine compares like with like
+                request = TextRequest(f"r{i}", "t", prompt="A computer is", max_tokens=tokens,
+                                      seed=i)  # fmt: skip
                 return (await e.generate(request)).completion_tokens
 
             await asyncio.gather(*[one(-1 - i) for i in range(c)])  # warm-up
