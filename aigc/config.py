@@ -57,7 +57,10 @@ class ScalingConfig(_Strict):
         8.0, gt=0, description="Autoscaling target: ongoing requests per replica."
     )
     max_ongoing_requests: int | None = Field(
-        None, ge=1, description="Per replica; at least max_batch_size. Default: 2x max_batch_size."
+        None,
+        ge=1,
+        description="Per replica; at least max_batch_size x max_concurrent_batches. "
+        "Default: twice that.",
     )
     max_queued_requests: int = Field(
         256, ge=-1, description="Per caller queue in Serve before BackPressureError; -1 unbounded."
@@ -214,6 +217,9 @@ class GatewayConfig(_Strict):
 class RayConfig(_Strict):
     address: str | None = Field(None, description="Join this cluster; None starts a local one.")
     num_cpus: int | None = Field(None, ge=0, description="Logical CPUs for a local cluster.")
+    num_gpus: int | None = Field(
+        None, ge=0, description="GPUs for a local cluster; None lets Ray detect them."
+    )
     metrics_export_port: int = Field(8080, ge=0, le=65535, description="Ray's /metrics port.")
     namespace: str = "aigc"
 

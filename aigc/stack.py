@@ -48,6 +48,7 @@ class LocalStack:
             )
             ray.init(
                 num_cpus=rc.num_cpus,
+                num_gpus=rc.num_gpus,
                 include_dashboard=False,
                 namespace=rc.namespace,
                 log_to_driver=False,

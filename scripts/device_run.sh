@@ -5,7 +5,7 @@
 #
 #   bash scripts/device_run.sh
 #
-# CARRY, SITE, PYTHON and OUT can be set for a rehearsal elsewhere (docs/gpu.md).
+# CARRY, SITE, PYTHON, OUT and CHECK_TIMEOUT_S can be set for a rehearsal elsewhere (docs/gpu.md).
 set -euo pipefail
 CARRY=${CARRY:-/tmp/carry}
 SITE=${SITE:-/tmp/site}
@@ -60,7 +60,10 @@ print("cuda", torch.cuda.is_available(), torch.version.cuda,
 EOF
 
 rc=0
-PYTHONUNBUFFERED=1 "$PY" scripts/gpu_check.py --out "$OUT/gpu_check.json" "$@" 2>&1 |
+# gpu_check.py keeps to its own budget (420 s by default); this limit is the backstop that
+# still leaves the device call (540 s) time to return the report and Ray's logs
+PYTHONUNBUFFERED=1 timeout -k 10 "${CHECK_TIMEOUT_S:-470}" \
+  "$PY" scripts/gpu_check.py --out "$OUT/gpu_check.json" "$@" 2>&1 |
   tee "$OUT/gpu_check.log" || rc=$?
 # Ray's logs of this run, when it failed
 if ((rc)) && [[ -d /tmp/ray/session_latest/logs && /tmp/ray/session_latest -nt $CARRY/.started ]]; then

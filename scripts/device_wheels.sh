@@ -149,7 +149,7 @@ ray=$(stat -c %s "$carried")
 a=$(((whl + ray - faces) / 2))
 ((a < 1)) && a=1
 ((a >= ray)) && a=$((ray - 1))
-rm -f "$RAY_A"/* "$RAY_B"/*
+rm -f "$RAY_A"/* "$RAY_B"/* "$SRC"/ray.whl.part-*
 split -b "$a" -d -a 2 "$carried" "$SRC/ray.whl.part-"
 mv "$SRC/ray.whl.part-00" "$RAY_A/"
 mv "$SRC/ray.whl.part-01" "$RAY_B/"

@@ -7,9 +7,9 @@ output fully deterministic. Requests of different speeds run in separate passes 
 rate is one number per forward).
 
 Options: `noise_scale`, `noise_scale_duration` (override the checkpoint's), `max_forward_batch`,
-`dtype` (`float32` default, `float16` on CUDA, `bfloat16`; `scripts/gpu_check.py` measures each
-against float32). Not compiled: text lengths vary and the output length depends on the
-predicted durations, so a static-shape graph would not hold.
+`dtype` (`float32` default, `float16` on CUDA, `bfloat16`: autocast over float32 weights;
+`scripts/gpu_check.py` measures each against float32). Not compiled: text lengths vary and the
+output length depends on the predicted durations, so a static-shape graph would not hold.
 """
 
 from __future__ import annotations
@@ -48,11 +48,15 @@ class VitsAudioEngine(AudioEngine):
         opts = self.config.options
         self.dtype = resolve_dtype(str(opts.get("dtype", "float32")), self.device)
         model = VitsModel.from_pretrained(self.config.weights)
-        self.model = model.to(self.device, self.dtype).eval()  # type: ignore[arg-type]
+        # weights stay float32: a reduced `dtype` runs under autocast, which keeps the
+        # durations, their cumulative sum and the alignment in float32 (cast with the model,
+        # they lose whole frames past 256 in bfloat16, 2048 in float16)
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         for key in ("noise_scale", "noise_scale_duration"):
             if key in opts:  # VitsModel copies these from its config when it is built
                 setattr(self.model, key, float(opts[key]))
                 setattr(self.model.config, key, float(opts[key]))
+        self.autocast = self.dtype != torch.float32
         self.max_forward = int(opts.get("max_forward_batch", 16))
         self.sample_rate = int(self.model.config.sampling_rate)
         speakers = int(getattr(self.model.config, "num_speakers", 1) or 1)
@@ -76,9 +80,11 @@ class VitsAudioEngine(AudioEngine):
                 sid = int(voice.removeprefix("speaker-"))
                 kwargs["speaker_id"] = sid
             torch.manual_seed(seed % 2**63)
-            result = self.model(**kwargs, speaking_rate=speed)
+            with torch.autocast(self.device.split(":")[0], self.dtype, enabled=self.autocast):
+                result = self.model(**kwargs, speaking_rate=speed)
             waves = result.waveform.float().cpu().numpy()
-            out.extend(w[: int(n)] for w, n in zip(waves, result.sequence_lengths, strict=True))
+            lengths = result.sequence_lengths.tolist()  # one copy, not one sync per item
+            out.extend(w[:n] for w, n in zip(waves, lengths, strict=True))
         return out
 
     async def _pcm(self, waves: list[np.ndarray]) -> list[bytes]:

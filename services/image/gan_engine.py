@@ -54,6 +54,8 @@ class GanImageEngine(ImageEngine):
         if not self.config.weights:
             raise ValueError(f"model {self.config.name}: 'weights' is required")
         opts = self.config.options
+        if "half" in opts:
+            raise ValueError("option half was replaced by dtype: use `dtype: float16`")
         self.dtype = resolve_dtype(str(opts.get("dtype", "float32")), self.device)
         model, meta = load_generator(self.config.weights, device=self.device)
         self.model = model.to(self.dtype)
@@ -96,9 +98,10 @@ class GanImageEngine(ImageEngine):
         self.model = torch.compile(  # type: ignore[assignment]
             self.model, mode=self.compile_mode, dynamic=False
         )
+        graphs = self.device.startswith("cuda") and self.compile_mode != "default"
         with torch.inference_mode():
-            for b in self.buckets:  # CUDA graphs want a few runs before they are recorded
-                for _ in range(3 if self.compile_mode == "reduce-overhead" else 1):
+            for b in self.buckets:  # CUDA graphs are recorded on the third run of a shape
+                for _ in range(3 if graphs else 1):
                     self._run(torch.zeros(b, self.latent_dim), torch.zeros(b, dtype=torch.long))
 
     def info(self) -> dict[str, Any]:

@@ -184,6 +184,7 @@ def test_gan_compiled_buckets_and_bfloat16_match_float32(tiny_dir):
         ({"dtype": "half"}, "dtype must be one of"),
         ({"compile": "fast"}, "compile must be true, false or one of"),
         ({"compile": True, "buckets": [1, 2], "max_forward_batch": 8}, "reach max_forward_batch"),
+        ({"half": True}, "replaced by dtype"),
     ],
 )
 def test_gan_rejects_bad_precision_and_compile_options(tiny_dir, options, message):
@@ -280,6 +281,40 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
     assert len(slow) == 2 * len(alone)
     assert [c.last for c in chunks] == [False, True]
     assert engine.info()["dtype"] == "float32"
+
+
+def test_vits_reduced_precision_keeps_the_durations_of_long_text(tiny_dir):
+    """bfloat16 runs under autocast over float32 weights: past 256 frames a model cast to
+    bfloat16 miscounts its own durations, so the audio's length and alignment drift."""
+    from services.audio.vits_engine import VitsAudioEngine
+    from tests.tiny_models import make_vits_model
+
+    text = "the quick brown fox jumps over the lazy dog, again and again. " * 6  # 378 chars
+
+    def synthesize(dtype: str) -> np.ndarray:
+        async def main():
+            cfg = ModelConfig(
+                name="vits",
+                modality="audio",
+                engine="vits",
+                weights=str(make_vits_model(tiny_dir / "tiny-vits")),
+                device="cpu",
+                options={"noise_scale": 0.0, "noise_scale_duration": 0.0, "dtype": dtype},
+            )
+            engine = VitsAudioEngine(cfg)
+            await engine.start()
+            try:
+                (pcm,) = await engine.synthesize_pcm([AudioRequest("a", "vits", text=text)])
+                return pcm
+            finally:
+                await engine.stop()
+
+        return np.frombuffer(asyncio.run(main()), dtype="<i2").astype(np.float64)
+
+    reference, reduced = synthesize("float32"), synthesize("bfloat16")
+    assert len(reduced) == len(reference) > 256 * 16  # past 256 frames of 16 samples
+    snr = 10 * np.log10((reference**2).sum() / max(((reference - reduced) ** 2).sum(), 1e-9))
+    assert snr > 20
 
 
 def test_unreadable_text_fails_alone_in_its_batch():
