@@ -249,19 +249,25 @@ def test_speech_engine_is_deterministic_and_scales_with_text():
     assert sum(len(c.pcm16) for c in chunks) == len(b.audio)
 
 
-def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
+def _vits_engine(tiny_dir: Path, **options):
+    """A tiny random VITS with its sampling noise off: the same text gives the same audio."""
     from services.audio.vits_engine import VitsAudioEngine
     from tests.tiny_models import make_vits_model
 
+    cfg = ModelConfig(
+        name="vits",
+        modality="audio",
+        engine="vits",
+        weights=str(make_vits_model(tiny_dir / "tiny-vits")),
+        device="cpu",
+        options={"noise_scale": 0.0, "noise_scale_duration": 0.0, **options},
+    )
+    return VitsAudioEngine(cfg)
+
+
+def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
     async def main():
-        cfg = ModelConfig(
-            name="vits",
-            modality="audio",
-            engine="vits",
-            weights=str(make_vits_model(tiny_dir / "tiny-vits")),
-            options={"noise_scale": 0.0, "noise_scale_duration": 0.0},
-        )
-        engine = VitsAudioEngine(cfg)
+        engine = _vits_engine(tiny_dir)
         await engine.start()
         short = AudioRequest("a", "vits", text="hi there.", seed=1)
         long = AudioRequest("b", "vits", text="a much longer sentence, with more words.", seed=1)
@@ -286,22 +292,11 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
 def test_vits_reduced_precision_keeps_the_durations_of_long_text(tiny_dir):
     """bfloat16 runs under autocast over float32 weights: past 256 frames a model cast to
     bfloat16 miscounts its own durations, so the audio's length and alignment drift."""
-    from services.audio.vits_engine import VitsAudioEngine
-    from tests.tiny_models import make_vits_model
-
     text = "the quick brown fox jumps over the lazy dog, again and again. " * 6  # 378 chars
 
     def synthesize(dtype: str) -> np.ndarray:
         async def main():
-            cfg = ModelConfig(
-                name="vits",
-                modality="audio",
-                engine="vits",
-                weights=str(make_vits_model(tiny_dir / "tiny-vits")),
-                device="cpu",
-                options={"noise_scale": 0.0, "noise_scale_duration": 0.0, "dtype": dtype},
-            )
-            engine = VitsAudioEngine(cfg)
+            engine = _vits_engine(tiny_dir, dtype=dtype)
             await engine.start()
             try:
                 (pcm,) = await engine.synthesize_pcm([AudioRequest("a", "vits", text=text)])
