@@ -32,6 +32,8 @@ class Replica:
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
         self.config = ModelConfig.model_validate(model)
+        self.batches_in_flight = 0  # batches of `batcher`, now and at most since start
+        self.batches_in_flight_peak = 0
         cls = engine_class(self.config.modality.value, self.config.engine)
         self.engine = cls(self.config)
         timeout = float(self.config.options.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
@@ -46,7 +48,7 @@ class Replica:
         if self.metrics is not None:
             self.metrics.load_seconds = self.engine.load_seconds
             self._stats_task = asyncio.get_running_loop().create_task(
-                self.metrics.publish_forever(self.engine.stats, STATS_PERIOD_S)
+                self.metrics.publish_forever(self._stats, STATS_PERIOD_S)
             )
 
     def batcher(
@@ -55,16 +57,34 @@ class Replica:
         batch_size_fn: Callable[[list[Any]], int] | None = None,
     ) -> Callable[[Any], Awaitable[Any]]:
         """`@serve.batch` around the bound method `run`, sized by this model's `batching`
-        config (built per replica: `max_concurrent_batches` has no setter on the decorator)."""
+        config (built per replica: `max_concurrent_batches` has no setter on the decorator).
+        Counts the batches in flight, which `_stats` exports."""
         b = self.config.batching
+
+        async def counted(items: list[Any]) -> list[Any]:
+            self.batches_in_flight += 1
+            self.batches_in_flight_peak = max(self.batches_in_flight_peak, self.batches_in_flight)
+            try:
+                return await run(items)
+            finally:
+                self.batches_in_flight -= 1
+
         decorate: Any = serve.batch(
             max_batch_size=b.max_batch_size,
             batch_wait_timeout_s=b.batch_wait_timeout_s,
             max_concurrent_batches=b.max_concurrent_batches,
             batch_size_fn=batch_size_fn,
         )
-        batched: Callable[[Any], Awaitable[Any]] = decorate(run)
+        batched: Callable[[Any], Awaitable[Any]] = decorate(counted)
         return batched
+
+    def _stats(self) -> dict[str, float]:
+        """The engine's stats and this replica's batches in flight (now, and the peak)."""
+        return {
+            **self.engine.stats(),
+            "batches_in_flight": float(self.batches_in_flight),
+            "batches_in_flight_peak": float(self.batches_in_flight_peak),
+        }
 
     @staticmethod
     def check_deadline(deadline: float | None) -> None:
@@ -80,4 +100,5 @@ class Replica:
         return {"name": self.config.name, **self.engine.info()}
 
     async def stats(self) -> dict[str, float]:
-        return self.engine.stats()
+        """What the replica exports as `aigc_replica_engine_stat`, on request (tests, tools)."""
+        return self._stats()

@@ -150,6 +150,14 @@ def stack_config(root: Path) -> dict:
                 "name": "echo-image",
                 "modality": "image",
                 "engine": "echo",
+                # a batch takes 50 ms; two may be in flight (tests count them)
+                "options": {"delay_s": 0.05},
+                "batching": {
+                    "max_batch_size": 4,
+                    "batch_wait_timeout_s": 0.0,
+                    "max_concurrent_batches": 2,
+                },
+                "limits": {"max_images": 4},
                 "resources": {"num_cpus": 0.1},
             },
             {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from services.image.encode import encode_png
@@ -10,13 +12,17 @@ from services.types import GeneratedImage, ImageFormat, ImageRequest, ImageResul
 
 
 class EchoImageEngine(ImageEngine):
-    """Options: `size` (default 8), `labels` (list, to exercise label validation)."""
+    """Options: `size` (default 8), `labels` (list, to exercise label validation), `delay_s`
+    (a batch takes at least this long, as a model would; default 0)."""
 
     async def _start(self) -> None:
         self.size = int(self.config.options.get("size", 8))
         self.labels = list(self.config.options.get("labels", []))
+        self.delay_s = float(self.config.options.get("delay_s", 0.0))
 
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         results = []
         for r in requests:
             images = []

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.helpers import rpc_error, wait_until
+from tests.integration.helpers import replica_stats, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +112,25 @@ def test_replica_metrics_show_real_batching(stack, target):
     assert total(m, "ray_aigc_replica_model_load_seconds", model="tiny") > 0
     # text: the engine's batch is sequences per step
     assert total(m, f"{name}_count", model="tiny") > 0
+
+
+def test_batches_overlap_up_to_max_concurrent_batches(stack, target):
+    """echo-image: batches of 4 images that take 50 ms each, 2 in flight at most. Concurrent
+    4-image requests fill one batch each, so the replica runs two at once, never three."""
+    from aigc import Client
+
+    def one(seed: int) -> None:
+        with Client(target, timeout=60) as c:
+            c.generate_images(model="echo-image", count=4, seed=seed)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stats = replica_stats("echo-image", "image")
+    assert stats["batches_in_flight_peak"] == 2  # overlapped, and capped by the config
+    assert stats["batches_in_flight"] == 0
 
 
 def test_unknown_model_names_do_not_create_series(stack, client):
