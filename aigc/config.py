@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -108,12 +108,21 @@ class AdmissionConfig(_Strict):
     )
 
 
+ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+
+
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     modality: Modality
     engine: str
     weights: str | None = Field(
         None, description="A Hugging Face id, or a path ('./' or '../' = relative to the file)."
+    )
+    aliases: list[ServedName] = Field(
+        default_factory=list,
+        description="Other names clients may use for this model (e.g. an OpenAI model id such "
+        "as text-davinci-002), as vLLM's --served-model-name; listed by ListModels and "
+        "/v1/models, accepted by every API.",
     )
     default: bool = Field(False, description="Served when a request names no model.")
     description: str = ""
@@ -199,7 +208,14 @@ class SecurityConfig(_Strict):
 
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(50051, ge=0, le=65535)
+    port: int = Field(50051, ge=0, le=65535, description="gRPC (aigc.v1) port; 0 picks a free one.")
+    http_port: int = Field(
+        8000,
+        ge=-1,
+        le=65535,
+        description="OpenAI-compatible HTTP API port (/v1/...); 0 picks a free one, -1 turns "
+        "the HTTP front end off.",
+    )
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics (HTTP).")
     max_message_mb: int = Field(64, ge=1, le=1024, description="gRPC send/receive limit.")
     grace_period_s: float = Field(10.0, ge=0, description="Drain time on SIGTERM.")
@@ -231,10 +247,10 @@ class AigcConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> AigcConfig:
-        names = [m.name for m in self.models]
+        names = [n for m in self.models for n in (m.name, *m.aliases)]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"model names must be unique; repeated: {dupes}")
+            raise ValueError(f"model names and aliases must be unique; repeated: {dupes}")
         for modality in Modality:
             defaults = [m.name for m in self.models if m.modality == modality and m.default]
             if len(defaults) > 1:
@@ -242,7 +258,8 @@ class AigcConfig(_Strict):
         return self
 
     def by_name(self) -> dict[str, ModelConfig]:
-        return {m.name: m for m in self.models}
+        """Every served name (names and aliases) -> its model."""
+        return {n: m for m in self.models for n in (m.name, *m.aliases)}
 
     def modalities(self) -> list[Modality]:
         return [m for m in Modality if any(x.modality == m for x in self.models)]

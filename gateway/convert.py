@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 
 from aigc.config import ModelConfig
-from aigc.v1 import audio_pb2, image_pb2, text_pb2
+from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
 from services.errors import InvalidArgument
 from services.types import (
     AudioChunk,
@@ -23,6 +23,7 @@ from services.types import (
     ImageFormat,
     ImageRequest,
     ImageResult,
+    Priority,
     TextChunk,
     TextRequest,
     TextResult,
@@ -46,6 +47,19 @@ def _range(field: str, value: float, low: float, high: float, *, low_open: bool 
 
 def random_seed() -> int:
     return secrets.randbits(63)
+
+
+_PRIORITIES = {
+    common_pb2.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
+    common_pb2.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
+    common_pb2.PRIORITY_BATCH: Priority.BATCH,
+}
+
+
+def priority(value: Any) -> Priority:
+    if value not in _PRIORITIES:
+        raise InvalidArgument(f"unknown priority {value}", field="priority")
+    return _PRIORITIES[value]
 
 
 # ---- text ------------------------------------------------------------------------------
@@ -121,6 +135,7 @@ def text_request(
         n=n,
         seed=req.seed if req.HasField("seed") else None,
         deadline=deadline,
+        priority=priority(req.priority),
     )
 
 
@@ -188,6 +203,7 @@ def image_request(
         label=req.label or None,
         format=_IMAGE_FORMATS[req.format],
         deadline=deadline,
+        priority=priority(req.priority),
     )
 
 
@@ -253,6 +269,7 @@ def audio_request(
         seed=req.seed if req.HasField("seed") else random_seed(),
         format=fmt,
         deadline=deadline,
+        priority=priority(req.priority),
     )
 
 

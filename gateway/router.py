@@ -26,7 +26,7 @@ class ModelRouter:
     def __init__(self, config: AigcConfig) -> None:
         self.config = config
         self.models = config.by_name()
-        self.state = {name: ModelState() for name in self.models}
+        self.state = {m.name: ModelState() for m in config.models}
         self._handles: dict[str, Any] = {}
 
     def resolve(self, modality: Modality, name: str) -> ModelConfig:

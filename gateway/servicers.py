@@ -302,6 +302,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             out.append(
                 models_pb2.ModelInfo(
                     name=model.name,
+                    aliases=list(model.aliases),
                     modality=pb_modality,
                     engine=model.engine,
                     ready=st.ready,

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class Priority(StrEnum):
+    """Admission tier: interactive work goes first; batch work uses idle capacity."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
 class FinishReason(StrEnum):
     LENGTH = "length"
     STOP = "stop"
@@ -35,6 +42,7 @@ class TextRequest:
     n: int = 1
     seed: int | None = None
     deadline: float | None = None  # time.time() by which the client stops waiting
+    priority: Priority = Priority.INTERACTIVE
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks, as vLLM's ignore_eos)
 
 
@@ -83,6 +91,7 @@ class ImageRequest:
     label: str | None = None
     format: ImageFormat = ImageFormat.PNG
     deadline: float | None = None
+    priority: Priority = Priority.INTERACTIVE
 
 
 @dataclass
@@ -118,6 +127,7 @@ class AudioRequest:
     seed: int = 0
     format: AudioFormat = AudioFormat.WAV
     deadline: float | None = None
+    priority: Priority = Priority.INTERACTIVE
 
 
 @dataclass

@@ -22,23 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aigc.v1 import common_pb2 as aigc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61igc/v1/audio.proto\x12\x07\x61igc.v1\"\x9f\x01\n\x11SynthesizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x12\n\x05speed\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12$\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x14.aigc.v1.AudioFormatB\x08\n\x06_speedB\x07\n\x05_seed\"\xa0\x01\n\x12SynthesizeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x11\n\tmime_type\x18\x04 \x01(\t\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x10\n\x08\x63hannels\x18\x06 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"\x82\x01\n\nAudioChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x61udio\x18\x04 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x02\x12\x0c\n\x04last\x18\x07 \x01(\x08*Y\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x01\x12\x16\n\x12\x41UDIO_FORMAT_PCM16\x10\x02\x32\x9e\x01\n\x0e\x41udioSynthesis\x12\x45\n\nSynthesize\x12\x1a.aigc.v1.SynthesizeRequest\x1a\x1b.aigc.v1.SynthesizeResponse\x12\x45\n\x10SynthesizeStream\x12\x1a.aigc.v1.SynthesizeRequest\x1a\x13.aigc.v1.AudioChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61igc/v1/audio.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\"\xc4\x01\n\x11SynthesizeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x12\n\x05speed\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12$\n\x06\x66ormat\x18\x06 \x01(\x0e\x32\x14.aigc.v1.AudioFormat\x12#\n\x08priority\x18\x07 \x01(\x0e\x32\x11.aigc.v1.PriorityB\x08\n\x06_speedB\x07\n\x05_seed\"\xa0\x01\n\x12SynthesizeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x11\n\tmime_type\x18\x04 \x01(\t\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x10\n\x08\x63hannels\x18\x06 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x02\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"\x82\x01\n\nAudioChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x61udio\x18\x04 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x02\x12\x0c\n\x04last\x18\x07 \x01(\x08*Y\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x01\x12\x16\n\x12\x41UDIO_FORMAT_PCM16\x10\x02\x32\x9e\x01\n\x0e\x41udioSynthesis\x12\x45\n\nSynthesize\x12\x1a.aigc.v1.SynthesizeRequest\x1a\x1b.aigc.v1.SynthesizeResponse\x12\x45\n\x10SynthesizeStream\x12\x1a.aigc.v1.SynthesizeRequest\x1a\x13.aigc.v1.AudioChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aigc.v1.audio_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOFORMAT']._serialized_start=490
-  _globals['_AUDIOFORMAT']._serialized_end=579
-  _globals['_SYNTHESIZEREQUEST']._serialized_start=33
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=192
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=195
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=355
-  _globals['_AUDIOCHUNK']._serialized_start=358
-  _globals['_AUDIOCHUNK']._serialized_end=488
-  _globals['_AUDIOSYNTHESIS']._serialized_start=582
-  _globals['_AUDIOSYNTHESIS']._serialized_end=740
+  _globals['_AUDIOFORMAT']._serialized_start=549
+  _globals['_AUDIOFORMAT']._serialized_end=638
+  _globals['_SYNTHESIZEREQUEST']._serialized_start=55
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=251
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=254
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=414
+  _globals['_AUDIOCHUNK']._serialized_start=417
+  _globals['_AUDIOCHUNK']._serialized_end=547
+  _globals['_AUDIOSYNTHESIS']._serialized_start=641
+  _globals['_AUDIOSYNTHESIS']._serialized_end=799
 # @@protoc_insertion_point(module_scope)

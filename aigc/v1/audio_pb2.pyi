@@ -1,3 +1,4 @@
+from aigc.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,20 +16,22 @@ AUDIO_FORMAT_WAV: AudioFormat
 AUDIO_FORMAT_PCM16: AudioFormat
 
 class SynthesizeRequest(_message.Message):
-    __slots__ = ("model", "text", "voice", "speed", "seed", "format")
+    __slots__ = ("model", "text", "voice", "speed", "seed", "format", "priority")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     SPEED_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     voice: str
     speed: float
     seed: int
     format: AudioFormat
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., voice: _Optional[str] = ..., speed: _Optional[float] = ..., seed: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ...) -> None: ...
+    priority: _common_pb2.Priority
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., voice: _Optional[str] = ..., speed: _Optional[float] = ..., seed: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ...) -> None: ...
 
 class SynthesizeResponse(_message.Message):
     __slots__ = ("id", "model", "audio", "mime_type", "sample_rate", "channels", "duration_seconds", "seed")

@@ -22,23 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aigc.v1 import common_pb2 as aigc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61igc/v1/image.proto\x12\x07\x61igc.v1\"\x94\x01\n\x14GenerateImageRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x63ount\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12$\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x14.aigc.v1.ImageFormatB\x08\n\x06_countB\x07\n\x05_seed\"v\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\r\n\x05label\x18\x07 \x01(\t\"R\n\x15GenerateImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x06images\x18\x03 \x03(\x0b\x32\x0e.aigc.v1.Image*W\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_RAW\x10\x02\x32\\\n\x0fImageGeneration\x12I\n\x08Generate\x12\x1d.aigc.v1.GenerateImageRequest\x1a\x1e.aigc.v1.GenerateImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61igc/v1/image.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\"\xb9\x01\n\x14GenerateImageRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\x05\x63ount\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12$\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x14.aigc.v1.ImageFormat\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.aigc.v1.PriorityB\x08\n\x06_countB\x07\n\x05_seed\"v\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\r\n\x05label\x18\x07 \x01(\t\"R\n\x15GenerateImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x06images\x18\x03 \x03(\x0b\x32\x0e.aigc.v1.Image*W\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_RAW\x10\x02\x32\\\n\x0fImageGeneration\x12I\n\x08Generate\x12\x1d.aigc.v1.GenerateImageRequest\x1a\x1e.aigc.v1.GenerateImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aigc.v1.image_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEFORMAT']._serialized_start=387
-  _globals['_IMAGEFORMAT']._serialized_end=474
-  _globals['_GENERATEIMAGEREQUEST']._serialized_start=33
-  _globals['_GENERATEIMAGEREQUEST']._serialized_end=181
-  _globals['_IMAGE']._serialized_start=183
-  _globals['_IMAGE']._serialized_end=301
-  _globals['_GENERATEIMAGERESPONSE']._serialized_start=303
-  _globals['_GENERATEIMAGERESPONSE']._serialized_end=385
-  _globals['_IMAGEGENERATION']._serialized_start=476
-  _globals['_IMAGEGENERATION']._serialized_end=568
+  _globals['_IMAGEFORMAT']._serialized_start=446
+  _globals['_IMAGEFORMAT']._serialized_end=533
+  _globals['_GENERATEIMAGEREQUEST']._serialized_start=55
+  _globals['_GENERATEIMAGEREQUEST']._serialized_end=240
+  _globals['_IMAGE']._serialized_start=242
+  _globals['_IMAGE']._serialized_end=360
+  _globals['_GENERATEIMAGERESPONSE']._serialized_start=362
+  _globals['_GENERATEIMAGERESPONSE']._serialized_end=444
+  _globals['_IMAGEGENERATION']._serialized_start=535
+  _globals['_IMAGEGENERATION']._serialized_end=627
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from aigc.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -17,18 +18,20 @@ IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_RAW: ImageFormat
 
 class GenerateImageRequest(_message.Message):
-    __slots__ = ("model", "count", "seed", "label", "format")
+    __slots__ = ("model", "count", "seed", "label", "format", "priority")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     model: str
     count: int
     seed: int
     label: str
     format: ImageFormat
-    def __init__(self, model: _Optional[str] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., label: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+    priority: _common_pb2.Priority
+    def __init__(self, model: _Optional[str] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., label: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("data", "mime_type", "width", "height", "channels", "seed", "label")

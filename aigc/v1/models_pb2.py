@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from aigc.v1 import common_pb2 as aigc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61igc/v1/models.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\"8\n\x11ListModelsRequest\x12#\n\x08modality\x18\x01 \x01(\x0e\x32\x11.aigc.v1.Modality\"D\n\x0c\x42\x61tchingInfo\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\r\x12\x1c\n\x14\x62\x61tch_wait_timeout_s\x18\x02 \x01(\x02\"\xaf\x01\n\x0bScalingInfo\x12\x14\n\x0cmin_replicas\x18\x01 \x01(\r\x12\x14\n\x0cmax_replicas\x18\x02 \x01(\r\x12\x1f\n\x17target_ongoing_requests\x18\x03 \x01(\x02\x12\x18\n\x10running_replicas\x18\x04 \x01(\r\x12\x1c\n\x14max_ongoing_requests\x18\x05 \x01(\r\x12\x1b\n\x13max_queued_requests\x18\x06 \x01(\x05\"\xb8\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x08modality\x18\x02 \x01(\x0e\x32\x11.aigc.v1.Modality\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\x08\x12\'\n\x08\x62\x61tching\x18\x06 \x01(\x0b\x32\x15.aigc.v1.BatchingInfo\x12%\n\x07scaling\x18\x07 \x01(\x0b\x32\x14.aigc.v1.ScalingInfo\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07license\x18\t \x01(\t\x12\x12\n\nparameters\x18\n \x01(\x04\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x0e\n\x06labels\x18\x0c \x03(\t\x12\x0e\n\x06voices\x18\r \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.aigc.v1.ModelInfo2O\n\x06Models\x12\x45\n\nListModels\x12\x1a.aigc.v1.ListModelsRequest\x1a\x1b.aigc.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61igc/v1/models.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\"8\n\x11ListModelsRequest\x12#\n\x08modality\x18\x01 \x01(\x0e\x32\x11.aigc.v1.Modality\"D\n\x0c\x42\x61tchingInfo\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\r\x12\x1c\n\x14\x62\x61tch_wait_timeout_s\x18\x02 \x01(\x02\"\xaf\x01\n\x0bScalingInfo\x12\x14\n\x0cmin_replicas\x18\x01 \x01(\r\x12\x14\n\x0cmax_replicas\x18\x02 \x01(\r\x12\x1f\n\x17target_ongoing_requests\x18\x03 \x01(\x02\x12\x18\n\x10running_replicas\x18\x04 \x01(\r\x12\x1c\n\x14max_ongoing_requests\x18\x05 \x01(\r\x12\x1b\n\x13max_queued_requests\x18\x06 \x01(\x05\"\xc9\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x08modality\x18\x02 \x01(\x0e\x32\x11.aigc.v1.Modality\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\x08\x12\'\n\x08\x62\x61tching\x18\x06 \x01(\x0b\x32\x15.aigc.v1.BatchingInfo\x12%\n\x07scaling\x18\x07 \x01(\x0b\x32\x14.aigc.v1.ScalingInfo\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07license\x18\t \x01(\t\x12\x12\n\nparameters\x18\n \x01(\x04\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x0e\n\x06labels\x18\x0c \x03(\t\x12\x0e\n\x06voices\x18\r \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\x12\x0f\n\x07\x61liases\x18\x0f \x03(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.aigc.v1.ModelInfo2O\n\x06Models\x12\x45\n\nListModels\x12\x1a.aigc.v1.ListModelsRequest\x1a\x1b.aigc.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCALINGINFO']._serialized_start=184
   _globals['_SCALINGINFO']._serialized_end=359
   _globals['_MODELINFO']._serialized_start=362
-  _globals['_MODELINFO']._serialized_end=674
-  _globals['_LISTMODELSRESPONSE']._serialized_start=676
-  _globals['_LISTMODELSRESPONSE']._serialized_end=732
-  _globals['_MODELS']._serialized_start=734
-  _globals['_MODELS']._serialized_end=813
+  _globals['_MODELINFO']._serialized_end=691
+  _globals['_LISTMODELSRESPONSE']._serialized_start=693
+  _globals['_LISTMODELSRESPONSE']._serialized_end=749
+  _globals['_MODELS']._serialized_start=751
+  _globals['_MODELS']._serialized_end=830
 # @@protoc_insertion_point(module_scope)

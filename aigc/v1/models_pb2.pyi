@@ -38,7 +38,7 @@ class ScalingInfo(_message.Message):
     def __init__(self, min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., target_ongoing_requests: _Optional[float] = ..., running_replicas: _Optional[int] = ..., max_ongoing_requests: _Optional[int] = ..., max_queued_requests: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "modality", "engine", "ready", "default", "batching", "scaling", "source", "license", "parameters", "description", "labels", "voices", "device")
+    __slots__ = ("name", "modality", "engine", "ready", "default", "batching", "scaling", "source", "license", "parameters", "description", "labels", "voices", "device", "aliases")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class ModelInfo(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     VOICES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     modality: _common_pb2.Modality
     engine: str
@@ -67,7 +68,8 @@ class ModelInfo(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     voices: _containers.RepeatedScalarFieldContainer[str]
     device: str
-    def __init__(self, name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., engine: _Optional[str] = ..., ready: _Optional[bool] = ..., default: _Optional[bool] = ..., batching: _Optional[_Union[BatchingInfo, _Mapping]] = ..., scaling: _Optional[_Union[ScalingInfo, _Mapping]] = ..., source: _Optional[str] = ..., license: _Optional[str] = ..., parameters: _Optional[int] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., voices: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., engine: _Optional[str] = ..., ready: _Optional[bool] = ..., default: _Optional[bool] = ..., batching: _Optional[_Union[BatchingInfo, _Mapping]] = ..., scaling: _Optional[_Union[ScalingInfo, _Mapping]] = ..., source: _Optional[str] = ..., license: _Optional[str] = ..., parameters: _Optional[int] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., voices: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

@@ -22,31 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aigc.v1 import common_pb2 as aigc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61igc/v1/text.proto\x12\x07\x61igc.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\".\n\x04\x43hat\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.aigc.v1.ChatMessage\"\xac\x02\n\x13GenerateTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x1d\n\x04\x63hat\x18\x03 \x01(\x0b\x32\r.aigc.v1.ChatH\x00\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x0e\n\x01n\x18\t \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\x06\x88\x01\x01\x42\x07\n\x05inputB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x04\n\x02_nB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"r\n\nCompletion\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\"z\n\x14GenerateTextResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x13.aigc.v1.Completion\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.aigc.v1.Usage\"\xa2\x01\n\x1aGenerateTextStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12,\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x1d\n\x05usage\x18\x06 \x01(\x0b\x32\x0e.aigc.v1.Usage*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xb0\x01\n\x0eTextGeneration\x12G\n\x08Generate\x12\x1c.aigc.v1.GenerateTextRequest\x1a\x1d.aigc.v1.GenerateTextResponse\x12U\n\x0eGenerateStream\x12\x1c.aigc.v1.GenerateTextRequest\x1a#.aigc.v1.GenerateTextStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61igc/v1/text.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\".\n\x04\x43hat\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.aigc.v1.ChatMessage\"\xd1\x02\n\x13GenerateTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x1d\n\x04\x63hat\x18\x03 \x01(\x0b\x32\r.aigc.v1.ChatH\x00\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x0e\n\x01n\x18\t \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\x06\x88\x01\x01\x12#\n\x08priority\x18\x0b \x01(\x0e\x32\x11.aigc.v1.PriorityB\x07\n\x05inputB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x04\n\x02_nB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"r\n\nCompletion\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\"z\n\x14GenerateTextResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x13.aigc.v1.Completion\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.aigc.v1.Usage\"\xa2\x01\n\x1aGenerateTextStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12,\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x1d\n\x05usage\x18\x06 \x01(\x0b\x32\x0e.aigc.v1.Usage*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xb0\x01\n\x0eTextGeneration\x12G\n\x08Generate\x12\x1c.aigc.v1.GenerateTextRequest\x1a\x1d.aigc.v1.GenerateTextResponse\x12U\n\x0eGenerateStream\x12\x1c.aigc.v1.GenerateTextRequest\x1a#.aigc.v1.GenerateTextStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aigc.v1.text_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=914
-  _globals['_FINISHREASON']._serialized_end=1038
-  _globals['_CHATMESSAGE']._serialized_start=31
-  _globals['_CHATMESSAGE']._serialized_end=75
-  _globals['_CHAT']._serialized_start=77
-  _globals['_CHAT']._serialized_end=123
-  _globals['_GENERATETEXTREQUEST']._serialized_start=126
-  _globals['_GENERATETEXTREQUEST']._serialized_end=426
-  _globals['_USAGE']._serialized_start=428
-  _globals['_USAGE']._serialized_end=507
-  _globals['_COMPLETION']._serialized_start=509
-  _globals['_COMPLETION']._serialized_end=623
-  _globals['_GENERATETEXTRESPONSE']._serialized_start=625
-  _globals['_GENERATETEXTRESPONSE']._serialized_end=747
-  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_start=750
-  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_end=912
-  _globals['_TEXTGENERATION']._serialized_start=1041
-  _globals['_TEXTGENERATION']._serialized_end=1217
+  _globals['_FINISHREASON']._serialized_start=973
+  _globals['_FINISHREASON']._serialized_end=1097
+  _globals['_CHATMESSAGE']._serialized_start=53
+  _globals['_CHATMESSAGE']._serialized_end=97
+  _globals['_CHAT']._serialized_start=99
+  _globals['_CHAT']._serialized_end=145
+  _globals['_GENERATETEXTREQUEST']._serialized_start=148
+  _globals['_GENERATETEXTREQUEST']._serialized_end=485
+  _globals['_USAGE']._serialized_start=487
+  _globals['_USAGE']._serialized_end=566
+  _globals['_COMPLETION']._serialized_start=568
+  _globals['_COMPLETION']._serialized_end=682
+  _globals['_GENERATETEXTRESPONSE']._serialized_start=684
+  _globals['_GENERATETEXTRESPONSE']._serialized_end=806
+  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_start=809
+  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_end=971
+  _globals['_TEXTGENERATION']._serialized_start=1100
+  _globals['_TEXTGENERATION']._serialized_end=1276
 # @@protoc_insertion_point(module_scope)
