@@ -30,7 +30,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from aigc.stack import LocalStack
 
     config = load_config(args.config)
-    stack = LocalStack(config, port=args.port, metrics_port=args.metrics_port)
+    stack = LocalStack(
+        config, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port
+    )
 
     def say(msg: str) -> None:
         print(f"[aigc up] {msg}", flush=True)
@@ -46,6 +48,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             assert gw is not None
             host = config.gateway.host
             say(f"gateway      grpc://{host}:{gw.port}  (aigc.v1, grpc.health.v1, reflection)")
+            if gw.http_port is not None:
+                say(f"openai       http://{host}:{gw.http_port}/v1  (OpenAI-compatible HTTP API)")
             say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
             say(f"ray metrics      {stack.ray_metrics_url}")
             say("ready; Ctrl-C stops everything")
@@ -243,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config", default=DEFAULT_CONFIG)
     up.add_argument("--port", type=int, default=None, help="gateway port (default: config)")
     up.add_argument("--metrics-port", type=int, default=None)
+    up.add_argument(
+        "--http-port", type=int, default=None, help="OpenAI HTTP port (default: config; -1 off)"
+    )
     up.add_argument("--ready-timeout", type=float, default=900.0)
     up.set_defaults(fn=cmd_up)
 

@@ -216,6 +216,12 @@ class GatewayConfig(_Strict):
         description="OpenAI-compatible HTTP API port (/v1/...); 0 picks a free one, -1 turns "
         "the HTTP front end off.",
     )
+    http_timeout_s: float | None = Field(
+        600.0,
+        gt=0,
+        description="Deadline of an HTTP request that sends no x-request-timeout (or the openai "
+        "SDK's x-stainless-timeout) header; None: no deadline.",
+    )
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus /metrics (HTTP).")
     max_message_mb: int = Field(64, ge=1, le=1024, description="gRPC send/receive limit.")
     grace_period_s: float = Field(10.0, ge=0, description="Drain time on SIGTERM.")

@@ -27,6 +27,7 @@ class LocalStack:
     config: AigcConfig
     port: int | None = None  # None: from config; 0: any free port
     metrics_port: int | None = None
+    http_port: int | None = None  # None: from config; 0: any free port; -1: HTTP off
     ray_metrics_port: int | None = None
     gateway: Gateway | None = field(default=None, init=False)
 
@@ -89,7 +90,7 @@ class LocalStack:
         await asyncio.to_thread(self.start_ray)
         progress(f"deploying {', '.join(m.value for m in self.config.modalities())}")
         await asyncio.to_thread(self.deploy)
-        gw = build_gateway(self.config, self.port, self.metrics_port)
+        gw = build_gateway(self.config, self.port, self.metrics_port, self.http_port)
         self.gateway = gw
         await gw.start()
         progress("waiting for models to load")

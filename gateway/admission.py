@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from aigc.config import Modality, ModelConfig
 from services.errors import DeadlineExceeded, Overloaded
-from services.types import AudioRequest, ImageRequest, TextRequest
+from services.types import AudioRequest, ImageRequest, Priority, TextRequest
 
 TYPICAL_TEXT_TOKENS = 64
 
@@ -33,6 +33,11 @@ def cost_of(request: TextRequest | ImageRequest | AudioRequest) -> float:
 def default_capacity(model: ModelConfig) -> float:
     unit = TYPICAL_TEXT_TOKENS if model.modality == Modality.TEXT else 1
     return 4.0 * model.batching.max_batch_size * model.scaling.max_replicas * unit
+
+
+class _Ticket:
+    def completed(self) -> None:
+        """The admitted request finished OK."""
 
 
 class CostGate:
@@ -53,8 +58,13 @@ class CostGate:
         # A request larger than the whole capacity may still run, alone.
         return self.inflight + cost <= self.capacity or self.inflight == 0
 
+    def set_replicas(self, n: int) -> None:
+        """Serve's running replica count (the measured-capacity gate uses it)."""
+
     @contextlib.asynccontextmanager
-    async def admit(self, cost: float, deadline: float | None) -> AsyncIterator[None]:
+    async def admit(
+        self, cost: float, deadline: float | None, priority: Priority = Priority.INTERACTIVE
+    ) -> AsyncIterator[_Ticket]:
         if not self._waiters and self._fits(cost):
             self.inflight += cost
         else:
@@ -65,7 +75,7 @@ class CostGate:
                 )
             await self._wait(cost, deadline)
         try:
-            yield
+            yield _Ticket()
         finally:
             self.inflight -= cost
             self._wake()

@@ -1,8 +1,10 @@
-"""API keys and per-key rate limits, as one server interceptor.
+"""API keys and per-key rate limits, shared by both front ends.
 
 Keys come from a file or an environment variable (never from the config file itself), are
 compared in constant time, and never appear in logs or metrics: a caller is known by the key's
-name. Health checks stay open so load balancers and kubelets can probe without a key.
+name. Each front end passes the `authorization` header it received (gRPC metadata or HTTP
+header) to `Authenticator.check`, which raises the project's errors; health checks stay open so
+load balancers and kubelets can probe without a key.
 """
 
 from __future__ import annotations
@@ -10,20 +12,15 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import grpc
 import yaml
-from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from aigc.config import SecurityConfig
-from gateway.metrics import GatewayMetrics
+from services.errors import Overloaded, Unauthenticated
 
-OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+ANONYMOUS = "anonymous"
 
 
 def load_keys(security: SecurityConfig) -> dict[str, str]:
@@ -45,13 +42,13 @@ def load_keys(security: SecurityConfig) -> dict[str, str]:
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.stamp = float(burst), clock()
 
     def take(self) -> float:
         """0 when allowed, else seconds until a token is available."""
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -60,81 +57,49 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-def _deny(code: grpc.StatusCode, message: str, retry_after: float | None = None) -> Any:
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
-    if retry_after is not None:
-        delay = duration_pb2.Duration(seconds=int(retry_after), nanos=int(retry_after % 1 * 1e9))
-        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+class Authenticator:
+    """Who is calling (by key name) and whether they are within their rate."""
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort_with_status(rpc_status.to_status(status))
-
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort_with_status(rpc_status.to_status(status))
-        yield  # pragma: no cover - makes this an async generator
-
-    return unary, stream
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, security: SecurityConfig, metrics: GatewayMetrics) -> None:
+    def __init__(self, security: SecurityConfig) -> None:
         self.keys = load_keys(security) if security.auth_enabled else {}
         self.rate = security.rate_limit_per_s
         self.burst = security.rate_limit_burst
         self.buckets: dict[str, TokenBucket] = {}
-        self.metrics = metrics
 
-    def _who(self, metadata: dict[str, str]) -> str | None:
-        header = metadata.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys or self.rate)
+
+    def who(self, authorization: str | None) -> str | None:
+        """The key's name for an `authorization: Bearer KEY` value, else None."""
+        scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
         found = None
         for name, key in self.keys.items():  # check every key: timing does not reveal which
-            if hmac.compare_digest(presented.encode(), key.encode()):
+            if hmac.compare_digest(presented.strip().encode(), key.encode()):
                 found = name
         return found
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method = details.method or ""  # type: ignore[attr-defined]
-        if handler is None or method.startswith(OPEN_SERVICES):
-            return handler
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}  # type: ignore[attr-defined]
-        caller = "anonymous"
+    def check(self, authorization: str | None) -> str:
+        """The caller's name; raises Unauthenticated, or Overloaded past the caller's rate."""
+        caller = ANONYMOUS
         if self.keys:
-            who = self._who(metadata)
+            who = self.who(authorization)
             if who is None:
-                self.metrics.rejected.labels("unauthenticated").inc()
-                reason = "missing" if "authorization" not in metadata else "invalid"
-                return self._replace(handler, _deny(
-                    grpc.StatusCode.UNAUTHENTICATED,
+                reason = "missing" if not authorization else "invalid"
+                raise Unauthenticated(
                     f"{reason} API key: send 'authorization: Bearer <key>'",
-                ))  # fmt: skip
+                    reason="unauthenticated",
+                )
             caller = who
         if self.rate:
             bucket = self.buckets.setdefault(caller, TokenBucket(self.rate, self.burst))
             wait = bucket.take()
             if wait:
-                self.metrics.rejected.labels("rate_limited").inc()
-                return self._replace(handler, _deny(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit of {self.rate:g} requests/s exceeded", retry_after=wait,
-                ))  # fmt: skip
-        return handler
-
-    @staticmethod
-    def _replace(handler: grpc.RpcMethodHandler, deny: Any) -> grpc.RpcMethodHandler:
-        unary, stream = deny
-        h: Any = handler
-        if h.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(
-                stream, h.request_deserializer, h.response_serializer
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            unary, h.request_deserializer, h.response_serializer
-        )
+                raise Overloaded(
+                    f"rate limit of {self.rate:g} requests/s exceeded",
+                    retry_after_s=wait,
+                    reason="rate_limited",
+                )
+        return caller

@@ -1,17 +1,15 @@
-"""Proto <-> domain conversion, with the validation that needs only the request and config.
-
-Every check raises InvalidArgument naming the field, so the client learns exactly what to fix.
-Checks that need the model (labels, voices, context length) happen in the replica.
-"""
+"""aigc.v1 proto <-> domain conversion; the domain request is then checked against the model's
+limits by `gateway.validate` (shared with the OpenAI front end). Every check raises
+InvalidArgument naming the field (e.g. `chat.messages[1].role`)."""
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import Any
 
 from aigc.config import ModelConfig
 from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
+from gateway import validate
 from services.errors import InvalidArgument
 from services.types import (
     AudioChunk,
@@ -29,20 +27,11 @@ from services.types import (
     TextResult,
 )
 
-CHAT_ROLES = ("system", "user", "assistant", "tool")
-MAX_STOP_CHARS = 128
-SPEED_RANGE = (0.25, 4.0)
 _FINISH = {
     FinishReason.LENGTH: text_pb2.FINISH_REASON_LENGTH,
     FinishReason.STOP: text_pb2.FINISH_REASON_STOP,
     FinishReason.CANCELLED: text_pb2.FINISH_REASON_CANCELLED,
 }
-
-
-def _range(field: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
-        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
-        raise InvalidArgument(f"{field} must be in {bound}, got {value}", field=field)
 
 
 def random_seed() -> int:
@@ -66,77 +55,26 @@ def priority(value: Any) -> Priority:
 def text_request(
     req: text_pb2.GenerateTextRequest, model: ModelConfig, request_id: str, deadline: float | None
 ) -> TextRequest:
-    limits = model.limits
     which = req.WhichOneof("input")
-    prompt: str | None = None
-    messages: tuple[ChatMessage, ...] = ()
     if which is None:
         raise InvalidArgument("one of prompt or chat is required", field="prompt")
-    if which == "prompt":
-        if not req.prompt.strip():
-            raise InvalidArgument("prompt must not be empty", field="prompt")
-        if len(req.prompt) > limits.max_prompt_chars:
-            raise InvalidArgument(
-                f"prompt is {len(req.prompt)} characters; the limit is {limits.max_prompt_chars}",
-                field="prompt",
-            )
-        prompt = req.prompt
-    else:
-        if not req.chat.messages:
-            raise InvalidArgument("chat.messages must not be empty", field="chat.messages")
-        total = 0
-        for i, m in enumerate(req.chat.messages):
-            if m.role not in CHAT_ROLES:
-                raise InvalidArgument(
-                    f"chat.messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, "
-                    f"got {m.role!r}",
-                    field=f"chat.messages[{i}].role",
-                )
-            total += len(m.content)
-        if not any(m.content.strip() for m in req.chat.messages):
-            raise InvalidArgument("chat messages are all empty", field="chat.messages")
-        if total > limits.max_prompt_chars:
-            raise InvalidArgument(
-                f"chat is {total} characters; the limit is {limits.max_prompt_chars}",
-                field="chat.messages",
-            )
-        messages = tuple(ChatMessage(m.role, m.content) for m in req.chat.messages)
-    max_tokens = None
-    if req.HasField("max_tokens"):
-        _range("max_tokens", req.max_tokens, 1, limits.max_tokens)
-        max_tokens = req.max_tokens
-    if req.HasField("temperature"):
-        _range("temperature", req.temperature, 0.0, 2.0)
-    if req.HasField("top_p"):
-        _range("top_p", req.top_p, 0.0, 1.0, low_open=True)
-    if req.HasField("top_k"):
-        _range("top_k", req.top_k, 0, 100_000)
-    n = req.n if req.HasField("n") else 1
-    _range("n", n, 1, limits.max_n)
-    if len(req.stop) > limits.max_stop:
-        raise InvalidArgument(
-            f"at most {limits.max_stop} stop strings are allowed, got {len(req.stop)}", field="stop"
-        )
-    for i, s in enumerate(req.stop):
-        if not s or len(s) > MAX_STOP_CHARS:
-            raise InvalidArgument(
-                f"stop[{i}] must have 1 to {MAX_STOP_CHARS} characters", field=f"stop[{i}]"
-            )
-    return TextRequest(
+    domain = TextRequest(
         request_id=request_id,
         model=model.name,
-        prompt=prompt,
-        messages=messages,
-        max_tokens=max_tokens,
+        prompt=req.prompt if which == "prompt" else None,
+        messages=tuple(ChatMessage(m.role, m.content) for m in req.chat.messages),
+        max_tokens=req.max_tokens if req.HasField("max_tokens") else None,
         temperature=req.temperature if req.HasField("temperature") else None,
         top_p=req.top_p if req.HasField("top_p") else None,
         top_k=req.top_k if req.HasField("top_k") else None,
         stop=tuple(req.stop),
-        n=n,
+        n=req.n if req.HasField("n") else 1,
         seed=req.seed if req.HasField("seed") else None,
         deadline=deadline,
         priority=priority(req.priority),
     )
+    validate.text(domain, model)
+    return domain
 
 
 def finish_reason(reason: FinishReason | None) -> Any:
@@ -191,20 +129,20 @@ _IMAGE_FORMATS = {
 def image_request(
     req: image_pb2.GenerateImageRequest, model: ModelConfig, request_id: str, deadline: float | None
 ) -> ImageRequest:
-    count = req.count if req.HasField("count") else 1
-    _range("count", count, 1, model.limits.max_images)
     if req.format not in _IMAGE_FORMATS:
         raise InvalidArgument(f"unknown image format {req.format}", field="format")
-    return ImageRequest(
+    domain = ImageRequest(
         request_id=request_id,
         model=model.name,
-        count=count,
+        count=req.count if req.HasField("count") else 1,
         seed=req.seed if req.HasField("seed") else random_seed(),  # fixed here: retries repeat
         label=req.label or None,
         format=_IMAGE_FORMATS[req.format],
         deadline=deadline,
         priority=priority(req.priority),
     )
+    validate.image(domain, model)
+    return domain
 
 
 def image_response(result: ImageResult) -> image_pb2.GenerateImageResponse:
@@ -235,15 +173,6 @@ def audio_request(
     *,
     stream: bool,
 ) -> AudioRequest:
-    if not req.text.strip():
-        raise InvalidArgument("text must not be empty", field="text")
-    if len(req.text) > model.limits.max_text_chars:
-        raise InvalidArgument(
-            f"text is {len(req.text)} characters; the limit is {model.limits.max_text_chars}",
-            field="text",
-        )
-    speed = req.speed if req.HasField("speed") else 1.0
-    _range("speed", speed, *SPEED_RANGE)
     if stream:
         if req.format not in (audio_pb2.AUDIO_FORMAT_UNSPECIFIED, audio_pb2.AUDIO_FORMAT_PCM16):
             raise InvalidArgument(
@@ -252,25 +181,29 @@ def audio_request(
             )
         fmt = AudioFormat.PCM16
     else:
-        formats = {
-            audio_pb2.AUDIO_FORMAT_UNSPECIFIED: AudioFormat.WAV,
-            audio_pb2.AUDIO_FORMAT_WAV: AudioFormat.WAV,
-            audio_pb2.AUDIO_FORMAT_PCM16: AudioFormat.PCM16,
-        }
-        if req.format not in formats:
+        if req.format not in _AUDIO_FORMATS:
             raise InvalidArgument(f"unknown audio format {req.format}", field="format")
-        fmt = formats[req.format]
-    return AudioRequest(
+        fmt = _AUDIO_FORMATS[req.format]
+    domain = AudioRequest(
         request_id=request_id,
         model=model.name,
         text=req.text,
         voice=req.voice or None,
-        speed=speed,
+        speed=req.speed if req.HasField("speed") else 1.0,
         seed=req.seed if req.HasField("seed") else random_seed(),
         format=fmt,
         deadline=deadline,
         priority=priority(req.priority),
     )
+    validate.audio(domain, model)
+    return domain
+
+
+_AUDIO_FORMATS = {
+    audio_pb2.AUDIO_FORMAT_UNSPECIFIED: AudioFormat.WAV,
+    audio_pb2.AUDIO_FORMAT_WAV: AudioFormat.WAV,
+    audio_pb2.AUDIO_FORMAT_PCM16: AudioFormat.PCM16,
+}
 
 
 def audio_response(result: AudioResult) -> audio_pb2.SynthesizeResponse:

@@ -1,87 +1,108 @@
-"""The one exception -> gRPC status table, used by every servicer (DESIGN.md, Status codes).
+"""The one exception -> status table (DESIGN.md, Status codes): a gRPC code and an HTTP status.
 
 Replica errors arrive as Ray exceptions that are also instances of our classes, so one
 `isinstance` ladder covers local and remote errors. Unknown errors become INTERNAL with the
-request id; the traceback goes to the log, never to the client.
+request id; the traceback goes to the log, never to the client. Both front ends render a
+`Failure` in their own way (`gateway.grpc_status`, `gateway.openai_api.errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-
-import grpc
-from google.protobuf import duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from dataclasses import dataclass
 
 from services.errors import AigcError
 
 logger = logging.getLogger("aigc.gateway")
 
+RETRY_AFTER_S = 1.0
 
-def _ray_error_table() -> list[tuple[type[BaseException], grpc.StatusCode, str]]:
+# Canonical code (google.rpc.Code name) -> (HTTP status, OpenAI error type). Never 409: the
+# pre-1.0 openai client retries it forever.
+HTTP_STATUS: dict[str, tuple[int, str]] = {
+    "OK": (200, ""),
+    "INVALID_ARGUMENT": (400, "invalid_request_error"),
+    "UNAUTHENTICATED": (401, "authentication_error"),
+    "PERMISSION_DENIED": (403, "permission_error"),
+    "NOT_FOUND": (404, "not_found_error"),
+    "RESOURCE_EXHAUSTED": (429, "rate_limit_error"),
+    "CANCELLED": (499, "cancelled"),
+    "INTERNAL": (500, "server_error"),
+    "UNAVAILABLE": (503, "service_unavailable_error"),
+    "DEADLINE_EXCEEDED": (504, "timeout_error"),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a client is told about an exception: transport-neutral."""
+
+    code: str  # google.rpc.Code name, e.g. "INVALID_ARGUMENT"
+    message: str
+    field: str | None = None
+    retry_after_s: float | None = None  # set for RESOURCE_EXHAUSTED
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, (500, ""))[0]
+
+    @property
+    def error_type(self) -> str:
+        return HTTP_STATUS.get(self.code, (500, "server_error"))[1]
+
+
+def _ray_error_table() -> list[tuple[type[BaseException], str, str]]:
     from ray import exceptions as rex
     from ray.serve import exceptions as sex
 
-    table: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
-        (
-            sex.BackPressureError,
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "model queue is full; retry later",
-        ),
-        (rex.ActorDiedError, grpc.StatusCode.UNAVAILABLE, "model replica died; retry"),
-        (rex.ActorUnavailableError, grpc.StatusCode.UNAVAILABLE, "model replica unavailable"),
-        (rex.RayActorError, grpc.StatusCode.UNAVAILABLE, "model replica failed; retry"),
+    table: list[tuple[type[BaseException], str, str]] = [
+        (sex.BackPressureError, "RESOURCE_EXHAUSTED", "model queue is full; retry later"),
+        (rex.ActorDiedError, "UNAVAILABLE", "model replica was lost (it died); retry"),
+        (rex.ActorUnavailableError, "UNAVAILABLE", "model replica is unavailable; retry"),
+        (rex.RayActorError, "UNAVAILABLE", "model replica was lost; retry"),
     ]
     unavailable = getattr(sex, "DeploymentUnavailableError", None)
     if unavailable is not None:
-        table.append((unavailable, grpc.StatusCode.UNAVAILABLE, "model is not available"))
+        table.append((unavailable, "UNAVAILABLE", "model is not available"))
     return table
 
 
-_RAY_TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] | None = None
-RETRY_AFTER_S = 1.0
+_RAY_TABLE: list[tuple[type[BaseException], str, str]] | None = None
 
 
-def classify(exc: BaseException) -> tuple[grpc.StatusCode, str, AigcError | None]:
-    """(status code, client-safe message, our error if it is one)."""
+def _ray_table() -> list[tuple[type[BaseException], str, str]]:
     global _RAY_TABLE
-    if isinstance(exc, AigcError):
-        return grpc.StatusCode[exc.code], exc.message, exc
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded", None
     if _RAY_TABLE is None:
-        _RAY_TABLE = _ray_error_table()
-    for cls, code, message in _RAY_TABLE:
+        try:
+            _RAY_TABLE = _ray_error_table()
+        except ImportError:  # front-end tests without Ray
+            _RAY_TABLE = []
+    return _RAY_TABLE
+
+
+def classify(exc: BaseException) -> Failure:
+    """The client-safe failure for an exception (no traceback, no internals)."""
+    if isinstance(exc, AigcError):
+        retry = None
+        if exc.code == "RESOURCE_EXHAUSTED":
+            retry = float(exc.details.get("retry_after_s", RETRY_AFTER_S))
+        return Failure(exc.code, exc.message, exc.field, retry)
+    if isinstance(exc, asyncio.CancelledError):
+        return Failure("CANCELLED", "cancelled by the client")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return Failure("DEADLINE_EXCEEDED", "deadline exceeded")
+    for cls, code, message in _ray_table():
         if isinstance(exc, cls):
-            return code, message, None
-    return grpc.StatusCode.INTERNAL, "internal error", None
+            retry = RETRY_AFTER_S if code == "RESOURCE_EXHAUSTED" else None
+            return Failure(code, message, retry_after_s=retry)
+    return Failure("INTERNAL", "internal error")
 
 
-def to_rpc_status(exc: BaseException, request_id: str) -> tuple[grpc.StatusCode, status_pb2.Status]:
-    code, message, ours = classify(exc)
-    if code == grpc.StatusCode.INTERNAL:
+def client_failure(exc: BaseException, request_id: str) -> Failure:
+    """`classify`, with INTERNAL logged here (with the traceback) and the request id given."""
+    failure = classify(exc)
+    if failure.code == "INTERNAL":
         logger.error("request %s failed", request_id, exc_info=exc)
-        message = f"internal error (request id {request_id})"
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
-    if ours is not None and ours.field:
-        detail = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=ours.field, description=message)
-            ]
-        )
-        status.details.add().Pack(detail)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        delay = float(ours.details.get("retry_after_s", RETRY_AFTER_S)) if ours else RETRY_AFTER_S
-        info = error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=int(delay), nanos=int(delay % 1 * 1e9))
-        )
-        status.details.add().Pack(info)
-    return code, status
-
-
-async def abort(context: grpc.aio.ServicerContext, exc: BaseException, request_id: str) -> None:
-    """Ends the call with the status for `exc` (raises grpc's AbortError)."""
-    _, status = to_rpc_status(exc, request_id)
-    await context.abort_with_status(rpc_status.to_status(status))
+        return Failure("INTERNAL", f"internal error (request id {request_id})")
+    return failure

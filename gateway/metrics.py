@@ -3,7 +3,8 @@
 Names and meanings follow DESIGN.md and vLLM's definitions: TTFT is the time from request
 arrival to the first streamed token, ITL the gap between consecutive streamed chunks, TPOT
 (e2e - TTFT) / (output tokens - 1). Label values come from config only: a request for an unknown
-model is counted under model="unknown", so series stay bounded.
+model is counted under model="unknown", so series stay bounded; `protocol` is grpc or http and
+`code` a google.rpc.Code name for both front ends.
 """
 
 from __future__ import annotations
@@ -26,65 +27,78 @@ class GatewayMetrics:
         r = self.registry
         self.requests = Counter(
             "aigc_requests",
-            "Finished requests by modality, model, method and gRPC status code.",
-            ["modality", "model", "method", "code"],
+            "Finished requests by modality, model, method, status code (google.rpc.Code name) and "
+            "front end (protocol: grpc | http).",
+            ["modality", "model", "method", "code", "protocol"],
             registry=r,
         )
         self.duration = Histogram(
             "aigc_request_duration_seconds",
             "End-to-end request latency at the gateway (vLLM e2e_request_latency).",
-            ["modality", "model", "method"],
+            ["modality", "model", "method", "protocol"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "aigc_time_to_first_token_seconds",
             "Arrival to first streamed token (vLLM time_to_first_token).",
-            ["model"],
+            ["model", "protocol"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.itl = Histogram(
             "aigc_inter_token_latency_seconds",
             "Gap between consecutive streamed text chunks (vLLM inter_token_latency).",
-            ["model"],
+            ["model", "protocol"],
             buckets=TOKEN_LATENCY_BUCKETS,
             registry=r,
         )
         self.tpot = Histogram(
             "aigc_time_per_output_token_seconds",
             "(e2e - TTFT) / (output tokens - 1) per request (vLLM time_per_output_token).",
-            ["model"],
+            ["model", "protocol"],
             buckets=TOKEN_LATENCY_BUCKETS,
             registry=r,
         )
         self.prompt_tokens = Counter(
-            "aigc_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
+            "aigc_prompt_tokens", "Prompt tokens processed.", ["model", "protocol"], registry=r
         )
         self.output_tokens = Counter(
-            "aigc_output_tokens", "Tokens generated.", ["model"], registry=r
+            "aigc_output_tokens", "Tokens generated.", ["model", "protocol"], registry=r
         )
-        self.images = Counter("aigc_images", "Images generated.", ["model"], registry=r)
+        self.images = Counter("aigc_images", "Images generated.", ["model", "protocol"], registry=r)
         self.audio_seconds = Counter(
-            "aigc_audio_seconds", "Seconds of audio synthesized.", ["model"], registry=r
+            "aigc_audio_seconds", "Seconds of audio synthesized.", ["model", "protocol"], registry=r
         )
         self.ttfa = Histogram(
             "aigc_time_to_first_audio_seconds",
             "Arrival to the first streamed audio chunk.",
-            ["model"],
+            ["model", "protocol"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.inflight = Gauge(
             "aigc_inflight_requests",
             "Requests being served by the gateway now.",
-            ["modality", "model"],
+            ["modality", "model", "protocol"],
             registry=r,
         )
         self.rejected = Counter(
             "aigc_rejected_requests",
             "Requests refused before reaching a model, by reason.",
-            ["reason"],
+            ["reason", "protocol"],
+            registry=r,
+        )
+        self.admitted_expired = Counter(
+            "aigc_admitted_expired",
+            "Requests admitted that then ran out of deadline (DEADLINE_EXCEEDED after admission).",
+            ["model", "tier"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "aigc_model_replicas",
+            "Replicas of each model as Serve reports them to the gateway, by state.",
+            ["model", "state"],
             registry=r,
         )
 

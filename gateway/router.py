@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aigc.config import AigcConfig, Modality, ModelConfig
-from gateway.metrics import UNKNOWN_MODEL
+from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from services.errors import ModelNotFound
 
 logger = logging.getLogger("aigc.gateway")
@@ -19,15 +20,25 @@ logger = logging.getLogger("aigc.gateway")
 class ModelState:
     ready: bool = False
     running_replicas: int = 0
+    starting_replicas: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelRouter:
-    def __init__(self, config: AigcConfig) -> None:
+    def __init__(
+        self,
+        config: AigcConfig,
+        metrics: GatewayMetrics | None = None,
+        handle_factory: Callable[[ModelConfig], Any] | None = None,
+    ) -> None:
         self.config = config
         self.models = config.by_name()
         self.state = {m.name: ModelState() for m in config.models}
+        self.metrics = metrics
         self._handles: dict[str, Any] = {}
+        self._handle_factory = handle_factory or _serve_handle
+        # Called with (model name, running replicas) after every status read (admission).
+        self.replica_listeners: list[Callable[[str, int], None]] = []
 
     def resolve(self, modality: Modality, name: str) -> ModelConfig:
         if not name:
@@ -54,9 +65,7 @@ class ModelRouter:
     def handle(self, model: ModelConfig) -> Any:
         h = self._handles.get(model.name)
         if h is None:
-            from ray import serve
-
-            h = serve.get_deployment_handle(model.name, app_name=model.modality.value)
+            h = self._handle_factory(model)
             self._handles[model.name] = h
         return h
 
@@ -73,15 +82,28 @@ class ModelRouter:
             dep = app.deployments.get(model.name) if app else None
             st = self.state[model.name]
             if dep is None:
-                st.ready, st.running_replicas = False, 0
+                st.ready, st.running_replicas, st.starting_replicas = False, 0, 0
+            else:
+                states = {str(k).rsplit(".", 1)[-1]: int(v) for k, v in dep.replica_states.items()}
+                st.running_replicas = states.get("RUNNING", 0)
+                st.starting_replicas = states.get("STARTING", 0) + states.get(
+                    "PENDING_MIGRATION", 0
+                )
+                healthy = str(dep.status).endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))
+                st.ready = st.running_replicas > 0 and healthy
+            self._publish(model.name, st)
+            if dep is None:
                 continue
-            states: dict[Any, int] = dict(dep.replica_states)
-            st.running_replicas = int(states.get("RUNNING", 0))
-            healthy = str(dep.status).endswith(("HEALTHY", "UPSCALING", "DOWNSCALING"))
-            st.ready = st.running_replicas > 0 and healthy
             if st.ready and not st.info:
                 with contextlib.suppress(Exception):
                     st.info = await asyncio.wait_for(self.handle(model).describe.remote(), 10.0)
+
+    def _publish(self, name: str, st: ModelState) -> None:
+        if self.metrics is not None:
+            self.metrics.replicas.labels(name, "running").set(st.running_replicas)
+            self.metrics.replicas.labels(name, "starting").set(st.starting_replicas)
+        for listener in self.replica_listeners:
+            listener(name, st.running_replicas)
 
     async def refresh_forever(self, period_s: float) -> None:
         while True:
@@ -90,3 +112,9 @@ class ModelRouter:
             except Exception:
                 logger.warning("could not read Serve status", exc_info=True)
             await asyncio.sleep(period_s)
+
+
+def _serve_handle(model: ModelConfig) -> Any:
+    from ray import serve
+
+    return serve.get_deployment_handle(model.name, app_name=model.modality.value)

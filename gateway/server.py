@@ -1,7 +1,9 @@
-"""The gateway server: servicers, health, reflection, metrics, graceful shutdown.
+"""The gateway server: both front ends (gRPC aigc.v1 and the OpenAI HTTP API) over one data
+plane, health, reflection, metrics, graceful shutdown.
 
 Runs in a process that is a Ray driver (it holds Serve handles): `aigc up` locally, or a pod
-that joined the cluster as a zero-resource node on Kubernetes.
+that joined the cluster as a zero-resource node on Kubernetes. Both servers run on one asyncio
+loop; on drain both readiness signals (gRPC health, HTTP /readyz) fail first, then both stop.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,12 +32,14 @@ from aigc.v1 import (
     text_pb2,
     text_pb2_grpc,
 )
-from gateway.admission import CostGate
-from gateway.auth import AuthInterceptor
-from gateway.decode import DecodeInterceptor
+from gateway.auth import Authenticator
+from gateway.dataplane import DataPlane
+from gateway.grpc_api.auth import AuthInterceptor
+from gateway.grpc_api.decode import DecodeInterceptor
+from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
 from gateway.metrics import GatewayMetrics
+from gateway.openai_api.app import OpenAIApi
 from gateway.router import ModelRouter
-from gateway.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
 
 logger = logging.getLogger("aigc.gateway")
 
@@ -53,13 +60,24 @@ class Gateway:
     health: health.aio.HealthServicer
     router: ModelRouter
     metrics: GatewayMetrics
+    plane: DataPlane
     port: int
     metrics_port: int
+    http: Any = None  # uvicorn.Server of the OpenAI front end, or None when it is off
+    http_port: int | None = None
     _tasks: tuple[asyncio.Task[None], ...] = ()
+    _http_task: asyncio.Task[None] | None = None
     _draining: bool = False
+    _ready: bool = False
+
+    def ready(self) -> bool:
+        """Readiness for balancers: every modality has a ready model, and not draining."""
+        return self._ready and not self._draining
 
     async def start(self) -> None:
         await self.server.start()
+        if self.http is not None:
+            await self._start_http()
         await self.router.refresh()
         await self._update_health()
         period = self.config.gateway.refresh_models_s
@@ -68,6 +86,16 @@ class Gateway:
             asyncio.create_task(self._health_forever(period)),
         )
         logger.info("gateway serving on port %d, metrics on %d", self.port, self.metrics_port)
+
+    async def _start_http(self) -> None:
+        server = self.http
+        self._http_task = asyncio.create_task(server.serve())
+        while not server.started:  # bound: uvicorn sets it once listening, or the task ends
+            if self._http_task.done():
+                self._http_task.result()  # raises why it could not start
+                raise RuntimeError("the HTTP front end stopped while starting")
+            await asyncio.sleep(0.01)
+        self.http_port = int(server.servers[0].sockets[0].getsockname()[1])
 
     async def _update_health(self) -> None:
         if self._draining:
@@ -81,6 +109,7 @@ class Gateway:
             await self.health.set(service, SERVING if ready else NOT_SERVING)
         await self.health.set(MODELS_SERVICE, SERVING)
         await self.health.set("", SERVING if all_ready else NOT_SERVING)
+        self._ready = all_ready
 
     async def _health_forever(self, period: float) -> None:
         while True:
@@ -109,7 +138,14 @@ class Gateway:
         gc = self.config.gateway
         if grace_s is None or grace_s > 0:
             await asyncio.sleep(gc.drain_delay_s)
-        await self.server.stop(gc.grace_period_s if grace_s is None else grace_s)
+        grace = gc.grace_period_s if grace_s is None else grace_s
+        if self.http is not None and self._http_task is not None:
+            self.http.config.timeout_graceful_shutdown = grace
+            self.http.should_exit = True
+        await self.server.stop(grace)
+        if self._http_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http_task, grace + 5)
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
@@ -119,19 +155,44 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))
 
 
+def http_server(app: Any, host: str, port: int, tls: TlsConfig | None) -> Any:
+    """uvicorn serving `app` (not started); the same TLS files as gRPC, mTLS included."""
+    import uvicorn
+
+    kw: dict[str, Any] = {}
+    if tls is not None:
+        kw = {"ssl_keyfile": tls.key_file, "ssl_certfile": tls.cert_file}
+        if tls.client_ca_file:
+            kw |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", access_log=False, **kw
+    )
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # `aigc up` owns SIGINT/SIGTERM and drains both front ends itself
+
+    return _Server(config)
+
+
 def build_gateway(
-    config: AigcConfig, port: int | None = None, metrics_port: int | None = None
+    config: AigcConfig,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    http_port: int | None = None,
 ) -> Gateway:
     """Creates the server (not started). Port 0 picks a free port; the bound one is returned."""
     gc = config.gateway
     limit = gc.max_message_mb * 2**20
     metrics = GatewayMetrics()
     security = gc.security
+    auth = Authenticator(security)
     # Auth first (outermost); decoding innermost, so it sees the registered handlers only and
     # auth's refusals reuse its tolerant deserializer.
     interceptors: list[grpc.aio.ServerInterceptor] = []
-    if security.auth_enabled or security.rate_limit_per_s:
-        interceptors.append(AuthInterceptor(security, metrics))
+    if auth.enabled:
+        interceptors.append(AuthInterceptor(auth, metrics))
     interceptors.append(DecodeInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -141,13 +202,12 @@ def build_gateway(
             ("grpc.so_reuseport", 0),
         ],
     )
-    router = ModelRouter(config)
-    gates = {m.name: CostGate.for_model(m) for m in config.models}
-    args = (router, metrics, gates, gc.retries)
-    text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(*args), server)
-    image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(*args), server)
-    audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(*args), server)
-    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(router), server)
+    router = ModelRouter(config, metrics)
+    plane = DataPlane(config, router, metrics)
+    text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(plane), server)
+    image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(plane), server)
+    audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(plane), server)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(plane), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
@@ -165,4 +225,9 @@ def build_gateway(
         bound = server.add_insecure_port(address)
     mport = config.gateway.metrics_port if metrics_port is None else metrics_port
     bound_metrics = metrics.serve(mport, host=host)
-    return Gateway(config, server, health_servicer, router, metrics, bound, bound_metrics)
+    gateway = Gateway(config, server, health_servicer, router, metrics, plane, bound, bound_metrics)
+    hport = gc.http_port if http_port is None else http_port
+    if hport >= 0:
+        api = OpenAIApi(config, plane, auth, gateway.ready)
+        gateway.http = http_server(api.app(), host, hport, security.tls)
+    return gateway

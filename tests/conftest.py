@@ -57,7 +57,7 @@ def stack(tiny_dir: Path) -> Iterator[Any]:
     from tests.tiny_models import stack_config
 
     config = parse_config(stack_config(tiny_dir), source="tests")
-    local = LocalStack(config, port=0, metrics_port=0, ray_metrics_port=free_port())
+    local = LocalStack(config, port=0, metrics_port=0, http_port=0, ray_metrics_port=free_port())
     runner = LoopThread()
     local.runner = runner  # type: ignore[attr-defined]
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,9 @@ class EchoImageEngine(ImageEngine):
         self.size = int(self.config.options.get("size", 8))
         self.labels = list(self.config.options.get("labels", []))
         self.delay_s = float(self.config.options.get("delay_s", 0.0))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "image_size": self.size, "channels": 3}
 
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
         if self.delay_s:

@@ -41,7 +41,7 @@ OK_CODES = {
 
 async def _started(cfg: dict[str, Any]) -> Any:
     """grpc.aio servers belong to the loop that creates them: build on the stack's loop."""
-    gw = build_gateway(parse_config(cfg), port=0, metrics_port=0)
+    gw = build_gateway(parse_config(cfg), port=0, metrics_port=0, http_port=-1)
     await gw.start()
     return gw
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aigc.config import SecurityConfig
-from gateway.auth import AuthInterceptor, TokenBucket, load_keys
-from gateway.metrics import GatewayMetrics
+from gateway.auth import Authenticator, TokenBucket, load_keys
+from services.errors import Overloaded, Unauthenticated
 
 KEY_A = "a" * 32
 KEY_B = "b" * 24
@@ -30,12 +30,30 @@ def test_short_keys_are_refused(tmp_path):
 def test_bearer_header_identifies_the_key_name(tmp_path):
     f = tmp_path / "keys.yaml"
     f.write_text(f"alice: {KEY_A}\nbob: {KEY_B}\n")
-    auth = AuthInterceptor(SecurityConfig(api_keys_file=str(f)), GatewayMetrics())
-    assert auth._who({"authorization": f"Bearer {KEY_B}"}) == "bob"
-    assert auth._who({"authorization": f"bearer {KEY_A}"}) == "alice"
-    assert auth._who({"authorization": f"Basic {KEY_A}"}) is None
-    assert auth._who({"authorization": "Bearer " + "c" * 32}) is None
-    assert auth._who({}) is None
+    auth = Authenticator(SecurityConfig(api_keys_file=str(f)))
+    assert auth.who(f"Bearer {KEY_B}") == "bob"
+    assert auth.who(f"bearer {KEY_A}") == "alice"
+    assert auth.who(f"Basic {KEY_A}") is None
+    assert auth.who("Bearer " + "c" * 32) is None
+    assert auth.who(None) is None
+    assert auth.check(f"Bearer {KEY_A}") == "alice"
+    with pytest.raises(Unauthenticated, match="missing API key"):
+        auth.check(None)
+    with pytest.raises(Unauthenticated, match="invalid API key"):
+        auth.check("Bearer " + "c" * 32)
+
+
+def test_rate_limit_is_per_key_with_a_retry_hint(tmp_path):
+    f = tmp_path / "keys.yaml"
+    f.write_text(f"alice: {KEY_A}\nbob: {KEY_B}\n")
+    auth = Authenticator(
+        SecurityConfig(api_keys_file=str(f), rate_limit_per_s=0.5, rate_limit_burst=1)
+    )
+    assert auth.check(f"Bearer {KEY_A}") == "alice"
+    with pytest.raises(Overloaded) as err:
+        auth.check(f"Bearer {KEY_A}")
+    assert 0 < err.value.details["retry_after_s"] <= 2.0
+    assert auth.check(f"Bearer {KEY_B}") == "bob"  # another key has its own bucket
 
 
 def test_token_bucket_allows_burst_then_asks_to_wait():

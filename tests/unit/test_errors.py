@@ -8,27 +8,30 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from gateway.errors import classify, to_rpc_status
+from gateway.errors import classify
+from gateway.grpc_api.status import to_rpc_status
 from services import errors
 
 
 @pytest.mark.parametrize(
-    ("exc", "code"),
+    ("exc", "code", "http"),
     [
-        (errors.InvalidArgument("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT),
-        (errors.ModelNotFound("no"), grpc.StatusCode.NOT_FOUND),
-        (errors.Overloaded("full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (errors.Unavailable("down"), grpc.StatusCode.UNAVAILABLE),
-        (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED),
-        (errors.PermissionDenied("no"), grpc.StatusCode.PERMISSION_DENIED),
-        (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (KeyError("boom"), grpc.StatusCode.INTERNAL),
-        (TypeError("server bug"), grpc.StatusCode.INTERNAL),  # never blamed on the client
+        (errors.InvalidArgument("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT, 400),
+        (errors.ModelNotFound("no"), grpc.StatusCode.NOT_FOUND, 404),
+        (errors.Overloaded("full"), grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        (errors.Unavailable("down"), grpc.StatusCode.UNAVAILABLE, 503),
+        (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED, 401),
+        (errors.PermissionDenied("no"), grpc.StatusCode.PERMISSION_DENIED, 403),
+        (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (KeyError("boom"), grpc.StatusCode.INTERNAL, 500),
+        (TypeError("server bug"), grpc.StatusCode.INTERNAL, 500),  # never blamed on the client
     ],
 )
-def test_table(exc, code):
-    assert classify(exc)[0] == code
+def test_table(exc, code, http):
+    failure = classify(exc)
+    assert grpc.StatusCode[failure.code] == code
+    assert failure.http_status == http and failure.http_status != 409
 
 
 def test_ray_errors_map_to_retriable_or_overload():
@@ -36,8 +39,8 @@ def test_ray_errors_map_to_retriable_or_overload():
     from ray.serve.exceptions import BackPressureError
 
     bp = BackPressureError(num_queued_requests=3, max_queued_requests=2)
-    assert classify(bp)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert classify(ActorDiedError())[0] == grpc.StatusCode.UNAVAILABLE
+    assert classify(bp).code == "RESOURCE_EXHAUSTED" and classify(bp).retry_after_s
+    assert classify(ActorDiedError()).code == "UNAVAILABLE"
 
 
 def test_errors_pickle_with_their_fields():

@@ -1,0 +1,329 @@
+"""The transport-neutral data plane: resolve model -> admit -> Serve handle -> metrics -> cancel.
+
+Both front ends (gRPC servicers, OpenAI HTTP routes) convert their wire format to the domain
+types of `services.types`, call one of the operations here inside `DataPlane.call(...)`, and
+convert the result back. Only this module knows about admission, retries, coalescing, deadlines,
+cancellation and the request metrics; it raises the project's errors (`services.errors`), which
+`gateway.errors` maps to a gRPC code and an HTTP status.
+
+Cancellation: when the client goes away (gRPC cancels the handler task; Starlette cancels the
+SSE body iterator or our disconnect watcher cancels the unary call) the awaiting code gets
+CancelledError and the Serve request is cancelled too, which reaches the replica (awaiting
+alone would leave it running). Deadlines are enforced here for both front ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aigc.config import AigcConfig, Modality, ModelConfig
+from gateway.admission import CostGate, cost_of
+from gateway.coalesce import Coalescer
+from gateway.errors import classify
+from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.router import ModelRouter, ModelState
+from services.errors import DeadlineExceeded, Overloaded
+from services.types import (
+    AudioChunk,
+    AudioRequest,
+    AudioResult,
+    ImageRequest,
+    ImageResult,
+    TextChunk,
+    TextRequest,
+    TextResult,
+)
+
+T = TypeVar("T")
+ALL = "all"  # metric label of calls about every modality (ListModels)
+MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
+AnyRequest = TextRequest | ImageRequest | AudioRequest
+
+
+@dataclass
+class Call:
+    """One client call, as the data plane sees it: who, what, by when, and how it ended."""
+
+    protocol: str  # "grpc" | "http": a metric label
+    method: str  # a bounded operation name: a metric label
+    modality: Modality | None  # None: a call about every modality (listing models)
+    request_id: str
+    deadline: float | None  # time.time() by which the client stops waiting
+    model: str = UNKNOWN_MODEL  # metric label: a configured name, never a client's string
+    start: float = field(default_factory=time.perf_counter)
+    code: str | None = None  # set by a front end that reports a failure in-band (SSE error)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """A served model with its live state, for ListModels and /v1/models."""
+
+    config: ModelConfig
+    state: ModelState
+    default: bool
+
+
+@contextlib.asynccontextmanager
+async def _deadline(call: Call) -> AsyncIterator[None]:
+    """Ends the awaited work with DEADLINE_EXCEEDED once the call's deadline passes (the
+    CancelledError that asyncio.timeout delivers cancels the Serve request on its way out)."""
+    remaining = call.remaining()
+    if remaining is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(max(0.0, remaining)):
+            yield
+    except TimeoutError:
+        raise DeadlineExceeded("deadline exceeded while the model was working") from None
+
+
+async def relay_unary(response: Any) -> Any:
+    """Awaits a Serve response; cancels it when the caller is cancelled."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+async def relay_stream(stream: Any, call: Call) -> AsyncIterator[Any]:
+    """Relays a Serve streaming response within the call's deadline; always cancels it at the
+    end (harmless after a normal end; stops the replica after a disconnect or an error)."""
+    try:
+        iterator = stream.__aiter__()
+        while True:
+            try:
+                async with _deadline(call):
+                    item = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stream.cancel()
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], retries: int) -> T:
+    """Unary calls that are idempotent (seed fixed by the gateway) get `retries` more tries
+    when the replica died or was unavailable; any other error returns at once."""
+    for n in range(retries + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if n == retries or classify(exc).code != "UNAVAILABLE":
+                raise
+    raise AssertionError("unreachable")
+
+
+class DataPlane:
+    def __init__(
+        self,
+        config: AigcConfig,
+        router: ModelRouter,
+        metrics: GatewayMetrics,
+        gates: dict[str, CostGate] | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.metrics = metrics
+        self.gates = (
+            gates if gates is not None else {m.name: CostGate.for_model(m) for m in config.models}
+        )
+        self.retries = config.gateway.retries
+        self.coalescers: dict[str, Coalescer] = {}
+        router.replica_listeners.append(lambda name, n: self.gates[name].set_replicas(n))
+
+    # ---- the call: metrics, in-flight gauge, status code ----------------------------------
+    @contextlib.asynccontextmanager
+    async def call(
+        self,
+        protocol: str,
+        method: str,
+        modality: Modality | None,
+        model_name: str,
+        request_id: str,
+        deadline: float | None,
+    ) -> AsyncIterator[Call]:
+        """Wraps one client call: the code it ends with (google.rpc.Code name), its duration,
+        the in-flight gauge. Exceptions pass through for the front end to render."""
+        call = Call(protocol, method, modality, request_id, deadline)
+        modality_label = modality.value if modality else ALL
+        call.model = self.router.label(modality, model_name) if modality else ALL
+        gauge = self.metrics.inflight.labels(modality_label, call.model, protocol)
+        gauge.inc()
+        code = "OK"
+        try:
+            yield call
+        except BaseException as exc:
+            code = self._code_of(exc, call)
+            raise
+        finally:
+            gauge.dec()
+            labels = (modality_label, call.model, method)
+            self.metrics.requests.labels(*labels, call.code or code, protocol).inc()
+            self.metrics.duration.labels(*labels, protocol).observe(
+                time.perf_counter() - call.start
+            )
+
+    @staticmethod
+    def _code_of(exc: BaseException, call: Call) -> str:
+        if isinstance(exc, asyncio.CancelledError):
+            remaining = call.remaining()
+            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        return classify(exc).code
+
+    def resolve(self, call: Call, name: str) -> ModelConfig:
+        """The model a request names (a name or an alias; empty: the modality's default)."""
+        assert call.modality is not None, "a call about one modality"
+        model = self.router.resolve(call.modality, name)
+        call.model = model.name
+        return model
+
+    def models(self, modality: Modality | None = None) -> list[ModelView]:
+        out = []
+        for m in self.config.models:
+            if modality is not None and m.modality != modality:
+                continue
+            default = self.config.default_model(m.modality)
+            is_default = default is not None and default.name == m.name
+            out.append(ModelView(m, self.router.state[m.name], is_default))
+        return out
+
+    # ---- admission -----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self, call: Call, model: ModelConfig, request: AnyRequest
+    ) -> AsyncIterator[None]:
+        remaining = call.remaining()
+        if remaining is not None and remaining < MIN_REMAINING_S:
+            self.metrics.rejected.labels("deadline", call.protocol).inc()
+            raise DeadlineExceeded("deadline too short to start the request")
+        gate = self.gates[model.name].admit(cost_of(request), call.deadline, request.priority)
+        try:
+            ticket = await gate.__aenter__()
+        except Overloaded:
+            self.metrics.rejected.labels("admission", call.protocol).inc()
+            raise
+        except DeadlineExceeded:
+            self.metrics.rejected.labels("deadline", call.protocol).inc()
+            raise
+        exc_info: tuple[Any, Any, Any] = (None, None, None)
+        try:
+            yield
+            ticket.completed()
+        except BaseException as exc:
+            exc_info = (type(exc), exc, exc.__traceback__)
+            if self._code_of(exc, call) == "DEADLINE_EXCEEDED":
+                self.metrics.admitted_expired.labels(model.name, request.priority.value).inc()
+            raise
+        finally:
+            await gate.__aexit__(*exc_info)
+
+    # ---- text ----------------------------------------------------------------------------
+    async def generate_text(
+        self, call: Call, model: ModelConfig, request: TextRequest
+    ) -> TextResult:
+        async with self.admitted(call, model, request):
+            async with _deadline(call):
+                result: TextResult = await relay_unary(
+                    self.router.handle(model).generate.remote(request)
+                )
+        m, labels = self.metrics, (model.name, call.protocol)
+        m.prompt_tokens.labels(*labels).inc(result.prompt_tokens)
+        m.output_tokens.labels(*labels).inc(result.completion_tokens)
+        return result
+
+    async def stream_text(
+        self, call: Call, model: ModelConfig, request: TextRequest
+    ) -> AsyncGenerator[TextChunk, None]:
+        """Deltas of the request's n completions; records TTFT, ITL, TPOT and token counts."""
+        handle = self.router.handle(model).options(stream=True)
+        m, labels = self.metrics, (model.name, call.protocol)
+        first: float | None = None
+        last = 0.0
+        tokens = prompt_tokens = 0
+        async with self.admitted(call, model, request):
+            async for chunk in relay_stream(handle.generate_stream.remote(request), call):
+                now = time.perf_counter()
+                if first is None:
+                    first = now
+                    m.ttft.labels(*labels).observe(now - call.start)
+                else:
+                    m.itl.labels(*labels).observe(now - last)
+                last = now
+                tokens += chunk.token_count
+                m.output_tokens.labels(*labels).inc(chunk.token_count)
+                if chunk.finish_reason is not None:
+                    prompt_tokens = chunk.prompt_tokens
+                yield chunk
+        m.prompt_tokens.labels(*labels).inc(prompt_tokens)
+        if first is not None and tokens > 1:
+            m.tpot.labels(*labels).observe((last - first) / (tokens - 1))
+
+    # ---- image ---------------------------------------------------------------------------
+    def _coalescer(self, model: ModelConfig) -> Coalescer:
+        c = self.coalescers.get(model.name)
+        if c is None:
+            handle = self.router.handle(model)
+            c = Coalescer(
+                lambda items: handle.generate_many.remote(items),
+                max_items=model.batching.max_batch_size,
+                max_outstanding=2 * model.scaling.max_replicas,
+            )
+            self.coalescers[model.name] = c
+        return c
+
+    async def generate_images(
+        self, call: Call, model: ModelConfig, request: ImageRequest
+    ) -> ImageResult:
+        if model.batching.gateway_coalescing:
+            coalescer = self._coalescer(model)
+
+            def attempt() -> Awaitable[ImageResult]:
+                return coalescer.submit(request)
+        else:
+            handle = self.router.handle(model)
+
+            def attempt() -> Awaitable[ImageResult]:
+                return relay_unary(handle.generate.remote(request))
+
+        async with self.admitted(call, model, request):
+            async with _deadline(call):
+                result = await retrying(attempt, self.retries)
+        self.metrics.images.labels(model.name, call.protocol).inc(len(result.images))
+        return result
+
+    # ---- audio ---------------------------------------------------------------------------
+    async def synthesize(
+        self, call: Call, model: ModelConfig, request: AudioRequest
+    ) -> AudioResult:
+        handle = self.router.handle(model)
+        async with self.admitted(call, model, request):
+            async with _deadline(call):
+                result: AudioResult = await retrying(
+                    lambda: relay_unary(handle.synthesize.remote(request)), self.retries
+                )
+        self.metrics.audio_seconds.labels(model.name, call.protocol).inc(result.duration_s)
+        return result
+
+    async def stream_speech(
+        self, call: Call, model: ModelConfig, request: AudioRequest
+    ) -> AsyncGenerator[AudioChunk, None]:
+        handle = self.router.handle(model).options(stream=True)
+        m, labels = self.metrics, (model.name, call.protocol)
+        first = True
+        async with self.admitted(call, model, request):
+            async for chunk in relay_stream(handle.synthesize_stream.remote(request), call):
+                if first:
+                    m.ttfa.labels(*labels).observe(time.perf_counter() - call.start)
+                    first = False
+                m.audio_seconds.labels(*labels).inc(chunk.duration_s)
+                yield chunk

@@ -1,0 +1,484 @@
+"""The OpenAI-compatible HTTP front end (Starlette on uvicorn): routes that only convert.
+
+Every route reads the body (bounded), checks the API key, opens a `DataPlane.call` and converts
+JSON <-> domain; errors render with the one table as `{"error": {message, type, param, code}}`.
+A client that disconnects cancels the work: unary routes race the call against the ASGI
+`http.disconnect` message, and Starlette cancels an SSE body when the socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import struct
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from aigc.config import AigcConfig, Modality
+from gateway.auth import Authenticator
+from gateway.dataplane import Call, DataPlane
+from gateway.errors import Failure, client_failure
+from gateway.openai_api import convert
+from gateway.openai_api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ImageGenerationRequest,
+    SpeechRequest,
+)
+from services.errors import AigcError, InvalidArgument
+from services.types import TextChunk, TextRequest
+
+PROTOCOL = "http"
+TIMEOUT_HEADERS = ("x-request-timeout", "x-stainless-timeout")  # seconds; the openai SDK sends
+B = TypeVar("B", bound=BaseModel)
+T = TypeVar("T")
+
+
+class ClientGone(AigcError):
+    """The client closed the connection before the answer was ready."""
+
+    code = "CANCELLED"
+
+
+async def _closing(
+    body: AsyncIterator[Any], stack: contextlib.AsyncExitStack
+) -> AsyncIterator[Any]:
+    """Relays a streamed body, then closes the data-plane call with how the stream ended."""
+    try:
+        async for part in body:
+            yield part
+    except BaseException as exc:
+        await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await stack.aclose()
+
+
+def error_body(failure: Failure) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": failure.message,
+            "type": failure.error_type,
+            "param": failure.field,
+            "code": failure.code.lower(),
+        }
+    }
+
+
+def error_response(failure: Failure, request_id: str) -> JSONResponse:
+    headers = {"x-request-id": request_id}
+    if failure.retry_after_s is not None:
+        headers["retry-after"] = str(max(1, math.ceil(failure.retry_after_s)))
+        headers["retry-after-ms"] = str(int(failure.retry_after_s * 1000))
+    return JSONResponse(error_body(failure), status_code=failure.http_status, headers=headers)
+
+
+def _sse(data: Any) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def wav_header(sample_rate: int) -> bytes:
+    """A PCM16 mono WAV header for a stream of unknown length (sizes 0xFFFFFFFF)."""
+    unknown = 0xFFFFFFFF
+    return (
+        b"RIFF" + struct.pack("<I", unknown) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data" + struct.pack("<I", unknown)
+    )  # fmt: skip
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, unless the client disconnects first: then `work` is cancelled."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():  # disconnected, or we were cancelled
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        watcher.cancel()
+    if task.cancelled():
+        raise ClientGone("the client disconnected")
+    return task.result()
+
+
+async def merge(iterators: list[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
+    """Items of several async iterators as they come, tagged with the iterator's index."""
+    if len(iterators) == 1:
+        async for item in iterators[0]:
+            yield 0, item
+        return
+    queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
+    done = object()
+
+    async def pump(k: int, it: AsyncIterator[T]) -> None:
+        try:
+            async for item in it:
+                await queue.put((k, item, None))
+            await queue.put((k, done, None))
+        except BaseException as exc:
+            await queue.put((k, done, exc))
+
+    tasks = [asyncio.ensure_future(pump(k, it)) for k, it in enumerate(iterators)]
+    try:
+        live = len(tasks)
+        while live:
+            k, item, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                live -= 1
+                continue
+            yield k, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class OpenAIApi:
+    def __init__(
+        self,
+        config: AigcConfig,
+        plane: DataPlane,
+        auth: Authenticator,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.config = config
+        self.plane = plane
+        self.auth = auth
+        self.ready = ready
+        self.max_body = config.gateway.max_message_mb * 2**20
+        self.default_timeout_s = config.gateway.http_timeout_s
+        self.created = int(time.time())
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def routes(self) -> list[Route]:
+        post = ["POST"]
+        return [
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
+            Route("/v1/completions", self.completions, methods=post),
+            Route("/v1/chat/completions", self.chat_completions, methods=post),
+            Route(
+                "/v1/engines/{engine:path}/chat/completions", self.chat_completions, methods=post
+            ),
+            Route("/v1/engines/{engine:path}/completions", self.completions, methods=post),
+            Route("/v1/images/generations", self.images, methods=post),
+            Route("/v1/audio/speech", self.speech, methods=post),
+            Route("/readyz", self.readiness, methods=["GET"]),
+            Route("/health", self.readiness, methods=["GET"]),
+            Route("/livez", self.liveness, methods=["GET"]),
+        ]
+
+    def app(self) -> Starlette:
+        async def not_routed(request: Request, exc: Exception) -> Response:
+            status = exc.status_code if isinstance(exc, HTTPException) else 500
+            message = (
+                f"no route {request.method} {request.url.path}"
+                if status in (404, 405)
+                else "request failed"
+            )
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error" if status < 500 else "server_error",
+                    "param": None,
+                    "code": "not_found" if status == 404 else str(status),
+                }
+            }
+            return JSONResponse(body, status_code=status)
+
+        return Starlette(routes=self.routes(), exception_handlers={HTTPException: not_routed})
+
+    def _request_id(self, request: Request) -> str:
+        return (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
+
+    def _deadline(self, request: Request) -> float | None:
+        for name in TIMEOUT_HEADERS:
+            value = request.headers.get(name)
+            if value is None:
+                continue
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise InvalidArgument(
+                    f"header {name} must be a positive number of seconds", field=name
+                )
+            return time.time() + seconds
+        return None if self.default_timeout_s is None else time.time() + self.default_timeout_s
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        """The body as a JSON object; refused before it is read in full when too large."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise _TooLarge(int(length), self.max_body)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge(size, self.max_body)
+            chunks.append(chunk)
+        try:
+            data = json.loads(b"".join(chunks) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument("the body must be a JSON object")
+        return data
+
+    async def _handle(
+        self,
+        request: Request,
+        method: str,
+        modality: Modality | None,
+        body_model: type[B] | None,
+        work: Callable[[Call, Any], Awaitable[Response]],
+    ) -> Response:
+        """Auth, body, the data-plane call and error rendering around one route's work. A
+        streamed response keeps the call open until its last byte (or the disconnect)."""
+        rid = self._request_id(request)
+        try:
+            try:
+                self.auth.check(request.headers.get("authorization"))
+            except AigcError as exc:
+                reason = exc.details.get("reason", "unauthenticated")
+                self.plane.metrics.rejected.labels(reason, PROTOCOL).inc()
+                raise
+            data = await self._json(request) if body_model is not None else {}
+            if "engine" in request.path_params:  # the pre-1.0 client's routes
+                data["model"] = request.path_params["engine"]
+            name = data.get("model")
+            deadline = self._deadline(request)
+            stack = contextlib.AsyncExitStack()
+            call = await stack.enter_async_context(
+                self.plane.call(
+                    PROTOCOL, method, modality, name if isinstance(name, str) else "", rid, deadline
+                )
+            )
+            try:
+                body = _parse(body_model, data) if body_model is not None else None
+                response = await _until_disconnect(request, work(call, body))
+            except BaseException as exc:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            if isinstance(response, StreamingResponse):
+                response.body_iterator = _closing(response.body_iterator, stack)  # type: ignore[arg-type]
+            else:
+                await stack.aclose()
+        except _TooLarge as exc:
+            response = error_response(Failure("INVALID_ARGUMENT", str(exc)), rid)
+            response.status_code = 413
+        except ClientGone:
+            return Response(status_code=499)
+        except Exception as exc:
+            response = error_response(client_failure(exc, rid), rid)
+        response.headers["x-request-id"] = rid
+        return response
+
+    # ---- models and health ---------------------------------------------------------------
+    def _model_entries(self) -> list[dict[str, Any]]:
+        out = []
+        for view in self.plane.models():
+            m = view.config
+            for served in (m.name, *m.aliases):
+                out.append(
+                    {
+                        "id": served,
+                        "object": "model",
+                        "created": self.created,
+                        "owned_by": "aigc-serve",
+                        "root": m.name,
+                        "modality": m.modality.value,
+                        "ready": view.state.ready,
+                    }
+                )
+        return out
+
+    async def list_models(self, request: Request) -> Response:
+        async def work(call: Call, body: None) -> Response:
+            return JSONResponse({"object": "list", "data": self._model_entries()})
+
+        return await self._handle(request, "/v1/models", None, None, work)
+
+    async def get_model(self, request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+
+        async def work(call: Call, body: None) -> Response:
+            for entry in self._model_entries():
+                if entry["id"] == model_id:
+                    return JSONResponse(entry)
+            raise _not_found(model_id)
+
+        return await self._handle(request, "/v1/models/{id}", None, None, work)
+
+    async def readiness(self, request: Request) -> Response:
+        ok = self.ready()
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503
+        )
+
+    async def liveness(self, request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    # ---- text ----------------------------------------------------------------------------
+    async def completions(self, request: Request) -> Response:
+        chat = request.url.path.endswith("/chat/completions")
+        if chat:
+            return await self._handle(
+                request, "/v1/chat/completions", Modality.TEXT, ChatCompletionRequest, self._chat
+            )
+        return await self._handle(
+            request, "/v1/completions", Modality.TEXT, CompletionRequest, self._completion
+        )
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self.completions(request)
+
+    async def _completion(self, call: Call, body: Any) -> Response:
+        model = self.plane.resolve(call, body.model or "")
+        requests = convert.completion_requests(body, model, call.request_id, call.deadline)
+        served = body.model or model.name
+        rid = f"cmpl-{call.request_id}"
+        if body.stream:
+            include = bool(body.stream_options and body.stream_options.include_usage)
+            writer = convert.ChunkWriter(rid, served, chat=False, include_usage=include)
+            return await self._stream_text(call, model, requests, writer)
+        results = await asyncio.gather(
+            *(self.plane.generate_text(call, model, r) for r in requests)
+        )
+        return JSONResponse(convert.completion_response(list(results), rid, served, chat=False))
+
+    async def _chat(self, call: Call, body: Any) -> Response:
+        model = self.plane.resolve(call, body.model or "")
+        domain = convert.chat_request(body, model, call.request_id, call.deadline)
+        served = body.model or model.name
+        rid = f"chatcmpl-{call.request_id}"
+        if body.stream:
+            include = bool(body.stream_options and body.stream_options.include_usage)
+            writer = convert.ChunkWriter(rid, served, chat=True, include_usage=include)
+            return await self._stream_text(call, model, [domain], writer)
+        result = await self.plane.generate_text(call, model, domain)
+        return JSONResponse(convert.completion_response([result], rid, served, chat=True))
+
+    async def _stream_text(
+        self, call: Call, model: Any, requests: list[TextRequest], writer: convert.ChunkWriter
+    ) -> Response:
+        n = requests[0].n
+        chunks = merge([self.plane.stream_text(call, model, r) for r in requests])
+        first = await anext(chunks)  # errors before the first token are HTTP errors
+
+        async def events(first: tuple[int, TextChunk]) -> AsyncIterator[bytes]:
+            prompt_tokens: dict[int, int] = {}
+            completion_tokens = 0
+            try:
+                item: tuple[int, TextChunk] | None = first
+                while item is not None:
+                    k, chunk = item
+                    completion_tokens += chunk.token_count
+                    if chunk.finish_reason is not None:
+                        prompt_tokens[k] = chunk.prompt_tokens
+                    for data in writer.delta(k * n + chunk.index, chunk.delta, chunk.finish_reason):
+                        yield _sse(data)
+                    item = await anext(chunks, None)
+                if writer.include_usage:
+                    yield _sse(writer.usage(sum(prompt_tokens.values()), completion_tokens))
+            except Exception as exc:  # after the stream began: an error event, then [DONE]
+                failure = client_failure(exc, call.request_id)
+                call.code = failure.code  # the call ends with it, though HTTP said 200
+                yield _sse(error_body(failure))
+            finally:
+                await chunks.aclose()
+            yield SSE_DONE
+
+        return StreamingResponse(events(first), media_type="text/event-stream")
+
+    # ---- images --------------------------------------------------------------------------
+    async def images(self, request: Request) -> Response:
+        async def work(call: Call, body: Any) -> Response:
+            model = self.plane.resolve(call, body.model or "")
+            info = self.plane.router.state[model.name].info
+            domain = convert.image_request(body, model, info, call.request_id, call.deadline)
+            result = await self.plane.generate_images(call, model, domain)
+            images = [{"b64_json": base64.b64encode(i.data).decode()} for i in result.images]
+            return JSONResponse({"created": int(time.time()), "data": images})
+
+        return await self._handle(
+            request, "/v1/images/generations", Modality.IMAGE, ImageGenerationRequest, work
+        )
+
+    # ---- speech --------------------------------------------------------------------------
+    async def speech(self, request: Request) -> Response:
+        async def work(call: Call, body: Any) -> Response:
+            model = self.plane.resolve(call, body.model or "")
+            domain = convert.speech_request(body, model, call.request_id, call.deadline)
+            chunks = self.plane.stream_speech(call, model, domain)
+            first = await anext(chunks)  # errors before the first sentence are HTTP errors
+            wav = body.response_format == "wav"
+
+            async def audio() -> AsyncIterator[bytes]:
+                try:
+                    if wav:
+                        yield wav_header(first.sample_rate)
+                    yield first.pcm16
+                    async for chunk in chunks:
+                        yield chunk.pcm16
+                finally:
+                    await chunks.aclose()
+
+            headers = {"x-sample-rate": str(first.sample_rate)}
+            media = convert.SPEECH_FORMATS[body.response_format]
+            return StreamingResponse(audio(), media_type=media, headers=headers)
+
+        return await self._handle(request, "/v1/audio/speech", Modality.AUDIO, SpeechRequest, work)
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the body has {size} bytes or more; the limit is {limit}")
+
+
+def _not_found(model_id: str) -> AigcError:
+    from services.errors import ModelNotFound
+
+    return ModelNotFound(f"model {model_id!r} is not served", field="model")
+
+
+def _parse(model: type[B], data: dict[str, Any]) -> B:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+            for i, p in enumerate(err["loc"])
+            if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS))
+        )
+        raise InvalidArgument(f"{param or 'body'}: {err['msg']}", field=param or None) from None
+
+
+# pydantic names union members in error locations (e.g. 'str', 'list[str]'); not fields
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after"}

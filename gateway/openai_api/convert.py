@@ -1,0 +1,295 @@
+"""OpenAI JSON <-> domain conversion (shapes as in OpenAI's API reference)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from aigc.config import ModelConfig
+from gateway import validate
+from gateway.convert import random_seed
+from gateway.openai_api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ImageGenerationRequest,
+    Message,
+    SpeechRequest,
+    _Sampling,
+)
+from services.errors import InvalidArgument
+from services.types import (
+    AudioFormat,
+    AudioRequest,
+    ChatMessage,
+    FinishReason,
+    ImageFormat,
+    ImageRequest,
+    Priority,
+    TextRequest,
+    TextResult,
+)
+
+ROLES = {"developer": "system"}  # OpenAI's newer name for the system role
+
+
+def priority(tier: str | None) -> Priority:
+    return Priority.BATCH if tier == "flex" else Priority.INTERACTIVE
+
+
+def finish_reason(reason: FinishReason | None) -> str | None:
+    if reason is None:
+        return None
+    return "length" if reason == FinishReason.LENGTH else "stop"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+# ---- text ------------------------------------------------------------------------------
+def _text_request(
+    body: _Sampling,
+    model: ModelConfig,
+    request_id: str,
+    deadline: float | None,
+    *,
+    prompt: str | None = None,
+    messages: tuple[ChatMessage, ...] = (),
+    max_tokens: int | None,
+    messages_field: str = "messages",
+) -> TextRequest:
+    body.refuse_unsupported()
+    request = TextRequest(
+        request_id=request_id,
+        model=model.name,
+        prompt=prompt,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stops,
+        n=body.n,
+        seed=body.seed,
+        deadline=deadline,
+        priority=priority(body.service_tier),
+    )
+    validate.text(request, model, messages_field=messages_field)
+    return request
+
+
+def completion_requests(
+    body: CompletionRequest, model: ModelConfig, request_id: str, deadline: float | None
+) -> list[TextRequest]:
+    """One domain request per prompt; their choices are numbered prompt-major."""
+    prompts = body.prompts
+    return [
+        _text_request(
+            body, model, request_id if len(prompts) == 1 else f"{request_id}-{i}", deadline,
+            prompt=p, max_tokens=body.max_tokens,
+        )
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
+
+
+def _content(message: Message, i: int) -> str:
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for k, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise InvalidArgument(
+                f"messages[{i}].content[{k}]: only text parts are supported, got {part.type!r}",
+                field=f"messages[{i}].content[{k}].type",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def chat_request(
+    body: ChatCompletionRequest, model: ModelConfig, request_id: str, deadline: float | None
+) -> TextRequest:
+    messages = tuple(
+        ChatMessage(ROLES.get(m.role, m.role), _content(m, i)) for i, m in enumerate(body.messages)
+    )
+    return _text_request(
+        body, model, request_id, deadline, messages=messages, max_tokens=body.limit
+    )
+
+
+def completion_response(
+    results: list[TextResult], request_id: str, model: str, *, chat: bool
+) -> dict[str, Any]:
+    choices = []
+    prompt_tokens = completion_tokens = 0
+    for k, result in enumerate(results):
+        prompt_tokens += result.prompt_tokens
+        completion_tokens += result.completion_tokens
+        n = len(result.completions)
+        for c in result.completions:
+            choice: dict[str, Any] = {
+                "index": k * n + c.index,
+                "finish_reason": finish_reason(c.finish_reason),
+                "logprobs": None,
+            }
+            if chat:
+                choice["message"] = {"role": "assistant", "content": c.text}
+            else:
+                choice["text"] = c.text
+            choices.append(choice)
+    return {
+        "id": request_id,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+class ChunkWriter:
+    """Builds the SSE chunks of one streamed (chat) completion, OpenAI's shapes."""
+
+    def __init__(self, request_id: str, model: str, *, chat: bool, include_usage: bool) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.chat = chat
+        self.include_usage = include_usage
+        self.created = int(time.time())
+        self.started: set[int] = set()
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.request_id,
+            "object": "chat.completion.chunk" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def delta(self, index: int, text: str, reason: FinishReason | None) -> list[dict[str, Any]]:
+        """The chunks for one delta of choice `index` (chat: the first one names the role;
+        the finish reason comes once, in its own chunk with an empty delta)."""
+        finish = finish_reason(reason)
+        if not self.chat:
+            choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
+            return [self._chunk([choice])]
+        chunks = []
+        if index not in self.started:
+            self.started.add(index)
+            chunks.append(self._chat(index, {"role": "assistant", "content": ""}, None))
+        if text:
+            chunks.append(self._chat(index, {"content": text}, None))
+        if finish is not None:
+            chunks.append(self._chat(index, {}, finish))
+        return chunks
+
+    def _chat(self, index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return self._chunk(
+            [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        )
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        out = self._chunk([])
+        out["usage"] = usage(prompt_tokens, completion_tokens)
+        return out
+
+
+# ---- images ----------------------------------------------------------------------------
+def _label_of(prompt: str, labels: list[str]) -> str | None:
+    """The one label a prompt names (case-insensitive, as a whole word or phrase)."""
+    text = prompt.strip().lower()
+    exact = [label for label in labels if label.lower() == text]
+    if exact:
+        return exact[0]
+    found = [
+        label
+        for label in labels
+        if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", text)
+    ]
+    if len(found) > 1:
+        raise InvalidArgument(
+            f"prompt names several labels ({', '.join(found)}); name one", field="prompt"
+        )
+    return found[0] if found else None
+
+
+def image_request(
+    body: ImageGenerationRequest,
+    model: ModelConfig,
+    info: dict[str, Any],
+    request_id: str,
+    deadline: float | None,
+) -> ImageRequest:
+    if body.response_format != "b64_json":
+        raise InvalidArgument(
+            "response_format must be b64_json (PNG bytes in the response); "
+            "this server keeps no image URLs",
+            field="response_format",
+        )
+    native = info.get("image_size")
+    if body.size is not None and native and body.size != f"{native}x{native}":
+        raise InvalidArgument(
+            f"size {body.size!r} is not served by {model.name!r}; sizes: {native}x{native}",
+            field="size",
+        )
+    labels = [str(x) for x in info.get("labels", [])]
+    label = None
+    if labels:
+        label = _label_of(body.prompt, labels)
+        if label is None:
+            raise InvalidArgument(
+                f"model {model.name!r} draws one of these labels; name one in the prompt: "
+                + ", ".join(labels),
+                field="prompt",
+            )
+    request = ImageRequest(
+        request_id=request_id,
+        model=model.name,
+        count=body.n,
+        seed=body.seed if body.seed is not None else random_seed(),
+        label=label,
+        format=ImageFormat.PNG,
+        deadline=deadline,
+        priority=priority(body.service_tier),
+    )
+    validate.image(request, model, count_field="n")
+    return request
+
+
+# ---- speech ----------------------------------------------------------------------------
+SPEECH_FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+def speech_request(
+    body: SpeechRequest, model: ModelConfig, request_id: str, deadline: float | None
+) -> AudioRequest:
+    if body.response_format not in SPEECH_FORMATS:
+        raise InvalidArgument(
+            f"response_format {body.response_format!r} is not supported; use one of "
+            + ", ".join(SPEECH_FORMATS),
+            field="response_format",
+        )
+    request = AudioRequest(
+        request_id=request_id,
+        model=model.name,
+        text=body.input,
+        voice=body.voice or None,
+        speed=body.speed,
+        seed=body.seed if body.seed is not None else random_seed(),
+        format=AudioFormat.PCM16,
+        deadline=deadline,
+        priority=priority(body.service_tier),
+    )
+    validate.audio(request, model, text_field="input")
+    return request

@@ -1,0 +1,183 @@
+"""Stand-ins for Ray Serve deployment handles (named as such), for front-end tests without Ray.
+
+Each stand-in runs the project's real echo engines in-process and behaves like a handle where
+the front ends care: `.method.remote(x)` returns a response that can be awaited or cancelled,
+`.options(stream=True)` gives responses that are async iterators with `.cancel()`. It counts
+cancellations, so tests can show a disconnect reached "the replica".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aigc.config import AigcConfig, Modality, ModelConfig, parse_config
+from aigc.registry import engine_class
+from gateway.dataplane import DataPlane
+from gateway.metrics import GatewayMetrics
+from gateway.router import ModelRouter
+
+
+class StandInResponse:
+    def __init__(self, coro: Any, owner: StandInHandle) -> None:
+        self.task = asyncio.ensure_future(coro)
+        self.owner = owner
+
+    def __await__(self) -> Any:
+        return self.task.__await__()
+
+    def cancel(self) -> None:
+        if not self.task.done():
+            self.owner.stats["cancelled"] += 1
+        self.task.cancel()
+
+
+class StandInStream:
+    def __init__(self, agen: Any, owner: StandInHandle) -> None:
+        self.agen = agen
+        self.owner = owner
+        self.finished = False
+
+    def __aiter__(self) -> StandInStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.agen.__anext__()
+        except StopAsyncIteration:
+            self.finished = True
+            raise
+
+    def cancel(self) -> None:
+        if not self.finished:
+            self.owner.stats["cancelled"] += 1
+            self.finished = True
+            task = asyncio.ensure_future(self.agen.aclose())
+            self.owner.closing.add(task)
+            task.add_done_callback(self.owner.closing.discard)
+
+
+class StandInHandle:
+    """A stand-in for a DeploymentHandle over an in-process replica-like object. `stats`
+    counts calls per method and cancellations of unfinished responses."""
+
+    def __init__(self, replica: Any, stream: bool = False, base: StandInHandle | None = None):
+        self.replica = replica
+        self.stream = stream
+        self.stats: dict[str, int] = base.stats if base else {"cancelled": 0}
+        self.closing: set[asyncio.Task[Any]] = base.closing if base else set()
+
+    def options(self, stream: bool = False) -> StandInHandle:
+        return StandInHandle(self.replica, stream, self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        handle = self
+
+        class _Method:
+            @staticmethod
+            def remote(*args: Any) -> Any:
+                handle.stats[name] = handle.stats.get(name, 0) + 1
+                result = getattr(handle.replica, name)(*args)
+                if handle.stream:
+                    return StandInStream(result, handle)
+                return StandInResponse(result, handle)
+
+        return _Method
+
+
+class EchoReplica:
+    """The request methods a Serve replica offers, over a real (echo) engine, without Ray."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.engine = engine_class(model.modality.value, model.engine)(model)
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def describe(self) -> dict[str, Any]:
+        return dict(self.engine.info())
+
+    # text
+    async def generate(self, request: Any) -> Any:
+        if hasattr(self.engine, "generate_batch"):  # image
+            results = await self.generate_many([request])
+            if isinstance(results[0], Exception):
+                raise results[0]
+            return results[0]
+        return await self.engine.generate(request)
+
+    async def generate_stream(self, request: Any) -> AsyncIterator[Any]:
+        async for chunk in self.engine.generate_stream(request):
+            yield chunk
+
+    # image
+    async def generate_many(self, requests: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for r in requests:
+            try:
+                self.engine.validate(r)
+                out.extend(await self.engine.generate_batch([r]))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    # audio
+    async def synthesize(self, request: Any) -> Any:
+        self.engine.validate(request)
+        result = (await self.engine.synthesize_batch([request]))[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def synthesize_stream(self, request: Any) -> AsyncIterator[Any]:
+        self.engine.validate(request)
+        async for chunk in self.engine.stream(request):
+            yield chunk
+
+
+def echo_config(**gateway: Any) -> AigcConfig:
+    """Echo models of every modality (text with a small delay per token, so a stream is still
+    running when a test cancels it after its first chunk)."""
+    return parse_config(
+        {
+            "gateway": gateway,
+            "models": [
+                {"name": "echo-text", "modality": "text", "engine": "echo",
+                 "aliases": ["text-davinci-002"], "options": {"delay_s": 0.01}},
+                {"name": "echo-image", "modality": "image", "engine": "echo",
+                 "options": {"size": 8, "labels": ["sneaker", "ankle boot"]}},
+                {"name": "echo-audio", "modality": "audio", "engine": "echo"},
+            ],
+        },
+        source="standin",
+    )  # fmt: skip
+
+
+async def standin_plane(config: AigcConfig) -> tuple[DataPlane, dict[str, StandInHandle]]:
+    """A data plane whose router hands out stand-in handles over started echo replicas."""
+    handles: dict[str, StandInHandle] = {}
+    for m in config.models:
+        replica = EchoReplica(m)
+        await replica.start()
+        handles[m.name] = StandInHandle(replica)
+    router = ModelRouter(config, GatewayMetrics(), handle_factory=lambda m: handles[m.name])
+    for m in config.models:
+        st = router.state[m.name]
+        st.ready, st.running_replicas = True, 1
+        st.info = await handles[m.name].replica.describe()
+    return DataPlane(config, router, router.metrics or GatewayMetrics()), handles
+
+
+def modality_names() -> list[str]:
+    return [m.value for m in Modality]
+
+
+async def settle(handles: dict[str, StandInHandle]) -> None:
+    """Waits for the stand-ins' pending stream closes."""
+    for h in handles.values():
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*list(h.closing))

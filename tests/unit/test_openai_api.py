@@ -1,0 +1,288 @@
+"""The OpenAI HTTP front end without Ray: the real `openai` client and uvicorn against the data
+plane over stand-in handles (tests/standin.py) that run the real echo engines in-process."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+import wave
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.auth import Authenticator
+from gateway.openai_api.app import OpenAIApi
+from gateway.server import http_server
+from services.image.encode import decode_png
+from tests.conftest import LoopThread
+from tests.standin import echo_config, settle, standin_plane
+
+KEY = "k" * 24
+
+
+class Front:
+    def __init__(self, **gateway: Any) -> None:
+        self.loop = LoopThread()
+        self.config = echo_config(**gateway)
+        self.plane, self.handles = self.loop.run(standin_plane(self.config))
+        api = OpenAIApi(
+            self.config, self.plane, Authenticator(self.config.gateway.security), lambda: True
+        )
+        self.server = http_server(api.app(), "127.0.0.1", 0, None)
+        self.loop.run(self._start())
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self.task = asyncio.ensure_future(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    def client(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.base + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, **kw
+        )
+
+    def close(self) -> None:
+        self.server.should_exit = True
+
+        async def stopped() -> None:
+            await self.task
+
+        self.loop.run(stopped(), timeout=30)
+        self.loop.close()
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.plane.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(scope="module")
+def front() -> Iterator[Front]:
+    f = Front()
+    yield f
+    f.close()
+
+
+def post(
+    front: Front, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], Any]:
+    req = urllib.request.Request(
+        front.base + path,
+        data=body,
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_models_list_names_and_aliases(front: Front) -> None:
+    ids = [m.id for m in front.client().models.list().data]
+    assert {"echo-text", "text-davinci-002", "echo-image", "echo-audio"} <= set(ids)
+    assert front.client().models.retrieve("text-davinci-002").id == "text-davinci-002"
+    with pytest.raises(openai.NotFoundError):
+        front.client().models.retrieve("nope")
+
+
+def test_completion_list_prompt_and_n(front: Front) -> None:
+    c = front.client().completions.create(
+        model="echo-text", prompt=["a b c", "d e"], n=2, max_tokens=5, seed=1
+    )
+    assert [ch.index for ch in c.choices] == [0, 1, 2, 3]
+    assert [ch.text for ch in c.choices] == ["a b c", "a b c", "d e", "d e"]
+    assert c.usage.completion_tokens == 10 and c.object == "text_completion"
+    one = front.client().completions.create(
+        model="text-davinci-002", prompt="x y z w", max_tokens=2
+    )
+    assert one.choices[0].text == "x y" and one.choices[0].finish_reason == "length"
+    assert one.model == "text-davinci-002"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"logprobs": 2}, "logprobs"),
+        ({"echo": True}, "echo"),
+        ({"suffix": "x"}, "suffix"),
+        ({"best_of": 3}, "best_of"),
+        ({"logit_bias": {"1": 2}}, "logit_bias"),
+        ({"temperature": 3.0}, "temperature"),
+        ({"n": 99}, "n"),
+        ({"max_tokens": "ten"}, "max_tokens"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
+def test_completion_refuses_what_it_does_not_do(
+    front: Front, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        front.client().completions.create(model="echo-text", prompt="a b", **extra)
+    assert err.value.status_code == 400
+    assert err.value.body["param"] == param
+
+
+def test_chat_stream_shapes_with_n_and_usage(front: Front) -> None:
+    stream = front.client().chat.completions.create(
+        model="echo-text", messages=[{"role": "user", "content": "one two three"}], n=2,
+        stream=True, stream_options={"include_usage": True}, seed=3,
+    )  # fmt: skip
+    chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
+    assert all(c.usage is None for c in chunks[:-1])
+    texts: dict[int, str] = {0: "", 1: ""}
+    first_role: dict[int, str | None] = {}
+    finishes: dict[int, list[str]] = {0: [], 1: []}
+    for c in chunks[:-1]:
+        (choice,) = c.choices
+        first_role.setdefault(choice.index, choice.delta.role)
+        texts[choice.index] += choice.delta.content or ""
+        if choice.finish_reason:
+            finishes[choice.index].append(choice.finish_reason)
+    assert first_role == {0: "assistant", 1: "assistant"}
+    assert finishes == {0: ["stop"], 1: ["stop"]}
+    unary = front.client().chat.completions.create(
+        model="echo-text", messages=[{"role": "user", "content": "one two three"}], n=2, seed=3
+    )
+    assert [texts[0], texts[1]] == [ch.message.content for ch in unary.choices]
+
+
+def test_images_b64_png_of_native_size(front: Front) -> None:
+    r = front.client().images.generate(model="echo-image", prompt="a sneaker", n=2, size="8x8")
+    assert len(r.data) == 2
+    img = decode_png(base64.b64decode(r.data[0].b64_json))
+    assert img.shape[:2] == (8, 8)
+    for kw, param in [
+        ({"size": "256x256"}, "size"),
+        ({"response_format": "url"}, "response_format"),
+        ({"prompt": "a cat"}, "prompt"),
+    ]:
+        args = {"model": "echo-image", "prompt": "sneaker", **kw}
+        with pytest.raises(openai.BadRequestError) as err:
+            front.client().images.generate(**args)
+        assert err.value.body["param"] == param
+        if param == "prompt":
+            assert "sneaker" in err.value.body["message"]
+
+
+def test_speech_wav_and_pcm(front: Front) -> None:
+    wav = (
+        front.client()
+        .audio.speech.create(model="echo-audio", input="Hello there. Bye.", voice="tone")
+        .read()
+    )
+    with wave.open(io.BytesIO(wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        frames = w.readframes(10**9)
+    pcm = front.client().audio.speech.with_raw_response.create(
+        model="echo-audio",
+        input="Hello there. Bye.",
+        voice="tone",
+        response_format="pcm",
+        extra_body={"seed": 1},
+    )
+    assert pcm.headers["x-sample-rate"] == str(w.getframerate())
+    assert len(pcm.content) == len(frames) and len(frames) > 0
+    with pytest.raises(openai.BadRequestError) as err:
+        front.client().audio.speech.create(
+            model="echo-audio", input="hi", voice="tone", response_format="mp3"
+        )
+    assert err.value.body["param"] == "response_format"
+
+
+def test_error_bodies_for_routes_json_and_size(front: Front) -> None:
+    status, headers, body = post(front, "/v1/completions", b"{not json")
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    status, _, body = post(front, "/v1/nowhere", b"{}")
+    assert status == 404 and "nowhere" in body["error"]["message"]
+    with socket.create_connection(("127.0.0.1", front.port)) as s:  # refused before the body
+        s.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n"
+        )
+        reply = s.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 413") and '"type":"invalid_request_error"' in reply
+    status, headers, body = post(
+        front,
+        "/v1/completions",
+        json.dumps({"model": "zzz", "prompt": "a"}).encode(),
+        {"x-request-id": "rid-7"},
+    )
+    assert (
+        status == 404 and body["error"]["param"] == "model" and headers["x-request-id"] == "rid-7"
+    )
+
+
+def test_disconnect_mid_stream_cancels_the_model_call(front: Front) -> None:
+    text = front.handles["echo-text"]
+    before = text.stats["cancelled"]
+    with socket.create_connection(("127.0.0.1", front.port)) as s:
+        body = json.dumps(
+            {
+                "model": "echo-text",
+                "prompt": " ".join(["w"] * 200),
+                "max_tokens": 200,
+                "stream": True,
+            }
+        ).encode()
+        s.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        received = b""
+        while b"data: " not in received:
+            received += s.recv(4096)
+    front.loop.run(settle(front.handles))
+    for _ in range(500):  # bounded: the server notices the closed socket
+        if text.stats["cancelled"] > before:
+            break
+        front.loop.run(settle(front.handles))
+        import time
+
+        time.sleep(0.01)
+    assert text.stats["cancelled"] == before + 1
+    assert (
+        front.metric(
+            "aigc_requests_total",
+            modality="text",
+            model="echo-text",
+            method="/v1/completions",
+            code="CANCELLED",
+            protocol="http",
+        )
+        >= 1
+    )
+
+
+def test_auth_and_rate_limit() -> None:
+    import os
+
+    os.environ["AIGC_TEST_OPENAI_KEYS"] = f"alice:{KEY}"
+    f = Front(
+        security={
+            "api_keys_env": "AIGC_TEST_OPENAI_KEYS",
+            "rate_limit_per_s": 0.001,
+            "rate_limit_burst": 1,
+        }
+    )
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            f.client(api_key="wrong" * 5).models.list()
+        assert f.client(api_key=KEY).models.list().data
+        with pytest.raises(openai.RateLimitError) as err:
+            f.client(api_key=KEY).models.list()
+        assert int(err.value.response.headers["retry-after"]) >= 1
+    finally:
+        f.close()
