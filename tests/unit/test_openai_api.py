@@ -3,6 +3,7 @@ plane over stand-in handles (tests/standin.py) that run the real echo engines in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -39,8 +40,6 @@ class Front:
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> None:
-        import asyncio
-
         self.task = asyncio.ensure_future(self.server.serve())
         while not self.server.started:
             if self.task.done():
@@ -227,7 +226,7 @@ def test_error_bodies_for_routes_json_and_size(front: Front) -> None:
 def test_disconnect_mid_stream_cancels_the_model_call(front: Front) -> None:
     text = front.handles["echo-text"]
     before = text.stats["cancelled"]
-    with socket.create_connection(("127.0.0.1", front.port)) as s:
+    with socket.create_connection(("127.0.0.1", front.port), timeout=30) as s:
         body = json.dumps(
             {
                 "model": "echo-text",
@@ -242,16 +241,20 @@ def test_disconnect_mid_stream_cancels_the_model_call(front: Front) -> None:
             + body
         )
         received = b""
-        while b"data: " not in received:
-            received += s.recv(4096)
-    front.loop.run(settle(front.handles))
-    for _ in range(500):  # bounded: the server notices the closed socket
-        if text.stats["cancelled"] > before:
-            break
-        front.loop.run(settle(front.handles))
-        import time
+        while b"data: " not in received:  # the first event: the stream is running
+            part = s.recv(4096)
+            assert part, received
+            received += part
 
-        time.sleep(0.01)
+    async def cancelled() -> bool:
+        for _ in range(1000):  # bounded: the server notices the closed socket
+            if text.stats["cancelled"] > before:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert front.loop.run(cancelled())
+    front.loop.run(settle(front.handles))
     assert text.stats["cancelled"] == before + 1
     assert (
         front.metric(

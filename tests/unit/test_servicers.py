@@ -1,0 +1,148 @@
+"""The gRPC front end without Ray: servicers on an in-process grpc.aio server (port 0), over the
+data plane with stand-in handles (tests/standin.py) that run the real echo engines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aigc.client import Client
+from aigc.v1 import (
+    audio_pb2_grpc,
+    common_pb2,
+    image_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_pb2,
+    text_pb2_grpc,
+)
+from gateway.grpc_api.decode import DecodeInterceptor
+from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
+from tests.conftest import LoopThread
+from tests.standin import echo_config, settle, standin_plane
+
+
+class Front:
+    def __init__(self) -> None:
+        self.loop = LoopThread()
+        self.plane, self.handles = self.loop.run(standin_plane(echo_config()))
+        self.port = self.loop.run(self._start())
+        self.target = f"127.0.0.1:{self.port}"
+
+    async def _start(self) -> int:
+        self.server = grpc.aio.server(interceptors=[DecodeInterceptor()])
+        text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(self.plane), self.server)
+        image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(self.plane), self.server)
+        audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(self.plane), self.server)
+        models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.plane), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return port
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.plane.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def close(self) -> None:
+        self.loop.run(self.server.stop(0))
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def front() -> Iterator[Front]:
+    f = Front()
+    yield f
+    f.close()
+
+
+def _details(err: grpc.RpcError) -> list[Any]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    out = []
+    for d in status.details if status else []:
+        for cls in (error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if d.Is(cls.DESCRIPTOR):
+                msg = cls()
+                d.Unpack(msg)
+                out.append(msg)
+    return out
+
+
+def test_text_unary_and_stream_through_an_alias(front: Front) -> None:
+    with Client(front.target, timeout=30) as c:
+        r = c.generate_text("a b c", model="text-davinci-002", n=2)
+        assert [x.text for x in r.completions] == ["a b c", "a b c"] and r.model == "echo-text"
+        chunks = list(c.stream_text("a b c", model="echo-text", n=2))
+    assert "".join(x.delta for x in chunks if x.index == 0) == "a b c"
+    assert chunks[-1].usage.completion_tokens == 6
+    reasons = [x.finish_reason for x in chunks if x.finish_reason]
+    assert reasons == [text_pb2.FINISH_REASON_STOP] * 2
+    assert front.metric(
+        "aigc_requests_total", modality="text", model="echo-text", method="Generate", code="OK",
+        protocol="grpc",
+    ) >= 1  # fmt: skip
+
+
+def test_bad_field_names_the_field(front: Front) -> None:
+    with Client(front.target, timeout=30) as c, pytest.raises(grpc.RpcError) as err:
+        c.generate_text("hi", model="echo-text", temperature=5.0)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad,) = _details(err.value)
+    assert bad.field_violations[0].field == "temperature"
+
+
+def test_unknown_model_is_not_found_and_counted_as_unknown(front: Front) -> None:
+    with Client(front.target, timeout=30) as c, pytest.raises(grpc.RpcError) as err:
+        c.generate_images(model="nope")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert front.metric(
+        "aigc_requests_total", modality="image", model="unknown", method="Generate",
+        code="NOT_FOUND", protocol="grpc",
+    ) >= 1  # fmt: skip
+
+
+def test_images_and_speech(front: Front) -> None:
+    with Client(front.target, timeout=30) as c:
+        imgs = c.generate_images(model="echo-image", count=3, seed=5, label="sneaker")
+        assert len(imgs.images) == 3 and imgs.images[0].label == "sneaker"
+        speech = c.synthesize("Hi there.", model="echo-audio")
+        assert speech.audio[:4] == b"RIFF"
+        chunks = list(c.stream_speech("One. Two.", model="echo-audio"))
+        assert chunks[-1].last
+
+
+def test_list_models_goes_through_the_call_wrapper(front: Front) -> None:
+    with Client(front.target, timeout=30) as c:
+        models = c.list_models().models
+        wanted = models_pb2.ListModelsRequest(modality=common_pb2.MODALITY_TEXT)
+        text_only = c.stubs.models.ListModels(wanted).models
+    echo = next(m for m in models if m.name == "echo-text")
+    assert list(echo.aliases) == ["text-davinci-002"] and echo.ready
+    assert [m.name for m in text_only] == ["echo-text"]
+    assert front.metric(
+        "aigc_requests_total", modality="all", model="all", method="ListModels", code="OK",
+        protocol="grpc",
+    ) >= 2  # fmt: skip
+
+
+def test_cancelled_stream_cancels_the_model_call(front: Front) -> None:
+    text = front.handles["echo-text"]
+    before = text.stats["cancelled"]
+    with Client(front.target, timeout=30) as c:
+        stream = c.stream_text(" ".join(["w"] * 200), model="echo-text", max_tokens=200)
+        next(stream)
+        stream.cancel()  # type: ignore[attr-defined]
+
+    async def cancelled() -> bool:
+        for _ in range(500):  # bounded: the server sees the cancellation
+            if text.stats["cancelled"] > before:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert front.loop.run(cancelled())
+    front.loop.run(settle(front.handles))
