@@ -177,6 +177,24 @@ def check_ports(r: Rendered, cfg: AigcConfig) -> list[str]:
     command = " ".join(container.get("args", []) + container.get("command", []))
     if f"--metrics-export-port={metrics}" not in command:
         errors.append(f"gateway `ray start` must pin --metrics-export-port={metrics}")
+    errors += _check_collisions(want, command)
+    return errors
+
+
+def _check_collisions(gateway: dict[str, int], command: str) -> list[str]:
+    """The gateway's own ports differ from each other and from the Ray ports its pod pins."""
+    errors = []
+    ray = {f"ray --{m[1]}": int(m[2]) for m in re.finditer(r"--([a-z-]+-port)=(\d+)", command)}
+    low, high = ray.pop("ray --min-worker-port", None), ray.pop("ray --max-worker-port", None)
+    seen: dict[int, str] = {}
+    for name, port in [*gateway.items(), *ray.items()]:
+        if port in seen:
+            errors.append(f"gateway pod: port {port} is both {seen[port]} and {name}")
+        seen[port] = name
+    if low is not None and high is not None:
+        for name, port in gateway.items():
+            if low <= port <= high:
+                errors.append(f"gateway {name} port {port} is in Ray's worker range {low}-{high}")
     return errors
 
 

@@ -194,6 +194,15 @@ def test_project_rules_know_the_http_port_and_probe_paths() -> None:
     assert any("container port http is 8001, config says 8000" in e for e in errors)
 
 
+def test_project_rules_catch_port_collisions_on_the_gateway_pod() -> None:
+    def clash(d: dict[str, Any]) -> None:
+        c = _gateway(d)
+        c["args"] = [c["args"][0].replace("listen-port=52365", "listen-port=8000")]
+
+    errors = _rule_errors(clash)
+    assert any("port 8000 is both http and ray --dashboard-agent-listen-port" in e for e in errors)
+
+
 def test_project_rules_want_the_http_port_exposed_and_admitted() -> None:
     r = _cpu()
     docs = copy.deepcopy(r.docs)
@@ -250,7 +259,7 @@ def test_cli_works_on_a_copy_of_the_checkout(
     `aigc` would: a stale generated file there fails its check, the source tree is untouched."""
     import shutil
 
-    for name in ("configs", "k8s", "models"):
+    for name in ("configs", "k8s"):
         shutil.copytree(REPO / name, tmp_path / name, symlinks=True)
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     generated = tmp_path / "k8s/overlays/cpu/generated/aigc.yaml"
