@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
+from aigc.config import AigcConfig, ModelConfig
 from aigc.k8s import crds as crd_schemas
 from aigc.k8s import main
 from aigc.k8s.crds import check_custom, crd_dir
@@ -31,7 +32,7 @@ def _build(overlay: str) -> Rendered:
     return Rendered(overlay, kustomize(LAYOUT.overlay_dir(overlay)))
 
 
-def _config(overlay: str) -> Any:
+def _config(overlay: str) -> AigcConfig:
     return load_overlay_config(LAYOUT.overlay_config(overlay))
 
 
@@ -83,6 +84,15 @@ def test_serve_config_is_valid(rendered: Rendered) -> None:
 
 def test_project_rules(rendered: Rendered) -> None:
     assert check_project(rendered, _config(rendered.overlay)) == []
+
+
+def test_relative_weights_are_paths_inside_the_image() -> None:
+    assert _config("cpu").by_name()["fortune"].weights == "/app/models/fortune"
+    m = ModelConfig(name="m", modality="image", engine="gan", weights="./w")
+    image = PurePosixPath("/app/configs")
+    assert m.with_weights_resolved(image).weights == "/app/configs/w"
+    up = m.model_copy(update={"weights": "../../x/./y"})
+    assert up.with_weights_resolved(image).weights == "/x/y"
 
 
 def test_gateway_config_in_configmap_is_the_rendered_one(rendered: Rendered) -> None:
