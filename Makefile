@@ -6,8 +6,6 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
-# KubeRay / prometheus-operator CRDs for offline manifest validation (CI sets it too).
-export AIGC_CRD_DIR ?= $(abspath ../shared/k8s/crds)
 
 .PHONY: up test venv protos lint typecheck unit integration assets demo-models eval bench clean
 

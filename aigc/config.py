@@ -7,8 +7,9 @@ models are plain pydantic objects so they pickle into Ray replicas unchanged.
 from __future__ import annotations
 
 import os
+import posixpath
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import yaml
@@ -172,12 +173,18 @@ class ModelConfig(_Strict):
             2 * batching.max_batch_size * batching.max_concurrent_batches
         )
 
-    def with_weights_resolved(self, base_dir: Path) -> ModelConfig:
-        """Relative weight paths ('./', '../') are read relative to the config file."""
+    def with_weights_resolved(self, base_dir: PurePath) -> ModelConfig:
+        """Relative weight paths ('./', '../') are read relative to the config file's directory.
+
+        A local `Path` is resolved on this machine; a `PurePosixPath` (e.g. the config directory
+        inside a container image, for `aigc k8s render`) is normalised without touching the disk.
+        """
         w = self.weights
-        if w and (w.startswith("./") or w.startswith("../")):
-            return self.model_copy(update={"weights": str((base_dir / w).resolve())})
-        return self
+        if not w or not w.startswith(("./", "../")):
+            return self
+        joined = base_dir / w
+        resolved = joined.resolve() if isinstance(joined, Path) else posixpath.normpath(joined)
+        return self.model_copy(update={"weights": str(resolved)})
 
 
 class TlsConfig(_Strict):
@@ -299,7 +306,9 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
     return "".join(parts) or "(top level)"
 
 
-def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = None) -> AigcConfig:
+def parse_config(
+    data: Any, source: str = "<config>", base_dir: PurePath | None = None
+) -> AigcConfig:
     try:
         cfg = AigcConfig.model_validate(data)
     except ValidationError as exc:

@@ -5,56 +5,64 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-from pathlib import Path
+import json
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
-from aigc import k8s
+from aigc.config import AigcConfig, ModelConfig
+from aigc.k8s import crds as crd_schemas
+from aigc.k8s import main
+from aigc.k8s.crds import check_custom, crd_dir
+from aigc.k8s.kustomize import Rendered, kustomize
+from aigc.k8s.layout import OVERLAYS, Layout
+from aigc.k8s.render import drift, load_overlay_config, render
+from aigc.k8s.rules import check_dockerfile, check_project
+from aigc.k8s.validate import check_builtin, check_serve_config
 
-OVERLAYS = sorted(k8s.OVERLAYS)
+REPO = Path(__file__).resolve().parents[2]
+LAYOUT = Layout.at(REPO)
+NAMES = sorted(OVERLAYS)
 
 
 @functools.cache
-def _build(overlay: str) -> k8s.Rendered:
-    return k8s.Rendered(overlay, k8s.kustomize(k8s.K8S_DIR / "overlays" / overlay))
+def _build(overlay: str) -> Rendered:
+    return Rendered(overlay, kustomize(LAYOUT.overlay_dir(overlay)))
 
 
-@pytest.fixture(params=OVERLAYS)
-def rendered(request: pytest.FixtureRequest) -> k8s.Rendered:
+def _config(overlay: str) -> AigcConfig:
+    return load_overlay_config(LAYOUT.overlay_config(overlay))
+
+
+@pytest.fixture(params=NAMES)
+def rendered(request: pytest.FixtureRequest) -> Rendered:
     return _build(request.param)
 
 
 @pytest.fixture(scope="module")
 def crds() -> Path:
-    directory = k8s.crd_dir()
-    if directory is None:
-        message = (
-            f"${k8s.CRD_ENV} is unset: set it to the KubeRay/Prometheus Operator CRD directory"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    assert directory.is_dir(), f"${k8s.CRD_ENV}={directory} is not a directory"
+    """The compact schemas committed in k8s/crds, or $AIGC_CRD_DIR."""
+    directory = crd_dir(LAYOUT.k8s_dir)
+    assert directory.is_dir(), f"{directory} is not a directory (${crd_schemas.CRD_ENV})"
     return directory
 
 
-def _serve(r: k8s.Rendered) -> str:
+def _serve(r: Rendered) -> str:
     return str(r.one("RayService")["spec"]["serveConfigV2"])
 
 
 def test_generated_files_match_the_config() -> None:
-    for overlay in OVERLAYS:
-        assert k8s.drift(overlay) == []
+    for overlay in NAMES:
+        assert drift(LAYOUT, overlay) == []
 
 
 def test_render_is_deterministic() -> None:
-    assert k8s.render("cpu") == k8s.render("cpu")
+    assert render(LAYOUT, "cpu") == render(LAYOUT, "cpu")
 
 
-def test_overlay_has_every_kind(rendered: k8s.Rendered) -> None:
+def test_overlay_has_every_kind(rendered: Rendered) -> None:
     kinds = {d["kind"] for d in rendered.docs}
     assert kinds >= {
         "RayService", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
@@ -62,23 +70,32 @@ def test_overlay_has_every_kind(rendered: k8s.Rendered) -> None:
     }  # fmt: skip
 
 
-def test_builtin_kinds_are_valid(rendered: k8s.Rendered) -> None:
-    assert k8s.check_builtin(rendered.docs) == []
+def test_builtin_kinds_are_valid(rendered: Rendered) -> None:
+    assert check_builtin(rendered.docs) == []
 
 
-def test_custom_resources_match_the_crds(rendered: k8s.Rendered, crds: Path) -> None:
-    assert k8s.check_custom(rendered.docs, crds) == []
+def test_custom_resources_match_the_crds(rendered: Rendered, crds: Path) -> None:
+    assert check_custom(rendered.docs, crds) == []
 
 
-def test_serve_config_is_valid(rendered: k8s.Rendered) -> None:
-    assert k8s.check_serve_config(_serve(rendered)) == []
+def test_serve_config_is_valid(rendered: Rendered) -> None:
+    assert check_serve_config(_serve(rendered)) == []
 
 
-def test_project_rules(rendered: k8s.Rendered) -> None:
-    assert k8s.check_project(rendered, k8s.load_overlay_config(rendered.overlay)) == []
+def test_project_rules(rendered: Rendered) -> None:
+    assert check_project(rendered, _config(rendered.overlay)) == []
 
 
-def test_gateway_config_in_configmap_is_the_rendered_one(rendered: k8s.Rendered) -> None:
+def test_relative_weights_are_paths_inside_the_image() -> None:
+    assert _config("cpu").by_name()["fortune"].weights == "/app/models/fortune"
+    m = ModelConfig(name="m", modality="image", engine="gan", weights="./w")
+    image = PurePosixPath("/app/configs")
+    assert m.with_weights_resolved(image).weights == "/app/configs/w"
+    up = m.model_copy(update={"weights": "../../x/./y"})
+    assert up.with_weights_resolved(image).weights == "/x/y"
+
+
+def test_gateway_config_in_configmap_is_the_rendered_one(rendered: Rendered) -> None:
     cm = [d for d in rendered.of("ConfigMap") if d["metadata"]["name"].startswith("aigc-config")]
     data = yaml.safe_load(cm[0]["data"]["aigc.yaml"])
     assert data["gateway"]["host"] == "0.0.0.0"
@@ -96,13 +113,11 @@ def test_gpu_overlay_requests_gpus() -> None:
 
 
 def test_dockerfile_pins_the_ray_version() -> None:
-    assert k8s.check_dockerfile() == []
+    assert check_dockerfile(LAYOUT) == []
 
 
 def test_dashboard_is_grafana_json() -> None:
-    import json
-
-    dash = json.loads((k8s.K8S_DIR / "monitoring" / "dashboard.json").read_text())
+    dash = json.loads((LAYOUT.k8s_dir / "monitoring" / "dashboard.json").read_text())
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
     for metric in (
         "aigc_requests_total", "aigc_request_duration_seconds_bucket",
@@ -117,11 +132,11 @@ def test_dashboard_is_grafana_json() -> None:
 # ---- the validators reject what they must (each would pass silently without its check)
 
 
-def _cpu() -> k8s.Rendered:
+def _cpu() -> Rendered:
     return _build("cpu")
 
 
-def _edited(r: k8s.Rendered, kind: str, edit: Any) -> list[dict[str, Any]]:
+def _edited(r: Rendered, kind: str, edit: Any) -> list[dict[str, Any]]:
     docs = copy.deepcopy(r.docs)
     edit(next(d for d in docs if d["kind"] == kind))
     return docs
@@ -131,20 +146,20 @@ def test_strict_schemas_reject_unknown_fields() -> None:
     def typo(d: dict[str, Any]) -> None:
         d["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
 
-    errors = k8s.check_builtin(_edited(_cpu(), "Deployment", typo), versions=("1.33.0",))
+    errors = check_builtin(_edited(_cpu(), "Deployment", typo), versions=("1.33.0",))
     assert any("readinesProbe" in e for e in errors)
 
 
 def test_missing_schema_is_an_error() -> None:
     doc = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    assert k8s.check_builtin([doc], versions=("1.33.0",))
+    assert check_builtin([doc], versions=("1.33.0",))
 
 
 def test_crd_schemas_reject_unknown_fields(crds: Path) -> None:
     def typo(d: dict[str, Any]) -> None:
         d["spec"]["rayClusterConfig"]["enableInTreeAutoScaling"] = True
 
-    errors = k8s.check_custom(_edited(_cpu(), "RayService", typo), crds)
+    errors = check_custom(_edited(_cpu(), "RayService", typo), crds)
     assert any("enableInTreeAutoScaling" in e for e in errors)
 
 
@@ -152,25 +167,232 @@ def test_serve_config_rejects_misspelled_keys() -> None:
     serve = yaml.safe_load(_serve(_cpu()))
     serve["applications"][0]["deployments"][1]["num_replica"] = 2
     serve["applications"][0]["deployments"][1]["ray_actor_options"]["num_gpu"] = 1
-    errors = k8s.check_serve_config(yaml.safe_dump(serve))
+    errors = check_serve_config(yaml.safe_dump(serve))
     assert any("num_replica" in e for e in errors) and any("num_gpu" in e for e in errors)
+
+
+def _rule_errors(edit: Any) -> list[str]:
+    return check_project(Rendered("cpu", _edited(_cpu(), "Deployment", edit)), _config("cpu"))
+
+
+def _gateway(d: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = d["spec"]["template"]["spec"]["containers"][0]
+    return container
 
 
 def test_project_rules_catch_port_and_image_mistakes() -> None:
     def wrong(d: dict[str, Any]) -> None:
-        c = d["spec"]["template"]["spec"]["containers"][0]
-        c["readinessProbe"]["grpc"]["port"] = 50052
+        c = _gateway(d)
+        c["startupProbe"]["grpc"]["port"] = 50052
         c["image"] = "ghcr.io/aigc-serve/aigc-serve:latest"
 
-    r = _cpu()
-    errors = k8s.check_project(
-        k8s.Rendered("cpu", _edited(r, "Deployment", wrong)), k8s.load_overlay_config("cpu")
-    )
-    assert any("readinessProbe port" in e for e in errors)
+    errors = _rule_errors(wrong)
+    assert any("startupProbe port 50052" in e for e in errors)
     assert any("not pinned" in e for e in errors)
 
 
+def test_project_rules_know_the_http_port_and_probe_paths() -> None:
+    def wrong(d: dict[str, Any]) -> None:
+        c = _gateway(d)
+        c["readinessProbe"]["httpGet"]["path"] = "/healthz"
+        c["livenessProbe"] = {"httpGet": {"path": "/livez", "port": 8001}}
+        next(p for p in c["ports"] if p["name"] == "http")["containerPort"] = 8001
+
+    errors = _rule_errors(wrong)
+    assert any("readinessProbe path '/healthz'" in e for e in errors)
+    assert any("livenessProbe port 8001 != HTTP port 8000" in e for e in errors)
+    assert any("container port http is 8001, config says 8000" in e for e in errors)
+
+
+def test_project_rules_catch_port_collisions_on_the_gateway_pod() -> None:
+    def clash(d: dict[str, Any]) -> None:
+        c = _gateway(d)
+        c["args"] = [c["args"][0].replace("listen-port=52365", "listen-port=8000")]
+
+    errors = _rule_errors(clash)
+    assert any("port 8000 is both http and ray --dashboard-agent-listen-port" in e for e in errors)
+
+
+def test_project_rules_want_the_http_port_exposed_and_admitted() -> None:
+    r = _cpu()
+    docs = copy.deepcopy(r.docs)
+    svc = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "aigc-gateway"
+    )
+    svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["name"] != "http"]
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    for rule in policy["spec"]["ingress"]:
+        rule["ports"] = [p for p in rule.get("ports", []) if p["port"] != 8000]
+    errors = check_project(Rendered("cpu", docs), _config("cpu"))
+    assert any("Service aigc-gateway exposes no http port" in e for e in errors)
+    assert any("NetworkPolicy aigc-gateway admits nothing on the http port" in e for e in errors)
+
+
+def test_api_keys_come_from_the_secret() -> None:
+    for overlay in NAMES:
+        cfg = _config(overlay)
+        assert cfg.gateway.security.api_keys_env == "AIGC_API_KEYS"
+        env = {
+            e["name"]: e for e in _gateway(_build(overlay).one("Deployment", "aigc-gateway"))["env"]
+        }
+        ref = env["AIGC_API_KEYS"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "aigc-api-keys", "key": "keys"}
+
+    def literal(d: dict[str, Any]) -> None:
+        env = _gateway(d)["env"]
+        var = next(e for e in env if e["name"] == "AIGC_API_KEYS")
+        var.pop("valueFrom")
+        var["value"] = "ci:0123456789abcdef"
+
+    assert any("must come from a Secret" in e for e in _rule_errors(literal))
+    open_cfg = _config("cpu").model_copy(deep=True)
+    gateway = open_cfg.gateway.model_copy(
+        update={"security": open_cfg.gateway.security.model_copy(update={"api_keys_env": None})}
+    )
+    errors = check_project(_cpu(), open_cfg.model_copy(update={"gateway": gateway}))
+    assert any("must require API keys" in e for e in errors)
+
+
+# ---- paths come from arguments, not from the installed package
+
+
 def test_cli_render_writes_what_drift_compares(tmp_path: Path) -> None:
-    assert k8s.main(["render", "--overlay", "cpu", "--out", str(tmp_path)]) == 0
-    for name, text in k8s.render("cpu").items():
+    assert main(["--repo", str(REPO), "render", "--overlay", "cpu", "--out", str(tmp_path)]) == 0
+    for name, text in render(LAYOUT, "cpu").items():
         assert (tmp_path / name).read_text() == text
+
+
+def test_cli_works_on_a_copy_of_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Renders and checks another directory (the current one by default), as an installed
+    `aigc` would: a stale generated file there fails its check, the source tree is untouched."""
+    import shutil
+
+    for name in ("configs", "k8s"):
+        shutil.copytree(REPO / name, tmp_path / name, symlinks=True)
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    generated = tmp_path / "k8s/overlays/cpu/generated/aigc.yaml"
+    generated.write_text(generated.read_text() + "# edited\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(crd_schemas.CRD_ENV, raising=False)
+    assert main(["check", "--overlay", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL cpu: drift" in out and "k8s/overlays/cpu/generated/aigc.yaml is stale" in out
+    assert f"CRD schemas from {tmp_path / 'k8s/crds'}" in out
+    assert main(["render", "--overlay", "cpu"]) == 0
+    assert generated.read_text() == (LAYOUT.overlay_dir("cpu") / "generated/aigc.yaml").read_text()
+    assert main(["check", "--overlay", "cpu"]) == 0
+
+
+def test_cli_outside_a_checkout_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["check"])
+    assert "pass --repo DIR" in capsys.readouterr().err
+
+
+def test_aigc_k8s_main_is_the_cli_entry_point() -> None:
+    import importlib
+
+    from aigc.cli import PLUGINS
+
+    module, _, attr = PLUGINS["k8s"].partition(":")
+    assert getattr(importlib.import_module(module), attr) is main
+
+
+# ---- the committed CRD schemas
+
+
+def test_crd_copy_is_compact_and_records_its_upstream() -> None:
+    files = sorted((LAYOUT.k8s_dir / "crds").glob("*.json"))
+    assert {f.name.split("_")[0] for f in files} == {"ray.io", "monitoring.coreos.com"}
+    assert sum(f.stat().st_size for f in files) < 1_000_000
+    readme = (LAYOUT.k8s_dir / "crds/README.md").read_text()
+    assert "KubeRay v1.7.0" in readme and "prometheus-operator v0.93.0" in readme
+    assert "Apache-2.0" in readme
+
+    def docs_in(node: Any) -> list[str]:  # "description": "text" anywhere (a field named
+        if isinstance(node, dict):  # description maps to a schema, not to a string)
+            found = [k for k, v in node.items() if k == "description" and isinstance(v, str)]
+            return found + [d for v in node.values() for d in docs_in(v)]
+        return [d for v in node for d in docs_in(v)] if isinstance(node, list) else []
+
+    for f in files:
+        assert docs_in(json.loads(f.read_text())) == [], f.name
+
+
+def test_crds_default_to_the_repo_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(crd_schemas.CRD_ENV, raising=False)
+    assert crd_dir(LAYOUT.k8s_dir) == LAYOUT.k8s_dir / "crds"
+    monkeypatch.setenv(crd_schemas.CRD_ENV, str(tmp_path))
+    assert crd_dir(LAYOUT.k8s_dir) == tmp_path.resolve()
+
+
+UPSTREAM_CRDS = REPO.parent / "shared" / "k8s" / "crds"
+
+
+@pytest.mark.skipif(
+    not UPSTREAM_CRDS.is_dir(),
+    reason=f"upstream CRDs not beside the checkout ({UPSTREAM_CRDS}); k8s/crds is used as is",
+)
+def test_crd_copy_is_fresh_against_upstream(tmp_path: Path) -> None:
+    """k8s/crds is exactly what scripts/extract_crd_schemas.py makes of the upstream files."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/extract_crd_schemas.py"), "--from",
+         str(UPSTREAM_CRDS), "--to", str(tmp_path)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    fresh = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    committed = {p.name: p.read_text() for p in (LAYOUT.k8s_dir / "crds").iterdir() if p.is_file()}
+    stale = sorted(n for n in fresh.keys() | committed.keys() if fresh.get(n) != committed.get(n))
+    assert not stale, f"k8s/crds is stale: run scripts/extract_crd_schemas.py ({stale})"
+
+
+def test_the_upstream_and_compact_crds_validate_alike() -> None:
+    """The dropped keywords change no verdict: the same typo fails against both."""
+    if not UPSTREAM_CRDS.is_dir():
+        pytest.skip(f"upstream CRDs not beside the checkout ({UPSTREAM_CRDS})")
+
+    def typo(d: dict[str, Any]) -> None:
+        d["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0
+
+    for docs in (_cpu().docs, _edited(_cpu(), "RayService", typo)):
+        assert check_custom(docs, UPSTREAM_CRDS) == check_custom(docs, LAYOUT.k8s_dir / "crds")
+    assert check_custom(_edited(_cpu(), "RayService", typo), LAYOUT.k8s_dir / "crds")
+
+
+def test_strip_keeps_structure_and_drops_descriptions() -> None:
+    schema = {
+        "type": "object",
+        "description": "dropped",
+        "required": ["description"],
+        "properties": {
+            # a field named "description" is structure, not documentation
+            "description": {"type": "string", "description": "dropped", "default": "x"},
+            "ports": {"type": "array", "items": {"type": "integer", "format": "int32",
+                                                 "minimum": 1, "description": "dropped"},
+                      "x-kubernetes-list-type": "atomic"},
+            "mode": {"type": "string", "enum": ["a", "b"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }  # fmt: skip
+    assert crd_schemas.strip_schema(schema) == {
+        "type": "object",
+        "required": ["description"],
+        "properties": {
+            "description": {"type": "string"},
+            "ports": {"type": "array", "items": {"type": "integer", "format": "int32",
+                                                 "minimum": 1},
+                      "x-kubernetes-list-type": "atomic"},
+            "mode": {"type": "string", "enum": ["a", "b"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=r"spec\.properties\.x\.\$ref"):
+        crd_schemas.strip_schema({"properties": {"x": {"$ref": "#/y"}}}, "spec")
