@@ -71,7 +71,9 @@ class Gateway:
     _ready: bool = False
 
     def ready(self) -> bool:
-        """Readiness for balancers: every modality has a ready model, and not draining."""
+        """HTTP readiness for balancers: not draining, and some model can serve. Per-modality
+        readiness is the gRPC health services' job: one modality's outage (all speech replicas
+        down) must not take text and images out of the Service with it."""
         return self._ready and not self._draining
 
     async def start(self) -> None:
@@ -109,7 +111,7 @@ class Gateway:
             await self.health.set(service, SERVING if ready else NOT_SERVING)
         await self.health.set(MODELS_SERVICE, SERVING)
         await self.health.set("", SERVING if all_ready else NOT_SERVING)
-        self._ready = all_ready
+        self._ready = any(self.router.modality_ready(m) for m in self.config.modalities())
 
     async def _health_forever(self, period: float) -> None:
         while True:
