@@ -58,8 +58,6 @@ class DeadlineExceeded(AigcError):
 
 
 class Unauthenticated(AigcError):
+    """No valid API key (raised by `gateway.auth`)."""
+
     code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(AigcError):
-    code = "PERMISSION_DENIED"
