@@ -38,6 +38,8 @@ class InvalidArgument(AigcError):
 
 
 class ModelNotFound(AigcError):
+    """No model is served by that name or alias."""
+
     code = "NOT_FOUND"
 
 
@@ -54,6 +56,8 @@ class Unavailable(AigcError):
 
 
 class DeadlineExceeded(AigcError):
+    """The client's deadline passed before or while the work ran: it is dropped, not done."""
+
     code = "DEADLINE_EXCEEDED"
 
 
