@@ -13,7 +13,15 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aigc.registry import ENGINES
 
@@ -129,12 +137,26 @@ class ModelConfig(_Strict):
     description: str = ""
     license: str = ""
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    options: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Engine options, checked against the engine's class in services.options.",
+    )
     batching: BatchingConfig = BatchingConfig()
     scaling: ScalingConfig = ScalingConfig()
     resources: ResourcesConfig = ResourcesConfig()
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
+
+    @field_validator("options")
+    @classmethod
+    def _options_typed(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked here so that errors name their field (`options.dtyp`); kept as given (the
+        engine parses them again), so a dumped config carries no defaults."""
+        modality, engine = info.data.get("modality"), info.data.get("engine")
+        spec = ENGINES[modality.value].get(str(engine)) if modality is not None else None
+        if spec is not None:  # an unknown engine is reported by _engine_known
+            spec.options.model_validate(options)
+        return options
 
     @model_validator(mode="after")
     def _engine_known(self) -> ModelConfig:

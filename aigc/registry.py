@@ -1,28 +1,41 @@
-"""Engine registry: modality -> engine name -> "module:Class", imported only when used.
+"""Engine registry: modality -> engine name -> its class ("module:Class") and options class.
 
-Adding an engine is one line here; nothing else branches on engine names. Kept free of heavy
-imports so that the config (and the CLI) can validate engine names without loading torch.
+Adding an engine is one entry here (and its options class in `services.options`); nothing else
+branches on engine names. Engine modules are imported only when used, so the config (and the
+CLI) can check engine names and options without loading torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, NamedTuple
 
-ENGINES: dict[str, dict[str, str]] = {
+from services import options as o
+
+
+class EngineSpec(NamedTuple):
+    target: str  # "module:Class", imported when a replica builds the engine
+    options: type[o.EngineOptions]  # validates `models[].options` at config load
+
+
+ENGINES: dict[str, dict[str, EngineSpec]] = {
     "text": {
-        "transformers": "services.text.transformers_engine:TransformersTextEngine",
-        "vllm": "services.text.vllm_engine:VllmTextEngine",
-        "echo": "services.text.echo_engine:EchoTextEngine",
+        "transformers": EngineSpec(
+            "services.text.transformers_engine:TransformersTextEngine", o.TransformersTextOptions
+        ),
+        "vllm": EngineSpec("services.text.vllm_engine:VllmTextEngine", o.VllmTextOptions),
+        "echo": EngineSpec("services.text.echo_engine:EchoTextEngine", o.EchoTextOptions),
     },
     "image": {
-        "gan": "services.image.gan_engine:GanImageEngine",
-        "echo": "services.image.echo_engine:EchoImageEngine",
+        "gan": EngineSpec("services.image.gan_engine:GanImageEngine", o.GanImageOptions),
+        "echo": EngineSpec("services.image.echo_engine:EchoImageEngine", o.EchoImageOptions),
     },
     "audio": {
-        "hibari": "services.audio.hibari_engine:HibariAudioEngine",
-        "vits": "services.audio.vits_engine:VitsAudioEngine",
-        "echo": "services.audio.echo_engine:EchoAudioEngine",
+        "hibari": EngineSpec(
+            "services.audio.hibari_engine:HibariAudioEngine", o.HibariAudioOptions
+        ),
+        "vits": EngineSpec("services.audio.vits_engine:VitsAudioEngine", o.VitsAudioOptions),
+        "echo": EngineSpec("services.audio.echo_engine:EchoAudioEngine", o.EchoAudioOptions),
     },
 }
 
@@ -41,4 +54,8 @@ def load_object(target: str) -> Any:
 
 
 def engine_class(modality: str, name: str) -> Any:
-    return load_object(ENGINES[modality][name])
+    return load_object(ENGINES[modality][name].target)
+
+
+def options_class(modality: str, name: str) -> type[o.EngineOptions]:
+    return ENGINES[modality][name].options

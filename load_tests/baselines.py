@@ -54,7 +54,7 @@ class EchoBackend:
     async def stream_text(self, request: Any) -> AsyncIterator[Any]:
         engine, domain, model = self._text(request)
         tokens = 0
-        async for chunk in engine.generate_stream(domain):
+        async for chunk in engine.stream(domain):
             tokens += chunk.token_count
             message = convert.text_chunk(chunk, domain.request_id, model.name)
             if chunk.finish_reason is not None:
@@ -72,9 +72,7 @@ class EchoBackend:
         return convert.audio_request(request, model, uuid.uuid4().hex, None, stream=stream)
 
     async def synthesize(self, request: Any) -> Any:
-        [result] = await self.engines[Modality.AUDIO].synthesize_batch(
-            [self._audio(request, False)]
-        )
+        [result] = await self.engines[Modality.AUDIO].generate_batch([self._audio(request, False)])
         return convert.audio_response(result)
 
     async def stream_speech(self, request: Any) -> AsyncIterator[Any]:

@@ -52,7 +52,7 @@ async def measure(
             results = await engine.generate_batch(requests)
             done["items"] += sum(len(r.images) for r in results)
         else:
-            results = await engine.synthesize_batch(requests)
+            results = await engine.generate_batch(requests)
             done["audio_seconds"] += sum(r.duration_s for r in results)
             done["items"] += len(results)
         done["requests"] += len(results)
@@ -61,7 +61,7 @@ async def measure(
         # `batch` sequences kept in flight: the engine's own continuous batching fills up.
         while time.perf_counter() < stop_at:
             [request] = batch_of(1)
-            async for chunk in engine.generate_stream(request):
+            async for chunk in engine.stream(request):
                 done["tokens"] += chunk.token_count
             done["requests"] += 1
 

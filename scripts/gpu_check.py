@@ -412,7 +412,7 @@ async def vits_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
             await engine.start()
             for b in batches:
                 reqs = [AudioRequest(f"r{i}", "v", text=text, seed=i) for i in range(b)]
-                run = engine.synthesize_pcm
+                run = engine.generate_pcm
                 rows[b] = await _athroughput(lambda r=reqs, run=run: run(r), b, a.seconds)
         finally:
             await engine.stop()

@@ -1,8 +1,8 @@
 """Builds one Serve application per modality from the config.
 
-Each application has one deployment per model (its own batching, scaling and resources) and a
-small ingress that knows the application's models. The gateway calls the model deployments
-directly through `serve.get_deployment_handle(model, app_name=modality)`: no extra hop.
+Each application has one deployment per model (its own batching, scaling and resources) and the
+ingress Serve requires of an application. The gateway calls the model deployments directly
+through `serve.get_deployment_handle(model, app_name=modality)`: no extra hop.
 
 `build_app` is the `import_path` used by KubeRay's serveConfigV2 (`services.app:build_app`).
 """
@@ -59,14 +59,11 @@ def deployment_options(model: ModelConfig) -> dict[str, Any]:
 
 @serve.deployment(name=INGRESS_NAME, num_replicas=1, ray_actor_options={"num_cpus": 0})
 class ModalityIngress:
-    """The application's ingress: names its models and fans `describe` out to them."""
+    """The ingress Serve requires of an application; nothing calls it. The model deployments
+    are bound to it only so that Serve deploys them as part of the application."""
 
-    def __init__(self, modality: str, **models: Any) -> None:
-        self.modality = modality
-        self.handles = models
-
-    async def models(self) -> list[str]:
-        return sorted(self.handles)
+    def __init__(self, **models: Any) -> None:
+        del models
 
 
 def build_modality_app(modality: Modality, models: list[ModelConfig]) -> Application:
@@ -75,7 +72,7 @@ def build_modality_app(modality: Modality, models: list[ModelConfig]) -> Applica
         m.name: cls.options(**deployment_options(m)).bind(m.model_dump(mode="json")) for m in models
     }
     ingress: Any = ModalityIngress
-    return ingress.bind(modality.value, **bound)  # type: ignore[no-any-return]
+    return ingress.bind(**bound)  # type: ignore[no-any-return]
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -1,17 +1,28 @@
-"""What every engine shares: config, device choice, lifecycle, health and stats.
+"""What every engine shares: config and options, device choice, lifecycle, threads, health, stats.
 
 One small protocol per modality builds on this (`services/<modality>/engine.py`). Engines know
 nothing of gRPC or Ray; a deployment injects one chosen by name from `aigc.registry`.
+
+Every modality names the same roles the same way: `start` (load), `generate` / `generate_batch`
+(unary: one request, or a batch of them where the replica batches), `stream` (an async
+iterator), `check_health` (raises), `info` (facts for ListModels), `stats` (live counters).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import concurrent.futures
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aigc.config import ModelConfig
+from aigc.registry import options_class
 from services.metrics import EngineObserver
+from services.options import EngineOptions
+
+T = TypeVar("T")
 
 
 def resolve_device(requested: str) -> str:
@@ -23,16 +34,14 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-DTYPES = ("float32", "float16", "bfloat16")
-
-
 def resolve_dtype(name: str, device: str) -> Any:
-    """The torch dtype an engine's `dtype` option names; float16 needs CUDA (on CPU it is
-    slower than float32 and some kernels are missing: use bfloat16 there)."""
+    """The torch dtype an engine's `dtype` option names (the options class checked the name);
+    `auto` is bfloat16 on CUDA, float32 elsewhere. float16 needs CUDA: on CPU it is slower than
+    float32 and some kernels are missing (use bfloat16 there)."""
     import torch
 
-    if name not in DTYPES:
-        raise ValueError(f"option dtype must be one of {list(DTYPES)}, not {name!r}")
+    if name == "auto":
+        name = "bfloat16" if device.startswith("cuda") else "float32"
     if name == "float16" and not device.startswith("cuda"):
         raise ValueError("option dtype float16 needs a CUDA device; use bfloat16 on CPU")
     return getattr(torch, name)
@@ -41,13 +50,19 @@ def resolve_dtype(name: str, device: str) -> Any:
 class Engine(abc.ABC):
     """Lifecycle every engine follows: construct (cheap) -> start() (loads) -> serve -> stop()."""
 
+    options: EngineOptions  # each engine narrows this to its class in services.options
+
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
+        self.options = options_class(config.modality.value, config.engine).model_validate(
+            config.options
+        )
         self.device = "cpu"
         self.load_seconds = 0.0
         self.started = False
         self.parameters = 0
         self.observer = EngineObserver()  # the replica installs one that exports metrics
+        self._pools: list[concurrent.futures.ThreadPoolExecutor] = []
 
     async def start(self) -> None:
         """Loads weights. Timed so the replica can export model load seconds."""
@@ -64,8 +79,10 @@ class Engine(abc.ABC):
         if not self.started:
             raise RuntimeError(f"engine for {self.config.name} is not started")
 
-    async def stop(self) -> None:  # noqa: B027 - optional hook
-        """Releases resources; the default has nothing to release."""
+    async def stop(self) -> None:
+        """Releases the engine's threads; queued work on them is dropped."""
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def info(self) -> dict[str, Any]:
         """Facts for ListModels; engines add their own keys (labels, voices)."""
@@ -78,3 +95,42 @@ class Engine(abc.ABC):
     def stats(self) -> dict[str, float]:
         """Live counters for metrics and tests; engines add their own."""
         return {}
+
+    # ---- helpers for engines ---------------------------------------------------------------
+    def thread_pool(self, name: str, workers: int = 1) -> concurrent.futures.ThreadPoolExecutor:
+        """Worker threads that `stop()` releases."""
+        pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._pools.append(pool)
+        return pool
+
+    @staticmethod
+    async def run_in(pool: concurrent.futures.Executor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def require_weights(self) -> str:
+        if not self.config.weights:
+            raise ValueError(f"model {self.config.name}: 'weights' is required")
+        return self.config.weights
+
+    async def load_torch_model(self, load: Callable[[str], Any], thread_name: str) -> Any:
+        """The load every torch engine does: the device chosen, weights required, one thread
+        that runs the model from now on (`run_model`), torch's thread count set, the model's
+        parameters counted. `load(weights)` runs on that thread and returns the model."""
+        self.device = resolve_device(self.config.device)
+        weights = self.require_weights()
+        self._model_thread = self.thread_pool(thread_name)
+
+        def run() -> Any:
+            import torch
+
+            torch.set_num_threads(self.config.resources.torch_threads)
+            model = load(weights)
+            self.parameters = sum(p.numel() for p in model.parameters())
+            return model
+
+        return await self.run_model(run)
+
+    async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs `fn` on the model's thread (after `load_torch_model`): torch work stays off the
+        event loop, one step at a time."""
+        return await self.run_in(self._model_thread, fn, *args)

@@ -38,6 +38,8 @@ class InvalidArgument(AigcError):
 
 
 class ModelNotFound(AigcError):
+    """No model is served by that name or alias."""
+
     code = "NOT_FOUND"
 
 
@@ -54,12 +56,12 @@ class Unavailable(AigcError):
 
 
 class DeadlineExceeded(AigcError):
+    """The client's deadline passed before or while the work ran: it is dropped, not done."""
+
     code = "DEADLINE_EXCEEDED"
 
 
 class Unauthenticated(AigcError):
+    """No valid API key (raised by `gateway.auth`)."""
+
     code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(AigcError):
-    code = "PERMISSION_DENIED"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 # Seconds: from sub-millisecond batching waits to multi-minute generations.
 LATENCY_BUCKETS = [
@@ -34,23 +35,26 @@ class RayReplicaMetrics(EngineObserver):
 
         tags = {"model": model, "modality": modality}
         keys = ("model", "modality")
-        self._batch_size = metrics.Histogram(
+
+        def histogram(name: str, description: str, boundaries: list[float]) -> Any:
+            return metrics.Histogram(
+                name, description=description, boundaries=boundaries, tag_keys=keys
+            )
+
+        self._batch_size = histogram(
             "aigc_replica_batch_size",
-            description="Items per batch (text: sequences per model step; image: images).",
-            boundaries=BATCH_BUCKETS,
-            tag_keys=keys,
+            "Items per batch (text: sequences per model step; image: images).",
+            BATCH_BUCKETS,
         )
-        self._compute = metrics.Histogram(
+        self._compute = histogram(
             "aigc_replica_batch_compute_seconds",
-            description="Compute time of one batch (text: one model step).",
-            boundaries=LATENCY_BUCKETS,
-            tag_keys=keys,
+            "Compute time of one batch (text: one model step).",
+            LATENCY_BUCKETS,
         )
-        self._queue = metrics.Histogram(
+        self._queue = histogram(
             "aigc_replica_queue_wait_seconds",
-            description="Time an item waited in the replica before its batch started.",
-            boundaries=LATENCY_BUCKETS,
-            tag_keys=keys,
+            "Time an item waited in the replica before its batch started.",
+            LATENCY_BUCKETS,
         )
         self._load = metrics.Gauge(
             "aigc_replica_model_load_seconds",

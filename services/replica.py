@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ray import serve
 
@@ -21,8 +21,9 @@ from services.engine import Engine
 from services.errors import DeadlineExceeded
 
 logger = logging.getLogger("aigc.replica")
-DEFAULT_START_TIMEOUT_S = 900.0
 STATS_PERIOD_S = 5.0
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 class Replica:
@@ -36,14 +37,13 @@ class Replica:
         self.batches_in_flight_peak = 0
         cls = engine_class(self.config.modality.value, self.config.engine)
         self.engine = cls(self.config)
-        timeout = float(self.config.options.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
         self.metrics = None
         with contextlib.suppress(Exception):  # metrics need a Ray worker; tests may not have one
             from services.metrics import RayReplicaMetrics
 
             self.metrics = RayReplicaMetrics(self.config.name, self.config.modality.value)
             self.engine.observer = self.metrics
-        await asyncio.wait_for(self.engine.start(), timeout=timeout)
+        await asyncio.wait_for(self.engine.start(), timeout=self.engine.options.start_timeout_s)
         logger.info("model %s loaded in %.2fs", self.config.name, self.engine.load_seconds)
         if self.metrics is not None:
             self.metrics.load_seconds = self.engine.load_seconds
@@ -53,30 +53,42 @@ class Replica:
 
     def batcher(
         self,
-        run: Callable[[list[Any]], Awaitable[list[Any]]],
-        batch_size_fn: Callable[[list[Any]], int] | None = None,
-    ) -> Callable[[Any], Awaitable[Any]]:
-        """`@serve.batch` around the bound method `run`, sized by this model's `batching`
-        config (built per replica: `max_concurrent_batches` has no setter on the decorator).
-        Counts the batches in flight, which `_stats` exports."""
+        run: Callable[[list[Req]], Awaitable[list[Res]]],
+        size: Callable[[list[Req]], int] = len,
+    ) -> Callable[[Req], Awaitable[Res]]:
+        """`@serve.batch` around `run` (e.g. the engine's `generate_batch`), sized by this
+        model's `batching` config (built per replica: `max_concurrent_batches` has no setter on
+        the decorator) and `size` (items per batch; images count one each). Observes each
+        request's queue wait and each batch's size and compute time, and counts the batches in
+        flight, which `_stats` exports."""
         b = self.config.batching
 
-        async def counted(items: list[Any]) -> list[Any]:
+        async def counted(items: list[tuple[Req, float]]) -> list[Res]:
             self.batches_in_flight += 1
             self.batches_in_flight_peak = max(self.batches_in_flight_peak, self.batches_in_flight)
+            started = time.perf_counter()
+            for _, enqueued in items:
+                self.engine.observer.queue_wait(started - enqueued)
+            requests = [request for request, _ in items]
             try:
-                return await run(items)
+                results = await run(requests)
             finally:
                 self.batches_in_flight -= 1
+            self.engine.observer.batch(size(requests), time.perf_counter() - started)
+            return results
 
         decorate: Any = serve.batch(
             max_batch_size=b.max_batch_size,
             batch_wait_timeout_s=b.batch_wait_timeout_s,
             max_concurrent_batches=b.max_concurrent_batches,
-            batch_size_fn=batch_size_fn,
+            batch_size_fn=lambda items: size([request for request, _ in items]),
         )
-        batched: Callable[[Any], Awaitable[Any]] = decorate(counted)
-        return batched
+        batched: Callable[[tuple[Req, float]], Awaitable[Res]] = decorate(counted)
+
+        async def submit(request: Req) -> Res:
+            return await batched((request, time.perf_counter()))
+
+        return submit
 
     def _stats(self) -> dict[str, float]:
         """The engine's stats and this replica's batches in flight (now, and the peak)."""

@@ -1,4 +1,4 @@
-"""A model-free speech engine: a tone, 50 ms per character of text. Measures overhead."""
+"""A model-free speech engine: a tone, 50 ms per character of text by default. Measures overhead."""
 
 from __future__ import annotations
 
@@ -8,22 +8,24 @@ import numpy as np
 
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
+from services.options import EchoAudioOptions
 from services.types import AudioChunk, AudioRequest
 
 
 class EchoAudioEngine(AudioEngine):
-    """Options: `seconds_per_char` (default 0.05), `voices` (default ["tone"])."""
+    """Options: `services.options.EchoAudioOptions` (`voices`, `seconds_per_char`)."""
+
+    options: EchoAudioOptions
 
     async def _start(self) -> None:
-        self.voices = list(self.config.options.get("voices", ["tone"]))
-        self.seconds_per_char = float(self.config.options.get("seconds_per_char", 0.05))
+        self.voices = list(self.options.voices)
 
     def _tone(self, text: str, speed: float) -> bytes:
-        n = int(len(text) * self.seconds_per_char / speed * self.sample_rate)
+        n = int(len(text) * self.options.seconds_per_char / speed * self.sample_rate)
         t = np.arange(n, dtype=np.float32) / self.sample_rate
         return to_pcm16(0.2 * np.sin(2 * np.pi * 220.0 * t))
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
+    async def generate_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         return [self._tone(r.text, r.speed) for r in requests]
 
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:

@@ -9,16 +9,18 @@ from typing import Any
 from services.audio.encode import wav_bytes
 from services.engine import Engine
 from services.errors import InvalidArgument
+from services.options import AudioOptions
 from services.types import AudioChunk, AudioFormat, AudioRequest, AudioResult
 
 
 class AudioEngine(Engine):
+    options: AudioOptions
     voices: list[str] = []
     sample_rate: int = 24_000
 
     @property
     def default_voice(self) -> str:
-        return str(self.config.options.get("default_voice") or (self.voices or [""])[0])
+        return self.options.default_voice or (self.voices or [""])[0]
 
     def validate(self, request: AudioRequest) -> None:
         if request.voice and request.voice not in self.voices:
@@ -29,7 +31,7 @@ class AudioEngine(Engine):
             )
 
     @abc.abstractmethod
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
+    async def generate_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         """PCM16 audio for each request of a batch, in order; an item that fails alone is an
         exception in its place, so its neighbours in the batch still succeed."""
 
@@ -37,9 +39,10 @@ class AudioEngine(Engine):
     def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         """PCM16 chunks as they are ready (e.g. one per sentence); the last has last=True."""
 
-    async def synthesize_batch(self, requests: list[AudioRequest]) -> list[AudioResult | Exception]:
+    async def generate_batch(self, requests: list[AudioRequest]) -> list[AudioResult | Exception]:
+        """The batch's audio in each request's format; a failed item is its exception."""
         results: list[AudioResult | Exception] = []
-        for r, pcm in zip(requests, await self.synthesize_pcm(requests), strict=True):
+        for r, pcm in zip(requests, await self.generate_pcm(requests), strict=True):
             if isinstance(pcm, Exception):
                 results.append(pcm)
                 continue

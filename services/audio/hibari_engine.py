@@ -4,14 +4,12 @@ Only voices present offline (inside the wheel, or already in hibari's cache) are
 engine never downloads. The ONNX graph takes one utterance at a time, so a batch runs its
 items back to back on the worker threads: batching saves the per-request trips, not FLOPs.
 
-Options: `voices` (default: every voice available offline), `default_voice`, `workers`
-(threads running utterances in parallel, default 1).
+Options: `services.options.HibariAudioOptions` (`voices`, `default_voice`, `workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,20 +18,22 @@ import numpy as np
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
 from services.errors import InvalidArgument
+from services.options import HibariAudioOptions
 from services.types import AudioChunk, AudioRequest
 
 
 class HibariAudioEngine(AudioEngine):
+    options: HibariAudioOptions
+
     async def _start(self) -> None:
-        workers = int(self.config.options.get("workers", 1))
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tts")
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+        self._pool = self.thread_pool("tts", self.options.workers)
+        await self.run_in(self._pool, self._load)
 
     def _load(self) -> None:
         from hibari import Hibari
         from hibari.voices import VOICES, voice_path
 
-        wanted = self.config.options.get("voices")
+        wanted = self.options.voices
         offline = []
         for name in VOICES:
             try:
@@ -73,27 +73,22 @@ class HibariAudioEngine(AudioEngine):
         parts = [tts.from_ids(tts.ids(ps), r.speed, rng) for ps in self._phonemes(tts, r.text)]
         return to_pcm16(np.concatenate(parts) if parts else np.zeros(0, np.float32))
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
-        loop = asyncio.get_running_loop()
+    async def generate_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         results = await asyncio.gather(
-            *[loop.run_in_executor(self._pool, self._synthesize, r) for r in requests],
+            *[self.run_in(self._pool, self._synthesize, r) for r in requests],
             return_exceptions=True,
         )
         return [r if isinstance(r, bytes | Exception) else Exception(str(r)) for r in results]
 
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         tts = self._tts[request.voice or self.default_voice]
-        loop = asyncio.get_running_loop()
-        sentences = await loop.run_in_executor(self._pool, self._phonemes, tts, request.text)
+        sentences = await self.run_in(self._pool, self._phonemes, tts, request.text)
         rng = np.random.default_rng(request.seed)
         if not sentences:
             yield AudioChunk(0, b"", self.sample_rate, last=True)
             return
         for i, phonemes in enumerate(sentences):
-            samples = await loop.run_in_executor(
+            samples = await self.run_in(
                 self._pool, tts.from_ids, tts.ids(phonemes), request.speed, rng
             )
             yield AudioChunk(i, to_pcm16(samples), self.sample_rate, last=i == len(sentences) - 1)
-
-    async def stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -6,16 +6,14 @@ audio exactly only for the same batch; `noise_scale: 0` and `noise_scale_duratio
 output fully deterministic. Requests of different speeds run in separate passes (the speaking
 rate is one number per forward).
 
-Options: `noise_scale`, `noise_scale_duration` (override the checkpoint's), `max_forward_batch`,
-`dtype` (`float32` default, `float16` on CUDA, `bfloat16`: autocast over float32 weights;
-`scripts/gpu_check.py` measures each against float32). Not compiled: text lengths vary and the
-output length depends on the predicted durations, so a static-shape graph would not hold.
+Options: `services.options.VitsAudioOptions`; a reduced `dtype` (`float16` on CUDA, `bfloat16`)
+runs under autocast over float32 weights (`scripts/gpu_check.py` measures each against float32).
+Not compiled: text lengths vary and the output length depends on the predicted durations, so a
+static-shape graph would not hold.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,43 +23,40 @@ import torch
 
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
-from services.engine import resolve_device, resolve_dtype
+from services.engine import resolve_dtype
+from services.options import VitsAudioOptions
 from services.types import AudioChunk, AudioRequest
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 class VitsAudioEngine(AudioEngine):
-    async def _start(self) -> None:
-        self.device = resolve_device(self.config.device)
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vits")
-        self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pcm")
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
+    options: VitsAudioOptions
 
-    def _load(self) -> None:
+    async def _start(self) -> None:
+        self._encoder = self.thread_pool("pcm")
+        self.model = await self.load_torch_model(self._load, "vits")
+
+    def _load(self, weights: str) -> Any:
         from transformers import AutoTokenizer, VitsModel
 
-        if not self.config.weights:
-            raise ValueError(f"model {self.config.name}: 'weights' is required")
-        torch.set_num_threads(self.config.resources.torch_threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.config.weights)
-        opts = self.config.options
-        self.dtype = resolve_dtype(str(opts.get("dtype", "float32")), self.device)
-        model = VitsModel.from_pretrained(self.config.weights)
+        opts = self.options
+        self.tokenizer = AutoTokenizer.from_pretrained(weights)
+        self.dtype = resolve_dtype(opts.dtype, self.device)
         # weights stay float32: a reduced `dtype` runs under autocast, which keeps the
         # durations, their cumulative sum and the alignment in float32 (cast with the model,
         # they lose whole frames past 256 in bfloat16, 2048 in float16)
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        model = VitsModel.from_pretrained(weights).to(self.device).eval()  # type: ignore[arg-type]
         for key in ("noise_scale", "noise_scale_duration"):
-            if key in opts:  # VitsModel copies these from its config when it is built
-                setattr(self.model, key, float(opts[key]))
-                setattr(self.model.config, key, float(opts[key]))
+            value = getattr(opts, key)
+            if value is not None:  # VitsModel copies these from its config when it is built
+                setattr(model, key, value)
+                setattr(model.config, key, value)
         self.autocast = self.dtype != torch.float32
-        self.max_forward = int(opts.get("max_forward_batch", 16))
-        self.sample_rate = int(self.model.config.sampling_rate)
-        speakers = int(getattr(self.model.config, "num_speakers", 1) or 1)
+        self.sample_rate = int(model.config.sampling_rate)
+        speakers = int(getattr(model.config, "num_speakers", 1) or 1)
         self.voices = ["default"] if speakers <= 1 else [f"speaker-{i}" for i in range(speakers)]
-        self.parameters = sum(p.numel() for p in self.model.parameters())
+        return model
 
     def info(self) -> dict[str, Any]:
         dtype = str(self.dtype).removeprefix("torch.")
@@ -72,9 +67,9 @@ class VitsAudioEngine(AudioEngine):
         """Waveforms (float32, trimmed) on the CPU: one device-to-host copy per forward pass;
         PCM conversion is left to the encoder thread, off the model's (the GPU's) path."""
         out: list[np.ndarray] = []
-        for start in range(0, len(texts), self.max_forward):
-            batch = self.tokenizer(texts[start : start + self.max_forward], return_tensors="pt",
-                                   padding=True)  # fmt: skip
+        step = self.options.max_forward_batch
+        for start in range(0, len(texts), step):
+            batch = self.tokenizer(texts[start : start + step], return_tensors="pt", padding=True)
             kwargs: dict[str, Any] = {k: v.to(self.device) for k, v in batch.items()}
             if voice.startswith("speaker-"):
                 sid = int(voice.removeprefix("speaker-"))
@@ -88,11 +83,9 @@ class VitsAudioEngine(AudioEngine):
         return out
 
     async def _pcm(self, waves: list[np.ndarray]) -> list[bytes]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._encoder, lambda: [to_pcm16(w) for w in waves])
+        return await self.run_in(self._encoder, lambda: [to_pcm16(w) for w in waves])
 
-    async def synthesize_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
-        loop = asyncio.get_running_loop()
+    async def generate_pcm(self, requests: list[AudioRequest]) -> list[bytes | Exception]:
         groups: dict[tuple[float, str], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.speed, r.voice or self.default_voice), []).append(i)
@@ -100,24 +93,17 @@ class VitsAudioEngine(AudioEngine):
         for (speed, voice), idx in groups.items():
             texts = [requests[i].text for i in idx]
             seed = requests[idx[0]].seed
-            waves = await loop.run_in_executor(
-                self._thread, self._forward, texts, speed, seed, voice
-            )
+            waves = await self.run_model(self._forward, texts, speed, seed, voice)
             for i, w in zip(idx, await self._pcm(waves), strict=True):
                 pcm[i] = w
         return pcm
 
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         sentences = [s for s in _SENTENCE_END.split(request.text.strip()) if s.strip()] or [""]
-        loop = asyncio.get_running_loop()
         voice = request.voice or self.default_voice
         for i, sentence in enumerate(sentences):
-            waves = await loop.run_in_executor(
-                self._thread, self._forward, [sentence], request.speed, request.seed + i, voice
+            waves = await self.run_model(
+                self._forward, [sentence], request.speed, request.seed + i, voice
             )
             (pcm,) = await self._pcm(waves)
             yield AudioChunk(i, pcm, self.sample_rate, last=i == len(sentences) - 1)
-
-    async def stop(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
-        self._encoder.shutdown(wait=False, cancel_futures=True)

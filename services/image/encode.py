@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 
+from services.types import ImageFormat
+
 _COLOR_TYPE = {1: 0, 3: 2, 4: 6}  # grayscale, RGB, RGBA
 
 
@@ -31,6 +33,13 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
             _chunk(b"IEND", b""),
         ]
     )
+
+
+def encode_image(pixels: np.ndarray, fmt: ImageFormat, png_level: int = 6) -> tuple[bytes, str]:
+    """One generated image in the format a request asked for: (bytes, MIME type)."""
+    if fmt == ImageFormat.PNG:
+        return encode_png(pixels, png_level), "image/png"
+    return pixels.tobytes(), "application/octet-stream"
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -4,95 +4,72 @@ Every image has its own seed (request seed + i), so a result never depends on wh
 the batch. The forward pass runs on one worker thread; PNG encoding runs on a small pool, off
 the event loop (and off the GPU's critical path when there is one).
 
-Options:
-- `max_forward_batch`: images per forward pass (default 256).
-- `dtype`: `float32` (default), `float16` (CUDA only) or `bfloat16`. Latents are drawn in
-  float32 from each seed whatever the dtype, so the same seed gives the same picture up to
-  rounding (`scripts/gpu_check.py` measures the PSNR of each dtype against float32).
-- `compile`: `false` (default), `true`, or a `torch.compile` mode (`default`,
-  `reduce-overhead` = CUDA graphs, `max-autotune`); `true` is `reduce-overhead` on CUDA and
-  `default` on CPU. A compiled generator runs static shapes: each forward pass is padded up to
-  the smallest of `buckets` (default: powers of two up to `max_forward_batch`) that holds it,
-  and every bucket is compiled while the model loads, not on a client's request.
-- `encode_threads` (default 2), `png_level` (zlib level, default 1).
+Options (`services.options.GanImageOptions`): `dtype` float32, float16 (CUDA) or bfloat16;
+`compile` (false, true, or a `torch.compile` mode) runs static shapes: each forward pass is
+padded up to the smallest of `buckets` (default: powers of two up to `max_forward_batch`) that
+holds it, and every bucket is compiled while the model loads, not on a client's request.
+Latents are drawn in float32 from each seed whatever the dtype, so the same seed gives the same
+picture up to rounding (`scripts/gpu_check.py` measures the PSNR of each dtype against float32).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from typing import Any
 
 import numpy as np
 import torch
 
-from services.engine import resolve_device, resolve_dtype
-from services.image.encode import encode_png
+from services.engine import resolve_dtype
+from services.image.encode import encode_image
 from services.image.engine import ImageEngine
-from services.types import GeneratedImage, ImageFormat, ImageRequest, ImageResult
+from services.options import GanImageOptions
+from services.types import GeneratedImage, ImageRequest, ImageResult
 
 _SEED_MOD = 2**64
 
 
 class GanImageEngine(ImageEngine):
-    async def _start(self) -> None:
-        self.device = resolve_device(self.config.device)
-        opts = self.config.options
-        self.max_forward = int(opts.get("max_forward_batch", 256))
-        self.png_level = int(opts.get("png_level", 1))
-        self._model_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gan")
-        self._encoders = concurrent.futures.ThreadPoolExecutor(
-            int(opts.get("encode_threads", 2)), thread_name_prefix="png"
-        )
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._model_thread, self._load)
+    options: GanImageOptions
 
-    def _load(self) -> None:
+    async def _start(self) -> None:
+        self._encoders = self.thread_pool("png", self.options.encode_threads)
+        self.model = await self.load_torch_model(self._load, "gan")
+
+    def _load(self, weights: str) -> Any:
         from services.image.networks import load_generator
 
-        torch.set_num_threads(self.config.resources.torch_threads)
-        if not self.config.weights:
-            raise ValueError(f"model {self.config.name}: 'weights' is required")
-        opts = self.config.options
-        if "half" in opts:
-            raise ValueError("option half was replaced by dtype: use `dtype: float16`")
-        self.dtype = resolve_dtype(str(opts.get("dtype", "float32")), self.device)
-        model, meta = load_generator(self.config.weights, device=self.device)
+        opts = self.options
+        self.dtype = resolve_dtype(opts.dtype, self.device)
+        model, meta = load_generator(weights, device=self.device)
         self.model = model.to(self.dtype)
         self.meta = meta
         self.labels = list(meta.get("labels", []))
         self.latent_dim = int(meta["latent_dim"])
         self.size = int(meta["image_size"])
         self.channels = int(meta["channels"])
-        self.parameters = sum(p.numel() for p in model.parameters())
         self.buckets: list[int] = []
-        self.compile_mode = self._compile_mode(opts.get("compile", False))
+        self.compile_mode = self._compile_mode(opts.compile)
         if self.compile_mode:
-            self._compile(opts.get("buckets"))
+            self._compile(opts.buckets)
+        return self.model
 
-    def _compile_mode(self, value: Any) -> str | None:
-        modes = ("default", "reduce-overhead", "max-autotune")
-        if value is False or value is None:
+    def _compile_mode(self, value: bool | str) -> str | None:
+        if value is False:
             return None
         if value is True:
             return "reduce-overhead" if self.device.startswith("cuda") else "default"
-        if value not in modes:
-            raise ValueError(f"option compile must be true, false or one of {list(modes)}")
-        return str(value)
+        return value
 
-    def _compile(self, buckets: Any) -> None:
+    def _compile(self, buckets: list[int] | None) -> None:
         """torch.compile with static shapes, one graph per bucket, all built now."""
         import torch._dynamo
 
-        if buckets is None:
-            buckets, b = [], 1
-            while b < self.max_forward:
-                buckets.append(b)
-                b *= 2
-            buckets.append(self.max_forward)
-        self.buckets = sorted({int(b) for b in buckets})
-        if not self.buckets or self.buckets[0] < 1 or self.buckets[-1] < self.max_forward:
-            raise ValueError("option buckets must be positive and reach max_forward_batch")
+        max_forward = self.options.max_forward_batch
+        if buckets is None:  # powers of two below max_forward_batch, then itself
+            buckets = [2**i for i in range(max_forward.bit_length()) if 2**i < max_forward]
+            buckets.append(max_forward)
+        self.buckets = sorted(set(buckets))
         limit = len(self.buckets) + 2
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
         self.model = torch.compile(  # type: ignore[assignment]
@@ -152,22 +129,17 @@ class GanImageEngine(ImageEngine):
     @torch.inference_mode()
     def _forward(self, requests: list[ImageRequest]) -> tuple[np.ndarray, list]:
         z, labels, plan = self._latents(requests)
-        step = self.max_forward
+        step = self.options.max_forward_batch
         outs = [self._run(z[i : i + step], labels[i : i + step]) for i in range(0, len(z), step)]
         return torch.cat(outs).numpy(), plan
 
-    def _encode(self, pixels: np.ndarray, fmt: ImageFormat) -> bytes:
-        if fmt == ImageFormat.RAW:
-            return pixels.tobytes()
-        return encode_png(pixels, self.png_level)
-
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
-        loop = asyncio.get_running_loop()
-        pixels, plan = await loop.run_in_executor(self._model_thread, self._forward, requests)
+        pixels, plan = await self.run_model(self._forward, requests)
         formats = [r.format for r in requests for _ in range(r.count)]
-        blobs = await asyncio.gather(
+        level = self.options.png_level
+        encoded = await asyncio.gather(
             *[
-                loop.run_in_executor(self._encoders, self._encode, pixels[i], formats[i])
+                self.run_in(self._encoders, encode_image, pixels[i], formats[i], level)
                 for i in range(len(pixels))
             ]
         )
@@ -175,15 +147,10 @@ class GanImageEngine(ImageEngine):
         for r in requests:
             images = []
             for _ in range(r.count):
-                seed, label = plan[k]
-                mime = "image/png" if r.format == ImageFormat.PNG else "application/octet-stream"
+                (data, mime), (seed, label) = encoded[k], plan[k]
                 images.append(
-                    GeneratedImage(blobs[k], mime, self.size, self.size, self.channels, seed, label)
+                    GeneratedImage(data, mime, self.size, self.size, self.channels, seed, label)
                 )
                 k += 1
             results.append(ImageResult(r.request_id, r.model, images))
         return results
-
-    async def stop(self) -> None:
-        self._model_thread.shutdown(wait=False, cancel_futures=True)
-        self._encoders.shutdown(wait=False, cancel_futures=True)

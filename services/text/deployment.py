@@ -19,5 +19,5 @@ class TextReplica(Replica):
         return await self.engine.generate(request)
 
     async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        async for chunk in self.engine.generate_stream(request):
+        async for chunk in self.engine.stream(request):
             yield chunk

@@ -5,27 +5,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from services.options import EchoTextOptions
 from services.text.engine import TextEngine
 from services.types import FinishReason, TextChunk, TextRequest
 
 
 class EchoTextEngine(TextEngine):
-    """Options: `delay_s` between tokens (default 0), `default_max_tokens` (default 64)."""
+    """Options: `services.options.EchoTextOptions` (`delay_s` between words)."""
+
+    options: EchoTextOptions
 
     async def _start(self) -> None:
-        self.delay_s = float(self.config.options.get("delay_s", 0.0))
-        self.default_max_tokens = int(self.config.options.get("default_max_tokens", 64))
+        pass
 
-    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         source = request.prompt if request.prompt is not None else request.messages[-1].content
         words = source.split() or [""]
-        limit = request.max_tokens or self.default_max_tokens
+        limit = request.max_tokens or self.options.default_max_tokens
         out = words[:limit]
         reason = FinishReason.LENGTH if len(words) > limit else FinishReason.STOP
         for index in range(request.n):
             for i, word in enumerate(out):
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
+                if self.options.delay_s:
+                    await asyncio.sleep(self.options.delay_s)
                 last = i == len(out) - 1
                 yield TextChunk(
                     index=index,

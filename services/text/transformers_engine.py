@@ -6,29 +6,26 @@ token for every running sequence. Finished, cancelled and expired sequences leav
 at the next step, so a client that goes away frees its slot at once. All torch work runs on one
 worker thread; the event loop only moves tokens to the per-request queues.
 
-Options (`models[].options`): `dtype` (auto|float32|bfloat16|float16), `add_bos_token` (bool),
-`max_context` (tokens), `default_max_tokens`.
+Options: `services.options.TransformersTextOptions`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
-from services.engine import resolve_device, resolve_dtype
+from services.engine import resolve_dtype
 from services.errors import DeadlineExceeded, InvalidArgument
-from services.text.engine import TextEngine
+from services.options import TransformersTextOptions
+from services.text.engine import TextEngine, check_prompt_format, prompt_text
 from services.types import FinishReason, TextChunk, TextRequest
-
-T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -102,10 +99,10 @@ def _coalesce(items: list[TextChunk | BaseException]) -> list[TextChunk | BaseEx
 
 
 class TransformersTextEngine(TextEngine):
+    options: TransformersTextOptions
+
     async def _start(self) -> None:
-        self.device = resolve_device(self.config.device)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="textgen")
-        await self._run(self._load)
+        self.model = await self.load_torch_model(self._load, "textgen")
         self._waiting: deque[_Sequence] = deque()
         self._batch = _Batch()
         self._wake = asyncio.Event()
@@ -119,28 +116,20 @@ class TransformersTextEngine(TextEngine):
         }
         self._loop_task = asyncio.get_running_loop().create_task(self._schedule())
 
-    # ---- loading (worker thread) -------------------------------------------------------
-    def _load(self) -> None:
+    # ---- loading (model thread) ----------------------------------------------------------
+    def _load(self, weights: str) -> Any:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        opts = self.config.options
-        torch.set_num_threads(self.config.resources.torch_threads)
-        weights = self.config.weights
-        if not weights:
-            raise ValueError(f"model {self.config.name}: 'weights' is required")
-        dtype_name = opts.get("dtype", "auto")
-        if dtype_name == "auto":
-            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            dtype = resolve_dtype(str(dtype_name), self.device)
+        opts = self.options
+        dtype = resolve_dtype(opts.dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(weights)
+        check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
-        self.parameters = sum(p.numel() for p in self.model.parameters())
+        model = model.to(self.device).eval()  # type: ignore[arg-type]
         try:
             gen = GenerationConfig.from_pretrained(weights)
         except OSError:
-            gen = self.model.generation_config
+            gen = model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.pad_id = self.tokenizer.pad_token_id
@@ -149,20 +138,19 @@ class TransformersTextEngine(TextEngine):
         self.default_temperature = float(gen.temperature or 1.0) if gen.do_sample else 0.0
         self.default_top_p = float(gen.top_p if gen.top_p is not None else 1.0)
         self.default_top_k = int(gen.top_k or 0)
-        self.default_max_tokens = int(opts.get("default_max_tokens", 64))
-        self.max_context = int(
-            opts.get("max_context", getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_context = opts.max_context or int(
+            getattr(model.config, "max_position_embeddings", 2048)
         )
-        self.add_bos = bool(opts.get("add_bos_token", False))
         # transformers renamed `past_key_values` to `cache` in 5.2x; accept both.
-        params = inspect.signature(self.model.forward).parameters
+        params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         # Merging KV caches needs plain full-attention layers; other caches run in cohorts.
-        probe = self.model(torch.tensor([[self.pad_id]], device=self.device), use_cache=True)
+        probe = model(torch.tensor([[self.pad_id]], device=self.device), use_cache=True)
         layers = getattr(self._cache_of(probe), "layers", [])
         self.can_join = bool(layers) and all(
             type(layer).__name__ == "DynamicLayer" for layer in layers
         )
+        return model
 
     @staticmethod
     def _cache_of(output: Any) -> Any:
@@ -191,29 +179,18 @@ class TransformersTextEngine(TextEngine):
 
     async def stop(self) -> None:
         self._loop_task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        await super().stop()
 
     # ---- requests (event loop) -----------------------------------------------------------
     def _prompt_ids(self, request: TextRequest) -> list[int]:
-        if request.messages:
-            if not getattr(self.tokenizer, "chat_template", None):
-                raise InvalidArgument(
-                    f"model {self.config.name!r} has no chat template; send a prompt instead",
-                    field="chat",
-                )
-            text = self.tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in request.messages],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        opts = self.options
+        templated = prompt_text(request, self.tokenizer, opts.prompt_format, self.config.name)
+        if templated is not None:  # the template writes the special tokens it wants
+            ids = list(self.tokenizer(templated, add_special_tokens=False).input_ids)
         else:
             ids = list(self.tokenizer(request.prompt or "").input_ids)
             bos = self.tokenizer.bos_token_id
-            if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            if opts.add_bos_token and bos is not None and (not ids or ids[0] != bos):
                 ids.insert(0, bos)
         if not ids:
             raise InvalidArgument("prompt encodes to no tokens", field="prompt")
@@ -225,10 +202,11 @@ class TransformersTextEngine(TextEngine):
             )
         return ids
 
-    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt_ids = self._prompt_ids(request)
         max_new = min(
-            request.max_tokens or self.default_max_tokens, self.max_context - len(prompt_ids)
+            request.max_tokens or self.options.default_max_tokens,
+            self.max_context - len(prompt_ids),
         )
         sink: asyncio.Queue[TextChunk | BaseException] = asyncio.Queue()
         seed = request.seed if request.seed is not None else int(torch.seed() % (2**63))
@@ -295,12 +273,12 @@ class TransformersTextEngine(TextEngine):
                 if newcomers:
                     for s in newcomers:
                         self.observer.queue_wait(started - s.enqueued)
-                    tokens = await self._run(self._prefill, newcomers)
+                    tokens = await self.run_model(self._prefill, newcomers)
                     self._counters["prefill_steps_total"] += 1
                 elif running:
-                    tokens = await self._run(self._decode)
+                    tokens = await self.run_model(self._decode)
                 else:
-                    await self._run(self._compact)
+                    await self.run_model(self._compact)
                     continue
             except Exception as exc:  # a failed step fails its sequences, not the engine
                 for s in [*self._batch.seqs, *newcomers]:

@@ -11,9 +11,8 @@ Why not `ray.serve.llm`: it serves an OpenAI HTTP API through its own router and
 gateway already owns routing, admission and the aigc.v1 API, and needs the engine behind the
 same protocol as the CPU engine (same streaming, abort and error mapping).
 
-Install with `pip install '.[gpu]'`. Options: `engine_args` (passed to `AsyncEngineArgs`, e.g.
-`gpu_memory_utilization`, `max_model_len`, `dtype`, `tensor_parallel_size`),
-`default_max_tokens`.
+Install with `pip install '.[gpu]'`. Options: `services.options.VllmTextOptions` (`engine_args`
+go to `AsyncEngineArgs` as they are).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from typing import Any
 
 from aigc.config import ModelConfig
 from services.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from services.text.engine import TextEngine
+from services.options import VllmTextOptions
+from services.text.engine import TextEngine, check_prompt_format, prompt_text
 from services.types import FinishReason, TextChunk, TextRequest
 
 _FINISH = {
@@ -49,6 +49,8 @@ BRIDGED_METRICS = {
 
 
 class VllmTextEngine(TextEngine):
+    options: VllmTextOptions
+
     def __init__(self, config: ModelConfig, vllm_module: ModuleType | None = None) -> None:
         super().__init__(config)
         self._vllm = vllm_module  # tests inject a stand-in; production imports vllm
@@ -57,14 +59,11 @@ class VllmTextEngine(TextEngine):
     async def _start(self) -> None:
         vllm = self._vllm or importlib.import_module("vllm")
         self._vllm = vllm
-        if not self.config.weights:
-            raise ValueError(f"model {self.config.name}: 'weights' is required")
-        args = vllm.AsyncEngineArgs(model=self.config.weights, **self.config.options.get(
-            "engine_args", {}))  # fmt: skip
+        args = vllm.AsyncEngineArgs(model=self.require_weights(), **self.options.engine_args)
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
         tokenizer = self.engine.get_tokenizer()  # a coroutine in most vLLM releases
         self.tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
-        self.default_max_tokens = int(self.config.options.get("default_max_tokens", 256))
+        check_prompt_format(self.tokenizer, self.options.prompt_format, self.config.name)
         self.device = "cuda"
 
     async def check_health(self) -> None:
@@ -89,25 +88,16 @@ class VllmTextEngine(TextEngine):
         return out
 
     def _prompt(self, request: TextRequest) -> str:
-        if not request.messages:
-            return request.prompt or ""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise InvalidArgument(
-                f"model {self.config.name!r} has no chat template; send a prompt instead",
-                field="chat",
-            )
-        text: str = self.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in request.messages],
-            add_generation_prompt=True,
-            tokenize=False,
+        templated = prompt_text(
+            request, self.tokenizer, self.options.prompt_format, self.config.name
         )
-        return text
+        return templated if templated is not None else request.prompt or ""
 
     def sampling_params(self, request: TextRequest) -> Any:
         assert self._vllm is not None
         kwargs: dict[str, Any] = {
             "n": request.n,
-            "max_tokens": request.max_tokens or self.default_max_tokens,
+            "max_tokens": request.max_tokens or self.options.default_max_tokens,
             "stop": list(request.stop),
             "ignore_eos": request.ignore_eos,
         }
@@ -121,7 +111,7 @@ class VllmTextEngine(TextEngine):
             kwargs["seed"] = request.seed % 2**63
         return self._vllm.SamplingParams(**kwargs)
 
-    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt = self._prompt(request)
         rid = f"{request.request_id}-{uuid.uuid4().hex[:8]}"
         sent_chars = [0] * request.n

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
-from aigc.config import ModelConfig
+from aigc.config import ConfigError, ModelConfig, parse_config
+from aigc.registry import ENGINES, options_class
 from services.audio.hibari_engine import HibariAudioEngine
 from services.errors import DeadlineExceeded, InvalidArgument
 from services.image.encode import decode_png, encode_png
 from services.image.gan_engine import GanImageEngine
+from services.metrics import EngineObserver
+from services.options import EngineOptions, TransformersTextOptions
 from services.text.transformers_engine import TransformersTextEngine
 from services.types import (
     AudioFormat,
     AudioRequest,
+    ChatMessage,
     FinishReason,
     ImageFormat,
     ImageRequest,
@@ -26,21 +33,43 @@ from services.types import (
 from tests.tiny_models import make_image_model, make_text_model
 
 
-def _text_engine(tiny_dir: Path, **batching) -> TransformersTextEngine:
+def _text_engine(tiny_dir: Path, **options) -> TransformersTextEngine:
     cfg = ModelConfig(
         name="tiny",
         modality="text",
         engine="transformers",
         weights=str(make_text_model(tiny_dir / "tiny-text")),
-        options={"add_bos_token": True, "default_max_tokens": 16},
-        batching=batching or {"max_batch_size": 8, "batch_wait_timeout_s": 0.0},
+        options={"add_bos_token": True, "default_max_tokens": 16, **options},
+        batching={"max_batch_size": 8, "batch_wait_timeout_s": 0.0},
     )
     return TransformersTextEngine(cfg)
+
+
+class _StepWatch(EngineObserver):
+    """Counts the engine's model steps (`batch` is called after each, on the event loop) so a
+    test can wait for the next one instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self._stepped = asyncio.Event()
+
+    def batch(self, size: int, compute_s: float) -> None:
+        self.steps += 1
+        self._stepped.set()
+
+    async def step_after(self, seen: int) -> None:
+        async def wait() -> None:
+            while self.steps <= seen:
+                self._stepped.clear()
+                await self._stepped.wait()
+
+        await asyncio.wait_for(wait(), timeout=60)
 
 
 def test_continuous_batching_gives_each_request_its_solo_output(tiny_dir):
     async def main():
         engine = _text_engine(tiny_dir)
+        engine.observer = watch = _StepWatch()
         await engine.start()
         reqs = [
             TextRequest(
@@ -53,12 +82,12 @@ def test_continuous_batching_gives_each_request_its_solo_output(tiny_dir):
             )
             for i in range(10)
         ]
-
-        async def late(i, r):
-            await asyncio.sleep(0.002 * i)  # join while others are mid-generation
-            return await engine.generate(r)
-
-        together = await asyncio.gather(*[late(i, r) for i, r in enumerate(reqs)])
+        tasks = []
+        for r in reqs:  # each joins after the engine stepped again: others are mid-generation
+            seen = watch.steps
+            tasks.append(asyncio.create_task(engine.generate(r)))
+            await watch.step_after(seen)
+        together = await asyncio.gather(*tasks)
         stats = engine.stats()
         alone = [await engine.generate(r) for r in reqs]
         await engine.stop()
@@ -78,8 +107,10 @@ def test_closing_a_stream_aborts_its_sequences(tiny_dir):
     async def main():
         engine = _text_engine(tiny_dir)
         await engine.start()
-        stream = engine.generate_stream(
-            TextRequest("c", "tiny", prompt="hello", max_tokens=100, n=2, temperature=1.0)
+        stream = engine.stream(
+            TextRequest(
+                "c", "tiny", prompt="hello", max_tokens=100, n=2, temperature=1.0, ignore_eos=True
+            )
         )
         got = 0
         async for _ in stream:
@@ -87,21 +118,21 @@ def test_closing_a_stream_aborts_its_sequences(tiny_dir):
             if got == 3:
                 break
         await stream.aclose()
-        for _ in range(100):
-            if engine.stats()["running_sequences"] == 0:
-                break
-            await asyncio.sleep(0.01)
-        generated = engine.stats()["generated_tokens_total"]
-        await asyncio.sleep(0.05)
-        stats = engine.stats()
+        at_close = engine.stats()
+        # the engine keeps stepping for a later request; the closed one must not gain a token
+        follow = await engine.generate(
+            TextRequest("f", "tiny", prompt="hello", max_tokens=5, ignore_eos=True)
+        )
+        after = engine.stats()
         await engine.stop()
-        return stats, generated
+        return at_close, follow, after
 
-    stats, generated = asyncio.run(main())
-    assert stats["cancelled_requests_total"] == 1
-    assert stats["running_sequences"] == 0
-    assert stats["generated_tokens_total"] == generated  # nothing is generated after the abort
-    assert generated < 200
+    at_close, follow, after = asyncio.run(main())
+    assert at_close["cancelled_requests_total"] == 1
+    assert at_close["running_sequences"] == 0
+    assert at_close["generated_tokens_total"] < 200  # stopped well before max_tokens x n
+    assert follow.completions[0].completion_tokens == 5
+    assert after["generated_tokens_total"] == at_close["generated_tokens_total"] + 5
 
 
 def test_context_limit_deadline_and_chat_template(tiny_dir):
@@ -111,13 +142,13 @@ def test_context_limit_deadline_and_chat_template(tiny_dir):
         with pytest.raises(InvalidArgument) as err:
             await engine.generate(TextRequest("x", "tiny", prompt="fox " * 500))
         assert err.value.field == "prompt"
-        near = await engine.generate(TextRequest("y", "tiny", prompt="fox " * 60, max_tokens=500))
+        near = await engine.generate(
+            TextRequest("y", "tiny", prompt="fox " * 60, max_tokens=500, ignore_eos=True)
+        )
         with pytest.raises(DeadlineExceeded):
             await engine.generate(
                 TextRequest("z", "tiny", prompt="hi", max_tokens=100, deadline=time.time() - 1)
             )
-        from services.types import ChatMessage
-
         chat = await engine.generate(
             TextRequest("c", "tiny", messages=(ChatMessage("user", "hello"),), max_tokens=3)
         )
@@ -125,9 +156,89 @@ def test_context_limit_deadline_and_chat_template(tiny_dir):
         return near, chat
 
     near, chat = asyncio.run(main())
-    assert near.completions[0].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
-    assert near.prompt_tokens + near.completion_tokens <= 128  # the model's context
+    # max_tokens 500 does not fit: generation stops at the model's context (128 tokens)
+    assert near.completions[0].finish_reason == FinishReason.LENGTH
+    assert near.prompt_tokens + near.completion_tokens == 128
     assert chat.prompt_tokens > 3
+
+
+def test_prompt_format_chat_sends_a_plain_prompt_through_the_chat_template(tiny_dir):
+    async def prompt_ids(prompt_format: str) -> list[int]:
+        engine = _text_engine(tiny_dir, prompt_format=prompt_format)
+        await engine.start()
+        try:
+            ids = engine._prompt_ids(TextRequest("p", "tiny", prompt="hello there"))
+            result = await engine.generate(TextRequest("g", "tiny", prompt="hello", max_tokens=2))
+            assert result.completions[0].completion_tokens >= 1
+            return ids
+        finally:
+            await engine.stop()
+
+    raw, chat = asyncio.run(prompt_ids("raw")), asyncio.run(prompt_ids("chat"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir / "tiny-text")
+    # the tiny model's template: "{role}: {content}\n" per message, then "assistant:"
+    templated = tokenizer("user: hello there\nassistant:", add_special_tokens=False).input_ids
+    assert chat == list(templated)
+    assert raw == [tokenizer.bos_token_id, *tokenizer("hello there").input_ids]  # add_bos_token
+    assert raw != chat
+
+
+def test_a_misspelt_engine_option_fails_at_config_load_naming_the_field():
+    data = {
+        "models": [
+            {"name": "fast", "modality": "text", "engine": "echo"},
+            {"name": "faces", "modality": "image", "engine": "gan", "options": {"dtyp": "float16"}},
+        ]
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, source="configs/x.yaml")
+    assert str(err.value) == (
+        "configs/x.yaml: models[1](faces).options.dtyp: Extra inputs are not permitted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine", "options", "needle"),
+    [
+        ("gan", {"half": True}, "options.half: Extra inputs are not permitted"),  # now dtype
+        ("gan", {"dtype": "half"}, "options.dtype: Input should be 'float32'"),
+        ("gan", {"compile": "fast"}, "options.compile: Input should be False, True, 'default'"),
+        ("gan", {"compile": True, "buckets": [1, 2], "max_forward_batch": 8}, "reach max_forward"),
+        ("gan", {"png_level": 10}, "options.png_level: Input should be less than or equal to 9"),
+        ("echo", {"size": "big"}, "options.size: Input should be a valid integer"),
+    ],
+)
+def test_bad_engine_options_fail_at_config_load(engine, options, needle):
+    model = {"name": "img", "modality": "image", "engine": engine, "options": options}
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        parse_config({"models": [model]}, source="x.yaml")
+
+
+def test_good_engine_options_parse_into_the_engines_typed_options(tiny_dir):
+    engine = _text_engine(tiny_dir, prompt_format="chat", max_context=64, start_timeout_s=5)
+    assert isinstance(engine.options, TransformersTextOptions)
+    assert (engine.options.prompt_format, engine.options.max_context) == ("chat", 64)
+    assert engine.options.start_timeout_s == 5  # the base's option, read by the replica
+    assert engine.options.dtype == "auto"  # a default
+    assert engine.config.options == {  # the config keeps what was written, no defaults
+        "add_bos_token": True,
+        "default_max_tokens": 16,
+        "prompt_format": "chat",
+        "max_context": 64,
+        "start_timeout_s": 5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("modality", "engine"), [(m, e) for m, engines in ENGINES.items() for e in engines]
+)
+def test_every_engine_option_is_typed_and_documented(modality, engine):
+    options = options_class(modality, engine)
+    assert issubclass(options, EngineOptions) and options.model_config["extra"] == "forbid"
+    options()  # the defaults are valid: `options` may be left out
+    for name, field in options.model_fields.items():
+        assert field.description, f"{options.__name__}.{name} has no description"
+        assert field.annotation is not Any, f"{options.__name__}.{name} is untyped"
 
 
 def _gan_engine(tiny_dir: Path, **options) -> GanImageEngine:
@@ -177,19 +288,9 @@ def test_gan_compiled_buckets_and_bfloat16_match_float32(tiny_dir):
     assert bf16.info()["dtype"] == "bfloat16"
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"dtype": "float16"}, "float16 needs a CUDA device"),
-        ({"dtype": "half"}, "dtype must be one of"),
-        ({"compile": "fast"}, "compile must be true, false or one of"),
-        ({"compile": True, "buckets": [1, 2], "max_forward_batch": 8}, "reach max_forward_batch"),
-        ({"half": True}, "replaced by dtype"),
-    ],
-)
-def test_gan_rejects_bad_precision_and_compile_options(tiny_dir, options, message):
-    with pytest.raises(ValueError, match=message):
-        asyncio.run(_gan_engine(tiny_dir, **options).start())
+def test_gan_float16_needs_cuda(tiny_dir):
+    with pytest.raises(ValueError, match="float16 needs a CUDA device"):
+        asyncio.run(_gan_engine(tiny_dir, dtype="float16").start())
 
 
 def test_gan_batches_are_independent_of_their_neighbours(tiny_dir):
@@ -235,7 +336,7 @@ def test_speech_engine_is_deterministic_and_scales_with_text():
             seed=1,
             format=AudioFormat.PCM16,
         )
-        results = await engine.synthesize_batch([short, long, short])
+        results = await engine.generate_batch([short, long, short])
         chunks = [c async for c in engine.stream(long)]
         return engine, results, chunks
 
@@ -271,10 +372,10 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
         await engine.start()
         short = AudioRequest("a", "vits", text="hi there.", seed=1)
         long = AudioRequest("b", "vits", text="a much longer sentence, with more words.", seed=1)
-        batched = await engine.synthesize_pcm([short, long])
-        alone = await engine.synthesize_pcm([short])
-        again = await engine.synthesize_pcm([AudioRequest("e", "vits", text="hi there.", seed=7)])
-        slow = await engine.synthesize_pcm([AudioRequest("c", "vits", text="hi there.", speed=0.5)])
+        batched = await engine.generate_pcm([short, long])
+        alone = await engine.generate_pcm([short])
+        again = await engine.generate_pcm([AudioRequest("e", "vits", text="hi there.", seed=7)])
+        slow = await engine.generate_pcm([AudioRequest("c", "vits", text="hi there.", speed=0.5)])
         chunks = [c async for c in engine.stream(AudioRequest("d", "vits", text="One. Two!"))]
         return engine, batched, alone, again, slow, chunks
 
@@ -299,7 +400,7 @@ def test_vits_reduced_precision_keeps_the_durations_of_long_text(tiny_dir):
             engine = _vits_engine(tiny_dir, dtype=dtype)
             await engine.start()
             try:
-                (pcm,) = await engine.synthesize_pcm([AudioRequest("a", "vits", text=text)])
+                (pcm,) = await engine.generate_pcm([AudioRequest("a", "vits", text=text)])
                 return pcm
             finally:
                 await engine.stop()
@@ -318,7 +419,7 @@ def test_unreadable_text_fails_alone_in_its_batch():
         await engine.start()
         bad = AudioRequest("a", "speech", text="\x1b\u00b9", seed=1)  # found by fuzzing
         good = AudioRequest("b", "speech", text="Hello.", seed=1)
-        return await engine.synthesize_batch([bad, good])
+        return await engine.generate_batch([bad, good])
 
     bad, good = asyncio.run(main())
     assert isinstance(bad, InvalidArgument) and bad.field == "text"

@@ -33,7 +33,7 @@ def test_request_building_and_streamed_deltas():
         await e.start()
         req = TextRequest("r1", "chat", prompt="one two three", n=2, temperature=0.5, top_k=0,
                           seed=2**64 - 1, stop=("x",), max_tokens=10)  # fmt: skip
-        chunks = [c async for c in e.generate_stream(req)]
+        chunks = [c async for c in e.stream(req)]
         return e, chunks
 
     e, chunks = asyncio.run(main())
@@ -65,7 +65,7 @@ def test_closing_the_stream_aborts_in_vllm():
         e = _engine()
         await e.start()
         e.engine.step_delay_s = 0.01
-        stream = e.generate_stream(TextRequest("r9", "chat", prompt="w " * 40, max_tokens=40))
+        stream = e.stream(TextRequest("r9", "chat", prompt="w " * 40, max_tokens=40))
         await stream.__anext__()
         await stream.aclose()
         return e
