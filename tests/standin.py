@@ -94,6 +94,7 @@ class EchoReplica:
 
     def __init__(self, model: ModelConfig) -> None:
         self.engine = engine_class(model.modality.value, model.engine)(model)
+        self.modality = model.modality.value
 
     async def start(self) -> None:
         await self.engine.start()
@@ -103,7 +104,7 @@ class EchoReplica:
 
     # text
     async def generate(self, request: Any) -> Any:
-        if hasattr(self.engine, "generate_batch"):  # image
+        if self.modality == "image":
             results = await self.generate_many([request])
             if isinstance(results[0], Exception):
                 raise results[0]
@@ -111,7 +112,7 @@ class EchoReplica:
         return await self.engine.generate(request)
 
     async def generate_stream(self, request: Any) -> AsyncIterator[Any]:
-        async for chunk in self.engine.generate_stream(request):
+        async for chunk in self.engine.stream(request):
             yield chunk
 
     # image
@@ -128,7 +129,7 @@ class EchoReplica:
     # audio
     async def synthesize(self, request: Any) -> Any:
         self.engine.validate(request)
-        result = (await self.engine.synthesize_batch([request]))[0]
+        result = (await self.engine.generate_batch([request]))[0]
         if isinstance(result, Exception):
             raise result
         return result

@@ -22,7 +22,7 @@ class EchoImageEngine(ImageEngine):
         self.labels = list(self.options.labels)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "image_size": self.size, "channels": 3}
+        return {**super().info(), "image_size": self.options.size, "channels": 3}
 
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
         if self.options.delay_s:

@@ -22,7 +22,6 @@ from services import errors
         (errors.Unavailable("down"), grpc.StatusCode.UNAVAILABLE, 503),
         (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED, 504),
         (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED, 401),
-        (errors.PermissionDenied("no"), grpc.StatusCode.PERMISSION_DENIED, 403),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED, 504),
         (KeyError("boom"), grpc.StatusCode.INTERNAL, 500),
         (TypeError("server bug"), grpc.StatusCode.INTERNAL, 500),  # never blamed on the client
