@@ -346,8 +346,7 @@ class OpenAIApi:
 
     # ---- text ----------------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
-        chat = request.url.path.endswith("/chat/completions")
-        if chat:
+        if request.url.path.endswith("/chat/completions"):
             return await self._handle(
                 request, "/v1/chat/completions", Modality.TEXT, ChatCompletionRequest, self._chat
             )
@@ -355,34 +354,30 @@ class OpenAIApi:
             request, "/v1/completions", Modality.TEXT, CompletionRequest, self._completion
         )
 
-    async def chat_completions(self, request: Request) -> Response:
-        return await self.completions(request)
+    chat_completions = completions
 
     async def _completion(self, call: Call, body: Any) -> Response:
+        return await self._text(call, body, chat=False)
+
+    async def _chat(self, call: Call, body: Any) -> Response:
+        return await self._text(call, body, chat=True)
+
+    async def _text(self, call: Call, body: Any, *, chat: bool) -> Response:
         model = self.plane.resolve(call, body.model or "")
-        requests = convert.completion_requests(body, model, call.request_id, call.deadline)
+        if chat:
+            requests = [convert.chat_request(body, model, call.request_id, call.deadline)]
+        else:
+            requests = convert.completion_requests(body, model, call.request_id, call.deadline)
         served = body.model or model.name
-        rid = f"cmpl-{call.request_id}"
+        rid = ("chatcmpl-" if chat else "cmpl-") + call.request_id
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            writer = convert.ChunkWriter(rid, served, chat=False, include_usage=include)
+            writer = convert.ChunkWriter(rid, served, chat=chat, include_usage=include)
             return await self._stream_text(call, model, requests, writer)
         results = await asyncio.gather(
             *(self.plane.generate_text(call, model, r) for r in requests)
         )
-        return JSONResponse(convert.completion_response(list(results), rid, served, chat=False))
-
-    async def _chat(self, call: Call, body: Any) -> Response:
-        model = self.plane.resolve(call, body.model or "")
-        domain = convert.chat_request(body, model, call.request_id, call.deadline)
-        served = body.model or model.name
-        rid = f"chatcmpl-{call.request_id}"
-        if body.stream:
-            include = bool(body.stream_options and body.stream_options.include_usage)
-            writer = convert.ChunkWriter(rid, served, chat=True, include_usage=include)
-            return await self._stream_text(call, model, [domain], writer)
-        result = await self.plane.generate_text(call, model, domain)
-        return JSONResponse(convert.completion_response([result], rid, served, chat=True))
+        return JSONResponse(convert.completion_response(list(results), rid, served, chat=chat))
 
     async def _stream_text(
         self, call: Call, model: Any, requests: list[TextRequest], writer: convert.ChunkWriter
