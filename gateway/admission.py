@@ -207,8 +207,13 @@ class CostGate:
         bound, rate = self._bound_for(priority), self.rate
         entry = self.inflight + self.queued + cost
         wait = max(0.0, entry - bound) / rate
-        in_flight = max(self.service_s, min(entry, max(bound, cost)) / rate)
+        in_flight = max(self.own_service_s(cost), min(entry, max(bound, cost)) / rate)
         return wait, wait + in_flight
+
+    def own_service_s(self, cost: float) -> float:
+        """In-flight time on an idle model: a request larger than the mean takes
+        proportionally longer (text: decode steps follow max_tokens)."""
+        return self.service_s * max(1.0, cost / self.mean_cost)
 
     def queue_wait_limit(self) -> float:
         """Longest estimated wait for admission that is queued: `max_queue_wait_s`, else one
@@ -404,5 +409,6 @@ class CostGate:
             self.rate_per_replica += a * (sample - self.rate_per_replica)
         if mean_inflight <= ticket.cost * 1.5 or not saturated:
             # A request that ran (nearly) alone or below capacity shows the idle service time.
-            self.service_s += a * (life - self.service_s)
+            normalised = life / max(1.0, ticket.cost / self.mean_cost)
+            self.service_s += a * (normalised - self.service_s)
         self.samples += 1
