@@ -130,8 +130,9 @@ class AdmissionConfig(_Strict):
         None,
         gt=0,
         description="Longest estimated wait for admission that a request is queued for; longer "
-        "ones are refused at once. Default: one service time at the bound (a queue about one "
-        "bound deep), which keeps the replicas busy without adding latency.",
+        "ones are refused at once. Default: the time the model takes to drain one batch (the "
+        "in-flight bound already holds the next batch, so a longer queue adds latency, not "
+        "throughput); before the first completion, nothing queues.",
     )
     batch_reserve: float = Field(
         0.25,

@@ -112,6 +112,7 @@ class CostGate:
         self,
         *,
         requests_per_replica: float = 32.0,
+        batch_size: float | None = None,
         unit_cost: float = 1.0,
         replicas: int = 1,
         prior_service_s: float = 1.0,
@@ -125,6 +126,8 @@ class CostGate:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.requests_per_replica = requests_per_replica
+        # Requests that enter a replica together: the queue drains in such steps.
+        self.batch_size = batch_size if batch_size is not None else requests_per_replica / 2
         self.mean_cost = unit_cost  # EWMA of completed requests' cost
         self.replicas = max(1, replicas)
         self.max_inflight_cost = max_inflight_cost
@@ -159,6 +162,7 @@ class CostGate:
         replicas = s.initial_replicas if s.initial_replicas is not None else s.min_replicas
         return cls(
             requests_per_replica=requests_per_replica(model),
+            batch_size=model.batching.max_batch_size,
             unit_cost=typical_cost(model),
             replicas=max(1, replicas),
             prior_service_s=a.prior_service_s,
@@ -208,7 +212,14 @@ class CostGate:
         entry = self.inflight + self.queued + cost
         wait = max(0.0, entry - bound) / rate
         in_flight = max(self.own_service_s(cost), min(entry, max(bound, cost)) / rate)
-        return wait, wait + in_flight
+        # A batched model frees room a whole batch at a time, not smoothly: a queued request
+        # may enter up to one batch's drain time later than the even drain above says.
+        step = self.batch_drain_s() if wait > 0 else 0.0
+        return wait, wait + step + in_flight
+
+    def batch_drain_s(self) -> float:
+        """Time the model takes to drain one batch of requests of the mean cost."""
+        return self.batch_size * self.mean_cost / self.rate
 
     def own_service_s(self, cost: float) -> float:
         """In-flight time on an idle model: a request larger than the mean takes
@@ -217,10 +228,12 @@ class CostGate:
 
     def queue_wait_limit(self) -> float:
         """Longest estimated wait for admission that is queued: `max_queue_wait_s`, else one
-        service time at the bound (a queue about one bound deep keeps the replicas busy)."""
+        batch's drain time. The in-flight bound already holds the batch that forms next at
+        each replica, so a longer queue would add latency, not throughput. Before the first
+        completion the rate is a guess: nothing queues."""
         if self.max_queue_wait_s is not None:
             return self.max_queue_wait_s
-        return max(self.service_s, self.bound / self.rate)
+        return self.batch_drain_s() if self.samples else 0.0
 
     # ---- admission --------------------------------------------------------------------------
 
@@ -238,7 +251,7 @@ class CostGate:
             raise self._refuse(
                 REFUSED_BUSY,
                 priority,
-                max(wait, done - self.service_s),
+                wait + (self.batch_drain_s() if wait > 0 else 0.0),
                 "model has no idle capacity for batch work",
             )
         if done > remaining:

@@ -141,12 +141,14 @@ def test_rate_converges_to_the_measured_drain_rate():
 
     async def main() -> tuple[CostGate, list[float]]:
         clock = Clock()
-        gate = make_gate(clock, requests_per_replica=8, prior_service_s=0.1)
+        gate = make_gate(clock, requests_per_replica=8, prior_service_s=0.1, max_queue_wait_s=99)
         model = FakeModel(gate)
         assert gate.rate == pytest.approx(80)
         rates = []
         for step in range(80):
-            while gate.queued < 4:
+            for _ in range(8):  # keep 4 waiting (bounded: a refusal fails the test, no hang)
+                if gate.queued >= 4:
+                    break
                 model.submit(f"r{step}")
                 await settle()
             clock.advance(0.1)  # one request finishes every 0.1 s: 10/s
@@ -155,6 +157,7 @@ def test_rate_converges_to_the_measured_drain_rate():
         return gate, rates
 
     gate, rates = asyncio.run(main())
+    assert gate.counters.refused == Counter()
     assert rates[-1] == pytest.approx(10, rel=0.01)
     assert abs(rates[40] - 10) < abs(rates[10] - 10)  # it converged, not jumped
     assert gate.service_s == pytest.approx(0.1)  # no unsaturated sample taught otherwise
@@ -192,13 +195,14 @@ def test_deadline_shorter_than_the_queue_is_refused_at_once_with_a_hint():
         await settle()
         assert gate.inflight == 4 and gate.queued == 4
         # 4 queued + itself must drain before it fits: (4 + 4 + 1 - 4) / 4 = 1.25 s of waiting,
-        # then 4 / 4 = 1 s in flight: 2.25 s.
-        assert gate.estimate(1, INT) == pytest.approx((1.25, 2.25))
+        # plus up to one batch (2 requests) = 0.5 s because room frees a batch at a time,
+        # then 4 / 4 = 1 s in flight: 2.75 s.
+        assert gate.estimate(1, INT) == pytest.approx((1.25, 2.75))
         err = refuse_now(gate, 1, clock() + 2.0, INT)
-        assert err.details["retry_after_s"] == pytest.approx(0.25)  # 2.25 - 2.0
+        assert err.details["retry_after_s"] == pytest.approx(0.75)  # 2.75 - 2.0
         assert "deadline" in err.message
         assert gate.counters.refused[(REFUSED_DEADLINE, INT)] == 1
-        model.submit("fits", deadline=2.5)  # 2.25 <= 2.5: queued
+        model.submit("fits", deadline=2.8)  # 2.75 <= 2.8: queued
         await settle()
         assert gate.queued == 5 and gate.counters.admitted[INT] == 9
         await model.finish_all()
@@ -221,18 +225,27 @@ def test_no_deadline_means_the_default_deadline():
     asyncio.run(main())
 
 
-def test_the_queue_is_about_one_service_time_deep():
+def test_the_queue_is_one_batch_deep_and_empty_before_the_first_completion():
     async def main() -> None:
         clock = Clock()
-        gate = make_gate(clock)  # bound 4, 4/s: the limit is 1 s of queued work, 4 requests
+        gate = make_gate(clock)  # bound 4 = two batches of 2, rate 4/s
         model = FakeModel(gate)
-        for k in range(8):
+        for k in range(4):
             model.submit(f"r{k}")
         await settle()
-        assert gate.queued == 4
-        err = refuse_now(gate, 1, None, INT)  # 1.25 s of waiting > 1 s
+        err = refuse_now(gate, 1, None, INT)  # the rate is a guess yet: nothing queues
         assert err.details["retry_after_s"] == pytest.approx(0.25)
-        assert gate.counters.refused[(REFUSED_QUEUE, INT)] == 1
+        clock.advance(1.0)
+        await model.finish_oldest()  # 4 in flight for 1 s: the prior rate, confirmed
+        assert gate.samples == 1 and gate.rate == pytest.approx(4.0)
+        assert gate.queue_wait_limit() == pytest.approx(0.5)  # one batch of 2 at 4/s
+        for k in range(4, 7):
+            model.submit(f"r{k}")
+        await settle()
+        assert gate.inflight == 4 and gate.queued == 2  # waits of 0.25 and 0.5 s
+        err = refuse_now(gate, 1, None, INT)  # 0.75 s of waiting > 0.5 s
+        assert err.details["retry_after_s"] == pytest.approx(0.25)
+        assert gate.counters.refused[(REFUSED_QUEUE, INT)] == 2
         await model.finish_all()
 
     asyncio.run(main())
@@ -248,8 +261,8 @@ def test_batch_uses_idle_capacity_but_leaves_a_reserve():
         await settle()
         assert gate.inflight == 6 and gate.queued == 0  # idle capacity: batch runs at once
         err = refuse_now(gate, 1, FAR, B)  # beyond the batch share: refused, never queued
-        # (6 + 1 - 6) / 8 s until it would fit
-        assert err.details["retry_after_s"] == pytest.approx(0.125)
+        # (6 + 1 - 6) / 8 s until it would fit if room freed smoothly, + one batch (4) at 8/s
+        assert err.details["retry_after_s"] == pytest.approx(0.125 + 0.5)
         assert gate.counters.refused[(REFUSED_BUSY, B)] == 1
         model.submit("i0")
         model.submit("i1")
@@ -318,7 +331,7 @@ def test_under_overload_batch_is_refused_and_interactive_is_not():
 def test_set_replicas_scales_the_bound_and_the_rate():
     async def main() -> None:
         clock = Clock()
-        gate = make_gate(clock)
+        gate = make_gate(clock, max_queue_wait_s=100)
         model = FakeModel(gate)
         for k in range(6):
             model.submit(f"r{k}")
