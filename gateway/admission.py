@@ -254,7 +254,10 @@ class CostGate:
                 wait + (self.batch_drain_s() if wait > 0 else 0.0),
                 "model has no idle capacity for batch work",
             )
-        if done > remaining:
+        # An idle model always gets to try one request: the estimate may be stale (a slow
+        # first request, a model that got faster), and only completions can correct it.
+        idle = self.inflight == 0 and not self._queue
+        if done > remaining and not idle:
             raise self._refuse(
                 REFUSED_DEADLINE,
                 priority,

@@ -212,15 +212,37 @@ def test_deadline_shorter_than_the_queue_is_refused_at_once_with_a_hint():
 
 
 def test_no_deadline_means_the_default_deadline():
-    clock = Clock()
-    gate = make_gate(clock, default_deadline_s=0.5)  # an idle request takes 1 s
-    err = refuse_now(gate, 1, None, INT)
-    assert err.details["retry_after_s"] == pytest.approx(0.5)
-    gate = make_gate(clock, default_deadline_s=1.0)
+    async def main() -> None:
+        clock = Clock()
+        gate = make_gate(clock, default_deadline_s=1.5)  # bound 4, a request takes 1 s
+        model = FakeModel(gate)
+        model.submit("a", deadline=None)
+        model.submit("b", deadline=None)
+        await settle()
+        assert gate.inflight == 2
+        gate.default_deadline_s = 0.5
+        err = refuse_now(gate, 1, None, INT)  # 1 s in flight > 0.5 s
+        assert err.details["retry_after_s"] == pytest.approx(0.5)
+        assert gate.counters.refused[(REFUSED_DEADLINE, INT)] == 1
+        await model.finish_all()
+
+    asyncio.run(main())
+
+
+def test_an_idle_model_always_tries_one_request():
+    """However stale the estimate, an idle model takes a request, so completions can
+    correct it (a slow first request must not shut the model off for good)."""
 
     async def main() -> None:
-        async with gate.admit(1, None, INT):
-            assert gate.inflight == 1
+        clock = Clock()
+        gate = make_gate(clock, requests_per_replica=8, prior_service_s=10.0)
+        model = FakeModel(gate)
+        model.submit("first", deadline=1.0)  # the estimate says 10 s: admitted anyway
+        await settle()
+        refuse_now(gate, 1, clock() + 1.0, INT)  # not idle: the estimate decides
+        clock.advance(0.1)
+        await model.finish_oldest()
+        assert gate.service_s < 10.0 and gate.samples == 1
 
     asyncio.run(main())
 
