@@ -104,16 +104,63 @@ class LimitsConfig(_Strict):
 
 class AdmissionConfig(_Strict):
     """Gateway admission per model, counted in cost: text = tokens asked for (n x max_tokens
-    + prompt chars / 4), image = images, audio = characters / 100 (about a sentence each)."""
+    + prompt chars / 4), image = images, audio = characters / 100 (about a sentence each).
 
+    The gateway learns the model's service rate (cost per second) from completed requests and
+    is told the live replica count; a request whose estimated completion (queued cost ahead /
+    rate + its own service time) exceeds its deadline is refused at once with a retry hint."""
+
+    default_deadline_s: float = Field(
+        60.0,
+        gt=0,
+        description="Deadline assumed for a request that carries none (seconds from arrival).",
+    )
+    inflight_batches: float = Field(
+        2.0,
+        gt=0,
+        description="In-flight bound per live replica, in batches of max_batch_size x "
+        "max_concurrent_batches requests of the mean cost seen (at most max_ongoing_requests): "
+        "one running and one forming keeps a batched model busy; the rest waits in the "
+        "gateway, where deadlines and tiers apply.",
+    )
     max_inflight_cost: float | None = Field(
         None,
         gt=0,
-        description="Cost admitted at once; default: 4 x max_batch_size x max_replicas "
-        "typical requests (text: x 64 tokens).",
+        description="Hard cap on the cost in flight at once for this gateway; default: only the "
+        "learned bound (inflight_batches x batch x live replicas x mean cost).",
     )
     max_queued_cost: float | None = Field(
-        None, ge=0, description="Cost allowed to wait for admission; default: the in-flight bound."
+        None,
+        ge=0,
+        description="Hard cap on the cost waiting for admission; default: none beyond "
+        "max_queue_wait_s and the deadlines.",
+    )
+    max_queue_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="Longest estimated wait for admission that a request is queued for; longer "
+        "ones are refused at once. Default: the time the model takes to drain one batch (the "
+        "in-flight bound already holds the next batch, so a longer queue adds latency, not "
+        "throughput); before the first completion, nothing queues.",
+    )
+    batch_reserve: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="Share of the in-flight bound kept free of batch-tier work, so interactive "
+        "arrivals start at once; batch work is refused while interactive work waits.",
+    )
+    prior_service_s: float = Field(
+        1.0,
+        gt=0,
+        description="Service time of one request on an idle model assumed before the first "
+        "completion; the prior rate is the in-flight bound drained in this time.",
+    )
+    rate_smoothing: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="EWMA weight of each completed request in the rate and service-time estimates.",
     )
 
 

@@ -1,8 +1,30 @@
-"""Admission control: per model, a bound on in-flight work and on queued work, in cost units.
+"""Admission control per model: admit only what can finish before its deadline.
 
-A request that fits runs at once; one that does not waits in FIFO order while the queue has
-room; beyond that it is refused at once with RESOURCE_EXHAUSTED (and RetryInfo). Waiting
-stops at the client's deadline. Serve's `max_queued_requests` stays as the second line.
+Work is counted in cost units (`cost_of`). Per model the gate learns the service rate (cost
+units per second that the model drains) from the requests it saw complete, and is told the
+number of live replicas. From these it estimates, for each arriving request, when it would
+finish: the queued cost ahead of it drains at the rate, then it spends one service time in
+flight. A request whose estimate exceeds its remaining deadline is refused at once with
+`Overloaded` and a retry hint taken from the estimate, instead of queueing work that would
+expire. What is admitted either starts at once (within the in-flight bound) or waits in FIFO
+order in its tier's queue.
+
+Tiers (`Priority`): interactive work may use the whole in-flight bound and waits its turn in
+FIFO order when it does not fit. Batch work only uses idle capacity: it is admitted when it can
+start at once within the bound less a reserve kept free for interactive arrivals (and nothing
+interactive waits) and its estimate fits its deadline; otherwise it is refused at once. It
+never waits in the gate, so it never delays interactive work and never expires there.
+
+Rate measurement (Little's law): a completed request that spent W seconds in flight while the
+in-flight cost averaged L saw the model drain L / W cost units per second. A batched model
+drains faster the more it is given, up to its batch size, so a sample taken while the gate was
+not saturated is only a lower bound on the rate: it may raise the estimate, never lower it.
+Samples taken at the bound (or with a queue) move the EWMA both ways. The estimate is kept per
+replica, so `set_replicas` rescales it at once. Each gateway learns from its own completions,
+so several gateways on one stack each see their share of the rate.
+
+All times come from injectable clocks (`clock` for intervals, `wall` for absolute deadlines),
+so tests are deterministic. Serve's `max_queued_requests` stays as the second line.
 """
 
 from __future__ import annotations
@@ -11,17 +33,29 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from aigc.config import Modality, ModelConfig
 from services.errors import DeadlineExceeded, Overloaded
 from services.types import AudioRequest, ImageRequest, Priority, TextRequest
 
 TYPICAL_TEXT_TOKENS = 64
+# Refusal reasons (bounded metric label values).
+REFUSED_DEADLINE = "deadline"  # the estimated completion exceeds the remaining deadline
+REFUSED_QUEUE = "queue_full"  # the queue-wait or queued-cost limit is reached
+REFUSED_BUSY = "busy"  # batch tier: no idle capacity (interactive work waits, or no room)
+REASONS = (REFUSED_DEADLINE, REFUSED_QUEUE, REFUSED_BUSY)
+# A sample counts as taken at capacity when the mean in-flight cost reached this share of the
+# bound available to it, or when requests were waiting for most of its life.
+SATURATED_SHARE = 0.7
+MIN_RETRY_S = 0.05
 
 
 def cost_of(request: TextRequest | ImageRequest | AudioRequest) -> float:
+    """Text: tokens asked for (n x max_tokens, default 64) + prompt chars / 4; image: images;
+    audio: characters / 100. Only consistency matters: the rate is learned in the same units."""
     if isinstance(request, TextRequest):
         chars = len(request.prompt or "") + sum(len(m.content) for m in request.messages)
         return request.n * (request.max_tokens or TYPICAL_TEXT_TOKENS) + chars / 4
@@ -30,89 +64,367 @@ def cost_of(request: TextRequest | ImageRequest | AudioRequest) -> float:
     return float(max(1, math.ceil(len(request.text) / 100)))
 
 
-def default_capacity(model: ModelConfig) -> float:
-    unit = TYPICAL_TEXT_TOKENS if model.modality == Modality.TEXT else 1
-    return 4.0 * model.batching.max_batch_size * model.scaling.max_replicas * unit
+def typical_cost(model: ModelConfig) -> float:
+    return float(TYPICAL_TEXT_TOKENS) if model.modality == Modality.TEXT else 1.0
 
 
-class _Ticket:
+def requests_per_replica(model: ModelConfig) -> float:
+    """Requests per replica the in-flight bound allows: `inflight_batches` batches of every
+    concurrent batch slot, at most what the replica accepts (max_ongoing_requests)."""
+    b = model.batching
+    batches = model.admission.inflight_batches * b.max_batch_size * b.max_concurrent_batches
+    return float(min(batches, model.max_ongoing_requests))
+
+
+@dataclass
+class Counters:
+    """What the data plane exports; every key is a bounded label set (tier, reason)."""
+
+    admitted: Counter[Priority] = field(default_factory=Counter)  # started or queued
+    refused: Counter[tuple[str, Priority]] = field(default_factory=Counter)  # (reason, tier)
+    expired: Counter[Priority] = field(default_factory=Counter)  # admitted, then deadline passed
+    completed: Counter[Priority] = field(default_factory=Counter)  # ticket.completed() calls
+
+
+@dataclass(eq=False)
+class Ticket:
+    """An admitted request. Call `completed()` once it finished OK: it teaches the rate."""
+
+    gate: CostGate
+    cost: float
+    priority: Priority
+    deadline: float  # absolute, on the gate's wall clock
+    started: float = 0.0  # gate clock when it entered the in-flight set
+    area0: float = 0.0  # the gate's in-flight cost integral at that moment
+    busy0: float = 0.0  # the gate's time-with-waiters integral at that moment
+    running: bool = False
+    done: bool = False
+    future: asyncio.Future[None] | None = None  # while queued
+
     def completed(self) -> None:
-        """The admitted request finished OK."""
+        if self.running and not self.done:
+            self.done = True
+            self.gate._learn(self)
 
 
 class CostGate:
-    def __init__(self, capacity: float, queue_capacity: float) -> None:
-        self.capacity = capacity
-        self.queue_capacity = queue_capacity
+    def __init__(
+        self,
+        *,
+        requests_per_replica: float = 32.0,
+        batch_size: float | None = None,
+        unit_cost: float = 1.0,
+        replicas: int = 1,
+        prior_service_s: float = 1.0,
+        max_inflight_cost: float | None = None,
+        max_queued_cost: float | None = None,
+        max_queue_wait_s: float | None = None,
+        default_deadline_s: float = 60.0,
+        batch_reserve: float = 0.25,
+        smoothing: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.requests_per_replica = requests_per_replica
+        # Requests that enter a replica together: the queue drains in such steps.
+        self.batch_size = batch_size if batch_size is not None else requests_per_replica / 2
+        self.mean_cost = unit_cost  # EWMA of completed requests' cost
+        self.replicas = max(1, replicas)
+        self.max_inflight_cost = max_inflight_cost
+        self.max_queued_cost = max_queued_cost
+        self.max_queue_wait_s = max_queue_wait_s
+        self.default_deadline_s = default_deadline_s
+        self.batch_reserve = batch_reserve
+        self.smoothing = smoothing
+        self.clock = clock
+        self.wall = wall
+        # Prior: the bound's worth of work drains in one assumed service time.
+        self.service_s = prior_service_s  # in-flight time of a request on an idle model
+        self.rate_per_replica = requests_per_replica * unit_cost / prior_service_s
+        self.samples = 0
         self.inflight = 0.0
         self.queued = 0.0
-        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self.counters = Counters()
+        self._queue: deque[Ticket] = deque()  # interactive work waiting its turn (FIFO)
+        self._last = clock()
+        self._area = 0.0  # integral of in-flight cost over time
+        self._busy = 0.0  # integral of "someone is waiting" over time
 
     @classmethod
-    def for_model(cls, model: ModelConfig) -> CostGate:
+    def for_model(
+        cls,
+        model: ModelConfig,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> CostGate:
         a = model.admission
-        capacity = a.max_inflight_cost or default_capacity(model)
-        return cls(capacity, capacity if a.max_queued_cost is None else a.max_queued_cost)
+        s = model.scaling
+        replicas = s.initial_replicas if s.initial_replicas is not None else s.min_replicas
+        return cls(
+            requests_per_replica=requests_per_replica(model),
+            batch_size=model.batching.max_batch_size,
+            unit_cost=typical_cost(model),
+            replicas=max(1, replicas),
+            prior_service_s=a.prior_service_s,
+            max_inflight_cost=a.max_inflight_cost,
+            max_queued_cost=a.max_queued_cost,
+            max_queue_wait_s=a.max_queue_wait_s,
+            default_deadline_s=a.default_deadline_s,
+            batch_reserve=a.batch_reserve,
+            smoothing=a.rate_smoothing,
+            clock=clock,
+            wall=wall,
+        )
 
-    def _fits(self, cost: float) -> bool:
-        # A request larger than the whole capacity may still run, alone.
-        return self.inflight + cost <= self.capacity or self.inflight == 0
+    # ---- what the estimate is made of -------------------------------------------------------
+
+    @property
+    def rate(self) -> float:
+        """Cost units per second the model drains, all live replicas together."""
+        return self.rate_per_replica * self.replicas
+
+    @property
+    def bound(self) -> float:
+        """In-flight cost bound: live replicas x requests per replica x mean request cost,
+        capped by `max_inflight_cost`."""
+        learned = self.replicas * self.requests_per_replica * self.mean_cost
+        return learned if self.max_inflight_cost is None else min(learned, self.max_inflight_cost)
+
+    def _bound_for(self, priority: Priority) -> float:
+        if priority == Priority.BATCH:
+            return self.bound * (1.0 - self.batch_reserve)
+        return self.bound
 
     def set_replicas(self, n: int) -> None:
-        """Serve's running replica count (the measured-capacity gate uses it)."""
+        """Live replica count (from Serve); the rate and the bound scale with it. 0 (none
+        running yet) counts as 1 so that work queues for the first replica."""
+        self.replicas = max(1, int(n))
+        self._wake()
+
+    def estimate(
+        self, cost: float, priority: Priority = Priority.INTERACTIVE
+    ) -> tuple[float, float]:
+        """(queue wait, completion) in seconds for a request arriving now: the cost ahead of it
+        and its own must drain until it fits under the bound; then it spends one service time in
+        flight, which at the bound is bound / rate (Little's law) and never less than on an
+        idle model."""
+        bound, rate = self._bound_for(priority), self.rate
+        entry = self.inflight + self.queued + cost
+        wait = max(0.0, entry - bound) / rate
+        in_flight = max(self.own_service_s(cost), min(entry, max(bound, cost)) / rate)
+        # A batched model frees room a whole batch at a time, not smoothly: a queued request
+        # may enter up to one batch's drain time later than the even drain above says.
+        step = self.batch_drain_s() if wait > 0 else 0.0
+        return wait, wait + step + in_flight
+
+    def batch_drain_s(self) -> float:
+        """Time the model takes to drain one batch of requests of the mean cost."""
+        return self.batch_size * self.mean_cost / self.rate
+
+    def own_service_s(self, cost: float) -> float:
+        """In-flight time on an idle model: a request larger than the mean takes
+        proportionally longer (text: decode steps follow max_tokens)."""
+        return self.service_s * max(1.0, cost / self.mean_cost)
+
+    def queue_wait_limit(self) -> float:
+        """Longest estimated wait for admission that is queued: `max_queue_wait_s`, else one
+        batch's drain time. The in-flight bound already holds the batch that forms next at
+        each replica, so a longer queue would add latency, not throughput. Before the first
+        completion the rate is a guess: nothing queues."""
+        if self.max_queue_wait_s is not None:
+            return self.max_queue_wait_s
+        return self.batch_drain_s() if self.samples else 0.0
+
+    # ---- admission --------------------------------------------------------------------------
+
+    def _refuse(
+        self, reason: str, priority: Priority, retry_after_s: float, why: str
+    ) -> Overloaded:
+        self.counters.refused[(reason, priority)] += 1
+        retry = round(max(MIN_RETRY_S, retry_after_s), 3)
+        return Overloaded(f"{why}; retry in {retry:g} s", retry_after_s=retry, reason=reason)
+
+    def _check(self, cost: float, remaining: float, priority: Priority) -> None:
+        """Raises Overloaded (counted) when the request must not be admitted."""
+        wait, done = self.estimate(cost, priority)
+        if priority == Priority.BATCH and (self._queue or not self._fits(cost, priority)):
+            raise self._refuse(
+                REFUSED_BUSY,
+                priority,
+                wait + (self.batch_drain_s() if wait > 0 else 0.0),
+                "model has no idle capacity for batch work",
+            )
+        # An idle model always gets to try one request: the estimate may be stale (a slow
+        # first request, a model that got faster), and only completions can correct it.
+        idle = self.inflight == 0 and not self._queue
+        if done > remaining and not idle:
+            raise self._refuse(
+                REFUSED_DEADLINE,
+                priority,
+                done - remaining,
+                f"model cannot finish this request before its deadline (estimated {done:.2f} s, "
+                f"{remaining:.2f} s left)",
+            )
+        limit = self.queue_wait_limit()
+        if wait > limit:
+            raise self._refuse(
+                REFUSED_QUEUE,
+                priority,
+                wait - limit,
+                "model is at capacity and its admission queue is full",
+            )
+        if wait > 0 and self.max_queued_cost is not None:
+            if self.queued + cost > self.max_queued_cost:
+                over = self.queued + cost - self.max_queued_cost
+                raise self._refuse(
+                    REFUSED_QUEUE,
+                    priority,
+                    over / self.rate,
+                    "model is at capacity and its admission queue is full",
+                )
 
     @contextlib.asynccontextmanager
     async def admit(
         self, cost: float, deadline: float | None, priority: Priority = Priority.INTERACTIVE
-    ) -> AsyncIterator[_Ticket]:
-        if not self._waiters and self._fits(cost):
-            self.inflight += cost
+    ) -> AsyncIterator[Ticket]:
+        """Enters when admitted (at once or after waiting its turn); raises `Overloaded` at once
+        when the request cannot finish in time, `DeadlineExceeded` when the deadline (absolute,
+        `time.time()` seconds; None = `default_deadline_s` from now) passes while queued."""
+        now = self.wall()
+        if deadline is None:
+            deadline = now + self.default_deadline_s
+        remaining = deadline - now
+        if remaining <= 0:
+            raise DeadlineExceeded("deadline passed before admission")
+        self._touch()
+        self._expire_waiters()
+        self._check(cost, remaining, priority)
+        ticket = Ticket(self, cost, priority, deadline)
+        self.counters.admitted[priority] += 1
+        if not self._queue and self._fits(cost, priority):
+            self._start(ticket)
         else:
-            if self.queued + cost > self.queue_capacity:
-                raise Overloaded(
-                    "model is at capacity and its admission queue is full; retry later",
-                    retry_after_s=1.0,
-                )
-            await self._wait(cost, deadline)
+            await self._wait(ticket, remaining)
         try:
-            yield _Ticket()
+            yield ticket
         finally:
-            self.inflight -= cost
-            self._wake()
+            self._release(ticket)
 
-    async def _wait(self, cost: float, deadline: float | None) -> None:
+    def expired(self, priority: Priority = Priority.INTERACTIVE) -> None:
+        """The data plane reports an admitted request whose deadline passed while it ran."""
+        self.counters.expired[priority] += 1
+
+    def _fits(self, cost: float, priority: Priority) -> bool:
+        # A request larger than the whole bound may still run, alone.
+        return self.inflight + cost <= self._bound_for(priority) or self.inflight == 0
+
+    def _touch(self) -> None:
+        now = self.clock()
+        dt = max(0.0, now - self._last)
+        self._area += self.inflight * dt
+        if self.queued > 0:
+            self._busy += dt
+        self._last = now
+
+    def _start(self, ticket: Ticket) -> None:
+        self._touch()
+        self.inflight += ticket.cost
+        ticket.running = True
+        ticket.started = self._last
+        ticket.area0 = self._area
+        ticket.busy0 = self._busy
+
+    def _release(self, ticket: Ticket) -> None:
+        if ticket.running:
+            self._touch()
+            ticket.running = False
+            self.inflight -= ticket.cost
+            if self.inflight < 1e-9:
+                self.inflight = 0.0
+        self._wake()
+
+    async def _wait(self, ticket: Ticket, remaining: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (cost, future)
-        self._waiters.append(entry)
-        self.queued += cost
-        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        ticket.future = future
+        self._touch()
+        self._queue.append(ticket)
+        self.queued += ticket.cost
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError:
-            if future.done():  # admitted just as the deadline passed: give it back
-                self.inflight -= cost
-                self._wake()
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception() from None  # type: ignore[misc]
+            self._give_up(ticket)
+            self.counters.expired[ticket.priority] += 1
             raise DeadlineExceeded("deadline passed while waiting for admission") from None
         except asyncio.CancelledError:
-            if future.done():
-                self.inflight -= cost
-                self._wake()
+            self._give_up(ticket)
             raise
-        finally:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-                self.queued -= cost
+
+    def _give_up(self, ticket: Ticket) -> None:
+        """A waiter leaves: its place in the queue, or the capacity it was just given."""
+        if ticket.running:  # admitted in the same instant: give it back
+            self._release(ticket)
+        else:
+            self._dequeue(ticket)
+            if ticket.future is not None:
+                ticket.future.cancel()
+            self._wake()  # a smaller request behind it may fit now
+
+    def _dequeue(self, ticket: Ticket) -> None:
+        if ticket in self._queue:
+            self._touch()
+            self._queue.remove(ticket)
+            self.queued -= ticket.cost
+            if self.queued < 1e-9:
+                self.queued = 0.0
+
+    def _expire_waiters(self) -> None:
+        """Fails waiters whose deadline has passed on the gate's wall clock (the event loop's
+        timer does the same in real time; this keeps a fake clock authoritative)."""
+        now = self.wall()
+        for t in [t for t in self._queue if t.deadline <= now]:
+            self._dequeue(t)
+            if t.future is not None and not t.future.done():
+                self.counters.expired[t.priority] += 1
+                t.future.set_exception(
+                    DeadlineExceeded("deadline passed while waiting for admission")
+                )
 
     def _wake(self) -> None:
-        while self._waiters:
-            cost, future = self._waiters[0]
-            if future.done():  # cancelled waiter
-                self._waiters.popleft()
-                self.queued -= cost
+        self._expire_waiters()
+        while self._queue:
+            ticket = self._queue[0]
+            if ticket.future is None or ticket.future.done():  # cancelled or failed
+                self._dequeue(ticket)
                 continue
-            if not self._fits(cost):
-                return
-            self._waiters.popleft()
-            self.queued -= cost
-            self.inflight += cost
-            future.set_result(None)
+            if not self._fits(ticket.cost, ticket.priority):
+                return  # FIFO
+            self._dequeue(ticket)
+            self._start(ticket)
+            ticket.future.set_result(None)
+
+    # ---- learning ---------------------------------------------------------------------------
+
+    def _learn(self, ticket: Ticket) -> None:
+        self._touch()
+        self.counters.completed[ticket.priority] += 1
+        life = self._last - ticket.started
+        a = self.smoothing
+        self.mean_cost += a * (ticket.cost - self.mean_cost)
+        if life <= 0:
+            return
+        mean_inflight = (self._area - ticket.area0) / life
+        waited_share = (self._busy - ticket.busy0) / life
+        sample = mean_inflight / life / self.replicas
+        saturated = (
+            mean_inflight >= SATURATED_SHARE * self._bound_for(ticket.priority)
+            or waited_share >= 0.5
+        )
+        if saturated or sample > self.rate_per_replica:
+            self.rate_per_replica += a * (sample - self.rate_per_replica)
+        if mean_inflight <= ticket.cost * 1.5 or not saturated:
+            # A request that ran (nearly) alone or below capacity shows the idle service time.
+            normalised = life / max(1.0, ticket.cost / self.mean_cost)
+            self.service_s += a * (normalised - self.service_s)
+        self.samples += 1

@@ -202,19 +202,27 @@ class DataPlane:
     async def admitted(
         self, call: Call, model: ModelConfig, request: AnyRequest
     ) -> AsyncIterator[None]:
+        """Through the model's admission gate: refused at once (RESOURCE_EXHAUSTED with a
+        retry hint) when the request cannot finish before its deadline; work admitted that
+        then runs out of time is counted as admitted-then-expired."""
+        m, tier = self.metrics, request.priority.value
         remaining = call.remaining()
         if remaining is not None and remaining < MIN_REMAINING_S:
-            self.metrics.rejected.labels("deadline", call.protocol).inc()
+            m.rejected.labels("deadline", call.protocol).inc()
             raise DeadlineExceeded("deadline too short to start the request")
-        gate = self.gates[model.name].admit(cost_of(request), call.deadline, request.priority)
+        gate = self.gates[model.name]
+        admission = gate.admit(cost_of(request), call.deadline, request.priority)
         try:
-            ticket = await gate.__aenter__()
-        except Overloaded:
-            self.metrics.rejected.labels("admission", call.protocol).inc()
+            ticket = await admission.__aenter__()
+        except Overloaded as exc:
+            reason = str(exc.details.get("reason", "admission"))
+            m.rejected.labels("admission", call.protocol).inc()
+            m.refused.labels(model.name, tier, reason).inc()
             raise
-        except DeadlineExceeded:
-            self.metrics.rejected.labels("deadline", call.protocol).inc()
+        except DeadlineExceeded:  # queued, then its deadline passed
+            m.admitted_expired.labels(model.name, tier).inc()
             raise
+        m.admitted.labels(model.name, tier).inc()
         exc_info: tuple[Any, Any, Any] = (None, None, None)
         try:
             yield
@@ -222,10 +230,11 @@ class DataPlane:
         except BaseException as exc:
             exc_info = (type(exc), exc, exc.__traceback__)
             if self._code_of(exc, call) == "DEADLINE_EXCEEDED":
-                self.metrics.admitted_expired.labels(model.name, request.priority.value).inc()
+                gate.expired(request.priority)
+                m.admitted_expired.labels(model.name, tier).inc()
             raise
         finally:
-            await gate.__aexit__(*exc_info)
+            await admission.__aexit__(*exc_info)
 
     # ---- text ----------------------------------------------------------------------------
     async def generate_text(

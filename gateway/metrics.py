@@ -89,6 +89,19 @@ class GatewayMetrics:
             ["reason", "protocol"],
             registry=r,
         )
+        self.admitted = Counter(
+            "aigc_admitted_requests",
+            "Requests admitted by the gateway's admission gate, by tier.",
+            ["model", "tier"],
+            registry=r,
+        )
+        self.refused = Counter(
+            "aigc_admission_refused_requests",
+            "Requests the admission gate refused at once (reason: deadline = could not finish "
+            "in time, queue_full, busy = no idle capacity for batch work), by tier.",
+            ["model", "tier", "reason"],
+            registry=r,
+        )
         self.admitted_expired = Counter(
             "aigc_admitted_expired",
             "Requests admitted that then ran out of deadline (DEADLINE_EXCEEDED after admission).",

@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from gateway.admission import default_capacity
 from load_tests import procs
 from load_tests.baselines import BENCH_CONFIG
 from load_tests.machine import facts, wait_quiet
@@ -87,11 +86,10 @@ def batching_config(path: Path) -> tuple[Path, list[dict[str, Any]]]:
         b1 = json.loads(json.dumps(data))
         b1["name"], b1["default"] = f"{m.name}-b1", False
         b1["batching"]["max_batch_size"] = 1
-        # Same gateway admission bounds as the batched model (the default scales with the
-        # batch size): else most unbatched requests are refused, not served one at a time.
-        capacity = m.admission.max_inflight_cost or default_capacity(m)
-        queued = m.admission.max_queued_cost
-        b1["admission"] = {"max_inflight_cost": capacity, "max_queued_cost": queued or capacity}
+        # Same gateway in-flight bound as the batched model (it scales with the batch size):
+        # else most unbatched requests are refused, not served one at a time.
+        inflight_batches = m.admission.inflight_batches * m.batching.max_batch_size
+        b1["admission"]["inflight_batches"] = inflight_batches
         if m.modality.value == "image":
             b1["limits"]["max_images"] = 1
         models.append(b1)

@@ -61,6 +61,8 @@ async def issue(
         send=0.0,
         intended_send=intended_send,
         warmup=warmup,
+        priority=planned.priority,
+        deadline=timeout,
     )
     clock = time.perf_counter
     try:

@@ -2,6 +2,7 @@
 
 aigc bench --target HOST:PORT --concurrency 16 --duration 30 --workload text,max_tokens=64
 aigc bench --rate 50 --burstiness 0.5 --num-requests 2000 --workload image:faces,count=4
+aigc bench --rate 40 --duration 60 --deadline-s 10 --priority mix   # overload: docs/benchmarking.md
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from load_tests.records import write_jsonl
 from load_tests.report import format_table, plot, show_progress
 from load_tests.runner import Progress, RunConfig, Runner
 from load_tests.summary import parse_goodput, summarize
-from load_tests.workload import Workload, load_prompts, parse_item
+from load_tests.workload import PRIORITIES, Workload, load_prompts, parse_item
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default=None, help="file: one prompt per line, or JSON lines")
     p.add_argument("--goodput", nargs="+", default=[], metavar="KEY:MS", help="ttft|tpot|e2el SLOs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline (s)")
+    p.add_argument(
+        "--timeout",
+        "--deadline-s",
+        dest="timeout",
+        type=float,
+        default=60.0,
+        help="per-request deadline (s), sent as the gRPC deadline; goodput counts completions "
+        "within it, admitted_expired the DEADLINE_EXCEEDED ones",
+    )
+    p.add_argument(
+        "--priority",
+        choices=PRIORITIES,
+        default="interactive",
+        help="tier sent in each request (aigc.v1.Priority); mix: 50/50 at random, reported "
+        "per tier",
+    )
     p.add_argument("--channels", type=int, default=1, help="gRPC channels to spread calls over")
+    p.add_argument(
+        "--protocol",
+        choices=["grpc", "http"],
+        default="grpc",
+        help="front end: grpc (aigc.v1 at --target) or http (the OpenAI API; --target is the "
+        "gateway's HTTP HOST:PORT)",
+    )
     p.add_argument("--output-dir", default=None, help="default: bench-results/run-TIMESTAMP")
     p.add_argument("--label", default="", help="free text stored in the summary")
     p.add_argument("--no-plots", action="store_true")
@@ -101,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             api_key=args.api_key,
             channels=args.channels,
             seed=args.seed,
+            protocol=args.protocol,
         )
     except (ValueError, OSError) as exc:
         print(f"aigc bench: {exc}", file=sys.stderr)
@@ -108,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output_dir or f"bench-results/run-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = Progress()
-    runner = Runner(config, Workload(items, seed=args.seed, prompts=prompts), progress)
+    workload = Workload(items, seed=args.seed, prompts=prompts, priority=args.priority)
+    runner = Runner(config, workload, progress)
     try:
         asyncio.run(_run(runner, progress, args.quiet))
     except KeyboardInterrupt:
@@ -124,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_concurrency": args.max_concurrency,
         "workload": [s for s in (args.workload or ["text"])],
         "seed": args.seed,
+        "priority": args.priority,
+        "deadline_s": args.timeout,
         "warmup_requests": sum(r.warmup for r in records),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(runner.wall_start)),
         "commit": _commit(),

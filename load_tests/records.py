@@ -34,6 +34,8 @@ class RequestRecord:
     images: int = 0
     audio_seconds: float = 0.0
     output_bytes: int = 0
+    priority: str = "interactive"  # the tier sent: interactive | batch
+    deadline: float | None = None  # seconds from send (the gRPC timeout); None: none sent
 
     @property
     def ok(self) -> bool:
@@ -62,6 +64,21 @@ class RequestRecord:
         if self.output_tokens <= 1:
             return None
         return (self.e2el - self.ttft) / (self.output_tokens - 1)
+
+    @property
+    def refused(self) -> bool:
+        """Refused by admission (RESOURCE_EXHAUSTED): the server declined at once."""
+        return self.status == "RESOURCE_EXHAUSTED"
+
+    @property
+    def expired(self) -> bool:
+        """Not refused, yet its deadline passed (admitted, then DEADLINE_EXCEEDED)."""
+        return self.status == "DEADLINE_EXCEEDED"
+
+    @property
+    def within_deadline(self) -> bool:
+        """Completed before its deadline: what goodput counts."""
+        return self.ok and (self.deadline is None or self.e2el <= self.deadline)
 
     @property
     def send_lag(self) -> float:

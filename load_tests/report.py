@@ -42,6 +42,14 @@ _ROWS: list[tuple[str, str, str]] = [
     ("Request throughput (req/s):", "request_throughput", ".2f"),
     ("Steady request throughput (req/s):", "steady_request_throughput", ".2f"),
     ("Request goodput (req/s):", "request_goodput", ".2f"),
+    ("Requests within deadline:", "within_deadline", "d"),
+    ("Deadline goodput (req/s):", "deadline_goodput", ".2f"),
+    ("Steady deadline goodput (req/s):", "steady_deadline_goodput", ".2f"),
+    ("Refused (RESOURCE_EXHAUSTED):", "refused", "d"),
+    ("P99 refusal latency (ms):", "p99_refusal_ms", ".2f"),
+    ("Batch share of refusals:", "batch_share_of_refused", ".1%"),
+    ("Admitted, then DEADLINE_EXCEEDED:", "admitted_expired", "d"),
+    ("Expired share of admitted:", "admitted_expired_share", ".2%"),
     ("Output token throughput (tok/s):", "output_throughput", ".2f"),
     ("Images per second:", "images_per_second", ".2f"),
     ("Audio seconds per second:", "audio_seconds_per_second", ".2f"),
@@ -75,6 +83,12 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{modality:>6}: {section['completed']} ok, {section['failed']} failed, "
             f"{section['request_throughput']:.1f} req/s, p50 e2el {section['p50_e2el_ms']:.1f} ms,"
             f" p99 e2el {section['p99_e2el_ms']:.1f} ms"
+        )
+    for tier, section in summary.get("per_priority", {}).items():
+        lines.append(
+            f"{tier:>11}: {section['within_deadline']} within deadline, "
+            f"{section['refused']} refused, {section['admitted_expired']} expired, "
+            f"p99 e2el {section['p99_e2el_ms']:.1f} ms"
         )
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import numpy as np
 from aigc.client import _OPTIONS, _metadata, _Stubs
 from load_tests.calls import issue
 from load_tests.records import RequestRecord, shift
-from load_tests.workload import Workload
+from load_tests.workload import PlannedRequest, Workload
 
 
 @dataclass
@@ -36,8 +36,11 @@ class RunConfig:
     api_key: str | None = None
     channels: int = 1
     seed: int = 0
+    protocol: str = "grpc"  # grpc: aigc.v1 at target; http: the OpenAI API at http://target
 
     def __post_init__(self) -> None:
+        if self.protocol not in ("grpc", "http"):
+            raise ValueError("protocol must be grpc or http")
         if (self.concurrency is None) == (self.rate is None):
             raise ValueError("choose exactly one of concurrency (closed loop) or rate (open loop)")
         if self.duration is None and self.num_requests is None:
@@ -87,11 +90,20 @@ class Runner:
 
     async def run(self) -> list[RequestRecord]:
         cfg = self.config
-        channels = [
-            grpc.aio.insecure_channel(cfg.target, options=_OPTIONS) for _ in range(cfg.channels)
-        ]
+        channels = []
+        if cfg.protocol == "grpc":
+            channels = [
+                grpc.aio.insecure_channel(cfg.target, options=_OPTIONS) for _ in range(cfg.channels)
+            ]
         self._stubs = [_Stubs(ch) for ch in channels]
         self._metadata = _metadata(cfg.api_key)
+        self._session = None
+        if cfg.protocol == "http":
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
+            )
         try:
             if cfg.concurrency is not None:
                 await self._closed(cfg.concurrency, cfg.warmup, cfg.num_requests, cfg.duration)
@@ -103,7 +115,33 @@ class Runner:
         finally:
             for ch in channels:
                 await ch.close()
+            if self._session is not None:
+                await self._session.close()
         return self.records
+
+    async def _issue(
+        self,
+        planned: PlannedRequest,
+        t0: float,
+        k: int,
+        intended_send: float | None = None,
+        warmup: bool = False,
+    ) -> RequestRecord:
+        """One request over the configured front end (gRPC stubs, or the OpenAI HTTP API)."""
+        cfg = self.config
+        if self._session is not None:
+            from load_tests.http_calls import issue_http
+
+            headers = dict(self._metadata)
+            return await issue_http(
+                self._session, f"http://{cfg.target}", planned, t0, timeout=cfg.timeout,
+                headers=headers, intended_send=intended_send, warmup=warmup,
+            )  # fmt: skip
+        stubs = self._stubs[k % len(self._stubs)]
+        return await issue(
+            stubs, planned, t0, timeout=cfg.timeout, metadata=self._metadata,
+            intended_send=intended_send, warmup=warmup,
+        )  # fmt: skip
 
     def _take(self) -> int:
         index, self._next = self._next, self._next + 1
@@ -126,7 +164,6 @@ class Runner:
     ) -> None:
         """Warm-up requests flow straight into measured ones, without draining in between,
         so the measured phase starts with every worker busy (a steady state)."""
-        cfg = self.config
         base = time.perf_counter()
         self._measuring()
         measured_start: float | None = None
@@ -134,7 +171,6 @@ class Runner:
 
         async def worker(k: int) -> None:
             nonlocal measured_start, stop_at
-            stubs = self._stubs[k % len(self._stubs)]
             while time.perf_counter() < stop_at:
                 index = self._take()
                 is_warmup = index < warmup
@@ -147,14 +183,7 @@ class Runner:
                         stop_at = measured_start + duration
                 planned = self.workload.request(index)
                 self.progress.sent += 1
-                record = await issue(
-                    stubs,
-                    planned,
-                    base,
-                    timeout=cfg.timeout,
-                    metadata=self._metadata,
-                    warmup=is_warmup,
-                )
+                record = await self._issue(planned, base, k, warmup=is_warmup)
                 self._on_done(record)
 
         if warmup:
@@ -189,15 +218,7 @@ class Runner:
         async def send(index: int, intended: float) -> None:
             planned = self.workload.request(index)
             self.progress.sent += 1
-            stubs = self._stubs[index % len(self._stubs)]
-            record = await issue(
-                stubs,
-                planned,
-                self.t0,
-                timeout=cfg.timeout,
-                metadata=self._metadata,
-                intended_send=intended,
-            )
+            record = await self._issue(planned, self.t0, index, intended_send=intended)
             self._on_done(record)
 
         for offset in offsets:

@@ -6,6 +6,11 @@ Definitions (as vLLM's `benchmark_serving.py`; only successful requests enter la
 - TPOT, per request with more than one output token: (e2el - TTFT) / (output_tokens - 1).
 - e2el: send -> last byte.
 - request_goodput: requests per second that met every SLO given with --goodput.
+Admission (issue 15), overall, per modality and per tier (`per_priority`):
+- refused: RESOURCE_EXHAUSTED, the server declined at once; `*_refusal_ms` is how fast.
+- admitted: everything not refused; admitted_expired: admitted, then DEADLINE_EXCEEDED
+  (work accepted that could not finish in time), also as a share of admitted.
+- deadline_goodput: completions within their deadline per second (`within_deadline` of them).
 Statistics use numpy (np.mean, np.median, np.std, np.percentile); an empty set gives 0, as in
 vLLM, and the matching `*_count` key says how many samples there were.
 """
@@ -92,6 +97,7 @@ def _section(records: Sequence[RequestRecord], duration: float, slos: dict[str, 
         good = sum(meets_slos(r, slos) for r in ok)
         out["request_goodput"] = per_s(good)
         out["good_requests"] = good
+    out.update(admission(records, duration))
     out.update(stats("ttft", [r.ttft for r in ok]))
     out.update(stats("tpot", [t for r in ok if (t := r.tpot) is not None]))
     out.update(stats("itl", [gap for r in ok for gap in r.itls]))
@@ -105,6 +111,25 @@ def _section(records: Sequence[RequestRecord], duration: float, slos: dict[str, 
     return out
 
 
+def admission(records: Sequence[RequestRecord], duration: float) -> dict[str, Any]:
+    """Refused vs admitted-then-expired, and goodput against each request's own deadline."""
+    refused = [r for r in records if r.refused]
+    admitted = len(records) - len(refused)
+    expired = sum(r.expired for r in records)
+    within = sum(r.within_deadline for r in records)
+    out: dict[str, Any] = {
+        "admitted": admitted,
+        "refused": len(refused),
+        "refused_share": len(refused) / len(records) if records else 0.0,
+        "admitted_expired": expired,
+        "admitted_expired_share": expired / admitted if admitted else 0.0,
+        "within_deadline": within,
+        "deadline_goodput": within / duration if duration > 0 else 0.0,
+    }
+    out.update(stats("refusal", [r.e2el for r in refused]))
+    return out
+
+
 def steady(records: Sequence[RequestRecord], window: float) -> dict[str, Any]:
     """Throughput inside the sending window [0, window]: every request that completed in it,
     warm-up ones included. With the pipeline full from t=0 (warm-up flows into the measured
@@ -115,6 +140,7 @@ def steady(records: Sequence[RequestRecord], window: float) -> dict[str, Any]:
     return {
         "window_s": window,
         "steady_request_throughput": per_s(len(inside)),
+        "steady_deadline_goodput": per_s(sum(r.within_deadline for r in inside)),
         "steady_output_throughput": per_s(sum(r.output_tokens for r in inside)),
         "steady_images_per_second": per_s(sum(r.images for r in inside)),
         "steady_audio_seconds_per_second": per_s(sum(r.audio_seconds for r in inside)),
@@ -144,8 +170,17 @@ def summarize(
     for r in measured:
         by_modality.setdefault(r.modality, []).append(r)
     out["per_modality"] = {m: _section(rs, duration, slos) for m, rs in sorted(by_modality.items())}
+    by_priority: dict[str, list[RequestRecord]] = {}
+    for r in measured:
+        by_priority.setdefault(r.priority, []).append(r)
+    out["per_priority"] = {p: _section(rs, duration, slos) for p, rs in sorted(by_priority.items())}
+    if out["refused"]:
+        batch = out["per_priority"].get("batch", {}).get("refused", 0)
+        out["batch_share_of_refused"] = batch / out["refused"]
     if window is not None:
         out.update(steady(records, window))
         for m, section in out["per_modality"].items():
             section.update(steady([r for r in records if r.modality == m], window))
+        for p, section in out["per_priority"].items():
+            section.update(steady([r for r in records if r.priority == p], window))
     return out

@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from aigc.client import image_request, speech_request, text_request
+from aigc.v1 import common_pb2
 
 MODALITIES = ("text", "image", "audio")
+# --priority: the tier each request carries (aigc.v1.Priority); mix = 50/50 at random.
+PRIORITIES = ("interactive", "batch", "mix")
+_PRIORITY_PROTO = {
+    "interactive": common_pb2.PRIORITY_INTERACTIVE,
+    "batch": common_pb2.PRIORITY_BATCH,
+}
 # Streaming is the default where the API has a stream (text, audio); images are unary only.
 _STREAMS = {"text": True, "image": False, "audio": True}
 _WORDS = (
@@ -109,14 +116,22 @@ class PlannedRequest:
     index: int
     item: WorkItem
     request: Any  # the protobuf request
+    priority: str = "interactive"  # interactive | batch
 
 
 class Workload:
     def __init__(
-        self, items: list[WorkItem], seed: int = 0, prompts: list[str] | None = None
+        self,
+        items: list[WorkItem],
+        seed: int = 0,
+        prompts: list[str] | None = None,
+        priority: str = "interactive",
     ) -> None:
         if not items:
             raise ValueError("a workload needs at least one item")
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        self.priority = priority
         self.items = items
         self.seed = seed
         self.prompts = prompts
@@ -135,4 +150,9 @@ class Workload:
             req = image_request(model=item.model, count=item.count, seed=seed)
         else:
             req = speech_request(text, model=item.model, seed=seed, pcm16=item.stream)
-        return PlannedRequest(index, item, req)
+        # Drawn last, so that --priority leaves every other field of request i unchanged.
+        tier = self.priority
+        if tier == "mix":
+            tier = "batch" if rng.random() < 0.5 else "interactive"
+        req.priority = _PRIORITY_PROTO[tier]
+        return PlannedRequest(index, item, req, tier)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aigc.v1 import common_pb2
 from load_tests.baselines import start_plain_server
 from load_tests.cli import main as bench_main
 from load_tests.records import RequestRecord, read_jsonl
@@ -82,6 +83,27 @@ def test_requests_depend_on_index_and_seed_only() -> None:
     assert a.request(5).request != Workload(items, seed=2).request(5).request
 
 
+def test_priority_is_sent_and_mix_is_half_batch_without_changing_other_fields() -> None:
+    items = [parse_item("text"), parse_item("image,count=2")]
+    plain = Workload(items, seed=3)
+    batch = Workload(items, seed=3, priority="batch")
+    mix = Workload(items, seed=3, priority="mix")
+    n = 400
+    tiers = [mix.request(i).priority for i in range(n)]
+    assert 0.4 < tiers.count("batch") / n < 0.6
+    for i in range(20):
+        p, b, m = plain.request(i), batch.request(i), mix.request(i)
+        assert p.priority == "interactive" and b.priority == "batch"
+        assert p.request.priority == common_pb2.PRIORITY_INTERACTIVE
+        assert b.request.priority == common_pb2.PRIORITY_BATCH
+        wanted = {"batch": common_pb2.PRIORITY_BATCH}.get(m.priority, p.request.priority)
+        assert m.request.priority == wanted
+        b.request.priority = p.request.priority
+        assert b.request == p.request  # only the tier differs
+    with pytest.raises(ValueError, match="priority"):
+        Workload(items, priority="urgent")
+
+
 def test_workload_spec_errors_name_the_problem() -> None:
     assert parse_item("audio:speech,stream=false").method == "Synthesize"
     assert parse_item("text,max_tokens=7").max_tokens == 7
@@ -99,7 +121,15 @@ def test_cli_writes_records_summary_and_plots(tmp_path: Path) -> None:
         try:
             argv = ["--target", f"127.0.0.1:{port}", "--concurrency", "2", "--num-requests", "20"]
             argv += ["--workload", "text", "--workload", "image", "--output-dir", str(tmp_path)]
-            argv += ["--goodput", "e2el:60000", "--quiet"]
+            argv += [
+                "--goodput",
+                "e2el:60000",
+                "--quiet",
+                "--priority",
+                "mix",
+                "--deadline-s",
+                "30",
+            ]
             return await asyncio.to_thread(bench_main, argv)
         finally:
             await server.stop(0)
@@ -109,6 +139,10 @@ def test_cli_writes_records_summary_and_plots(tmp_path: Path) -> None:
     records = list(read_jsonl(tmp_path / "records.jsonl"))
     assert summary["completed"] == len(records) == 20
     assert summary["request_goodput"] == pytest.approx(summary["request_throughput"])
+    assert summary["deadline_goodput"] == pytest.approx(summary["request_throughput"])
+    assert summary["deadline_s"] == 30 and summary["priority"] == "mix"
+    assert {r.deadline for r in records} == {30.0}
+    assert set(summary["per_priority"]) == {r.priority for r in records} == {"batch", "interactive"}
     again = summarize(records, duration=summary["duration"])
     assert again["p99_e2el_ms"] == pytest.approx(summary["p99_e2el_ms"])
     assert (tmp_path / "latency_cdf.png").stat().st_size > 0

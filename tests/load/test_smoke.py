@@ -25,8 +25,12 @@ REQUIRED = [
 ] + [f"{s}_{m}_ms" for m in METRICS for s in STATS]  # fmt: skip
 
 
-def run_bench(stack: Any, tmp: Path, mode: list[str], workload: list[str]) -> tuple[dict, list]:
-    argv = ["--target", f"127.0.0.1:{stack.gateway.port}", *mode, "--warmup", "4", "--seed", "5"]
+def run_bench(
+    stack: Any, tmp: Path, mode: list[str], workload: list[str], protocol: str = "grpc"
+) -> tuple[dict, list]:
+    port = stack.gateway.port if protocol == "grpc" else stack.gateway.http_port
+    argv = ["--target", f"127.0.0.1:{port}", "--protocol", protocol, *mode]
+    argv += ["--warmup", "4", "--seed", "5"]
     for item in workload:
         argv += ["--workload", item]
     argv += ["--goodput", "ttft:60000", "e2el:60000", "--output-dir", str(tmp), "--quiet"]
@@ -88,3 +92,19 @@ def test_smoke_open_loop(stack: Any, served_workload: list[str], tmp_path: Path)
     assert summary["mode"] == "open"
     assert summary["send_lag_count"] == 20
     assert all(r.intended_send is not None for r in records if not r.warmup)
+
+
+def test_smoke_over_the_openai_http_api(
+    stack: Any, served_workload: list[str], tmp_path: Path
+) -> None:
+    """The same workload through the OpenAI front end: the same records, summary and checks."""
+    summary, records = run_bench(
+        stack, tmp_path, ["--concurrency", "4", "--num-requests", "16"], served_workload, "http"
+    )
+    check_consistent(summary, records)
+    text = summary["per_modality"].get("text")
+    if text:
+        assert text["total_output_tokens"] > 0  # usage read from SSE and JSON bodies
+    audio = summary["per_modality"].get("audio")
+    if audio:
+        assert audio["total_audio_seconds"] > 0

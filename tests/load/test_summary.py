@@ -150,3 +150,44 @@ def test_steady_rate_counts_completions_inside_the_window_only() -> None:
     assert s["steady_images_per_second"] == pytest.approx(8 / 4.0)
     assert s["request_throughput"] == pytest.approx(4 / 4.5)  # vLLM's: measured ones, to the end
     assert s["per_modality"]["image"]["steady_request_throughput"] == pytest.approx(1.0)
+
+
+def test_admission_outcomes_goodput_against_deadlines_and_tiers() -> None:
+    def rec(i: int, status: str, end: float, priority: str = "interactive") -> RequestRecord:
+        r = RequestRecord(i, "text", "m", "Generate", False, 0.0, end=end, status=status)
+        r.priority, r.deadline = priority, 1.0
+        return r
+
+    records = [
+        rec(0, "OK", 0.5),
+        rec(1, "OK", 0.9, "batch"),
+        rec(2, "OK", 1.5),  # finished, but after its deadline: not goodput
+        rec(3, "RESOURCE_EXHAUSTED", 0.002, "batch"),
+        rec(4, "RESOURCE_EXHAUSTED", 0.004, "batch"),
+        rec(5, "RESOURCE_EXHAUSTED", 0.010),
+        rec(6, "DEADLINE_EXCEEDED", 1.0, "batch"),  # admitted, then expired
+        rec(7, "UNAVAILABLE", 0.1),
+    ]
+    s = summarize(records, duration=2.0, window=1.0)
+    assert (s["admitted"], s["refused"], s["admitted_expired"]) == (5, 3, 1)
+    assert s["refused_share"] == pytest.approx(3 / 8)
+    assert s["admitted_expired_share"] == pytest.approx(1 / 5)
+    assert s["within_deadline"] == 2
+    assert s["deadline_goodput"] == pytest.approx(2 / 2.0)
+    assert s["steady_deadline_goodput"] == pytest.approx(2 / 1.0)  # both ended inside 1 s
+    assert s["refusal_count"] == 3
+    assert s["p99_refusal_ms"] == pytest.approx(np.percentile([2.0, 4.0, 10.0], 99))
+    assert s["batch_share_of_refused"] == pytest.approx(2 / 3)
+    batch, interactive = s["per_priority"]["batch"], s["per_priority"]["interactive"]
+    assert (batch["refused"], batch["admitted"], batch["admitted_expired"]) == (2, 2, 1)
+    assert batch["admitted_expired_share"] == pytest.approx(0.5)
+    assert (interactive["refused"], interactive["within_deadline"]) == (1, 1)
+    assert interactive["p99_e2el_ms"] == pytest.approx(np.percentile([500.0, 1500.0], 99))
+
+
+def test_records_without_a_deadline_count_every_completion_as_goodput() -> None:
+    r = RequestRecord(0, "image", "m", "Generate", False, 0.0, end=100.0, images=1)
+    s = summarize([r], duration=100.0)
+    assert s["within_deadline"] == 1 and s["refused"] == 0 and s["admitted_expired_share"] == 0
+    assert "batch_share_of_refused" not in s
+    assert set(s["per_priority"]) == {"interactive"}
