@@ -38,13 +38,30 @@ def _text_body(req: Any, stream: bool) -> tuple[str, dict[str, Any]]:
     return "/v1/completions", body
 
 
-def http_request(planned: PlannedRequest) -> tuple[str, dict[str, Any]]:
-    """(path, JSON body) asking for the same work as the planned aigc.v1 request."""
+async def served_labels(session: aiohttp.ClientSession, base_url: str) -> dict[str, list[str]]:
+    """Labels of conditional image models by served name ("" = the default image model), from
+    /v1/models: the OpenAI API names the label in the prompt, where aigc.v1 may leave it empty."""
+    async with session.get(base_url + "/v1/models") as resp:
+        entries = (await resp.json())["data"] if resp.status == 200 else []
+    out = {e["id"]: list(e.get("labels", [])) for e in entries}
+    for e in entries:
+        if e.get("modality") == "image" and e.get("default") and e["id"] == e.get("root"):
+            out[""] = list(e.get("labels", []))
+    return out
+
+
+def http_request(
+    planned: PlannedRequest, labels: dict[str, list[str]] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) asking for the same work as the planned aigc.v1 request; an image
+    request without a label names one of the model's labels (chosen by the request's index)."""
     item, req = planned.item, planned.request
     if item.modality == "text":
         return _text_body(req, item.stream)
     if item.modality == "image":
-        body: dict[str, Any] = {"model": req.model or None, "prompt": req.label or "any"}
+        choices = (labels or {}).get(req.model, [])
+        label = req.label or (choices[planned.index % len(choices)] if choices else "any")
+        body: dict[str, Any] = {"model": req.model or None, "prompt": label}
         if req.HasField("count"):
             body["n"] = req.count
         if req.HasField("seed"):
@@ -99,9 +116,10 @@ async def issue_http(
     headers: dict[str, str],
     intended_send: float | None = None,
     warmup: bool = False,
+    labels: dict[str, list[str]] | None = None,
 ) -> RequestRecord:
     item = planned.item
-    path, body = http_request(planned)
+    path, body = http_request(planned, labels)
     record = RequestRecord(
         index=planned.index,
         modality=item.modality,

@@ -98,13 +98,18 @@ class Runner:
         self._stubs = [_Stubs(ch) for ch in channels]
         self._metadata = _metadata(cfg.api_key)
         self._session = None
+        self._labels: dict[str, list[str]] = {}
         if cfg.protocol == "http":
             import aiohttp
+
+            from load_tests.http_calls import served_labels
 
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
             )
         try:
+            if self._session is not None:
+                self._labels = await served_labels(self._session, f"http://{cfg.target}")
             if cfg.concurrency is not None:
                 await self._closed(cfg.concurrency, cfg.warmup, cfg.num_requests, cfg.duration)
             else:
@@ -135,7 +140,7 @@ class Runner:
             headers = dict(self._metadata)
             return await issue_http(
                 self._session, f"http://{cfg.target}", planned, t0, timeout=cfg.timeout,
-                headers=headers, intended_send=intended_send, warmup=warmup,
+                headers=headers, intended_send=intended_send, warmup=warmup, labels=self._labels,
             )  # fmt: skip
         stubs = self._stubs[k % len(self._stubs)]
         return await issue(

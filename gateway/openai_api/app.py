@@ -314,6 +314,8 @@ class OpenAIApi:
                         "root": m.name,
                         "modality": m.modality.value,
                         "ready": view.state.ready,
+                        "default": view.default,
+                        **{k: view.state.info[k] for k in _INFO_KEYS if view.state.info.get(k)},
                     }
                 )
         return out
@@ -474,6 +476,9 @@ def _parse(model: type[B], data: dict[str, Any]) -> B:
         )
         raise InvalidArgument(f"{param or 'body'}: {err['msg']}", field=param or None) from None
 
+
+# What /v1/models adds to OpenAI's fields (as vLLM adds root and max_model_len).
+_INFO_KEYS = ("labels", "voices", "image_size")
 
 # pydantic names union members in error locations (e.g. 'str', 'list[str]'); not fields
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after"}
