@@ -350,7 +350,9 @@ def test_graceful_shutdown_finishes_in_flight_work(stack, tiny_dir):
     t = threading.Thread(target=long_call)
     t.start()
     with Client(target, timeout=10) as c:
-        assert wait_until(lambda: gw.metrics.inflight.labels("text", "echo-text")._value.get() == 1)
+        assert wait_until(
+            lambda: gw.metrics.inflight.labels("text", "echo-text", "grpc")._value.get() == 1
+        )
         stopping = asyncio.run_coroutine_threadsafe(gw.stop(30), stack.runner.loop)
         assert wait_until(lambda: c.health() == "NOT_SERVING")  # balancers stop sending first
     stopping.result(60)
