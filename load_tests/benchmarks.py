@@ -1,5 +1,6 @@
-"""`python -m load_tests.benchmarks overhead|batching|all`: the BENCHMARKS.md numbers.
+"""`python -m load_tests.benchmarks overhead|frontends|batching|all`: the BENCHMARKS.md numbers.
 
+frontends: one gateway over the echo engines, gRPC vs the OpenAI HTTP API, c=1 and c=64.
 overhead: the echo engines behind (a) a plain grpc.aio server, (b) the gateway -> Serve
   DeploymentHandles, with and without RAY_SERVE_THROUGHPUT_OPTIMIZED, (c) Ray Serve's built-in
   gRPC proxy; unary text calls at concurrency 1, 8, 64, one load generator for all.
@@ -57,6 +58,45 @@ async def overhead(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
         finally:
             await procs.stop_server(server)
     return {"rows": rows}
+
+
+async def frontends(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
+    """One gateway over the echo engines, driven through gRPC (aigc.v1) and through the
+    OpenAI HTTP API in turn, same workload and concurrency: what the HTTP front end costs."""
+    rows = []
+    server = await procs.start_server("gateway", str(BENCH_CONFIG), OPT)
+    try:
+        for c in concurrencies:
+            for protocol, port in (("grpc", server.port), ("http", server.http_port)):
+                out = RESULTS / "frontends" / f"{protocol}-c{c}"
+                args = ["--concurrency", str(c), "--duration", str(seconds), "--protocol", protocol]
+                args += ["--warmup", str(max(50, 4 * c)), "--workload", OVERHEAD_WORKLOAD]
+                s = await procs.bench(f"127.0.0.1:{port}", out, args)
+                rows.append({"path": protocol, "concurrency": c, **_keep(s)})
+                print(f"[frontends] {protocol} c={c}: p50 {s['p50_e2el_ms']:.2f} ms, "
+                      f"{s['steady_request_throughput']:.0f} req/s", flush=True)  # fmt: skip
+    finally:
+        await procs.stop_server(server)
+    return {"rows": rows}
+
+
+def frontends_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| front end | concurrency | p50 ms | p99 ms | req/s | HTTP / gRPC req/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    grpc_rate = {
+        r["concurrency"]: r["steady_request_throughput"] for r in rows if r["path"] == "grpc"
+    }
+    for r in rows:
+        rate = r["steady_request_throughput"]
+        base = grpc_rate.get(r["concurrency"])
+        ratio = f"{rate / base:.2f}" if r["path"] == "http" and base else ""
+        lines.append(
+            f"| {r['path']} | {r['concurrency']} | {r['p50_e2el_ms']:.2f} | {r['p99_e2el_ms']:.2f} "
+            f"| {rate:.0f} | {ratio} |"
+        )
+    return "\n".join(lines)
 
 
 def _keep(s: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +249,7 @@ def _markdown(meta: dict[str, Any], table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m load_tests.benchmarks")
-    p.add_argument("which", choices=["overhead", "batching", "all", "render"])
+    p.add_argument("which", choices=["overhead", "batching", "frontends", "all", "render"])
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per point")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64], help="overhead")
     p.add_argument("--max-tokens", type=int, default=32, help="text requests")
@@ -222,20 +262,27 @@ def main(argv: list[str] | None = None) -> int:
         wait_quiet()
     RESULTS.mkdir(exist_ok=True)
     if args.which == "render":  # the tables again, from the JSON of the last runs
-        for which, table_of in (("overhead", overhead_table), ("batching", batching_table)):
+        tables = (
+            ("overhead", overhead_table), ("batching", batching_table),
+            ("frontends", frontends_table),
+        )  # fmt: skip
+        for which, table_of in tables:
             path = RESULTS / f"{which}.json"
             if path.exists():
                 result = json.loads(path.read_text())
                 print(_markdown(result, table_of(result["rows"])))
         return 0
     command = "python -m load_tests.benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
-    for which in ("overhead", "batching"):
+    for which in ("overhead", "frontends", "batching"):
         if args.which not in (which, "all"):
             continue
         meta = {"command": command, **facts()}
         if which == "overhead":
             result = asyncio.run(overhead(args.seconds, args.concurrency))
             table = overhead_table(result["rows"])
+        elif which == "frontends":
+            result = asyncio.run(frontends(args.seconds, [1, 64]))
+            table = frontends_table(result["rows"])
         else:
             result = asyncio.run(batching(args.seconds, args.max_tokens, args.unbatched_only))
             table = batching_table(result["rows"])

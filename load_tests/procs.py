@@ -24,6 +24,7 @@ class Server:
     kind: str
     proc: asyncio.subprocess.Process
     port: int
+    http_port: int | None = None  # the gateway's OpenAI HTTP front end
 
     @property
     def target(self) -> str:
@@ -47,11 +48,12 @@ async def start_server(
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), timeout_s)
-        port = int(json.loads(line)["port"])
+        ready = json.loads(line)
+        port = int(ready["port"])
     except (TimeoutError, ValueError, KeyError) as exc:
         await stop_server(Server(kind, proc, 0))
         raise RuntimeError(f"server {kind} did not start: {exc!r}") from exc
-    return Server(kind, proc, port)
+    return Server(kind, proc, port, ready.get("http_port"))
 
 
 async def stop_server(server: Server, timeout_s: float = 90) -> None:

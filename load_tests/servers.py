@@ -45,11 +45,13 @@ async def run_gateway(config_path: str) -> None:
     from aigc.config import load_config
     from aigc.stack import LocalStack
 
-    stack = LocalStack(load_config(config_path), port=0, metrics_port=0, ray_metrics_port=0)
+    stack = LocalStack(
+        load_config(config_path), port=0, metrics_port=0, http_port=0, ray_metrics_port=0
+    )
     try:
         await stack.start(progress=lambda m: print(m, file=sys.stderr, flush=True))
         gw: Any = stack.gateway
-        _ready(gw.port, metrics_port=gw.metrics_port)
+        _ready(gw.port, metrics_port=gw.metrics_port, http_port=gw.http_port)
         await _until_signal()
     finally:
         await stack.stop(grace_s=1.0)
