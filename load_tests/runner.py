@@ -13,10 +13,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 
-from aigc.client import _OPTIONS, _metadata, _Stubs
+from aigc.client import AsyncClient
 from load_tests.calls import issue
 from load_tests.records import RequestRecord, shift
 from load_tests.workload import Workload
@@ -87,11 +86,9 @@ class Runner:
 
     async def run(self) -> list[RequestRecord]:
         cfg = self.config
-        channels = [
-            grpc.aio.insecure_channel(cfg.target, options=_OPTIONS) for _ in range(cfg.channels)
-        ]
-        self._stubs = [_Stubs(ch) for ch in channels]
-        self._metadata = _metadata(cfg.api_key)
+        clients = [AsyncClient(cfg.target, api_key=cfg.api_key) for _ in range(cfg.channels)]
+        self._stubs = [c.stubs for c in clients]
+        self._metadata = clients[0].metadata
         try:
             if cfg.concurrency is not None:
                 await self._closed(cfg.concurrency, cfg.warmup, cfg.num_requests, cfg.duration)
@@ -101,8 +98,8 @@ class Runner:
                 self._measuring()
                 await self._open()
         finally:
-            for ch in channels:
-                await ch.close()
+            for c in clients:
+                await c.close()
         return self.records
 
     def _take(self) -> int:
