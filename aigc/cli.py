@@ -88,9 +88,7 @@ def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
             say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
             say(f"ray metrics      {stack.ray_metrics_url}")
             say(f"ray cluster      {stack.cluster_description}")
-            say(
-                "ready; Ctrl-C stops " + ("this gateway" if not stack.deploy_apps else "everything")
-            )
+            say(f"ready; Ctrl-C stops {stack.stops}")
             await stop.wait()
             say("stopping: draining in-flight requests")
         finally:
@@ -110,7 +108,12 @@ def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from aigc.stack import LocalStack
 
-    stack = LocalStack(_load_config(args), port=args.port, metrics_port=args.metrics_port)
+    stack = LocalStack(
+        _load_config(args),
+        port=args.port,
+        metrics_port=args.metrics_port,
+        keep_apps=args.keep_apps,
+    )
     return _serve(stack, args, "up")
 
 
@@ -302,10 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--ready-timeout", type=float, default=900.0)
         return sp
 
-    server(
+    up = server(
         "up",
         "start every Serve app and the gateway: on a local Ray, or with --address on a cluster",
-    ).set_defaults(fn=cmd_up)
+    )
+    up.add_argument(
+        "--keep-apps",
+        action="store_true",
+        help="with --address: leave the Serve apps running on Ctrl-C (default: delete them)",
+    )
+    up.set_defaults(fn=cmd_up)
     server(
         "gateway", "run one more gateway for the apps `aigc up --address` deployed (no deploy)"
     ).set_defaults(fn=cmd_gateway)

@@ -12,6 +12,7 @@ Three shapes, one class (used by `aigc up`, `aigc gateway` and the integration t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -109,6 +110,17 @@ class LocalStack:
             )
 
     @property
+    def stops(self) -> str:
+        """What `stop()` takes down, in words."""
+        if not self.deploy_apps:
+            return "this gateway (the apps and the cluster keep running)"
+        if not self.config.ray.address:
+            return "everything"
+        if self.keep_apps:
+            return "the gateway (the apps and the cluster keep running)"
+        return "the gateway and deletes the apps it deployed (the cluster keeps running)"
+
+    @property
     def ray_metrics_url(self) -> str:
         import ray
 
@@ -174,10 +186,29 @@ class LocalStack:
         # graceful_shutdown_wait_loop_s) and warnings about routers on this loop.
         if not self._owns_cluster and self._deployed and not self.keep_apps:
             await asyncio.to_thread(self._delete_apps)
+        await self._close_handles()
         ray.shutdown()  # on a cluster: this driver only
 
-    def _delete_apps(self) -> None:
+    async def _close_handles(self) -> None:
+        """Stops the Serve routers that run on this loop. Left running, one may call Ray after
+        ray.shutdown(), and Ray then starts a new local cluster to serve that call."""
+        from ray.serve.context import _get_global_client  # what serve.shutdown_async() uses
+
+        with contextlib.suppress(Exception):
+            client = _get_global_client(raise_if_no_controller_running=False)
+            if client is not None:
+                await client.shutdown_cached_handles_async()
+
+    def _delete_apps(self, timeout_s: float = 60.0) -> None:
+        """Deletes our apps together (one by one, each waits out its replicas' drain)."""
         from ray import serve
 
         for name in self._deployed:
-            serve.delete(name)
+            serve.delete(name, _blocking=False)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            left = set(self._deployed) & set(serve.status().applications)
+            if not left:
+                return
+            time.sleep(0.2)
+        logger.warning("Serve apps %s not deleted after %.0fs", sorted(left), timeout_s)
