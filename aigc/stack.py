@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -190,14 +191,22 @@ class LocalStack:
         ray.shutdown()  # on a cluster: this driver only
 
     async def _close_handles(self) -> None:
-        """Stops the Serve routers that run on this loop. Left running, one may call Ray after
-        ray.shutdown(), and Ray then starts a new local cluster to serve that call."""
-        from ray.serve.context import _get_global_client  # what serve.shutdown_async() uses
+        """Stops Serve's routers and long polls in this process before ray.shutdown().
+
+        Closing the handles is not enough: the routers share one long-poll client to the
+        controller that nothing stops, and an update that lands after ray.shutdown() (our
+        apps' deletion) makes it call Ray again, which then starts a new local cluster.
+        """
+        from ray.serve._private.long_poll import LongPollClient
+        from ray.serve.context import _get_global_client  # as serve.shutdown_async() does
 
         with contextlib.suppress(Exception):
             client = _get_global_client(raise_if_no_controller_running=False)
             if client is not None:
                 await client.shutdown_cached_handles_async()
+        for obj in gc.get_objects():
+            if isinstance(obj, LongPollClient):
+                obj.stop()  # it makes no further call to the controller
 
     def _delete_apps(self, timeout_s: float = 60.0) -> None:
         """Deletes our apps together (one by one, each waits out its replicas' drain)."""
