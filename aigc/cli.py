@@ -371,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
-    help_only = any(a in ("-h", "--help") for a in argv[1:])
+    # `aigc up --help` needs nothing; a plugin imports its package even to print its help.
+    help_only = command not in PLUGINS and any(a in ("-h", "--help") for a in argv[1:])
     if command in REQUIREMENTS and not help_only and (problem := missing_requirements(command)):
         print(problem, file=sys.stderr)
         return 1

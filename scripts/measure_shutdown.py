@@ -89,7 +89,10 @@ def main() -> int:
                 ready.set()
 
     threading.Thread(target=reader, daemon=True).start()
-    if not ready.wait(600):
+    deadline = time.monotonic() + 600
+    while not ready.wait(0.5) and proc.poll() is None and time.monotonic() < deadline:
+        pass
+    if not ready.is_set():
         print("\n".join(lines))
         os.killpg(proc.pid, signal.SIGKILL)
         return 1
