@@ -46,7 +46,9 @@ def private_config(path: Path, out_dir: Path) -> Path:
 
 
 def session_procs(sid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,sid,args"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,sid,args"], capture_output=True, text=True
+    ).stdout
     rows = []
     for line in out.splitlines()[1:]:
         pid, s, args = line.split(None, 2)
