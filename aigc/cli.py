@@ -1,41 +1,74 @@
-"""The `aigc` command: start the local stack and call every API from a shell."""
+"""The `aigc` command: start the stack and call every API from a shell.
+
+The calling commands (text, image, audio, models, health) need only the client install
+(grpcio, protobuf); the server commands (up, gateway, k8s) need the `server` extra and say so.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import logging
 import signal
 import sys
 import time
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-import numpy as np
 
-from aigc.client import DEFAULT_TARGET, Client
+from aigc.client import DEFAULT_TARGET, HEALTH_SERVICES, Client
+from aigc.png import Pixels, encode_png, grid
 from aigc.v1 import common_pb2, text_pb2
 
+if TYPE_CHECKING:
+    from aigc.config import AigcConfig
+    from aigc.stack import LocalStack
+
 DEFAULT_CONFIG = "configs/local.yaml"
+SERVER_EXTRA = "pip install 'aigc-serve[server]'"
+# Command -> (modules it imports, the install that brings them).
+REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "up": (("ray", "torch", "pydantic", "yaml", "prometheus_client"), SERVER_EXTRA),
+    "gateway": (("ray", "pydantic", "yaml", "prometheus_client"), SERVER_EXTRA),
+    "k8s": (("pydantic", "yaml"), SERVER_EXTRA),
+    "bench": (("numpy",), "pip install 'aigc-serve[bench]'"),
+}
+
+
+def missing_requirements(command: str) -> str | None:
+    """One line naming the install a command lacks, or None when it can run."""
+    modules, install = REQUIREMENTS.get(command, ((), ""))
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"aigc {command} needs {', '.join(missing)}, which this install lacks: {install}"
 
 
 def _client(args: argparse.Namespace) -> Client:
     return Client(args.target, api_key=args.api_key, timeout=args.timeout)
 
 
-# ---- up ----------------------------------------------------------------------------------
-def cmd_up(args: argparse.Namespace) -> int:
+# ---- up / gateway --------------------------------------------------------------------------
+def _load_config(args: argparse.Namespace) -> AigcConfig:
     from aigc.config import load_config
-    from aigc.stack import LocalStack
 
     config = load_config(args.config)
-    stack = LocalStack(
-        config, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port
-    )
+    if args.address:  # the flag wins over the config's ray.address
+        config = config.model_copy(
+            update={"ray": config.ray.model_copy(update={"address": args.address})}
+        )
+    return config
+
+
+def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
+    """Starts the stack, prints where it listens, and stops it on Ctrl-C or SIGTERM."""
 
     def say(msg: str) -> None:
-        print(f"[aigc up] {msg}", flush=True)
+        print(f"[aigc {name}] {msg}", flush=True)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -46,26 +79,58 @@ def cmd_up(args: argparse.Namespace) -> int:
             await stack.start(progress=say, timeout_s=args.ready_timeout)
             gw = stack.gateway
             assert gw is not None
-            host = config.gateway.host
+            host = stack.config.gateway.host
             say(f"gateway      grpc://{host}:{gw.port}  (aigc.v1, grpc.health.v1, reflection)")
             if gw.http_port is not None:
-                say(f"openai       http://{host}:{gw.http_port}/v1  (OpenAI-compatible HTTP API)")
+                say(f"openai       http://{host}:{gw.http_port}/v1  (OpenAI API; /readyz, /livez)")
             say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
             say(f"ray metrics      {stack.ray_metrics_url}")
-            say("ready; Ctrl-C stops everything")
+            say(f"ray cluster      {stack.cluster_description}")
+            say(f"ready; Ctrl-C stops {stack.stops}")
             await stop.wait()
             say("stopping: draining in-flight requests")
         finally:
+            t0 = time.perf_counter()
             await stack.stop()
-            say("stopped")
+            say(f"stopped in {time.perf_counter() - t0:.1f}s")
 
     logging.basicConfig(level=logging.WARNING)
     try:
         asyncio.run(run())
-    except TimeoutError as exc:
-        print(f"aigc up: {exc}", file=sys.stderr)
+    except (TimeoutError, LookupError) as exc:
+        print(f"aigc {name}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from aigc.stack import LocalStack
+
+    stack = LocalStack(
+        _load_config(args),
+        port=args.port,
+        metrics_port=args.metrics_port,
+        http_port=args.http_port,
+        keep_apps=args.keep_apps,
+    )
+    return _serve(stack, args, "up")
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from aigc.stack import LocalStack
+
+    config = _load_config(args)
+    if not config.ray.address:
+        print("aigc gateway: give --address (or ray.address in the config)", file=sys.stderr)
+        return 1
+    stack = LocalStack(
+        config,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        http_port=args.http_port,
+        deploy_apps=False,
+    )
+    return _serve(stack, args, "gateway")
 
 
 # ---- calls -------------------------------------------------------------------------------
@@ -110,37 +175,23 @@ def cmd_text(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grid(images: list[np.ndarray]) -> np.ndarray:
-    n = len(images)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    h, w, c = images[0].shape
-    pad = 2
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, cols)
-        grid[
-            pad + r * (h + pad) : pad + r * (h + pad) + h,
-            pad + k * (w + pad) : pad + k * (w + pad) + w,
-        ] = img
-    return grid
-
-
 def cmd_image(args: argparse.Namespace) -> int:
-    from services.image.encode import decode_png, encode_png
-
-    with _client(args) as c:
+    several = (args.count or 1) > 1
+    with _client(args) as c:  # a grid is drawn from raw pixels: no PNG decoding here
         resp = c.generate_images(
-            model=args.model, count=args.count, seed=args.seed, label=args.label
+            model=args.model,
+            count=args.count,
+            seed=args.seed,
+            label=args.label,
+            raw=several and args.grid,
         )
     out = Path(args.output)
-    if len(resp.images) == 1 or args.grid:
-        data = (
-            resp.images[0].data
-            if len(resp.images) == 1
-            else encode_png(_grid([decode_png(i.data) for i in resp.images]))
-        )
-        out.write_bytes(data)
+    if several and args.grid:
+        pixels = [Pixels(i.width, i.height, i.channels, i.data) for i in resp.images]
+        out.write_bytes(encode_png(grid(pixels)))
+        written = [out]
+    elif len(resp.images) == 1:
+        out.write_bytes(resp.images[0].data)
         written = [out]
     else:
         written = []
@@ -215,13 +266,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from gateway.server import MODELS_SERVICE, SERVICE_NAMES
-
     with _client(args) as c:
         status = c.health("")
         print(f"overall: {status}")
-        for name in [*SERVICE_NAMES.values(), MODELS_SERVICE]:
-            print(f"{name}: {c.health(name)}")
+        for name in HEALTH_SERVICES:
+            try:
+                print(f"{name}: {c.health(name)}")
+            except grpc.RpcError as err:  # a service this server does not run (no model)
+                if err.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                    raise
+                print(f"{name}: not served")
     return 0 if status == "SERVING" else 1
 
 
@@ -243,15 +297,35 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
         return sp
 
-    up = sub.add_parser("up", help="start local Ray, every Serve app and the gateway")
-    up.add_argument("--config", default=DEFAULT_CONFIG)
-    up.add_argument("--port", type=int, default=None, help="gateway port (default: config)")
-    up.add_argument("--metrics-port", type=int, default=None)
-    up.add_argument(
-        "--http-port", type=int, default=None, help="OpenAI HTTP port (default: config; -1 off)"
+    def server(name: str, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text)
+        sp.add_argument("--config", default=DEFAULT_CONFIG)
+        sp.add_argument(
+            "--address",
+            default=None,
+            help="Ray cluster HOST:PORT (or 'auto') to run on (default: config ray.address)",
+        )
+        sp.add_argument("--port", type=int, default=None, help="gateway port (default: config)")
+        sp.add_argument("--metrics-port", type=int, default=None)
+        sp.add_argument(
+            "--http-port", type=int, default=None, help="OpenAI HTTP port (default: config; -1 off)"
+        )
+        sp.add_argument("--ready-timeout", type=float, default=900.0)
+        return sp
+
+    up = server(
+        "up",
+        "start every Serve app and the gateway: on a local Ray, or with --address on a cluster",
     )
-    up.add_argument("--ready-timeout", type=float, default=900.0)
+    up.add_argument(
+        "--keep-apps",
+        action="store_true",
+        help="with --address: leave the Serve apps running on Ctrl-C (default: delete them)",
+    )
     up.set_defaults(fn=cmd_up)
+    server(
+        "gateway", "run one more gateway for the apps `aigc up --address` deployed (no deploy)"
+    ).set_defaults(fn=cmd_gateway)
 
     t = call("text", "generate text")
     t.add_argument("prompt")
@@ -304,10 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in PLUGINS:  # the plugin parses its own arguments, --help included
-        from aigc.registry import load_object
-
-        return int(load_object(PLUGINS[argv[0]])(argv[1:]))
+    command = argv[0] if argv else ""
+    # `aigc up --help` needs nothing; a plugin imports its package even to print its help.
+    help_only = command not in PLUGINS and any(a in ("-h", "--help") for a in argv[1:])
+    if command in REQUIREMENTS and not help_only and (problem := missing_requirements(command)):
+        print(problem, file=sys.stderr)
+        return 1
+    if command in PLUGINS:  # the plugin parses its own arguments, --help included
+        module, _, attr = PLUGINS[command].partition(":")
+        return int(getattr(importlib.import_module(module), attr)(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

@@ -9,7 +9,7 @@ with Client("127.0.0.1:50051") as c:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -28,10 +28,19 @@ from aigc.v1 import (
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 2**20
-_OPTIONS = [
+CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+
+
+# Services the gateway reports in grpc.health.v1 (besides "" for the whole server).
+HEALTH_SERVICES = (
+    text_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name,
+    image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name,
+    audio_pb2.DESCRIPTOR.services_by_name["AudioSynthesis"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+)
 
 
 def text_request(
@@ -108,11 +117,14 @@ def speech_request(
     return req
 
 
-def _metadata(api_key: str | None) -> list[tuple[str, str]]:
+def auth_metadata(api_key: str | None) -> list[tuple[str, str]]:
+    """gRPC metadata that carries an API key (empty without one)."""
     return [("authorization", f"Bearer {api_key}")] if api_key else []
 
 
-class _Stubs:
+class Stubs:
+    """One stub per aigc.v1 service (and grpc.health.v1) on a blocking or an asyncio channel."""
+
     def __init__(self, channel: Any) -> None:
         self.text = text_pb2_grpc.TextGenerationStub(channel)
         self.image = image_pb2_grpc.ImageGenerationStub(channel)
@@ -121,8 +133,14 @@ class _Stubs:
         self.health = health_pb2_grpc.HealthStub(channel)
 
 
-class Client:
-    """Blocking client. `timeout` (seconds) is the default deadline of every call."""
+class _Calls:
+    """The API's methods, written once for both clients.
+
+    Each returns what the stub returns: on `Client` the response (or an iterator of chunks);
+    on `AsyncClient` the call object, which is awaited (or iterated with `async for`).
+    """
+
+    _grpc: Any = grpc  # grpc or grpc.aio: both make channels with the same arguments
 
     def __init__(
         self,
@@ -133,13 +151,59 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.channel = (
-            grpc.secure_channel(target, credentials, options=_OPTIONS)
+            self._grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
             if credentials
-            else grpc.insecure_channel(target, options=_OPTIONS)
+            else self._grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         )
-        self.stubs = _Stubs(self.channel)
-        self.metadata = _metadata(api_key)
+        self.stubs = Stubs(self.channel)
+        self.metadata = auth_metadata(api_key)
         self.timeout = timeout
+
+    def _kw(self, timeout: float | None) -> dict[str, Any]:
+        return {"metadata": self.metadata, "timeout": timeout or self.timeout}
+
+    def generate_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> Any:
+        """`GenerateTextResponse`; keywords as for `text_request`."""
+        return self.stubs.text.Generate(text_request(prompt, **kw), **self._kw(timeout))
+
+    def stream_text(
+        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> Any:
+        """Chunks (`GenerateTextStreamResponse`); `.cancel()` on the call stops generation."""
+        return self.stubs.text.GenerateStream(text_request(prompt, **kw), **self._kw(timeout))
+
+    def generate_images(self, *, timeout: float | None = None, **kw: Any) -> Any:
+        """`GenerateImageResponse`; keywords as for `image_request`."""
+        return self.stubs.image.Generate(image_request(**kw), **self._kw(timeout))
+
+    def synthesize(self, text: str, *, timeout: float | None = None, **kw: Any) -> Any:
+        """`SynthesizeResponse`; keywords as for `speech_request`."""
+        return self.stubs.audio.Synthesize(speech_request(text, **kw), **self._kw(timeout))
+
+    def stream_speech(self, text: str, *, timeout: float | None = None, **kw: Any) -> Any:
+        """`AudioChunk`s of 16-bit PCM, one per sentence."""
+        req = speech_request(text, pcm16=True, **kw)
+        return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))
+
+    def list_models(self, *, timeout: float | None = None) -> Any:
+        """`ListModelsResponse`."""
+        return self.stubs.models.ListModels(models_pb2.ListModelsRequest(), **self._kw(timeout))
+
+    def health_check(self, service: str = "", *, timeout: float | None = 5.0) -> Any:
+        """`HealthCheckResponse` (grpc.health.v1); `health()` gives the status name."""
+        req = health_pb2.HealthCheckRequest(service=service)
+        return self.stubs.health.Check(req, **self._kw(timeout))
+
+
+def status_name(resp: health_pb2.HealthCheckResponse) -> str:
+    """SERVING, NOT_SERVING, ... for a health response."""
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+
+class Client(_Calls):
+    """Blocking client. `timeout` (seconds) is the default deadline of every call."""
 
     def __enter__(self) -> Client:
         return self
@@ -150,65 +214,14 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
-    def _kw(self, timeout: float | None) -> dict[str, Any]:
-        return {"metadata": self.metadata, "timeout": timeout or self.timeout}
-
-    def generate_text(
-        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
-    ) -> text_pb2.GenerateTextResponse:
-        return self.stubs.text.Generate(text_request(prompt, **kw), **self._kw(timeout))
-
-    def stream_text(
-        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
-    ) -> Iterator[text_pb2.GenerateTextStreamResponse]:
-        """Iterate for deltas; `.cancel()` on the returned call stops generation server-side."""
-        return self.stubs.text.GenerateStream(text_request(prompt, **kw), **self._kw(timeout))  # type: ignore[no-any-return]
-
-    def generate_images(
-        self, *, timeout: float | None = None, **kw: Any
-    ) -> image_pb2.GenerateImageResponse:
-        return self.stubs.image.Generate(image_request(**kw), **self._kw(timeout))
-
-    def synthesize(
-        self, text: str, *, timeout: float | None = None, **kw: Any
-    ) -> audio_pb2.SynthesizeResponse:
-        return self.stubs.audio.Synthesize(speech_request(text, **kw), **self._kw(timeout))
-
-    def stream_speech(
-        self, text: str, *, timeout: float | None = None, **kw: Any
-    ) -> Iterator[audio_pb2.AudioChunk]:
-        req = speech_request(text, pcm16=True, **kw)
-        return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))  # type: ignore[no-any-return]
-
-    def list_models(self, *, timeout: float | None = None) -> models_pb2.ListModelsResponse:
-        return self.stubs.models.ListModels(models_pb2.ListModelsRequest(), **self._kw(timeout))
-
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
-        resp = self.stubs.health.Check(
-            health_pb2.HealthCheckRequest(service=service), **self._kw(timeout)
-        )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+        return status_name(self.health_check(service, timeout=timeout))
 
 
-class AsyncClient:
+class AsyncClient(_Calls):
     """asyncio client with the same methods as `Client` (awaitable / async-iterable)."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        api_key: str | None = None,
-        timeout: float | None = None,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self.channel = (
-            grpc.aio.secure_channel(target, credentials, options=_OPTIONS)
-            if credentials
-            else grpc.aio.insecure_channel(target, options=_OPTIONS)
-        )
-        self.stubs = _Stubs(self.channel)
-        self.metadata = _metadata(api_key)
-        self.timeout = timeout
+    _grpc = grpc.aio
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -219,42 +232,5 @@ class AsyncClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    def _kw(self, timeout: float | None) -> dict[str, Any]:
-        return {"metadata": self.metadata, "timeout": timeout or self.timeout}
-
-    async def generate_text(
-        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
-    ) -> text_pb2.GenerateTextResponse:
-        return await self.stubs.text.Generate(text_request(prompt, **kw), **self._kw(timeout))
-
-    def stream_text(
-        self, prompt: str | None = None, *, timeout: float | None = None, **kw: Any
-    ) -> AsyncIterator[text_pb2.GenerateTextStreamResponse]:
-        return self.stubs.text.GenerateStream(text_request(prompt, **kw), **self._kw(timeout))  # type: ignore[no-any-return]
-
-    async def generate_images(
-        self, *, timeout: float | None = None, **kw: Any
-    ) -> image_pb2.GenerateImageResponse:
-        return await self.stubs.image.Generate(image_request(**kw), **self._kw(timeout))
-
-    async def synthesize(
-        self, text: str, *, timeout: float | None = None, **kw: Any
-    ) -> audio_pb2.SynthesizeResponse:
-        return await self.stubs.audio.Synthesize(speech_request(text, **kw), **self._kw(timeout))
-
-    def stream_speech(
-        self, text: str, *, timeout: float | None = None, **kw: Any
-    ) -> AsyncIterator[audio_pb2.AudioChunk]:
-        req = speech_request(text, pcm16=True, **kw)
-        return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))  # type: ignore[no-any-return]
-
-    async def list_models(self, *, timeout: float | None = None) -> models_pb2.ListModelsResponse:
-        return await self.stubs.models.ListModels(
-            models_pb2.ListModelsRequest(), **self._kw(timeout)
-        )
-
     async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
-        resp = await self.stubs.health.Check(
-            health_pb2.HealthCheckRequest(service=service), **self._kw(timeout)
-        )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+        return status_name(await self.health_check(service, timeout=timeout))

@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 
-from aigc.client import _Stubs
+from aigc.client import Stubs
 from load_tests.records import RequestRecord
 from load_tests.workload import PlannedRequest
 
 
-def _stub_method(stubs: _Stubs, planned: PlannedRequest) -> Any:
+def _stub_method(stubs: Stubs, planned: PlannedRequest) -> Any:
     service = {"text": stubs.text, "image": stubs.image, "audio": stubs.audio}
     return getattr(service[planned.item.modality], planned.item.method)
 
@@ -41,7 +41,7 @@ def _account(record: RequestRecord, modality: str, message: Any) -> None:
 
 
 async def issue(
-    stubs: _Stubs,
+    stubs: Stubs,
     planned: PlannedRequest,
     t0: float,
     *,

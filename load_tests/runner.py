@@ -13,10 +13,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 
-from aigc.client import _OPTIONS, _metadata, _Stubs
+from aigc.client import AsyncClient, auth_metadata
 from load_tests.calls import issue
 from load_tests.records import RequestRecord, shift
 from load_tests.workload import PlannedRequest, Workload
@@ -90,13 +89,10 @@ class Runner:
 
     async def run(self) -> list[RequestRecord]:
         cfg = self.config
-        channels = []
-        if cfg.protocol == "grpc":
-            channels = [
-                grpc.aio.insecure_channel(cfg.target, options=_OPTIONS) for _ in range(cfg.channels)
-            ]
-        self._stubs = [_Stubs(ch) for ch in channels]
-        self._metadata = _metadata(cfg.api_key)
+        grpc_channels = cfg.channels if cfg.protocol == "grpc" else 0
+        clients = [AsyncClient(cfg.target, api_key=cfg.api_key) for _ in range(grpc_channels)]
+        self._stubs = [c.stubs for c in clients]
+        self._metadata = auth_metadata(cfg.api_key)
         self._session = None
         self._labels: dict[str, list[str]] = {}
         if cfg.protocol == "http":
@@ -118,8 +114,8 @@ class Runner:
                 self._measuring()
                 await self._open()
         finally:
-            for ch in channels:
-                await ch.close()
+            for c in clients:
+                await c.close()
             if self._session is not None:
                 await self._session.close()
         return self.records
