@@ -41,7 +41,15 @@ def test_reflection_lists_the_api(target):
 
 def test_list_models_reports_every_model(client):
     models = {m.name: m for m in client.list_models().models}
-    assert set(models) == {"tiny", "echo-text", "shapes", "echo-image", "speech", "echo-audio"}
+    assert set(models) == {
+        "tiny",
+        "echo-text",
+        "slow-text",
+        "shapes",
+        "echo-image",
+        "speech",
+        "echo-audio",
+    }
     assert all(m.ready for m in models.values())
     assert models["tiny"].modality == common_pb2.MODALITY_TEXT and models["tiny"].default
     assert models["tiny"].parameters > 0 and models["tiny"].engine == "transformers"
