@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from aigc import cli
 from aigc.v1 import common_pb2
 from gateway.server import MODELS_SERVICE, SERVICE_NAMES
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,8 @@ def test_reflection_lists_the_api(target):
 
 
 def test_list_models_reports_every_model(client):
+    # the stack is up once each modality has a ready model; the others may still be starting
+    assert wait_until(lambda: all(m.ready for m in client.list_models().models), timeout_s=120)
     models = {m.name: m for m in client.list_models().models}
     assert set(models) == {
         "tiny",
