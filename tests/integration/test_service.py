@@ -41,8 +41,12 @@ def test_reflection_lists_the_api(target):
 
 
 def test_list_models_reports_every_model(client):
-    # the stack is up once each modality has a ready model; the others may still be starting
-    assert wait_until(lambda: all(m.ready for m in client.list_models().models), timeout_s=120)
+    # The stack is up once each modality has a ready model; others may still be starting, and
+    # the gateway asks a model for its facts (device, parameters...) after it turns ready.
+    def described() -> bool:
+        return all(m.ready and m.device for m in client.list_models().models)
+
+    assert wait_until(described, timeout_s=120)
     models = {m.name: m for m in client.list_models().models}
     assert set(models) == {
         "tiny",
