@@ -132,6 +132,15 @@ def stack_config(root: Path) -> dict:
                 "resources": {"num_cpus": 0.1},
             },
             {
+                # 250 ms before every word: a long prompt streams for minutes, so a test that
+                # cancels after the first chunk cancels a stream that is certainly still running
+                "name": "slow-text",
+                "modality": "text",
+                "engine": "echo",
+                "options": {"delay_s": 0.25},
+                "resources": {"num_cpus": 0.1},
+            },
+            {
                 "name": "shapes",
                 "modality": "image",
                 "engine": "gan",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
+
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
@@ -50,3 +55,21 @@ def replica_stats(model: str, app: str) -> dict[str, float]:
     handle = serve.get_deployment_handle(model, app_name=app)
     stats: dict[str, float] = handle.stats.remote().result(timeout_s=30)
     return stats
+
+
+def scrape(url: str) -> Metrics:
+    """A Prometheus endpoint's samples, keyed by name and sorted labels."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    out: Metrics = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] += s.value
+    return out
+
+
+def total(m: Metrics, name: str, **labels: str) -> float:
+    """Sum of the samples called `name` whose labels include `labels`."""
+    return sum(
+        v for (n, ls), v in m.items() if n == name and all((k, labels[k]) in ls for k in labels)
+    )

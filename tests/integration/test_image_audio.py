@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
 import wave
+from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
 from services.image.encode import decode_png
+from tests.integration.helpers import scrape, total, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,32 +84,82 @@ def test_echo_engines_route_by_model_name(client):
     assert audio.duration_seconds == pytest.approx(0.2, abs=1e-3)  # 50 ms per character
 
 
-def test_concurrent_image_requests_share_calls_but_fail_alone(target):
-    """The gateway coalesces queued image requests; each still gets its own result or error."""
-    import threading
+class _Held:
+    """A Serve response whose result the gateway gets only once `release` is set."""
 
-    import grpc
+    def __init__(self, response: Any, release: asyncio.Event) -> None:
+        self.response, self.release = response, release
+
+    def __await__(self) -> Any:
+        return self._result().__await__()
+
+    async def _result(self) -> Any:
+        await self.release.wait()  # the test sets it, always, after a bounded wait
+        return await self.response
+
+    def cancel(self) -> None:
+        self.response.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.response, name)
+
+
+def test_concurrent_image_requests_share_calls_but_fail_alone(stack, target, monkeypatch):
+    """The gateway coalesces image requests that queue up behind its calls in flight into
+    shared Serve calls; each request still gets its own result or error.
+
+    Serve calls to echo-image are counted (with the requests each carries) and held until all
+    twelve requests are in the gateway, so requests certainly queue behind the first calls."""
+    from ray.serve.handle import DeploymentHandle
 
     from aigc import Client
 
+    calls: list[int] = []  # requests per Serve call to echo-image
+    release = asyncio.Event()  # waited on by the gateway's loop, set from here through it
+    remote = DeploymentHandle.remote
+
+    def counted(handle: Any, *args: Any, **kwargs: Any) -> Any:
+        response = remote(handle, *args, **kwargs)
+        if handle.deployment_name != "echo-image":
+            return response
+        calls.append(len(args[0]) if isinstance(args[0], list) else 1)
+        return _Held(response, release)
+
+    monkeypatch.setattr(DeploymentHandle, "remote", counted)
+    n, bad = 12, 5
     results: dict[int, object] = {}
+    ready = threading.Barrier(n)
 
     def one(i: int) -> None:
-        label = "hexagon" if i == 5 else "circle"
+        label = "hexagon" if i == bad else None  # echo-image has no labels: this one fails
         with Client(target, timeout=60) as c:
+            c.health()
+            ready.wait(60)
             try:
-                results[i] = c.generate_images(count=1, seed=1000 + i, label=label).images[0].data
+                resp = c.generate_images(model="echo-image", count=1, seed=1000 + i, label=label)
+                results[i] = resp.images[0].data
             except grpc.RpcError as err:
                 results[i] = err.code()
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"
+    try:
+        assert wait_until(
+            lambda: total(scrape(url), "aigc_inflight_requests", model="echo-image") == n
+        )
+    finally:
+        stack.runner.loop.call_soon_threadsafe(release.set)
     for t in threads:
         t.join(60)
-    assert results.pop(5) == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(results) == 15
+    monkeypatch.undo()
+    assert sum(calls) == n  # every request went out once
+    assert len(calls) < n and max(calls) > 1, calls  # some requests shared a call
+    assert max(calls) <= 4, calls  # no call carries more than a replica batch (max_batch_size)
+    assert results.pop(bad) == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(results) == n - 1
     with Client(target, timeout=60) as c:
         for i in (0, 9):
-            alone = c.generate_images(count=1, seed=1000 + i, label="circle").images[0].data
+            alone = c.generate_images(model="echo-image", count=1, seed=1000 + i).images[0].data
             assert alone == results[i]

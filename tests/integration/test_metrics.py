@@ -3,64 +3,49 @@
 from __future__ import annotations
 
 import threading
-import urllib.request
-from collections import defaultdict
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.helpers import replica_stats, rpc_error, wait_until
+from tests.integration.helpers import replica_stats, rpc_error, scrape, total, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] += s.value
-    return out
-
-
-def total(m, name: str, **labels: str) -> float:
-    return sum(
-        v for (n, ls), v in m.items() if n == name and all((k, labels[k]) in ls for k in labels)
-    )
 
 
 def test_gateway_counts_every_request_by_model_and_code(stack, client):
     url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"
     before = scrape(url)
-    for _ in range(3):
-        client.generate_text("hello", max_tokens=4)
+    unary = [client.generate_text("hello", max_tokens=4) for _ in range(3)]
     streams = [list(client.stream_text("hello", max_tokens=6, seed=i)) for i in range(2)]
     rpc_error(lambda: client.generate_text("", max_tokens=4))
     rpc_error(lambda: client.generate_text("hi", model="no-such-model"))
-    call = client.stream_text("cancel me", max_tokens=100, temperature=1.0)
-    next(call)
+    # slow-text sends a word every 250 ms: 400 words take 100 s, so after the first chunk the
+    # stream is still running when the cancel lands
+    call = client.stream_text(" ".join(["word"] * 400), model="slow-text", max_tokens=400)
+    assert next(call).delta == "word"
     call.cancel()
     client.generate_images(count=3)
     client.synthesize("Hello there.")
+    req = "aigc_requests_total"
+    slow = {"model": "slow-text", "method": "GenerateStream"}
+    cancelled = {**slow, "code": "CANCELLED"}
+
+    def cancel_counted() -> bool:
+        return total(scrape(url), req, **cancelled) - total(before, req, **cancelled) == 1
+
+    # the gateway learns of the cancel asynchronously: poll (bounded) until it has counted it
+    assert wait_until(cancel_counted), scrape(url)
     after = scrape(url)
 
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
 
-    req = "aigc_requests_total"
     assert delta(req, model="tiny", method="Generate", code="OK") == 3
     assert delta(req, model="tiny", method="Generate", code="INVALID_ARGUMENT") == 1
     assert delta(req, model="unknown", method="Generate", code="NOT_FOUND") == 1
     assert delta(req, model="tiny", method="GenerateStream", code="OK") == 2
-    assert wait_until(
-        lambda: (
-            total(scrape(url), req, model="tiny", method="GenerateStream", code="CANCELLED")
-            - total(before, req, model="tiny", method="GenerateStream", code="CANCELLED")
-            == 1
-        )
-    )
+    assert delta(req, model="tiny", method="GenerateStream") == 2  # nothing else for tiny
+    assert delta(req, **slow) == delta(req, **cancelled) == 1  # it never finished
     assert delta(req, model="shapes", method="Generate", code="OK") == 1
     assert delta(req, model="speech", method="Synthesize", code="OK") == 1
     assert delta("aigc_images_total", model="shapes") == 3
@@ -68,17 +53,25 @@ def test_gateway_counts_every_request_by_model_and_code(stack, client):
     # histograms: one observation per finished request
     dur = "aigc_request_duration_seconds_count"
     assert delta(dur, model="tiny", method="Generate") == 4  # 3 OK + 1 invalid
+    assert delta(dur, **slow) == 1  # the cancelled stream too
     # TTFT <= e2e: every stream observed both, and first tokens come before the end
     ttft_sum = delta("aigc_time_to_first_token_seconds_sum", model="tiny")
     ttft_n = delta("aigc_time_to_first_token_seconds_count", model="tiny")
     e2e_sum = delta("aigc_request_duration_seconds_sum", model="tiny", method="GenerateStream")
-    assert ttft_n == 3  # two complete streams and the cancelled one
+    assert ttft_n == 2  # the two complete streams
     assert 0 < ttft_sum <= e2e_sum
-    out_tokens = sum(c.usage.completion_tokens for s in streams for c in s if c.HasField("usage"))
-    assert delta("aigc_output_tokens_total", model="tiny") >= out_tokens + 4 * 3
-    assert delta("aigc_prompt_tokens_total", model="tiny") > 0
-    assert delta("aigc_time_per_output_token_seconds_count", model="tiny") >= 2
+    assert delta("aigc_time_to_first_token_seconds_count", model="slow-text") == 1  # cancelled
+    # tokens: exactly what the responses reported (the invalid request counts none)
+    usages = [r.usage for r in unary] + [s[-1].usage for s in streams]
+    assert delta("aigc_output_tokens_total", model="tiny") == sum(
+        u.completion_tokens for u in usages
+    )
+    assert delta("aigc_prompt_tokens_total", model="tiny") == sum(u.prompt_tokens for u in usages)
+    # TPOT needs two tokens or more
+    tpot_n = sum(s[-1].usage.completion_tokens > 1 for s in streams)
+    assert delta("aigc_time_per_output_token_seconds_count", model="tiny") == tpot_n
     assert total(after, "aigc_inflight_requests", model="tiny") == 0
+    assert total(after, "aigc_inflight_requests", model="slow-text") == 0
 
 
 def test_replica_metrics_show_real_batching(stack, target):

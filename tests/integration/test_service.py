@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from aigc import cli
 from aigc.v1 import common_pb2
 from gateway.server import MODELS_SERVICE, SERVICE_NAMES
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +41,22 @@ def test_reflection_lists_the_api(target):
 
 
 def test_list_models_reports_every_model(client):
+    # The stack is up once each modality has a ready model; others may still be starting, and
+    # the gateway asks a model for its facts (device, parameters...) after it turns ready.
+    def described() -> bool:
+        return all(m.ready and m.device for m in client.list_models().models)
+
+    assert wait_until(described, timeout_s=120)
     models = {m.name: m for m in client.list_models().models}
-    assert set(models) == {"tiny", "echo-text", "shapes", "echo-image", "speech", "echo-audio"}
+    assert set(models) == {
+        "tiny",
+        "echo-text",
+        "slow-text",
+        "shapes",
+        "echo-image",
+        "speech",
+        "echo-audio",
+    }
     assert all(m.ready for m in models.values())
     assert models["tiny"].modality == common_pb2.MODALITY_TEXT and models["tiny"].default
     assert models["tiny"].parameters > 0 and models["tiny"].engine == "transformers"

@@ -15,7 +15,8 @@ class FakeResponse:
     """What the Coalescer needs of a Serve response: awaitable and cancellable."""
 
     def __init__(self, items: list[int], gate: asyncio.Event) -> None:
-        self.items, self.gate, self.cancelled = items, gate, False
+        self.items, self.gate = items, gate
+        self.cancelled = asyncio.Event()
 
     def __await__(self):
         return self._result().__await__()
@@ -25,7 +26,7 @@ class FakeResponse:
         return [InvalidArgument("odd", field="x") if i % 2 else i * 10 for i in self.items]
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.cancelled.set()
 
 
 def recorder() -> tuple[asyncio.Event, list[FakeResponse], Callable[[list[int]], FakeResponse]]:
@@ -40,15 +41,29 @@ def recorder() -> tuple[asyncio.Event, list[FakeResponse], Callable[[list[int]],
     return gate, sent, send
 
 
+async def queued(c: Coalescer, items: list[int]) -> list[asyncio.Task[object]]:
+    """Tasks submitting `items`, returned once every item is in the coalescer. `submit`
+    queues (or sends) its item before it first waits, so a task that has started has queued."""
+    started: asyncio.Queue[int] = asyncio.Queue()
+
+    async def one(item: int) -> object:
+        started.put_nowait(item)
+        return await c.submit(item)
+
+    tasks = [asyncio.create_task(one(i)) for i in items]
+    for _ in items:
+        await asyncio.wait_for(started.get(), timeout=10)
+    return tasks
+
+
 def test_lone_call_is_sent_at_once_and_queued_calls_share_one_send():
     async def main():
         gate, sent, send = recorder()
         c = Coalescer(send, max_items=3, max_outstanding=1)
-        first = asyncio.create_task(c.submit(0))
-        await asyncio.sleep(0)
+        [first] = await queued(c, [0])
         assert [r.items for r in sent] == [[0]]  # no waiting at low load
-        rest = [asyncio.create_task(c.submit(i)) for i in (2, 4, 6, 8)]
-        await asyncio.sleep(0)
+        rest = await queued(c, [2, 4, 6, 8])
+        assert [r.items for r in sent] == [[0]]  # one call out (max_outstanding): they wait
         gate.set()
         results = await asyncio.gather(first, *rest)
         return results, [r.items for r in sent]
@@ -62,10 +77,8 @@ def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
     async def main():
         gate, _, send = recorder()
         c = Coalescer(send, max_items=8, max_outstanding=1)
-        blocker = asyncio.create_task(c.submit(0))
-        await asyncio.sleep(0)
-        good, bad = asyncio.create_task(c.submit(2)), asyncio.create_task(c.submit(3))
-        await asyncio.sleep(0)
+        [blocker] = await queued(c, [0])
+        good, bad = await queued(c, [2, 3])
         gate.set()
         assert await good == 20
         with pytest.raises(InvalidArgument):
@@ -73,10 +86,10 @@ def test_each_item_gets_its_own_error_and_abandoned_calls_are_cancelled():
         await blocker
         # a shared call whose callers all left is cancelled
         _, sent2, send2 = recorder()
-        lone = asyncio.create_task(Coalescer(send2, 8, 1).submit(4))
-        await asyncio.sleep(0.01)
+        [lone] = await queued(Coalescer(send2, 8, 1), [4])
+        assert [r.items for r in sent2] == [[4]]
+        assert not sent2[0].cancelled.is_set()
         lone.cancel()
-        await asyncio.sleep(0.01)
-        return sent2[-1].cancelled
+        await asyncio.wait_for(sent2[0].cancelled.wait(), timeout=10)
 
-    assert asyncio.run(main()) is True
+    asyncio.run(main())

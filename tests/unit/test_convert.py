@@ -1,0 +1,379 @@
+"""Request conversion without Ray: every bound names its field; in-range values convert."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from aigc.config import ModelConfig
+from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
+from gateway import convert
+from services.errors import InvalidArgument
+from services.types import (
+    AudioChunk,
+    AudioFormat,
+    AudioResult,
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GeneratedImage,
+    ImageFormat,
+    ImageResult,
+    Priority,
+    TextChunk,
+    TextResult,
+)
+
+TEXT = ModelConfig(
+    name="t",
+    modality="text",
+    engine="echo",
+    limits={"max_prompt_chars": 20, "max_tokens": 50, "max_n": 3, "max_stop": 2},
+)
+IMAGE = ModelConfig(
+    name="i",
+    modality="image",
+    engine="echo",
+    batching={"max_batch_size": 4},
+    limits={"max_images": 4},
+)
+AUDIO = ModelConfig(name="a", modality="audio", engine="echo", limits={"max_text_chars": 30})
+
+
+def invalid(fn: Callable[[], Any]) -> InvalidArgument:
+    with pytest.raises(InvalidArgument) as err:
+        fn()
+    return err.value
+
+
+def text(**fields: Any) -> Any:
+    return convert.text_request(text_pb2.GenerateTextRequest(**fields), TEXT, "rid", None)
+
+
+def chat(*messages: tuple[str, str], **fields: Any) -> Any:
+    msgs = [text_pb2.ChatMessage(role=r, content=c) for r, c in messages]
+    return text(chat=text_pb2.Chat(messages=msgs), **fields)
+
+
+def image(**fields: Any) -> Any:
+    return convert.image_request(image_pb2.GenerateImageRequest(**fields), IMAGE, "rid", None)
+
+
+def audio(stream: bool = False, **fields: Any) -> Any:
+    req = audio_pb2.SynthesizeRequest(**fields)
+    return convert.audio_request(req, AUDIO, "rid", None, stream=stream)
+
+
+# ---- text: bounds ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: text(), "prompt"),  # neither prompt nor chat
+        (lambda: text(prompt=""), "prompt"),
+        (lambda: text(prompt=" \n\t"), "prompt"),
+        (lambda: text(prompt="x" * 21), "prompt"),
+        (lambda: text(chat=text_pb2.Chat()), "chat.messages"),
+        (lambda: chat(("user", "hi"), ("robot", "hello")), "chat.messages[1].role"),
+        (lambda: chat(("", "hi")), "chat.messages[0].role"),
+        (lambda: chat(("User", "hi")), "chat.messages[0].role"),  # roles are case-sensitive
+        (lambda: chat(("system", ""), ("user", "  ")), "chat.messages"),  # all empty
+        (lambda: chat(("system", "x" * 11), ("user", "y" * 10)), "chat.messages"),  # 21 > 20
+        (lambda: text(prompt="hi", max_tokens=0), "max_tokens"),
+        (lambda: text(prompt="hi", max_tokens=-1), "max_tokens"),
+        (lambda: text(prompt="hi", max_tokens=51), "max_tokens"),
+        (lambda: text(prompt="hi", temperature=-0.01), "temperature"),
+        (lambda: text(prompt="hi", temperature=2.01), "temperature"),
+        (lambda: text(prompt="hi", temperature=math.nan), "temperature"),
+        (lambda: text(prompt="hi", temperature=math.inf), "temperature"),
+        (lambda: text(prompt="hi", top_p=0.0), "top_p"),  # (0, 1]: zero excluded
+        (lambda: text(prompt="hi", top_p=-0.5), "top_p"),
+        (lambda: text(prompt="hi", top_p=1.01), "top_p"),
+        (lambda: text(prompt="hi", top_p=math.nan), "top_p"),
+        (lambda: text(prompt="hi", top_k=-1), "top_k"),
+        (lambda: text(prompt="hi", top_k=100_001), "top_k"),
+        (lambda: text(prompt="hi", n=0), "n"),
+        (lambda: text(prompt="hi", n=-2), "n"),
+        (lambda: text(prompt="hi", n=4), "n"),
+        (lambda: text(prompt="hi", stop=["a", "b", "c"]), "stop"),  # more than max_stop
+        (lambda: text(prompt="hi", stop=[""]), "stop[0]"),
+        (lambda: text(prompt="hi", stop=["ok", "x" * 129]), "stop[1]"),
+        (lambda: text(prompt="hi", priority=99), "priority"),  # an enum value we don't know
+        (lambda: text(prompt="hi", priority=-1), "priority"),
+    ],
+)
+def test_text_out_of_bounds_names_the_field(build, field):
+    assert invalid(build).field == field
+
+
+def test_chat_bad_role_is_reported_before_the_length_and_content_checks():
+    err = invalid(lambda: chat(("user", ""), ("bot", "x" * 30)))
+    assert err.field == "chat.messages[1].role"
+    assert "'bot'" in err.message
+
+
+# ---- text: in range ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": "x" * 20},  # exactly max_prompt_chars
+        {"prompt": "hi", "max_tokens": 1},
+        {"prompt": "hi", "max_tokens": 50},
+        {"prompt": "hi", "temperature": 0.0},
+        {"prompt": "hi", "temperature": 2.0},
+        {"prompt": "hi", "top_p": 1.0},
+        {"prompt": "hi", "top_p": 1e-6},
+        {"prompt": "hi", "top_k": 0},
+        {"prompt": "hi", "top_k": 100_000},
+        {"prompt": "hi", "n": 1},
+        {"prompt": "hi", "n": 3},
+        {"prompt": "hi", "stop": ["a", "x" * 128]},  # max_stop strings, the longest allowed
+        {"prompt": "hi", "stop": [" "]},  # whitespace is a valid stop string
+    ],
+)
+def test_text_bounds_are_inclusive(fields):
+    assert text(**fields).model == "t"
+
+
+def test_prompt_request_converts_every_field():
+    req = text_pb2.GenerateTextRequest(
+        model="alias-of-t",
+        prompt="hello",
+        max_tokens=7,
+        temperature=0.5,
+        top_p=0.75,
+        top_k=40,
+        stop=["\n", "END"],
+        n=2,
+        seed=2**64 - 1,
+        priority=common_pb2.PRIORITY_BATCH,
+    )
+    out = convert.text_request(req, TEXT, "req-1", 1234.5)
+    assert out.request_id == "req-1"
+    assert out.model == "t"  # the served model's own name, whatever the client called it
+    assert out.prompt == "hello" and out.messages == ()
+    assert (out.max_tokens, out.temperature, out.top_p, out.top_k) == (7, 0.5, 0.75, 40)
+    assert out.stop == ("\n", "END")
+    assert out.n == 2
+    assert out.seed == 2**64 - 1
+    assert out.deadline == 1234.5
+    assert out.priority is Priority.BATCH
+
+
+def test_unset_optional_fields_stay_unset_for_the_engine_defaults():
+    out = text(prompt="hello")
+    assert (out.max_tokens, out.temperature, out.top_p, out.top_k, out.seed) == (None,) * 5
+    assert out.n == 1 and out.stop == () and out.deadline is None
+    assert out.priority is Priority.INTERACTIVE
+
+
+def test_chat_request_keeps_roles_and_order():
+    out = chat(("system", "be brief"), ("user", "hi"), ("assistant", ""), ("tool", "{}"))
+    assert out.prompt is None
+    assert out.messages == (
+        ChatMessage("system", "be brief"),
+        ChatMessage("user", "hi"),
+        ChatMessage("assistant", ""),  # one empty message is fine when another has content
+        ChatMessage("tool", "{}"),
+    )
+
+
+def test_chat_total_length_may_reach_the_limit():
+    out = chat(("system", "x" * 10), ("user", "y" * 10))
+    assert sum(len(m.content) for m in out.messages) == TEXT.limits.max_prompt_chars
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (common_pb2.PRIORITY_UNSPECIFIED, Priority.INTERACTIVE),
+        (common_pb2.PRIORITY_INTERACTIVE, Priority.INTERACTIVE),
+        (common_pb2.PRIORITY_BATCH, Priority.BATCH),
+    ],
+)
+def test_priority_mapping_for_every_modality(value, expected):
+    assert text(prompt="hi", priority=value).priority is expected
+    assert image(priority=value).priority is expected
+    assert audio(text="hi", priority=value).priority is expected
+
+
+def test_unknown_priority_is_refused_for_every_modality():
+    assert invalid(lambda: image(priority=7)).field == "priority"
+    assert invalid(lambda: audio(text="hi", priority=7)).field == "priority"
+
+
+# ---- image -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: image(count=0), "count"),
+        (lambda: image(count=-1), "count"),
+        (lambda: image(count=5), "count"),  # max_images is 4
+        (lambda: image(format=3), "format"),  # not an ImageFormat value
+        (lambda: image(format=-1), "format"),
+    ],
+)
+def test_image_out_of_bounds_names_the_field(build, field):
+    assert invalid(build).field == field
+
+
+def test_image_request_converts_every_field():
+    req = image_pb2.GenerateImageRequest(
+        model="whatever",
+        count=4,
+        seed=2**64 - 1,
+        label="circle",
+        format=image_pb2.IMAGE_FORMAT_RAW,
+        priority=common_pb2.PRIORITY_BATCH,
+    )
+    out = convert.image_request(req, IMAGE, "req-2", 99.0)
+    assert (out.request_id, out.model, out.count, out.seed) == ("req-2", "i", 4, 2**64 - 1)
+    assert out.label == "circle" and out.format is ImageFormat.RAW
+    assert out.deadline == 99.0 and out.priority is Priority.BATCH
+
+
+def test_image_defaults_fix_a_fresh_seed_here_so_retries_repeat():
+    a, b = image(), image()
+    assert a.count == 1 and a.label is None and a.format is ImageFormat.PNG
+    assert image(format=image_pb2.IMAGE_FORMAT_PNG).format is ImageFormat.PNG
+    assert 0 <= a.seed < 2**63 and 0 <= b.seed < 2**63
+    assert a.seed != b.seed  # 63 random bits: equal only by a 2**-63 chance
+
+
+# ---- audio -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: audio(), "text"),
+        (lambda: audio(text=" \n"), "text"),
+        (lambda: audio(text="x" * 31), "text"),
+        (lambda: audio(text="hi", speed=0.0), "speed"),
+        (lambda: audio(text="hi", speed=0.24), "speed"),
+        (lambda: audio(text="hi", speed=4.01), "speed"),
+        (lambda: audio(text="hi", speed=math.nan), "speed"),
+        (lambda: audio(text="hi", speed=-math.inf), "speed"),
+        (lambda: audio(text="hi", format=5), "format"),  # unary: unknown format
+        # streams are PCM16 chunks: WAV (or anything else) is refused, not silently changed
+        (lambda: audio(True, text="hi", format=audio_pb2.AUDIO_FORMAT_WAV), "format"),
+        (lambda: audio(True, text="hi", format=5), "format"),
+    ],
+)
+def test_audio_out_of_bounds_names_the_field(build, field):
+    assert invalid(build).field == field
+
+
+@pytest.mark.parametrize("speed", [0.25, 1.0, 4.0])
+def test_speed_bounds_are_inclusive(speed):
+    assert audio(text="hi", speed=speed).speed == speed
+
+
+@pytest.mark.parametrize(
+    ("stream", "fmt", "expected"),
+    [
+        (False, audio_pb2.AUDIO_FORMAT_UNSPECIFIED, AudioFormat.WAV),
+        (False, audio_pb2.AUDIO_FORMAT_WAV, AudioFormat.WAV),
+        (False, audio_pb2.AUDIO_FORMAT_PCM16, AudioFormat.PCM16),
+        (True, audio_pb2.AUDIO_FORMAT_UNSPECIFIED, AudioFormat.PCM16),
+        (True, audio_pb2.AUDIO_FORMAT_PCM16, AudioFormat.PCM16),
+    ],
+)
+def test_audio_format_rule(stream, fmt, expected):
+    assert audio(stream, text="hi", format=fmt).format is expected
+
+
+def test_audio_request_converts_every_field():
+    req = audio_pb2.SynthesizeRequest(
+        model="x",
+        text="x" * 30,  # exactly max_text_chars
+        voice="narrator",
+        speed=1.5,
+        seed=12,
+        format=audio_pb2.AUDIO_FORMAT_PCM16,
+        priority=common_pb2.PRIORITY_BATCH,
+    )
+    out = convert.audio_request(req, AUDIO, "req-3", 5.0, stream=False)
+    assert (out.request_id, out.model, out.text, out.voice) == ("req-3", "a", "x" * 30, "narrator")
+    assert (out.speed, out.seed, out.format) == (1.5, 12, AudioFormat.PCM16)
+    assert out.deadline == 5.0 and out.priority is Priority.BATCH
+
+
+def test_audio_defaults():
+    out = audio(text="hi")
+    assert out.voice is None and out.speed == 1.0 and 0 <= out.seed < 2**63
+
+
+# ---- responses ---------------------------------------------------------------------------
+def test_text_response_carries_completions_and_usage():
+    result = TextResult(
+        request_id="r",
+        model="t",
+        completions=[
+            Completion(0, "ab", FinishReason.LENGTH, 2),
+            Completion(1, "c", FinishReason.STOP, 1),
+        ],
+        prompt_tokens=5,
+    )
+    pb = convert.text_response(result)
+    assert (pb.id, pb.model) == ("r", "t")
+    assert [(c.index, c.text, c.completion_tokens) for c in pb.completions] == [
+        (0, "ab", 2),
+        (1, "c", 1),
+    ]
+    assert [c.finish_reason for c in pb.completions] == [
+        text_pb2.FINISH_REASON_LENGTH,
+        text_pb2.FINISH_REASON_STOP,
+    ]
+    assert (pb.usage.prompt_tokens, pb.usage.completion_tokens, pb.usage.total_tokens) == (5, 3, 8)
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (None, text_pb2.FINISH_REASON_UNSPECIFIED),
+        (FinishReason.LENGTH, text_pb2.FINISH_REASON_LENGTH),
+        (FinishReason.STOP, text_pb2.FINISH_REASON_STOP),
+        (FinishReason.CANCELLED, text_pb2.FINISH_REASON_CANCELLED),
+    ],
+)
+def test_text_chunk_and_finish_reasons(reason, expected):
+    pb = convert.text_chunk(TextChunk(1, "tok", 1, reason, 4), "r", "t")
+    assert (pb.id, pb.model, pb.index, pb.delta) == ("r", "t", 1, "tok")
+    assert pb.finish_reason == expected
+    assert not pb.HasField("usage")  # the servicer adds usage to the last chunk only
+
+
+def test_image_response_keeps_every_image_field():
+    images = [
+        GeneratedImage(b"png", "image/png", 28, 28, 1, 7, "circle"),
+        GeneratedImage(b"raw", "application/octet-stream", 8, 8, 3, 2**64 - 1, None),
+    ]
+    pb = convert.image_response(ImageResult("r", "i", images))
+    assert (pb.id, pb.model) == ("r", "i")
+    first, second = pb.images
+    assert (first.data, first.mime_type, first.width, first.height, first.channels) == (
+        b"png",
+        "image/png",
+        28,
+        28,
+        1,
+    )
+    assert (first.seed, first.label) == (7, "circle")
+    assert (second.seed, second.label, second.channels) == (2**64 - 1, "", 3)
+
+
+def test_audio_response_and_chunk():
+    pb = convert.audio_response(AudioResult("r", "a", b"RIFF", "audio/wav", 24000, 0.5, 3))
+    assert (pb.id, pb.model, pb.audio, pb.mime_type) == ("r", "a", b"RIFF", "audio/wav")
+    assert (pb.sample_rate, pb.channels, pb.duration_seconds, pb.seed) == (24000, 1, 0.5, 3)
+    chunk = convert.audio_chunk(AudioChunk(2, b"\x00\x01" * 8000, 16000, last=True), "r", "a")
+    assert (chunk.id, chunk.model, chunk.index, chunk.sample_rate, chunk.last) == (
+        "r",
+        "a",
+        2,
+        16000,
+        True,
+    )
+    assert chunk.audio == b"\x00\x01" * 8000
+    assert chunk.duration_seconds == 0.5  # 8000 samples at 16 kHz
