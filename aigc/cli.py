@@ -258,6 +258,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])
     for m in resp.models:
+        if m.aliases:
+            print(f"{m.name} also answers to: {', '.join(m.aliases)}")
         if m.labels:
             print(f"{m.name} labels: {', '.join(m.labels)}")
         if m.voices:

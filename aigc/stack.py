@@ -206,7 +206,9 @@ class LocalStack:
             if client is not None:
                 await client.shutdown_cached_handles_async()
         for obj in gc.get_objects():
-            if isinstance(obj, LongPollClient):
+            # type(), not isinstance(): the heap holds weak proxies whose referent may be gone
+            # (isinstance on those raises ReferenceError) and objects whose __class__ warns
+            if issubclass(type(obj), LongPollClient):
                 obj.stop()  # it makes no further call to the controller
 
     def _delete_apps(self, timeout_s: float = 60.0) -> None:

@@ -210,7 +210,8 @@ class CostGate:
         idle model."""
         bound, rate = self._bound_for(priority), self.rate
         entry = self.inflight + self.queued + cost
-        wait = max(0.0, entry - bound) / rate
+        # A request larger than the whole bound runs alone: it waits for everything ahead.
+        wait = max(0.0, entry - max(bound, cost)) / rate
         in_flight = max(self.own_service_s(cost), min(entry, max(bound, cost)) / rate)
         # A batched model frees room a whole batch at a time, not smoothly: a queued request
         # may enter up to one batch's drain time later than the even drain above says.

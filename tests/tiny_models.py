@@ -167,6 +167,8 @@ def stack_config(root: Path) -> dict:
                     "max_concurrent_batches": 2,
                 },
                 "limits": {"max_images": 4},
+                # eight 4-image requests at once are queued at the gateway, not refused
+                "admission": {"max_queue_wait_s": 10},
                 "resources": {"num_cpus": 0.1},
             },
             {

