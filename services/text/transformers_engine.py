@@ -7,7 +7,12 @@ at the next step, so a client that goes away frees its slot at once. All torch w
 worker thread; the event loop only moves tokens to the per-request queues.
 
 Options (`models[].options`): `dtype` (auto|float32|bfloat16|float16), `add_bos_token` (bool),
-`max_context` (tokens), `default_max_tokens`.
+`max_context` (tokens), `default_max_tokens`, `prompt_format` (`raw`, the default: a plain
+prompt is continued as written; `chat`: a plain prompt is sent as one user message through the
+model's chat template, so an instruction model answers a question instead of continuing it).
+
+`info()` reports `source` and `license` from the weights folder's `source.json` when there is
+one (written by `scripts/demo_models/fetch_smollm2.py`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -154,6 +161,15 @@ class TransformersTextEngine(TextEngine):
             opts.get("max_context", getattr(self.model.config, "max_position_embeddings", 2048))
         )
         self.add_bos = bool(opts.get("add_bos_token", False))
+        self.prompt_format = str(opts.get("prompt_format", "raw"))
+        if self.prompt_format not in ("raw", "chat"):
+            raise ValueError(f"option prompt_format must be raw or chat: {self.prompt_format!r}")
+        if self.prompt_format == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"model {self.config.name}: prompt_format chat needs a chat template")
+        self.source: dict[str, Any] = {}
+        source_file = Path(weights) / "source.json"
+        if source_file.is_file():
+            self.source = json.loads(source_file.read_text())
         # transformers renamed `past_key_values` to `cache` in 5.2x; accept both.
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -175,6 +191,8 @@ class TransformersTextEngine(TextEngine):
             "max_context": self.max_context,
             "continuous_batching": self.can_join,
             "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+            "prompt_format": self.prompt_format,
+            **{k: str(self.source[k]) for k in ("source", "license") if k in self.source},
         }
 
     def stats(self) -> dict[str, float]:
@@ -198,14 +216,17 @@ class TransformersTextEngine(TextEngine):
 
     # ---- requests (event loop) -----------------------------------------------------------
     def _prompt_ids(self, request: TextRequest) -> list[int]:
-        if request.messages:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if not messages and self.prompt_format == "chat":
+            messages = [{"role": "user", "content": request.prompt or ""}]
+        if messages:
             if not getattr(self.tokenizer, "chat_template", None):
                 raise InvalidArgument(
                     f"model {self.config.name!r} has no chat template; send a prompt instead",
                     field="chat",
                 )
             text = self.tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in request.messages],
+                messages,
                 add_generation_prompt=True,
                 tokenize=False,
             )
