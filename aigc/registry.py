@@ -17,6 +17,7 @@ ENGINES: dict[str, dict[str, str]] = {
     },
     "image": {
         "gan": "services.image.gan_engine:GanImageEngine",
+        "vae": "services.image.vae_engine:VaeImageEngine",
         "echo": "services.image.echo_engine:EchoImageEngine",
     },
     "audio": {
