@@ -58,9 +58,13 @@ test: $(STAMP) assets lint typecheck
 demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fortune.py
 	$(PY) scripts/demo_models/train_fashion_gan.py
+	$(PY) scripts/demo_models/train_fashion_vae.py
 
+# Demo-model figures (models/eval-report.json), then smollm2's question set served (its own
+# one-model stack, about 1 GB) and in-process, and held-out perplexity (models/smollm2-eval.json).
 eval: $(STAMP) assets
 	$(PY) scripts/demo_models/eval_demo_models.py
+	$(PY) scripts/demo_models/eval_smollm2.py
 
 # Side-by-side benchmarks (serving overhead, batching efficiency) -> bench-results/, BENCHMARKS.md
 bench: $(STAMP) assets

@@ -135,21 +135,23 @@ async def served_own_stack(
     return answers, seconds, ready_s
 
 
-def perplexity(path: Path, texts: list[str], add_eos: bool) -> dict[str, float]:
+def perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     """Per-token perplexity and bits per byte of `texts`, each scored as its own row."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    bos = tokenizer.bos_token_id
+    # A document starts after the pretraining separator: SmolLM2's <|endoftext|> (its bos,
+    # <|im_start|>, opens a chat turn), fortune's <|bos|>.
+    bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    if bos is None or (bos == tokenizer.unk_token_id and tokenizer.unk_token != "<|endoftext|>"):
+        bos = tokenizer.bos_token_id
     nll, tokens, nbytes = 0.0, 0, 0
     with torch.no_grad():
         for text in texts:
             ids = list(tokenizer(text, add_special_tokens=False).input_ids)
             ids = [bos, *ids] if bos is not None else ids
-            if add_eos:
-                ids.append(tokenizer.eos_token_id)
             x = torch.tensor([ids])
             logits = model(input_ids=x).logits[0, :-1].float()
             nll += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
@@ -171,64 +173,43 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--heldout", type=int, default=100, help="held-out quotes to score")
-    parser.add_argument("--skip-served", action="store_true")
+    parser.add_argument(
+        "--sides",
+        default="in_process,served",
+        help="which sides answer the questions: in_process, served, both, or none ('')",
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other figures already in --out"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-eval.json")
     args = parser.parse_args()
 
     config = load_config(args.config)
     model = config.by_name()[args.model]
     spec = json.loads(QUESTIONS.read_text())["questions"]
-    questions = [q["question"] for q in spec]
     report: dict[str, Any] = {
         "model": args.model,
-        "weights": model.weights,
         "options": model.options,
-        "questions": len(questions),
+        "questions": len(spec),
         "max_tokens": args.max_tokens,
         "concurrency": args.concurrency,
         "decoding": "greedy (temperature 0)",
     }
 
-    print(f"in-process: {len(questions)} questions, {args.concurrency} at a time", flush=True)
-    local, local_s = asyncio.run(
-        in_process(config, args.model, questions, args.max_tokens, args.concurrency)
-    )
-    report["in_process"] = {**score(spec, local), "seconds": round(local_s, 1)}
-    print(f"  {report['in_process']['correct']}/{len(questions)} in {local_s:.0f} s", flush=True)
-
-    remote: list[str] | None = None
-    if not args.skip_served:
-        print("served (gRPC):", flush=True)
-        if args.address:
-            remote, remote_s = asyncio.run(
-                served(args.address, args.model, questions, args.max_tokens, args.concurrency)
-            )
-            report["served_address"] = args.address
-        else:
-            remote, remote_s, ready_s = asyncio.run(
-                served_own_stack(config, args.model, questions, args.max_tokens, args.concurrency)
-            )
-            report["served_stack_ready_seconds"] = round(ready_s, 1)
-        report["served"] = {**score(spec, remote), "seconds": round(remote_s, 1)}
-        report["served_equals_in_process"] = sum(a == b for a, b in zip(local, remote, strict=True))
-        print(f"  {report['served']['correct']}/{len(questions)} in {remote_s:.0f} s", flush=True)
-
-    heldout = (REPO / "models" / "fortune" / "heldout.txt").read_text().removesuffix("\n")
-    texts = heldout.split("\n%\n")[: args.heldout]
-    print(f"perplexity on {len(texts)} held-out fortunes quotes", flush=True)
-    report["heldout"] = {
-        "text": f"first {len(texts)} quotes of models/fortune/heldout.txt",
-        args.model: perplexity(Path(str(model.weights)), texts, add_eos=False),
-        "fortune": perplexity(REPO / "models" / "fortune", texts, add_eos=False),
-    }
-    report["answers"] = [
-        {
-            "question": q["question"],
-            "expected": q["answers"],
-            "in_process": a,
-            **({"served": remote[i]} if remote is not None else {}),
+    if args.merge and args.out.exists():
+        report = {**json.loads(args.out.read_text()), **report}
+    questions_part(args, config, spec, report)
+    if args.heldout:
+        heldout = (REPO / "models" / "fortune" / "heldout.txt").read_text().removesuffix("\n")
+        texts = heldout.split("\n%\n")[: args.heldout]
+        print(f"perplexity on {len(texts)} held-out fortunes quotes", flush=True)
+        report["heldout"] = {
+            "text": f"first {len(texts)} quotes of models/fortune/heldout.txt",
+            args.model: perplexity(Path(str(model.weights)), texts),
+            "fortune": perplexity(REPO / "models" / "fortune", texts),
         }
-        for i, (q, a) in enumerate(zip(spec, local, strict=True))
+    report["questions_file"] = [
+        {"question": q["question"], "expected": q["answers"], "kind": q["kind"]} for q in spec
     ]
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -241,13 +222,47 @@ def main() -> None:
             )
     if "served_equals_in_process" in report:
         print(f"identical answers served vs in-process: {report['served_equals_in_process']}")
-    for name in (args.model, "fortune"):
+    for name in (args.model, "fortune") if "heldout" in report else ():
         h = report["heldout"][name]
         print(
             f"held-out {name}: perplexity {h['perplexity']:.1f} per token "
             f"({h['tokens']} tokens), {h['bits_per_byte']:.3f} bits/byte"
         )
     print(f"wrote {args.out}")
+
+
+def questions_part(
+    args: argparse.Namespace, config: AigcConfig, spec: list[dict[str, Any]], report: dict
+) -> None:
+    questions = [q["question"] for q in spec]
+    if "in_process" in args.sides:
+        print(f"in-process: {len(questions)} questions, {args.concurrency} at a time", flush=True)
+        local, local_s = asyncio.run(
+            in_process(config, args.model, questions, args.max_tokens, args.concurrency)
+        )
+        report["in_process"] = {**score(spec, local), "seconds": round(local_s, 1)}
+        report["in_process"]["answers"] = local
+        print(f"  {report['in_process']['correct']}/{len(questions)} in {local_s:.0f} s")
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # kept if the next part fails
+    if "served" in args.sides:
+        print("served (gRPC):", flush=True)
+        if args.address:
+            remote, remote_s = asyncio.run(
+                served(args.address, args.model, questions, args.max_tokens, args.concurrency)
+            )
+            report["served_address"] = args.address
+        else:
+            remote, remote_s, ready_s = asyncio.run(
+                served_own_stack(config, args.model, questions, args.max_tokens, args.concurrency)
+            )
+            report["served_stack_ready_seconds"] = round(ready_s, 1)
+        report["served"] = {**score(spec, remote), "seconds": round(remote_s, 1)}
+        report["served"]["answers"] = remote
+        print(f"  {report['served']['correct']}/{len(questions)} in {remote_s:.0f} s")
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if "in_process" in report and "served" in report:
+        pairs = zip(report["in_process"]["answers"], report["served"]["answers"], strict=True)
+        report["served_equals_in_process"] = sum(a == b for a, b in pairs)
 
 
 if __name__ == "__main__":
