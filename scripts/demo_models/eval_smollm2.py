@@ -19,6 +19,11 @@ the prompt is the question alone.
 
     python scripts/demo_models/eval_smollm2.py                      # own stack
     python scripts/demo_models/eval_smollm2.py --address 127.0.0.1:50051   # `make up` running
+    python scripts/demo_models/eval_smollm2.py --sides served --merge --heldout 0 --address ...
+
+Each part is written to ``--out`` as soon as it is done; ``--merge`` keeps the others. On a
+machine loaded far past its cores, Serve's own start can time out (seen once at a load average
+of 25): then start the stack with ``make up`` and pass ``--address``.
 """
 
 from __future__ import annotations
