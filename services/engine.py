@@ -13,8 +13,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aigc.config import ModelConfig
@@ -45,6 +47,17 @@ def resolve_dtype(name: str, device: str) -> Any:
     if name == "float16" and not device.startswith("cuda"):
         raise ValueError("option dtype float16 needs a CUDA device; use bfloat16 on CPU")
     return getattr(torch, name)
+
+
+def weights_source(weights: str | None) -> dict[str, str]:
+    """`source` and `license` from `<weights>/source.json`, when the folder has one."""
+    if not weights:
+        return {}
+    path = Path(weights) / "source.json"
+    if not path.is_file():
+        return {}
+    facts = json.loads(path.read_text())
+    return {k: str(facts[k]) for k in ("source", "license") if k in facts}
 
 
 class Engine(abc.ABC):
@@ -85,11 +98,13 @@ class Engine(abc.ABC):
             pool.shutdown(wait=False, cancel_futures=True)
 
     def info(self) -> dict[str, Any]:
-        """Facts for ListModels; engines add their own keys (labels, voices)."""
+        """Facts for ListModels; engines add their own keys (labels, voices). Where the weights
+        folder has a `source.json` (written by `make assets`), its source and licence too."""
         return {
             "parameters": self.parameters,
             "device": self.device,
             "load_seconds": round(self.load_seconds, 3),
+            **weights_source(self.config.weights),
         }
 
     def stats(self) -> dict[str, float]:

@@ -109,6 +109,19 @@ class GanImageOptions(EngineOptions):
         return self
 
 
+class VaeImageOptions(GanImageOptions):
+    """Conditional VAE decoders (`services.image.vae_engine`): run like a GAN generator, so the
+    GAN engine's options, plus the latent sampling temperature."""
+
+    temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=4.0,
+        description="Latent sampling temperature: z ~ N(0, temperature^2 I). Below 1 gives "
+        "more typical, less varied images; above 1 more varied, less typical ones.",
+    )
+
+
 class EchoImageOptions(EngineOptions):
     """Model-free image engine: a flat image whose colour comes from the seed."""
 

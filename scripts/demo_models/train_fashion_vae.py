@@ -1,0 +1,213 @@
+"""Train the conditional VAE ``fashion-vae`` on Fashion-MNIST and judge its samples.
+
+Encoder q(z | x, y) and decoder p(x | z, y) (``cvae28`` in ``services/image/networks.py``) are
+two-layer MLPs (cheap enough for several epochs in minutes on a shared CPU); the latent is
+Gaussian, the pixels Bernoulli, and the loss is the negative ELBO = reconstruction (binary
+cross-entropy summed over pixels) + KL(q(z | x, y) || N(0, I)), per image. Only the decoder is
+saved (``models/fashion-vae/``, the image artifact format); ``eval.json`` records the held-out
+negative ELBO and the share of sampled images (z ~ N(0, T^2 I)) that the independent classifier
+of ``train_fashion_gan.py`` (``models/fashion-classifier/``) assigns to the requested
+label, at the temperatures T the engine's ``temperature`` option offers.
+
+    python scripts/demo_models/train_fashion_vae.py --steps 8000   # the committed weights
+
+Data loading, labels and the judge are those of ``train_fashion_gan.py``. Training stops at
+``--minutes`` of wall time or after ``--steps`` steps when given (bit-for-bit reproducible on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_fashion_gan import (  # noqa: E402
+    LABELS,
+    LICENSE,
+    ensure_dataset,
+    judged_accuracy,
+    load_split,
+    save_artifact,
+)
+
+from services.image.networks import GENERATORS, load_classifier  # noqa: E402
+
+SOURCE = "scripts/demo_models/train_fashion_vae.py on Debian package dataset-fashion-mnist"
+TEMPERATURES = (0.5, 0.8, 1.0)
+
+
+class Encoder(nn.Module):
+    """q(z | x, y): an MLP from [pixels, embed(label)] to the mean and log-variance of z."""
+
+    def __init__(self, latent_dim: int, num_labels: int, embed_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_labels, embed_dim)
+        self.net = nn.Sequential(
+            nn.Linear(28 * 28 + embed_dim, hidden),
+            nn.ReLU(True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+        )
+        self.mean = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.net(torch.cat([x.flatten(1), self.embed(labels)], dim=1))
+        return self.mean(h), self.logvar(h)
+
+
+def negative_elbo(
+    encoder: Encoder, decoder: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Per-image reconstruction and KL terms (nats), each averaged over the batch."""
+    mean, logvar = encoder(x, y)
+    eps = torch.randn(mean.shape, generator=gen)
+    z = mean + eps * (0.5 * logvar).exp()
+    target = (x + 1) / 2  # pixels in [0, 1] as Bernoulli means
+    recon = F.binary_cross_entropy_with_logits(decoder.logits(z, y), target, reduction="sum") / len(
+        x
+    )
+    kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum() / len(x)
+    return recon, kl
+
+
+@torch.no_grad()
+def heldout(encoder: Encoder, decoder: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
+    gen = torch.Generator().manual_seed(0)
+    recon, kl, n = 0.0, 0.0, 0
+    for i in range(0, len(x), 1000):
+        r, k = negative_elbo(encoder, decoder, x[i : i + 1000], y[i : i + 1000], gen)
+        b = len(x[i : i + 1000])
+        recon, kl, n = recon + float(r) * b, kl + float(k) * b, n + b
+    return {"reconstruction": recon / n, "kl": kl / n, "negative_elbo": (recon + kl) / n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="training wall-time budget")
+    parser.add_argument("--steps", type=int, default=0, help="exact step count (overrides time)")
+    parser.add_argument("--models", type=Path, default=REPO / "models")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=512, help="MLP width")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--beta", type=float, default=1.0, help="KL weight (1: the plain ELBO)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    folder = ensure_dataset()
+    x_train, y_train = load_split(folder, "train")
+    x_test, y_test = load_split(folder, "t10k")
+    print(f"Fashion-MNIST from {folder}: {len(x_train)} train, {len(x_test)} test", flush=True)
+    classifier, _ = load_classifier(args.models / "fashion-classifier")
+
+    kwargs = {"embed_dim": 16, "hidden": args.hidden}
+    decoder = GENERATORS["cvae28"](
+        latent_dim=args.latent_dim, channels=1, num_labels=len(LABELS), **kwargs
+    )
+    encoder = Encoder(args.latent_dim, len(LABELS), 16, args.hidden)
+    params = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.lr)
+    budget_s = args.minutes * 60.0
+    total = args.steps or None
+    bar = tqdm(
+        total=total or int(budget_s), desc="vae", unit="step" if total else "s", mininterval=5
+    )
+    step, t0, progress = 0, time.monotonic(), 0.0
+    while progress < 1.0:
+        # Cosine learning-rate decay over the budget (steps, or elapsed time).
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+        idx = torch.randint(0, len(x_train), (args.batch,), generator=gen)
+        recon, kl = negative_elbo(encoder, decoder, x_train[idx], y_train[idx], gen)
+        loss = recon + args.beta * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        elapsed = time.monotonic() - t0
+        progress = step / args.steps if args.steps else elapsed / budget_s
+        bar.update(1 if total else int(elapsed) - bar.n)
+        bar.set_postfix(step=step, recon=f"{recon.item():.1f}", kl=f"{kl.item():.1f}")
+    bar.close()
+    train_s = time.monotonic() - t0
+    encoder.eval()
+    decoder.eval()
+
+    test = heldout(encoder, decoder, x_test, y_test)
+    print(
+        f"vae: {step} steps in {train_s:.0f} s; held-out -ELBO {test['negative_elbo']:.1f} nats "
+        f"(reconstruction {test['reconstruction']:.1f} + KL {test['kl']:.1f})"
+    )
+    judged = {}
+    for t in TEMPERATURES:
+        scaled = _Scaled(decoder, t)
+        per_label = judged_accuracy(scaled, classifier, args.latent_dim, 200, seed=1234)
+        judged[str(t)] = {"mean": sum(per_label.values()) / len(per_label), "per_label": per_label}
+        print(f"  temperature {t}: judged accuracy {judged[str(t)]['mean']:.4f}")
+    for name, acc in judged["1.0"]["per_label"].items():
+        print(f"  {name:<11} {acc:.3f}")
+
+    config = {
+        "architecture": "cvae28",
+        "latent_dim": args.latent_dim,
+        "image_size": 28,
+        "channels": 1,
+        "labels": LABELS,
+        "kwargs": kwargs,
+        "license": LICENSE,
+        "source": SOURCE,
+    }
+    out = args.models / "fashion-vae"
+    save_artifact(out, decoder, config)
+    report = {
+        "judged_accuracy": judged["1.0"]["mean"],
+        "judged_accuracy_per_label": judged["1.0"]["per_label"],
+        "judged_accuracy_by_temperature": {t: j["mean"] for t, j in judged.items()},
+        "samples_per_label": 200,
+        "sample_seed": 1234,
+        "heldout_test_images": len(x_test),
+        "heldout_nats_per_image": test,
+        "steps": step,
+        "batch": args.batch,
+        "latent_dim": args.latent_dim,
+        "beta": args.beta,
+        "train_seconds": round(train_s, 1),
+        "decoder_parameters": sum(p.numel() for p in decoder.parameters()),
+        "encoder_parameters": sum(p.numel() for p in encoder.parameters()),
+        "seed": args.seed,
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+class _Scaled(nn.Module):
+    """The decoder with z scaled by a sampling temperature (what the engine option does)."""
+
+    def __init__(self, decoder: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.decoder, self.temperature = decoder, temperature
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        out: Tensor = self.decoder(z * self.temperature, labels)
+        return out
+
+
+if __name__ == "__main__":
+    main()

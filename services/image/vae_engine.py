@@ -1,0 +1,31 @@
+"""Conditional VAE (`engine: vae`): samples z ~ N(0, T^2 I) and decodes it with the label.
+
+The decoder (``cvae28`` in `services.image.networks`, trained by
+``scripts/demo_models/train_fashion_vae.py``) is an image artifact like a GAN generator's, so
+this engine is the GAN engine with scaled latents: the same per-image seeds (request seed + i),
+labels, batching, dtype/compile and PNG encoding off the event loop.
+
+Options: `services.options.VaeImageOptions` (`temperature`, default 1.0: the prior the VAE was
+trained with, plus the GAN engine's options).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from services.image.gan_engine import GanImageEngine
+from services.options import VaeImageOptions
+from services.types import ImageRequest
+
+
+class VaeImageEngine(GanImageEngine):
+    options: VaeImageOptions
+
+    def _latents(self, requests: list[ImageRequest]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        z, labels, plan = super()._latents(requests)
+        return z * self.options.temperature, labels, plan
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "temperature": self.options.temperature}

@@ -1,0 +1,117 @@
+"""The conditional VAE: committed weights judged by the independent classifier, and the `vae`
+engine (seeded, labelled, batched like the GANs, temperature option). No Ray; a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from aigc.config import ModelConfig
+from aigc.registry import engine_class
+from services.image.networks import load_classifier, load_generator
+from services.image.vae_engine import VaeImageEngine
+from services.options import VaeImageOptions
+from services.types import ImageFormat, ImageRequest
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+VAE = MODELS / "fashion-vae"
+
+
+def _engine(**options: object) -> VaeImageEngine:
+    cfg = ModelConfig(
+        name="fashion-vae",
+        modality="image",
+        engine="vae",
+        weights=str(VAE),
+        device="cpu",
+        options=options,
+        batching={"max_batch_size": 64},
+    )
+    return VaeImageEngine(cfg)
+
+
+def _run(engine: VaeImageEngine, requests: list[ImageRequest]) -> list[list[np.ndarray]]:
+    async def main():
+        await engine.start()
+        try:
+            return await engine.generate_batch(requests)
+        finally:
+            await engine.stop()
+
+    results = asyncio.run(main())
+    return [[np.frombuffer(i.data, np.uint8).reshape(28, 28) for i in r.images] for r in results]
+
+
+@torch.no_grad()
+def test_vae_samples_are_judged_on_label() -> None:
+    """The committed decoder's samples (z ~ N(0, I)) mostly show the requested label to the
+    classifier trained on real images. It recorded 0.74 (chance: 0.10); the GAN reaches 0.93 on
+    the same judge and the issue's goal, 0.85, is not met yet (blurry shirts, coats, sandals)."""
+    decoder, config = load_generator(VAE)
+    classifier, _ = load_classifier(MODELS / "fashion-classifier")
+    gen = torch.Generator().manual_seed(99)
+    per_label = 50
+    hits = 0
+    for label in range(len(config["labels"])):
+        z = torch.randn(per_label, config["latent_dim"], generator=gen)
+        images = decoder(z, torch.full((per_label,), label, dtype=torch.long))
+        assert images.shape == (per_label, 1, 28, 28)
+        assert -1 <= float(images.min()) and float(images.max()) <= 1
+        hits += int((classifier(images).argmax(1) == label).sum())
+    accuracy = hits / (per_label * len(config["labels"]))
+    assert accuracy >= 0.65
+    recorded = json.loads((VAE / "eval.json").read_text())
+    assert accuracy == pytest.approx(recorded["judged_accuracy"], abs=0.06)
+
+
+def test_vae_engine_is_registered_and_seeded_per_image() -> None:
+    assert engine_class("image", "vae") is VaeImageEngine
+    raw = ImageFormat.RAW
+    alone = _run(
+        _engine(), [ImageRequest("a", "fashion-vae", 3, seed=7, label="sneaker", format=raw)]
+    )
+    mixed = _run(
+        _engine(),
+        [
+            ImageRequest("b", "fashion-vae", 2, seed=1, label="bag", format=raw),
+            ImageRequest("a", "fashion-vae", 3, seed=7, label="sneaker", format=raw),
+        ],
+    )
+    # same seed and label, whatever else is in the batch: the same pixels
+    assert all(np.array_equal(x, y) for x, y in zip(alone[0], mixed[1], strict=True))
+    # a different seed per image: different images
+    assert not np.array_equal(alone[0][0], alone[0][1])
+    # another label from the same seed: another picture
+    bag = _run(_engine(), [ImageRequest("c", "fashion-vae", 1, seed=7, label="bag", format=raw)])
+    assert not np.array_equal(alone[0][0], bag[0][0])
+
+
+def test_vae_temperature_scales_the_latent() -> None:
+    """Temperature 0 would be the mean image; a lower temperature moves samples towards it, so
+    the spread across seeds shrinks, and the option is reported."""
+    req = [ImageRequest("a", "fashion-vae", 16, seed=3, label="dress", format=ImageFormat.RAW)]
+    spread = {}
+    for t in (0.3, 1.0):
+        engine = _engine(temperature=t)
+        images = np.stack(_run(engine, req)[0]).astype(float)
+        spread[t] = float(images.std(axis=0).mean())
+        assert engine.info()["temperature"] == t
+        assert engine.info()["source"].startswith("scripts/demo_models/train_fashion_vae.py")
+    assert spread[0.3] < 0.7 * spread[1.0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"temperature": 0}, {"temperature": -1}, {"temprature": 0.5}, {"half": True}],
+)
+def test_vae_rejects_bad_options(options: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        VaeImageOptions.model_validate(options)
+    with pytest.raises(ValidationError):
+        asyncio.run(_engine(**options).start())
