@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from aigc.client import DEFAULT_TARGET, HEALTH_SERVICES, Client
+from aigc.client import DEFAULT_TARGET, HEALTH_SERVICES, PRIORITIES, Client
 from aigc.png import Pixels, encode_png, grid
 from aigc.v1 import common_pb2, text_pb2
 
@@ -144,6 +144,7 @@ def cmd_text(args: argparse.Namespace) -> int:
         "stop": args.stop or (),
         "seed": args.seed,
         "n": args.n,
+        "priority": args.priority,
     }
     prompt: str | None = args.prompt
     if args.chat:
@@ -184,6 +185,7 @@ def cmd_image(args: argparse.Namespace) -> int:
             seed=args.seed,
             label=args.label,
             raw=several and args.grid,
+            priority=args.priority,
         )
     out = Path(args.output)
     if several and args.grid:
@@ -207,7 +209,13 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_audio(args: argparse.Namespace) -> int:
-    speech = {"model": args.model, "voice": args.voice, "speed": args.speed, "seed": args.seed}
+    speech = {
+        "model": args.model,
+        "voice": args.voice,
+        "speed": args.speed,
+        "seed": args.seed,
+        "priority": args.priority,
+    }
     with _client(args) as c:
         if args.stream:
             pcm, rate, t0 = bytearray(), 24000, time.perf_counter()
@@ -299,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
         return sp
 
+    def tiered(name: str, help_text: str) -> argparse.ArgumentParser:
+        sp = call(name, help_text)
+        sp.add_argument(
+            "--priority",
+            choices=PRIORITIES,
+            default=None,
+            help="admission tier: batch work is refused first under load (default interactive)",
+        )
+        return sp
+
     def server(name: str, help_text: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("--config", default=DEFAULT_CONFIG)
@@ -329,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway", "run one more gateway for the apps `aigc up --address` deployed (no deploy)"
     ).set_defaults(fn=cmd_gateway)
 
-    t = call("text", "generate text")
+    t = tiered("text", "generate text")
     t.add_argument("prompt")
     t.add_argument("--model", default="")
     t.add_argument("--stream", action="store_true", help="print tokens as they come")
@@ -345,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(fn=cmd_text)
 
-    i = call("image", "generate images")
+    i = tiered("image", "generate images")
     i.add_argument("--model", default="")
     i.add_argument("--label", default="")
     i.add_argument("--count", type=int, default=None)
@@ -359,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", required=True)
     i.set_defaults(fn=cmd_image)
 
-    a = call("audio", "synthesize speech")
+    a = tiered("audio", "synthesize speech")
     a.add_argument("text")
     a.add_argument("--model", default="")
     a.add_argument("--voice", default="")

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from aigc.v1 import (
     audio_pb2,
     audio_pb2_grpc,
+    common_pb2,
     image_pb2,
     image_pb2_grpc,
     models_pb2,
@@ -43,6 +44,21 @@ HEALTH_SERVICES = (
 )
 
 
+PRIORITIES = ("interactive", "batch")
+
+
+def tier(priority: str | int | None) -> int:
+    """The admission tier of a request: "interactive" (the default) or "batch" (refused first
+    under load, runs on idle capacity), or an `aigc.v1.Priority` value."""
+    if priority is None:
+        return common_pb2.PRIORITY_UNSPECIFIED
+    if isinstance(priority, str):
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {PRIORITIES}, not {priority!r}")
+        return common_pb2.Priority.Value(f"PRIORITY_{priority.upper()}")
+    return int(priority)
+
+
 def text_request(
     prompt: str | None = None,
     *,
@@ -55,8 +71,9 @@ def text_request(
     stop: Sequence[str] = (),
     n: int | None = None,
     seed: int | None = None,
+    priority: str | int | None = None,
 ) -> text_pb2.GenerateTextRequest:
-    req = text_pb2.GenerateTextRequest(model=model, stop=list(stop))
+    req = text_pb2.GenerateTextRequest(model=model, stop=list(stop), priority=tier(priority))
     if messages is not None:
         req.chat.SetInParent()  # selects chat even when the list is empty
         for m in messages:
@@ -83,10 +100,12 @@ def image_request(
     seed: int | None = None,
     label: str = "",
     raw: bool = False,
+    priority: str | int | None = None,
 ) -> image_pb2.GenerateImageRequest:
     req = image_pb2.GenerateImageRequest(
         model=model,
         label=label,
+        priority=tier(priority),
         format=image_pb2.IMAGE_FORMAT_RAW if raw else image_pb2.IMAGE_FORMAT_PNG,
     )
     if count is not None:
@@ -103,11 +122,13 @@ def speech_request(
     speed: float | None = None,
     seed: int | None = None,
     pcm16: bool = False,
+    priority: str | int | None = None,
 ) -> audio_pb2.SynthesizeRequest:
     req = audio_pb2.SynthesizeRequest(
         text=text,
         model=model,
         voice=voice,
+        priority=tier(priority),
         format=audio_pb2.AUDIO_FORMAT_PCM16 if pcm16 else audio_pb2.AUDIO_FORMAT_UNSPECIFIED,
     )
     if speed is not None:

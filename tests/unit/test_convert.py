@@ -377,3 +377,24 @@ def test_audio_response_and_chunk():
     )
     assert chunk.audio == b"\x00\x01" * 8000
     assert chunk.duration_seconds == 0.5  # 8000 samples at 16 kHz
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (None, Priority.INTERACTIVE),
+        ("interactive", Priority.INTERACTIVE),
+        ("batch", Priority.BATCH),
+    ],
+)
+def test_sdk_priority_names_reach_the_data_plane_as_tiers(name, expected):
+    """The SDK's request builders (and so `aigc text --priority batch`) carry the tier that the
+    gateway's conversion turns into the admission priority."""
+    from aigc.client import image_request, speech_request, text_request
+
+    t = convert.text_request(text_request("hi", priority=name), TEXT, "r", None)
+    i = convert.image_request(image_request(priority=name), IMAGE, "r", None)
+    a = convert.audio_request(speech_request("hi", priority=name), AUDIO, "r", None, stream=False)
+    assert t.priority is expected and i.priority is expected and a.priority is expected
+    with pytest.raises(ValueError, match="priority"):
+        text_request("hi", priority="urgent")
