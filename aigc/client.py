@@ -10,7 +10,7 @@ with Client("127.0.0.1:50051") as c:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,19 +44,20 @@ HEALTH_SERVICES = (
 )
 
 
-PRIORITIES = ("interactive", "batch")
+_TIERS = {"interactive": common_pb2.PRIORITY_INTERACTIVE, "batch": common_pb2.PRIORITY_BATCH}
+PRIORITIES = tuple(_TIERS)
 
 
-def tier(priority: str | int | None) -> int:
+def tier(priority: str | int | None) -> common_pb2.Priority:
     """The admission tier of a request: "interactive" (the default) or "batch" (refused first
     under load, runs on idle capacity), or an `aigc.v1.Priority` value."""
     if priority is None:
         return common_pb2.PRIORITY_UNSPECIFIED
     if isinstance(priority, str):
-        if priority not in PRIORITIES:
+        if priority not in _TIERS:
             raise ValueError(f"priority must be one of {PRIORITIES}, not {priority!r}")
-        return common_pb2.Priority.Value(f"PRIORITY_{priority.upper()}")
-    return int(priority)
+        return _TIERS[priority]
+    return cast(common_pb2.Priority, priority)
 
 
 def text_request(
