@@ -52,17 +52,8 @@ async def issue(
 ) -> RequestRecord:
     item = planned.item
     method = _stub_method(stubs, planned)
-    record = RequestRecord(
-        index=planned.index,
-        modality=item.modality,
-        model=item.model,
-        method=item.method,
-        stream=item.stream,
-        send=0.0,
-        intended_send=intended_send,
-        warmup=warmup,
-        priority=planned.priority,
-        deadline=timeout,
+    record = RequestRecord.for_planned(
+        planned, deadline=timeout, intended_send=intended_send, warmup=warmup
     )
     clock = time.perf_counter
     try:

@@ -54,7 +54,17 @@ def http_request(
     planned: PlannedRequest, labels: dict[str, list[str]] | None = None
 ) -> tuple[str, dict[str, Any]]:
     """(path, JSON body) asking for the same work as the planned aigc.v1 request; an image
-    request without a label names one of the model's labels (chosen by the request's index)."""
+    request without a label names one of the model's labels (chosen by the request's index).
+    The batch tier is OpenAI's `service_tier: flex`."""
+    path, body = _body(planned, labels)
+    if planned.priority == "batch":
+        body["service_tier"] = "flex"
+    return path, body
+
+
+def _body(
+    planned: PlannedRequest, labels: dict[str, list[str]] | None
+) -> tuple[str, dict[str, Any]]:
     item, req = planned.item, planned.request
     if item.modality == "text":
         return _text_body(req, item.stream)
@@ -120,15 +130,8 @@ async def issue_http(
 ) -> RequestRecord:
     item = planned.item
     path, body = http_request(planned, labels)
-    record = RequestRecord(
-        index=planned.index,
-        modality=item.modality,
-        model=item.model,
-        method=item.method,
-        stream=item.stream,
-        send=0.0,
-        intended_send=intended_send,
-        warmup=warmup,
+    record = RequestRecord.for_planned(
+        planned, deadline=timeout, intended_send=intended_send, warmup=warmup
     )
     clock = time.perf_counter
     if timeout is not None:

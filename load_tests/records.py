@@ -37,6 +37,30 @@ class RequestRecord:
     priority: str = "interactive"  # the tier sent: interactive | batch
     deadline: float | None = None  # seconds from send (the gRPC timeout); None: none sent
 
+    @classmethod
+    def for_planned(
+        cls,
+        planned: Any,
+        *,
+        deadline: float | None,
+        intended_send: float | None = None,
+        warmup: bool = False,
+    ) -> RequestRecord:
+        """The record of a planned request (`workload.PlannedRequest`) before it is sent."""
+        item = planned.item
+        return cls(
+            index=planned.index,
+            modality=item.modality,
+            model=item.model,
+            method=item.method,
+            stream=item.stream,
+            send=0.0,
+            intended_send=intended_send,
+            warmup=warmup,
+            priority=planned.priority,
+            deadline=deadline,
+        )
+
     @property
     def ok(self) -> bool:
         return self.status == "OK"

@@ -104,6 +104,24 @@ def test_priority_is_sent_and_mix_is_half_batch_without_changing_other_fields() 
         Workload(items, priority="urgent")
 
 
+def test_http_requests_carry_the_tier_and_records_keep_tier_and_deadline() -> None:
+    """The HTTP issuer asks for the batch tier as OpenAI's service_tier "flex", and its records
+    carry the tier and deadline as the gRPC issuer's do (per-tier goodput needs both)."""
+    pytest.importorskip("aiohttp")
+    from load_tests.http_calls import http_request
+
+    items = [parse_item("text"), parse_item("image,count=2"), parse_item("audio")]
+    for i in range(6):
+        b = Workload(items, seed=3, priority="batch").request(i)
+        p = Workload(items, seed=3).request(i)
+        path_b, body_b = http_request(b, {"": ["cat"]})
+        path_p, body_p = http_request(p, {"": ["cat"]})
+        assert path_b == path_p and body_b.pop("service_tier") == "flex"
+        assert body_b == body_p and "service_tier" not in body_p
+        record = RequestRecord.for_planned(b, deadline=10.0)
+        assert (record.priority, record.deadline, record.method) == ("batch", 10.0, b.item.method)
+
+
 def test_workload_spec_errors_name_the_problem() -> None:
     assert parse_item("audio:speech,stream=false").method == "Synthesize"
     assert parse_item("text,max_tokens=7").max_tokens == 7
