@@ -1,0 +1,175 @@
+"""`python -m load_tests.overload`: does admission keep its promises under 4x overload?
+
+Issue 15's goals as ratios inside one run, on one stack serving the demo text model (`fortune`)
+and image model (`fashion`) of configs/local.yaml, each driven on its own:
+
+1. saturated rate R: a closed loop deep enough to keep the replica's batches full, a long
+   deadline; R is the steady completion rate;
+2. open loop at 1x R and at 4x R, 10 s deadlines, all interactive;
+3. the same two with a 50/50 interactive/batch mix.
+
+Per model it reports: admitted-then-expired share at 4x, goodput at 4x / R, refusal p99, and
+for the mix the interactive p99 at 4x / at 1x and the share of refusals that fell on batch.
+Results: bench-results/overload.json and .md (the table for BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from load_tests import procs
+from load_tests.machine import facts
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results"
+LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
+THROUGHPUT_OPTIMIZED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}  # as aigc up runs
+DEADLINE_S = 10.0
+# (model in configs/local.yaml, `aigc bench --workload`, closed-loop depth for saturation)
+MODELS = {
+    "text": ("fortune", "text:fortune,stream=false,max_tokens=32", 64),
+    "image": ("fashion", "image:fashion,count=1", 256),
+}
+
+
+def overload_config(path: Path, names: list[str]) -> Path:
+    """The named models of configs/local.yaml with absolute weight paths, free ports."""
+    from aigc.config import load_config
+
+    base = load_config(LOCAL_CONFIG)
+    models = [m.model_dump(mode="json") for m in base.models if m.name in names]
+    config = {
+        "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": -1},
+        "ray": {"num_cpus": 4, "metrics_export_port": 0, "namespace": "aigc-overload"},
+        "models": models,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _p99(section: dict[str, Any]) -> float | None:
+    value = section.get("p99_e2el_ms")
+    return float(value) if value is not None else None
+
+
+def verdicts(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The goal figures of one model from its five runs (bench summaries)."""
+    rate = runs["saturated"]["steady_request_throughput"]
+    x4, x1m, x4m = runs["x4"], runs["x1-mix"], runs["x4-mix"]
+    inter1 = _p99(x1m.get("per_priority", {}).get("interactive", {}))
+    inter4 = _p99(x4m.get("per_priority", {}).get("interactive", {}))
+    return {
+        "saturated_rps": rate,
+        "x1_goodput_rps": runs["x1"].get("steady_deadline_goodput"),
+        "x4_goodput_rps": x4.get("steady_deadline_goodput"),
+        "x4_goodput_over_saturated": (x4.get("steady_deadline_goodput") or 0) / rate
+        if rate
+        else None,
+        "x4_admitted_expired_share": x4.get("admitted_expired_share"),
+        "x4_refused_share": x4.get("refused_share"),
+        "x4_refusal_p99_ms": x4.get("p99_refusal_ms"),
+        "mix_interactive_p99_ms": [inter1, inter4],
+        "mix_interactive_p99_x4_over_x1": inter4 / inter1 if inter1 and inter4 else None,
+        "mix_x4_batch_share_of_refused": x4m.get("batch_share_of_refused"),
+        "x4_errors_by_code": x4.get("errors_by_code"),
+    }
+
+
+async def run(seconds: float, modalities: list[str]) -> dict[str, Any]:
+    names = [MODELS[m][0] for m in modalities]
+    config = overload_config(RESULTS / "overload-config.yaml", names)
+    server = await procs.start_server("gateway", str(config), THROUGHPUT_OPTIMIZED)
+    rows = []
+    try:
+        for modality in modalities:
+            model, workload, depth = MODELS[modality]
+            out = RESULTS / "overload" / model
+            common = ["--workload", workload, "--duration", str(seconds)]
+            runs: dict[str, dict[str, Any]] = {}
+            runs["saturated"] = await procs.bench(
+                server.target,
+                out / "saturated",
+                [
+                    *common,
+                    "--concurrency",
+                    str(depth),
+                    "--warmup",
+                    str(depth),
+                    "--deadline-s",
+                    "60",
+                ],
+            )
+            rate = runs["saturated"]["steady_request_throughput"]
+            print(f"[overload] {model}: saturated {rate:.1f} req/s", flush=True)
+            for name, factor, priority in (
+                ("x1", 1, "interactive"),
+                ("x4", 4, "interactive"),
+                ("x1-mix", 1, "mix"),
+                ("x4-mix", 4, "mix"),
+            ):
+                args = [*common, "--rate", f"{factor * rate:.3f}", "--warmup", str(depth)]
+                args += ["--deadline-s", str(DEADLINE_S), "--priority", priority]
+                runs[name] = await procs.bench(server.target, out / name, args)
+                s = runs[name]
+                print(
+                    f"[overload] {model} {name}: goodput {s.get('steady_deadline_goodput', 0):.1f}"
+                    f"/s, refused {s.get('refused', 0)}, expired {s.get('admitted_expired', 0)}",
+                    flush=True,
+                )
+            rows.append({"model": model, "modality": modality, **verdicts(runs)})
+    finally:
+        await procs.stop_server(server)
+    return {"deadline_s": DEADLINE_S, "seconds": seconds, "rows": rows}
+
+
+def _f(value: Any, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | saturated req/s | 4x: expired / admitted (goal <= 0.01) | 4x goodput / "
+        "saturated (goal >= 0.9) | 4x refusal p99 ms (goal <= 10) | mix: interactive p99 "
+        "4x / 1x (goal <= 1.5) | mix 4x: batch share of refusals (goal >= 0.95) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p1, p4 = r["mix_interactive_p99_ms"]
+        lines.append(
+            f"| {r['model']} | {_f(r['saturated_rps'], '.1f')} "
+            f"| {_f(r['x4_admitted_expired_share'], '.3f')} "
+            f"| {_f(r['x4_goodput_over_saturated'])} | {_f(r['x4_refusal_p99_ms'], '.1f')} "
+            f"| {_f(r['mix_interactive_p99_x4_over_x1'])} ({_f(p4, '.0f')} / {_f(p1, '.0f')} ms) "
+            f"| {_f(r['mix_x4_batch_share_of_refused'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m load_tests.overload")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run")
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    args = p.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    command = "python -m load_tests.overload " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta = {"command": command, **facts()}
+    result = {**meta, **asyncio.run(run(args.seconds, sorted(args.models)))}
+    (RESULTS / "overload.json").write_text(json.dumps(result, indent=2) + "\n")
+    header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
+    load = f"load {meta['load_at_start']:.2f} at start"
+    md = f"`{command}` ({header}, {load})\n\n{table(result['rows'])}\n"
+    (RESULTS / "overload.md").write_text(md)
+    print(md, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
