@@ -130,6 +130,7 @@ class CostGate:
         self.batch_size = batch_size if batch_size is not None else requests_per_replica / 2
         self.mean_cost = unit_cost  # EWMA of completed requests' cost
         self.replicas = max(1, replicas)
+        self.gateways = 1  # gateways sharing the replicas (gateway/peers.py): this one's share
         self.max_inflight_cost = max_inflight_cost
         self.max_queued_cost = max_queued_cost
         self.max_queue_wait_s = max_queue_wait_s
@@ -180,20 +181,27 @@ class CostGate:
 
     @property
     def rate(self) -> float:
-        """Cost units per second the model drains, all live replicas together."""
-        return self.rate_per_replica * self.replicas
+        """Cost units per second this gateway's share of the model drains: all live replicas
+        together, divided among the gateways in front of them."""
+        return self.rate_per_replica * self.replicas / self.gateways
 
     @property
     def bound(self) -> float:
-        """In-flight cost bound: live replicas x requests per replica x mean request cost,
-        capped by `max_inflight_cost`."""
-        learned = self.replicas * self.requests_per_replica * self.mean_cost
+        """In-flight cost bound: live replicas x requests per replica x mean request cost, this
+        gateway's share of it, capped by `max_inflight_cost`."""
+        learned = self.replicas * self.requests_per_replica * self.mean_cost / self.gateways
         return learned if self.max_inflight_cost is None else min(learned, self.max_inflight_cost)
 
     def _bound_for(self, priority: Priority) -> float:
         if priority == Priority.BATCH:
             return self.bound * (1.0 - self.batch_reserve)
         return self.bound
+
+    def set_gateways(self, n: int) -> None:
+        """Live gateways in front of the model's replicas (this one included); the bound and
+        the rate are this gateway's share."""
+        self.gateways = max(1, int(n))
+        self._wake()
 
     def set_replicas(self, n: int) -> None:
         """Live replica count (from Serve); the rate and the bound scale with it. 0 (none
@@ -417,7 +425,9 @@ class CostGate:
             return
         mean_inflight = (self._area - ticket.area0) / life
         waited_share = (self._busy - ticket.busy0) / life
-        sample = mean_inflight / life / self.replicas
+        # Little's law on this gateway's own traffic gives its share of the drain rate; the
+        # model's rate per replica is that times the gateways sharing it.
+        sample = mean_inflight / life / self.replicas * self.gateways
         saturated = (
             mean_inflight >= SATURATED_SHARE * self._bound_for(ticket.priority)
             or waited_share >= 0.5

@@ -108,6 +108,12 @@ class GatewayMetrics:
             ["model", "tier"],
             registry=r,
         )
+        self.gateways = Gauge(
+            "aigc_gateways",
+            "Gateways in front of the same models, this one included (admission counts on "
+            "its share of each model's capacity).",
+            registry=r,
+        )
         self.replicas = Gauge(
             "aigc_model_replicas",
             "Replicas of each model as Serve reports them to the gateway, by state.",

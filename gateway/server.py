@@ -39,6 +39,7 @@ from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
+from gateway.peers import Peers
 from gateway.router import ModelRouter
 
 logger = logging.getLogger("aigc.gateway")
@@ -68,6 +69,7 @@ class Gateway:
     _tasks: tuple[asyncio.Task[None], ...] = ()
     _http_task: asyncio.Task[None] | None = None
     _draining: bool = False
+    _peers: Peers | None = None
     _ready: bool = False
 
     def ready(self) -> bool:
@@ -87,6 +89,10 @@ class Gateway:
             asyncio.create_task(self.router.refresh_forever(period)),
             asyncio.create_task(self._health_forever(period)),
         )
+        if Peers.available():
+            self._peers = Peers(period)
+            await self._count_peers()
+            self._tasks += (asyncio.create_task(self._peers_forever(period)),)
         logger.info("gateway serving on port %d, metrics on %d", self.port, self.metrics_port)
 
     async def _start_http(self) -> None:
@@ -113,6 +119,20 @@ class Gateway:
         await self.health.set("", SERVING if all_ready else NOT_SERVING)
         self._ready = any(self.router.modality_ready(m) for m in self.config.modalities())
 
+    async def _count_peers(self) -> None:
+        """Admission counts on this gateway's share of each model (gateway/peers.py)."""
+        assert self._peers is not None
+        n = await self._peers.count()
+        self.metrics.gateways.set(n)
+        for gate in self.plane.gates.values():
+            gate.set_gateways(n)
+
+    async def _peers_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                await self._count_peers()
+
     async def _health_forever(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
@@ -137,6 +157,8 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         for t in self._tasks:
             t.cancel()
+        if self._peers is not None:
+            await self._peers.leave()
         gc = self.config.gateway
         if grace_s is None or grace_s > 0:
             await asyncio.sleep(gc.drain_delay_s)

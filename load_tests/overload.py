@@ -6,7 +6,10 @@ and image model (`fashion`) of configs/local.yaml, each driven on its own:
 1. saturated rate R: a closed loop deep enough to keep the replica's batches full, a long
    deadline; R is the steady completion rate;
 2. open loop at 1x R and at 4x R, 10 s deadlines, all interactive;
-3. the same two with a 50/50 interactive/batch mix.
+3. the same two with a 50/50 interactive/batch mix;
+4. 4x again, all interactive, split evenly over two gateways on the same apps (the second one
+   as `aigc gateway --address` runs it): each learns from its own completions, so together
+   they should admit about what one gateway admits.
 
 Per model it reports: admitted-then-expired share at 4x, goodput at 4x / R, refusal p99, and
 for the mix the interactive p99 at 4x / at 1x and the share of refusals that fell on batch.
@@ -61,7 +64,12 @@ def _p99(section: dict[str, Any]) -> float | None:
     return float(value) if value is not None else None
 
 
-def verdicts(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _admitted_rate(runs: list[dict[str, Any]]) -> float:
+    """Requests admitted per second (not refused), over the sending window, summed."""
+    return sum(r["admitted"] / r["window_s"] for r in runs if r.get("window_s"))
+
+
+def verdicts(runs: dict[str, dict[str, Any]], pair: list[dict[str, Any]]) -> dict[str, Any]:
     """The goal figures of one model from its five runs (bench summaries)."""
     rate = runs["saturated"]["steady_request_throughput"]
     x4, x1m, x4m = runs["x4"], runs["x1-mix"], runs["x4-mix"]
@@ -81,10 +89,17 @@ def verdicts(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "mix_interactive_p99_x4_over_x1": inter4 / inter1 if inter1 and inter4 else None,
         "mix_x4_batch_share_of_refused": x4m.get("batch_share_of_refused"),
         "x4_errors_by_code": x4.get("errors_by_code"),
+        "two_gateways_admitted_over_one": _admitted_rate(pair) / _admitted_rate([x4])
+        if pair and _admitted_rate([x4])
+        else None,
+        "two_gateways_admitted_expired_share": sum(r.get("admitted_expired", 0) for r in pair)
+        / max(1, sum(r.get("admitted", 0) for r in pair))
+        if pair
+        else None,
     }
 
 
-async def run(seconds: float, modalities: list[str]) -> dict[str, Any]:
+async def run(seconds: float, modalities: list[str], two_gateways: bool) -> dict[str, Any]:
     from aigc.config import load_config
     from gateway.admission import requests_per_replica
 
@@ -93,7 +108,11 @@ async def run(seconds: float, modalities: list[str]) -> dict[str, Any]:
     by_name = load_config(config).by_name()
     server = await procs.start_server("gateway", str(config), THROUGHPUT_OPTIMIZED)
     rows = []
+    second = None
     try:
+        if two_gateways:
+            env = {**THROUGHPUT_OPTIMIZED, "RAY_ADDRESS": str(server.ray_address)}
+            second = await procs.start_server("extra-gateway", str(config), env)
         for modality in modalities:
             model, workload = MODELS[modality]
             # Saturation: exactly the gate's in-flight bound in flight, so that none is refused
@@ -132,8 +151,22 @@ async def run(seconds: float, modalities: list[str]) -> dict[str, Any]:
                     f"/s, refused {s.get('refused', 0)}, expired {s.get('admitted_expired', 0)}",
                     flush=True,
                 )
-            rows.append({"model": model, "modality": modality, **verdicts(runs)})
+            pair: list[dict[str, Any]] = []
+            if second is not None:
+                args = [*common, "--rate", f"{2 * rate:.3f}", "--warmup", str(depth)]
+                args += ["--deadline-s", str(DEADLINE_S)]
+                pair = list(
+                    await asyncio.gather(
+                        procs.bench(server.target, out / "x4-gateway-1", args),
+                        procs.bench(second.target, out / "x4-gateway-2", args),
+                    )
+                )
+                print(f"[overload] {model} x4 over two gateways: admitted "
+                      f"{[r.get('admitted') for r in pair]}", flush=True)  # fmt: skip
+            rows.append({"model": model, "modality": modality, **verdicts(runs, pair)})
     finally:
+        if second is not None:
+            await procs.stop_server(second)
         await procs.stop_server(server)
     return {"deadline_s": DEADLINE_S, "seconds": seconds, "rows": rows}
 
@@ -146,8 +179,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| model | saturated req/s | 4x: expired / admitted (goal <= 0.01) | 4x goodput / "
         "saturated (goal >= 0.9) | 4x refusal p99 ms (goal <= 10) | mix: interactive p99 "
-        "4x / 1x (goal <= 1.5) | mix 4x: batch share of refusals (goal >= 0.95) |",
-        "|---|---|---|---|---|---|---|",
+        "4x / 1x (goal <= 1.5) | mix 4x: batch share of refusals (goal >= 0.95) | two gateways at "
+        "4x: admitted / one gateway's (goal 0.9-1.1), expired share |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p1, p4 = r["mix_interactive_p99_ms"]
@@ -156,7 +190,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_f(r['x4_admitted_expired_share'], '.3f')} "
             f"| {_f(r['x4_goodput_over_saturated'])} | {_f(r['x4_refusal_p99_ms'], '.1f')} "
             f"| {_f(r['mix_interactive_p99_x4_over_x1'])} ({_f(p4, '.0f')} / {_f(p1, '.0f')} ms) "
-            f"| {_f(r['mix_x4_batch_share_of_refused'])} |"
+            f"| {_f(r['mix_x4_batch_share_of_refused'])} "
+            f"| {_f(r['two_gateways_admitted_over_one'])}, "
+            f"{_f(r['two_gateways_admitted_expired_share'], '.3f')} |"
         )
     return "\n".join(lines)
 
@@ -165,11 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m load_tests.overload")
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    p.add_argument("--one-gateway", action="store_true", help="skip the two-gateway run")
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     command = "python -m load_tests.overload " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"command": command, **facts()}
-    result = {**meta, **asyncio.run(run(args.seconds, sorted(args.models)))}
+    result = {**meta, **asyncio.run(run(args.seconds, sorted(args.models), not args.one_gateway))}
     (RESULTS / "overload.json").write_text(json.dumps(result, indent=2) + "\n")
     header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
     load = f"load {meta['load_at_start']:.2f} at start"

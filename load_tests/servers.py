@@ -1,8 +1,10 @@
 """Servers for the benchmarks, one per process: `python -m load_tests.servers KIND [--config]`.
 
-KIND is `gateway` (the full local stack from a config), `plain` (grpc.aio echo, no Ray) or
-`serve-proxy` (Ray Serve's gRPC proxy in front of the echo engines). Each prints one JSON line
-`{"port": N}` on stdout once it serves, and stops cleanly on SIGTERM. Running the server in its
+KIND is `gateway` (the full local stack from a config), `extra-gateway` (one more gateway for
+the apps a `gateway` server deployed, on the Ray cluster named by $RAY_ADDRESS, as `aigc gateway
+--address` runs), `plain` (grpc.aio echo, no Ray) or `serve-proxy` (Ray Serve's gRPC proxy in
+front of the echo engines). Each prints one JSON line `{"port": N, ...}` on stdout once it
+serves (`gateway` adds its Ray address), and stops cleanly on SIGTERM. Running the server in its
 own process keeps the load generator's CPU and GIL apart from the server's.
 """
 
@@ -41,20 +43,31 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
-async def run_gateway(config_path: str) -> None:
+async def run_gateway(config_path: str, extra: bool = False) -> None:
+    import ray
+
     from aigc.config import load_config
     from aigc.stack import LocalStack
 
+    config = load_config(config_path)
+    if extra:
+        ray_config = config.ray.model_copy(update={"address": os.environ["RAY_ADDRESS"]})
+        config = config.model_copy(update={"ray": ray_config})
     stack = LocalStack(
-        load_config(config_path), port=0, metrics_port=0, http_port=0, ray_metrics_port=0
+        config, port=0, metrics_port=0, http_port=0, ray_metrics_port=0, deploy_apps=not extra
     )
     try:
         await stack.start(progress=lambda m: print(m, file=sys.stderr, flush=True))
         gw: Any = stack.gateway
-        _ready(gw.port, metrics_port=gw.metrics_port, http_port=gw.http_port)
+        address = ray.get_runtime_context().gcs_address
+        _ready(gw.port, metrics_port=gw.metrics_port, http_port=gw.http_port, ray_address=address)
         await _until_signal()
     finally:
         await stack.stop(grace_s=1.0)
+
+
+async def run_extra_gateway(config_path: str) -> None:
+    await run_gateway(config_path, extra=True)
 
 
 async def run_plain(config_path: str) -> None:
@@ -107,6 +120,7 @@ async def run_serve_proxy(config_path: str) -> None:
 
 KINDS: dict[str, Callable[[str], Coroutine[Any, Any, None]]] = {
     "gateway": run_gateway,
+    "extra-gateway": run_extra_gateway,
     "plain": run_plain,
     "serve-proxy": run_serve_proxy,
 }

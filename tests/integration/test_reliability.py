@@ -153,6 +153,22 @@ def test_overload_is_refused_fast_and_nothing_else_fails(secured):
         assert c.generate_text("after the burst", max_tokens=3).completions  # recovered
 
 
+def test_gateways_in_front_of_the_same_models_count_each_other(stack, secured):
+    """Two gateways (the session's and `secured`) find each other through Ray and each admits
+    against half of every model's bound; the count is exported as aigc_gateways."""
+    gw, _ = secured
+    mine, theirs = stack.gateway.plane.gates["tiny"], gw.plane.gates["tiny"]
+
+    def counted() -> bool:
+        return mine.gateways >= 2 and theirs.gateways >= 2
+
+    assert wait_until(counted, timeout_s=60), (mine.gateways, theirs.gateways)
+    url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"
+    assert total(scrape(url), "aigc_gateways") >= 2
+    alone = mine.replicas * mine.requests_per_replica * mine.mean_cost
+    assert mine.bound == pytest.approx(alone / mine.gateways)
+
+
 def test_rate_limit_per_key(side, tiny_dir, tmp_path):
     keys = tmp_path / "keys.yaml"
     keys.write_text(f"tester: {KEY}\n")

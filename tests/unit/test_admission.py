@@ -369,6 +369,44 @@ def test_set_replicas_scales_the_bound_and_the_rate():
     asyncio.run(main())
 
 
+def test_gateways_sharing_a_model_each_count_on_their_share():
+    """Two gateways in front of the same replicas: each holds half the bound and estimates
+    with half the rate; what each learns from its own completions (its share) is scaled back
+    to the model's rate, so the estimate does not shrink twice."""
+
+    async def main() -> None:
+        clock = Clock()
+        gate = make_gate(clock, requests_per_replica=8)  # bound 8, prior rate 8/s
+        gate.set_gateways(2)
+        assert (gate.bound, gate.rate) == (4, 4)
+        model = FakeModel(gate)
+        for k in range(4):
+            model.submit(f"r{k}")
+        await settle()
+        assert model.started == ["r0", "r1", "r2", "r3"]
+        refuse_now(gate, 1, None, INT)  # its half is full (and nothing queues yet)
+        clock.advance(1.0)
+        await model.finish_oldest()  # 4 in flight for 1 s: this gateway drains 4/s
+        assert gate.rate_per_replica == pytest.approx(8.0)  # the model: 2 x 4/s
+        assert gate.rate == pytest.approx(4.0)
+        gate.set_gateways(1)  # the other gateway left: the whole model is this one's
+        assert (gate.bound, gate.rate) == (8, pytest.approx(8.0))
+        await model.finish_all()
+
+    asyncio.run(main())
+
+
+def test_the_gateway_registry_counts_live_reports():
+    from gateway.peers import GatewayRegistry
+
+    registry = GatewayRegistry()
+    assert registry.report("a", 30.0) == 1
+    assert registry.report("b", 30.0) == 2
+    assert registry.report("a", 30.0) == 2  # a report again is the same gateway
+    assert registry.report("stale", -1.0) == 2  # its report has already expired
+    assert registry.leave("a") == 1 and registry.leave("a") == 1
+
+
 def test_waiting_is_fifo_and_a_request_larger_than_the_bound_runs_alone():
     async def main() -> None:
         clock = Clock()
