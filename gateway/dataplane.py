@@ -212,16 +212,21 @@ class DataPlane:
             raise DeadlineExceeded("deadline too short to start the request")
         gate = self.gates[model.name]
         admission = gate.admit(cost_of(request), call.deadline, request.priority)
+        arrived = time.perf_counter()
+        wait = m.admission_wait
         try:
             ticket = await admission.__aenter__()
         except Overloaded as exc:
+            wait.labels(model.name, "refused").observe(time.perf_counter() - arrived)
             reason = str(exc.details.get("reason", "admission"))
             m.rejected.labels("admission", call.protocol).inc()
             m.refused.labels(model.name, tier, reason).inc()
             raise
         except DeadlineExceeded:  # queued, then its deadline passed
+            wait.labels(model.name, "expired").observe(time.perf_counter() - arrived)
             m.admitted_expired.labels(model.name, tier).inc()
             raise
+        wait.labels(model.name, "admitted").observe(time.perf_counter() - arrived)
         m.admitted.labels(model.name, tier).inc()
         exc_info: tuple[Any, Any, Any] = (None, None, None)
         try:

@@ -16,6 +16,10 @@ UNKNOWN_MODEL = "unknown"
 DURATION_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300,
 )  # fmt: skip
+# Admission decisions: refusals take microseconds, queued admissions up to a batch's drain.
+ADMISSION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
 TOKEN_LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5, 10,
 )  # fmt: skip
@@ -106,6 +110,15 @@ class GatewayMetrics:
             "aigc_admitted_expired",
             "Requests admitted that then ran out of deadline (DEADLINE_EXCEEDED after admission).",
             ["model", "tier"],
+            registry=r,
+        )
+        self.admission_wait = Histogram(
+            "aigc_admission_wait_seconds",
+            "Arrival at the admission gate to its decision, by outcome: refused (at once, the "
+            "gateway's own refusal latency), admitted (at once or after queueing), expired "
+            "(its deadline passed while queued).",
+            ["model", "outcome"],
+            buckets=ADMISSION_BUCKETS,
             registry=r,
         )
         self.gateways = Gauge(

@@ -87,6 +87,12 @@ def test_a_deadline_shorter_than_the_queue_is_refused_at_once_with_retry_info(st
             - total(before, refused, model=MODEL, tier="interactive")
             == 1
         )
+        decided = "aigc_admission_wait_seconds_count"
+        assert (
+            total(after, decided, model=MODEL, outcome="refused")
+            - total(before, decided, model=MODEL, outcome="refused")
+            == 1
+        )
         # refused before admission: no admitted request of this model ran out of time
         expired = "aigc_admitted_expired_total"
         assert total(after, expired, model=MODEL) == total(before, expired, model=MODEL)
