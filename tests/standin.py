@@ -182,3 +182,13 @@ async def settle(handles: dict[str, StandInHandle]) -> None:
     for h in handles.values():
         with contextlib.suppress(Exception):
             await asyncio.gather(*list(h.closing))
+
+
+async def counted_cancel(engine: Any, before: float, steps: int = 1000) -> bool:
+    """Polls (bounded, 10 ms apart) until the stand-in engine has counted one more cancelled
+    request than `before`: the server noticed the client going away."""
+    for _ in range(steps):
+        if engine.stats["cancelled"] > before:
+            return True
+        await asyncio.sleep(0.01)
+    return False

@@ -22,7 +22,7 @@ from gateway.openai_api.app import OpenAIApi
 from gateway.server import http_server
 from services.image.encode import decode_png
 from tests.conftest import LoopThread
-from tests.standin import echo_config, settle, standin_plane
+from tests.standin import counted_cancel, echo_config, settle, standin_plane
 
 KEY = "k" * 24
 
@@ -250,14 +250,7 @@ def test_disconnect_mid_stream_cancels_the_model_call(front: Front) -> None:
             assert part, received
             received += part
 
-    async def cancelled() -> bool:
-        for _ in range(1000):  # bounded: the server notices the closed socket
-            if text.stats["cancelled"] > before:
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
-    assert front.loop.run(cancelled())
+    assert front.loop.run(counted_cancel(text, before))
     front.loop.run(settle(front.handles))
     assert text.stats["cancelled"] == before + 1
     assert (

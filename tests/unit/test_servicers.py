@@ -3,7 +3,6 @@ data plane with stand-in handles (tests/standin.py) that run the real echo engin
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from aigc.v1 import (
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
 from tests.conftest import LoopThread
-from tests.standin import echo_config, settle, standin_plane
+from tests.standin import counted_cancel, echo_config, settle, standin_plane
 
 
 class Front:
@@ -137,12 +136,5 @@ def test_cancelled_stream_cancels_the_model_call(front: Front) -> None:
         next(stream)
         stream.cancel()  # type: ignore[attr-defined]
 
-    async def cancelled() -> bool:
-        for _ in range(500):  # bounded: the server sees the cancellation
-            if text.stats["cancelled"] > before:
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
-    assert front.loop.run(cancelled())
+    assert front.loop.run(counted_cancel(text, before))
     front.loop.run(settle(front.handles))
