@@ -149,10 +149,65 @@ class CVAE28Decoder(nn.Module):
         return torch.tanh(self.logits(z, labels) / 2)
 
 
+class CVAE28ConvDecoder(nn.Module):
+    """Convolutional decoder of a conditional VAE, 28x28, the label fed to every layer.
+
+    ``[z, embed(label)]`` -> Linear -> ``base`` x 7x7 -> ConvTranspose -> ``base/2`` x 14x14 ->
+    3x3 conv -> ConvTranspose -> pixel logits 28x28; before each convolution the label
+    embedding is appended as ``embed_dim`` constant feature maps, so the label conditions every
+    stage, not only the first. Same interface as :class:`CVAE28Decoder` (``logits`` for
+    training, ``forward`` in ``[-1, 1]``); trained by ``scripts/demo_models/train_fashion_vae.py``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 16,
+        channels: int = 1,
+        num_labels: int = 10,
+        embed_dim: int = 16,
+        base: int = 64,
+        image_size: int = 28,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        if num_labels < 1:
+            raise ValueError("cvae28conv is conditional: num_labels must be >= 1")
+        if image_size != 28:
+            raise ValueError("cvae28conv makes 28x28 images")
+        self.latent_dim = latent_dim
+        self.base = base
+        self.embed = nn.Embedding(num_labels, embed_dim)
+        self.fc = nn.Sequential(nn.Linear(latent_dim + embed_dim, base * 7 * 7), nn.ReLU(True))
+        half = base // 2
+        self.up1 = nn.ConvTranspose2d(base + embed_dim, half, 4, 2, 1)  # 14x14
+        self.mid = nn.Conv2d(half + embed_dim, half, 3, 1, 1)
+        self.up2 = nn.ConvTranspose2d(half + embed_dim, channels, 4, 2, 1)  # 28x28
+
+    @staticmethod
+    def _with_label(h: Tensor, e: Tensor) -> Tensor:
+        maps = e[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        return torch.cat([h, maps], dim=1)
+
+    def logits(self, z: Tensor, labels: Tensor) -> Tensor:
+        e = self.embed(labels.long())
+        h = self.fc(torch.cat([z.reshape(z.shape[0], self.latent_dim), e], dim=1))
+        h = h.view(-1, self.base, 7, 7)
+        h = torch.relu(self.up1(self._with_label(h, e)))
+        h = torch.relu(self.mid(self._with_label(h, e)))
+        out: Tensor = self.up2(self._with_label(h, e))
+        return out
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError("cvae28conv needs labels: an int64 tensor of shape (N,)")
+        return torch.tanh(self.logits(z, labels) / 2)
+
+
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan64": DCGAN64Generator,
     "cgan28": CGAN28Generator,
     "cvae28": CVAE28Decoder,
+    "cvae28conv": CVAE28ConvDecoder,
 }
 
 

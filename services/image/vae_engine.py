@@ -1,6 +1,6 @@
 """Conditional VAE (`engine: vae`): samples z ~ N(0, T^2 I) and decodes it with the label.
 
-The decoder (``cvae28`` in `services.image.networks`, trained by
+The decoder (``cvae28conv`` or ``cvae28`` in `services.image.networks`, trained by
 ``scripts/demo_models/train_fashion_vae.py``) is an image artifact like a GAN generator's, so
 this engine is the GAN engine with scaled latents: the same per-image seeds (request seed + i),
 labels, batching, dtype/compile and PNG encoding off the event loop.

@@ -51,8 +51,9 @@ def _run(engine: VaeImageEngine, requests: list[ImageRequest]) -> list[list[np.n
 @torch.no_grad()
 def test_vae_samples_are_judged_on_label() -> None:
     """The committed decoder's samples (z ~ N(0, I)) mostly show the requested label to the
-    classifier trained on real images. It recorded 0.74 (chance: 0.10); the GAN reaches 0.93 on
-    the same judge and the issue's goal, 0.85, is not met yet (blurry shirts, coats, sandals)."""
+    classifier trained on real images. The conv decoder (`cvae28conv`) recorded 0.76 at
+    temperature 1 (0.81 at 0.5; chance: 0.10); the GAN reaches 0.93 on the same judge and the
+    issue's goal, 0.85, is not met yet (blurry shirts, coats, sandals)."""
     decoder, config = load_generator(VAE)
     classifier, _ = load_classifier(MODELS / "fashion-classifier")
     gen = torch.Generator().manual_seed(99)
@@ -115,3 +116,82 @@ def test_vae_rejects_bad_options(options: dict[str, object]) -> None:
         VaeImageOptions.model_validate(options)
     with pytest.raises(ValidationError):
         asyncio.run(_engine(**options).start())
+
+
+def _artifact(path: Path, architecture: str, kwargs: dict[str, int]) -> Path:
+    """A freshly initialised decoder saved in the image artifact format (config + weights)."""
+    from safetensors.torch import save_file
+
+    from services.image.networks import build_generator
+
+    config = json.loads((VAE / "config.json").read_text())
+    config = {**config, "architecture": architecture, "latent_dim": 8, "kwargs": kwargs}
+    torch.manual_seed(0)
+    model = build_generator(config)
+    path.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors")
+    )
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("architecture", "kwargs"),
+    [("cvae28", {"embed_dim": 4, "hidden": 32}), ("cvae28conv", {"embed_dim": 4, "base": 16})],
+)
+def test_vae_decoders_build_load_and_serve(
+    tmp_path: Path, architecture: str, kwargs: dict[str, int]
+) -> None:
+    """Both decoders (the MLP `cvae28` and the convolutional `cvae28conv`) build from a
+    config.json, load strictly, and serve seeded, labelled batches through the `vae` engine."""
+    path = _artifact(tmp_path / architecture, architecture, kwargs)
+    decoder, config = load_generator(path)
+    assert config["architecture"] == architecture
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(5)
+    with torch.no_grad():
+        images = decoder(z, labels)
+        assert images.shape == (5, 1, 28, 28)
+        assert -1 <= float(images.min()) and float(images.max()) <= 1
+        assert decoder.logits(z, labels).shape == (5, 1, 28, 28)  # type: ignore[operator]
+        # the label reaches the pixels: same z, another label, another image
+        assert not torch.equal(images, decoder(z, (labels + 1) % 10))
+    with pytest.raises(ValueError, match="needs labels"):
+        decoder(z, None)
+
+    cfg = ModelConfig(
+        name="fashion-vae",
+        modality="image",
+        engine="vae",
+        weights=str(path),
+        device="cpu",
+        batching={"max_batch_size": 64},
+    )
+    raw = ImageFormat.RAW
+
+    def run(requests: list[ImageRequest]) -> list[list[np.ndarray]]:
+        engine = VaeImageEngine(cfg)
+
+        async def main():
+            await engine.start()
+            try:
+                return await engine.generate_batch(requests)
+            finally:
+                await engine.stop()
+
+        results = asyncio.run(main())
+        return [
+            [np.frombuffer(i.data, np.uint8).reshape(28, 28) for i in r.images] for r in results
+        ]
+
+    alone = run([ImageRequest("a", "fashion-vae", 2, seed=5, label="coat", format=raw)])
+    mixed = run(
+        [
+            ImageRequest("b", "fashion-vae", 3, seed=1, label="shirt", format=raw),
+            ImageRequest("a", "fashion-vae", 2, seed=5, label="coat", format=raw),
+        ]
+    )
+    assert len(mixed[0]) == 3
+    assert all(np.array_equal(x, y) for x, y in zip(alone[0], mixed[1], strict=True))
+    assert not np.array_equal(alone[0][0], alone[0][1])
