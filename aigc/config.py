@@ -76,6 +76,16 @@ class ScalingConfig(_Strict):
     )
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="Autoscaling: the window Serve averages ongoing requests over."
+    )
+    max_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Most replicas of this model on one Ray node (Serve's max_replicas_per_node): "
+        "1 spreads them over nodes, so losing a node loses one replica; None: no limit.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingConfig:
