@@ -75,7 +75,11 @@ def ray_cluster() -> Iterator[RayCluster]:
 def aigc_up(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AigcUp]:
     path = Path(tmp_path_factory.mktemp("cluster")) / "cluster.yaml"
     path.write_text(yaml.safe_dump(cluster_config(), sort_keys=False))
-    up = AigcUp.start(ray_cluster.address, path, env=FAST_METRICS)
+    driver_tmp = Path(ray_cluster.root) / "driver"  # a private temp dir for the driver too
+    driver_tmp.mkdir(exist_ok=True)
+    up = AigcUp.start(
+        ray_cluster.address, path, env={**FAST_METRICS, "RAY_TMPDIR": str(driver_tmp)}
+    )
     try:
         yield up
     finally:

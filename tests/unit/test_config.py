@@ -120,6 +120,19 @@ def test_deployment_options_from_config():
     assert "max_replicas_per_node" not in deployment_options(fixed)  # Serve's default: no limit
 
 
+def test_autoscaling_target_must_be_reachable_through_the_gateway():
+    # max_batch_size 1: the gateway sends a replica at most max_ongoing_requests = 2
+    scaled = {"min_replicas": 1, "max_replicas": 3}
+    batching = {"max_batch_size": 1}
+    ok = _model(batching=batching, scaling={**scaled, "target_ongoing_requests": 1})
+    assert parse_config({"models": [ok]}).models[0].scaling.target_ongoing_requests == 1
+    never = _model(batching=batching, scaling={**scaled, "target_ongoing_requests": 2})
+    with pytest.raises(ConfigError, match="never see enough to add a replica"):
+        parse_config({"models": [never]})
+    fixed = _model(batching=batching, scaling={"target_ongoing_requests": 2})  # no autoscaling
+    assert parse_config({"models": [fixed]}).models[0].scaling.min_replicas == 1
+
+
 def test_max_replicas_per_node_reaches_serve():
     from ray import serve
 
