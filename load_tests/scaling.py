@@ -201,11 +201,13 @@ def scaling_table(result: dict[str, Any]) -> str:
     def s(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.1f} s"
 
+    at_max = next((p["t"] for p in a["timeline"] if p["replicas"] >= FIXED[-1]), None)
     lines += [
         "",
         f"autoscaled 1 -> 3 (`{result['autoscaling']}`), load step of "
         f"{CALLERS_PER_REPLICA * FIXED[-1]} callers: first added replica serving after "
-        f"{s(a['first_added_replica_s'])}, throughput at 90% of the 3-replica rate "
+        f"{s(a['first_added_replica_s'])}, the third after {s(at_max)}, "
+        f"throughput at 90% of the 3-replica rate "
         f"({a['full_rate_target']:.1f} req/s, over {WINDOW_S:g} s) after "
         f"{s(a['full_throughput_s'])}; calls {a['codes']}",
     ]
