@@ -76,6 +76,19 @@ class ScalingConfig(_Strict):
     )
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(
+        30.0,
+        gt=0,
+        description="Autoscaling: the window Serve averages ongoing requests over (Serve warns "
+        "when it is not above its 10 s metrics interval; short windows are for tests).",
+    )
+    max_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Most replicas of this model on one Ray node (Serve's max_replicas_per_node): "
+        "1 spreads them over nodes, so losing a node loses one replica; None: no limit.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingConfig:
@@ -232,6 +245,17 @@ class ModelConfig(_Strict):
             raise ValueError(
                 "scaling.max_ongoing_requests must be >= batching.max_batch_size x "
                 f"batching.max_concurrent_batches = {in_flight} (it caps every batch)"
+            )
+        s = self.scaling
+        # The gateway lets at most this many requests per live replica reach Serve (the rest
+        # wait in its admission queue), so that is all Serve's autoscaler ever sees.
+        per_replica = min(self.admission.inflight_batches * in_flight, self.max_ongoing_requests)
+        if s.min_replicas != s.max_replicas and s.target_ongoing_requests >= per_replica:
+            raise ValueError(
+                f"scaling.target_ongoing_requests ({s.target_ongoing_requests:g}) must be below "
+                f"the {per_replica:g} requests the gateway sends one replica at most (admission."
+                "inflight_batches x batch, capped by max_ongoing_requests): Serve would never "
+                "see enough to add a replica"
             )
         return self
 

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 from aigc.config import AigcConfig, Modality, ModelConfig
 from gateway.admission import CostGate, cost_of
 from gateway.coalesce import Coalescer
-from gateway.errors import classify
+from gateway.errors import classify, replica_lost
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.router import ModelRouter, ModelState
-from services.errors import DeadlineExceeded, Overloaded
+from services.errors import DeadlineExceeded, Overloaded, Unavailable
 from services.types import (
     AudioChunk,
     AudioRequest,
@@ -97,7 +97,12 @@ async def relay_unary(response: Any) -> Any:
 
 async def relay_stream(stream: Any, call: Call) -> AsyncIterator[Any]:
     """Relays a Serve streaming response within the call's deadline; always cancels it at the
-    end (harmless after a normal end; stops the replica after a disconnect or an error)."""
+    end (harmless after a normal end; stops the replica after a disconnect or an error).
+
+    A stream is not retried (its chunks are already with the client): when its replica dies or
+    becomes unreachable (a lost node gives ActorUnavailableError first), it ends UNAVAILABLE
+    saying the replica was lost and how far it got, so the client knows to start over."""
+    sent = 0
     try:
         iterator = stream.__aiter__()
         while True:
@@ -106,6 +111,13 @@ async def relay_stream(stream: Any, call: Call) -> AsyncIterator[Any]:
                     item = await iterator.__anext__()
             except StopAsyncIteration:
                 return
+            except Exception as exc:
+                if replica_lost(exc):
+                    raise Unavailable(
+                        f"model replica was lost during the stream ({sent} chunks sent); retry"
+                    ) from exc
+                raise
+            sent += 1
             yield item
     finally:
         stream.cancel()

@@ -81,6 +81,16 @@ def _ray_table() -> list[tuple[type[BaseException], str, str]]:
     return _RAY_TABLE
 
 
+def replica_lost(exc: BaseException) -> bool:
+    """The replica serving a call died or became unreachable (its node lost): Ray's actor
+    errors, not our errors nor Serve's "no replica" ones."""
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # front-end tests without Ray
+        return False
+    return isinstance(exc, RayActorError) and not isinstance(exc, AigcError)
+
+
 def classify(exc: BaseException) -> Failure:
     """The client-safe failure for an exception (no traceback, no internals)."""
     if isinstance(exc, AigcError):

@@ -1,4 +1,4 @@
-"""`python -m load_tests.benchmarks overhead|frontends|batching|all`: the BENCHMARKS.md numbers.
+"""`python -m load_tests.benchmarks overhead|frontends|batching|scaling|all`: BENCHMARKS.md numbers.
 
 frontends: one gateway over the echo engines, gRPC vs the OpenAI HTTP API, c=1 and c=64.
 overhead: the echo engines behind (a) a plain grpc.aio server, (b) the gateway -> Serve
@@ -6,6 +6,7 @@ overhead: the echo engines behind (a) a plain grpc.aio server, (b) the gateway -
   gRPC proxy; unary text calls at concurrency 1, 8, 64, one load generator for all.
 batching: for each demo model, served throughput at concurrency 1..64 with batching on, with
   max_batch_size 1, and the same engine called in-process at the same batch size (the limit).
+scaling: throughput at 1, 2, 3 fixed replicas and an autoscaled step (load_tests/scaling.py).
 Results: bench-results/{overhead,batching}.json and .md (tables for BENCHMARKS.md).
 """
 
@@ -23,6 +24,7 @@ import yaml
 from load_tests import procs
 from load_tests.baselines import BENCH_CONFIG
 from load_tests.machine import facts, wait_quiet
+from load_tests.scaling import scaling, scaling_table
 from load_tests.tables import batching_table, overhead_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +251,9 @@ def _markdown(meta: dict[str, Any], table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m load_tests.benchmarks")
-    p.add_argument("which", choices=["overhead", "batching", "frontends", "all", "render"])
+    p.add_argument(
+        "which", choices=["overhead", "batching", "frontends", "scaling", "all", "render"]
+    )
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per point")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64], help="overhead")
     p.add_argument("--max-tokens", type=int, default=32, help="text requests")
@@ -271,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             if path.exists():
                 result = json.loads(path.read_text())
                 print(_markdown(result, table_of(result["rows"])))
+        if (RESULTS / "scaling.json").exists():
+            result = json.loads((RESULTS / "scaling.json").read_text())
+            print(_markdown(result, scaling_table(result)))
         return 0
     command = "python -m load_tests.benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
-    for which in ("overhead", "frontends", "batching"):
+    for which in ("overhead", "frontends", "batching", "scaling"):
         if args.which not in (which, "all"):
             continue
         meta = {"command": command, **facts()}
@@ -283,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         elif which == "frontends":
             result = asyncio.run(frontends(args.seconds, [1, 64]))
             table = frontends_table(result["rows"])
+        elif which == "scaling":
+            result = asyncio.run(scaling(args.seconds, RESULTS))
+            table = scaling_table(result)
         else:
             result = asyncio.run(batching(args.seconds, args.max_tokens, args.unbatched_only))
             table = batching_table(result["rows"])

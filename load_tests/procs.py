@@ -25,6 +25,7 @@ class Server:
     proc: asyncio.subprocess.Process
     port: int
     http_port: int | None = None  # the gateway's OpenAI HTTP front end
+    metrics_port: int | None = None  # the gateway's /metrics
     ray_address: str | None = None  # the Ray cluster a gateway server runs on
 
     @property
@@ -54,7 +55,14 @@ async def start_server(
     except (TimeoutError, ValueError, KeyError) as exc:
         await stop_server(Server(kind, proc, 0))
         raise RuntimeError(f"server {kind} did not start: {exc!r}") from exc
-    return Server(kind, proc, port, ready.get("http_port"), ready.get("ray_address"))
+    return Server(
+        kind,
+        proc,
+        port,
+        ready.get("http_port"),
+        ready.get("metrics_port"),
+        ready.get("ray_address"),
+    )
 
 
 async def stop_server(server: Server, timeout_s: float = 90) -> None:

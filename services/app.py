@@ -41,6 +41,8 @@ def deployment_options(model: ModelConfig) -> dict[str, Any]:
         "health_check_timeout_s": 30.0,
         "graceful_shutdown_timeout_s": 20.0,
     }
+    if s.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = s.max_replicas_per_node
     if s.min_replicas == s.max_replicas:
         options["num_replicas"] = s.min_replicas
     else:
@@ -50,6 +52,7 @@ def deployment_options(model: ModelConfig) -> dict[str, Any]:
             "target_ongoing_requests": s.target_ongoing_requests,
             "upscale_delay_s": s.upscale_delay_s,
             "downscale_delay_s": s.downscale_delay_s,
+            "look_back_period_s": s.look_back_period_s,
         }
         if s.initial_replicas is not None:
             autoscaling["initial_replicas"] = s.initial_replicas

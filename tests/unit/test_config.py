@@ -104,6 +104,7 @@ def test_deployment_options_from_config():
     opts = deployment_options(cfg.models[0])
     assert opts["max_ongoing_requests"] == 16  # 2 x max_batch_size by default
     assert opts["autoscaling_config"]["max_replicas"] == 3
+    assert opts["autoscaling_config"]["look_back_period_s"] == 30.0  # Serve's default
     assert opts["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.5}
     overlapped = _model(
         modality="image",
@@ -116,6 +117,39 @@ def test_deployment_options_from_config():
     )  # 2 x 8 x 2 batches in flight
     fixed = parse_config({"models": [_model()]}).models[0]
     assert deployment_options(fixed)["num_replicas"] == 1
+    assert "max_replicas_per_node" not in deployment_options(fixed)  # Serve's default: no limit
+
+
+def test_autoscaling_target_must_be_reachable_through_the_gateway():
+    # max_batch_size 1: the gateway sends a replica at most max_ongoing_requests = 2
+    scaled = {"min_replicas": 1, "max_replicas": 3}
+    batching = {"max_batch_size": 1}
+    ok = _model(batching=batching, scaling={**scaled, "target_ongoing_requests": 1})
+    assert parse_config({"models": [ok]}).models[0].scaling.target_ongoing_requests == 1
+    never = _model(batching=batching, scaling={**scaled, "target_ongoing_requests": 2})
+    with pytest.raises(ConfigError, match="never see enough to add a replica"):
+        parse_config({"models": [never]})
+    fixed = _model(batching=batching, scaling={"target_ongoing_requests": 2})  # no autoscaling
+    assert parse_config({"models": [fixed]}).models[0].scaling.min_replicas == 1
+
+
+def test_max_replicas_per_node_reaches_serve():
+    from ray import serve
+
+    cfg = parse_config(
+        {
+            "models": [
+                _model(scaling={"min_replicas": 1, "max_replicas": 4, "max_replicas_per_node": 2})
+            ]
+        }
+    )
+    opts = deployment_options(cfg.models[0])
+    assert opts["max_replicas_per_node"] == 2
+    # Serve itself takes the options (it checks max_replicas_per_node and its companions)
+    dep = serve.deployment(name="m")(type("M", (), {})).options(**opts)
+    assert dep._replica_config.max_replicas_per_node == 2
+    with pytest.raises(ConfigError, match="max_replicas_per_node"):
+        parse_config({"models": [_model(scaling={"max_replicas_per_node": 0})]})
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -65,3 +65,43 @@ def test_internal_errors_hide_the_exception_and_name_the_request():
     _, status = to_rpc_status(ValueError("secret path /etc/key"), "req-42")
     assert status.message == "internal error (request id req-42)"
     assert "secret" not in str(status)
+
+
+class _BrokenStream:
+    """A Serve streaming response whose replica is lost after `items` chunks."""
+
+    def __init__(self, items: int, exc: BaseException) -> None:
+        self.items, self.exc, self.cancelled = items, exc, False
+
+    def __aiter__(self) -> _BrokenStream:
+        return self
+
+    async def __anext__(self) -> int:
+        if self.items == 0:
+            raise self.exc
+        self.items -= 1
+        return self.items
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_a_stream_whose_replica_is_lost_ends_unavailable_saying_so():
+    import asyncio
+
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+    from gateway.dataplane import Call, relay_stream
+
+    async def drain(stream: _BrokenStream) -> list[int]:
+        return [x async for x in relay_stream(stream, Call("grpc", "m", None, "r", None))]
+
+    for lost in (ActorUnavailableError("node gone", None), ActorDiedError()):
+        stream = _BrokenStream(2, lost)
+        with pytest.raises(errors.Unavailable, match=r"replica was lost .*\(2 chunks sent\)"):
+            asyncio.run(drain(stream))
+        assert stream.cancelled
+        assert classify(errors.Unavailable("x")).code == "UNAVAILABLE"
+    other = _BrokenStream(1, errors.InvalidArgument("bad"))  # not a lost replica: unchanged
+    with pytest.raises(errors.InvalidArgument):
+        asyncio.run(drain(other))
