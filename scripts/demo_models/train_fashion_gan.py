@@ -189,6 +189,20 @@ def judged_accuracy(
     return result
 
 
+def artifact_config(architecture: str, latent_dim: int, kwargs: dict) -> dict:
+    """config.json of a 28x28 Fashion-MNIST image artifact (services/image/networks.py)."""
+    return {
+        "architecture": architecture,
+        "latent_dim": latent_dim,
+        "image_size": 28,
+        "channels": 1,
+        "labels": LABELS,
+        "kwargs": kwargs,
+        "license": LICENSE,
+        "source": SOURCE,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="GAN training wall-time budget")
@@ -301,16 +315,7 @@ def main() -> None:
     for name, acc in per_label.items():
         print(f"  {name:<11} {acc:.3f}")
 
-    config = {
-        "architecture": "cgan28",
-        "latent_dim": args.latent_dim,
-        "image_size": 28,
-        "channels": 1,
-        "labels": LABELS,
-        "kwargs": kwargs,
-        "license": LICENSE,
-        "source": SOURCE,
-    }
+    config = artifact_config("cgan28", args.latent_dim, kwargs)
     out = args.models / "fashion"
     save_artifact(out, generator, config)
     report = {

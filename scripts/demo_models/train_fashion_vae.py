@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_fashion_gan import (  # noqa: E402
     LABELS,
-    LICENSE,
+    artifact_config,
     ensure_dataset,
     judged_accuracy,
     load_split,
@@ -211,16 +211,7 @@ def main() -> None:
     for name, acc in judged["1.0"]["per_label"].items():
         print(f"  {name:<11} {acc:.3f}")
 
-    config = {
-        "architecture": args.arch,
-        "latent_dim": args.latent_dim,
-        "image_size": 28,
-        "channels": 1,
-        "labels": LABELS,
-        "kwargs": kwargs,
-        "license": LICENSE,
-        "source": SOURCE,
-    }
+    config = artifact_config(args.arch, args.latent_dim, kwargs)
     out = args.models / "fashion-vae"
     save_artifact(out, decoder, config)
     report = {

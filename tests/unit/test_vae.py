@@ -171,19 +171,7 @@ def test_vae_decoders_build_load_and_serve(
     raw = ImageFormat.RAW
 
     def run(requests: list[ImageRequest]) -> list[list[np.ndarray]]:
-        engine = VaeImageEngine(cfg)
-
-        async def main():
-            await engine.start()
-            try:
-                return await engine.generate_batch(requests)
-            finally:
-                await engine.stop()
-
-        results = asyncio.run(main())
-        return [
-            [np.frombuffer(i.data, np.uint8).reshape(28, 28) for i in r.images] for r in results
-        ]
+        return _run(VaeImageEngine(cfg), requests)
 
     alone = run([ImageRequest("a", "fashion-vae", 2, seed=5, label="coat", format=raw)])
     mixed = run(
