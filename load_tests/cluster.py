@@ -77,10 +77,15 @@ def _kill_session(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> Non
         os.killpg(proc.pid, sig)
 
 
+def session_processes(sid: int) -> list[str]:
+    """'PID ARGS' of every process in session `sid` (what a terminal's Ctrl-C reaches)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,sid=,args="], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
+    return [f"{r[0]} {r[2]}" for r in rows if len(r) == 3 and int(r[1]) == sid]
+
+
 def session_pids(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True)
-    rows = [line.split() for line in out.stdout.splitlines()]
-    return [int(r[0]) for r in rows if len(r) == 2 and int(r[1]) == sid]
+    return [int(p.split(None, 1)[0]) for p in session_processes(sid)]
 
 
 @dataclass
@@ -207,23 +212,32 @@ class RayCluster:
 
 @dataclass
 class AigcUp:
-    """`aigc up --address CLUSTER --config CONFIG` in a session of its own: it deploys the apps
-    and runs the gateway, a Ray driver that holds no resources (it attaches to the head)."""
+    """`aigc up [--address CLUSTER] --config CONFIG` in a session of its own, as a terminal runs
+    it: it deploys the apps and runs the gateway (on a cluster, a Ray driver that holds no
+    resources). Used by the cluster tests, the Ctrl-C test and scripts/measure_shutdown.py."""
 
     proc: subprocess.Popen[str]
     lines: list[str]
     port: int = 0
     metrics_port: int = 0
+    reader: threading.Thread | None = None  # reads its output into `lines` until it exits
 
     @classmethod
     def start(
         cls,
-        address: str,
         config: Path,
+        address: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         timeout_s: float = 300,
+        stamp: bool = False,
     ) -> AigcUp:
-        cmd = [PY, "-m", "aigc.cli", "up", "--address", address, "--config", str(config)]
+        """Returns once it prints that it is ready; raises (with its last lines) if it exits or
+        times out first. `stamp`: each kept line starts with time.perf_counter()."""
+        cmd = [PY, "-m", "aigc.cli", "up", "--config", str(config), *args]
+        if address is not None:
+            cmd += ["--address", address]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(None, env),
             cwd=ROOT, start_new_session=True,
@@ -234,7 +248,9 @@ class AigcUp:
         def read() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
-                up.lines.append(line.rstrip())
+                up.lines.append(
+                    f"{time.perf_counter():.2f} {line.rstrip()}" if stamp else line.rstrip()
+                )
                 if "] gateway      grpc://" in line:
                     up.port = int(line.split("grpc://", 1)[1].split()[0].rsplit(":", 1)[1])
                 elif "] gateway metrics  http://" in line:
@@ -244,7 +260,8 @@ class AigcUp:
                     ready.set()
             ready.set()  # the process ended
 
-        threading.Thread(target=read, daemon=True).start()
+        up.reader = threading.Thread(target=read, daemon=True)
+        up.reader.start()
         if not ready.wait(timeout_s) or proc.poll() is not None:
             up.stop()
             raise RuntimeError("aigc up did not become ready:\n" + "\n".join(up.lines[-40:]))

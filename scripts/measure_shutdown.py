@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from load_tests.cluster import AigcUp, free_port, session_processes  # noqa: E402
 
 
 def private_config(path: Path, out_dir: Path) -> Path:
@@ -45,18 +41,6 @@ def private_config(path: Path, out_dir: Path) -> Path:
     return out
 
 
-def session_procs(sid: int) -> list[str]:
-    out = subprocess.run(
-        ["ps", "-ww", "-eo", "pid,sid,args"], capture_output=True, text=True
-    ).stdout
-    rows = []
-    for line in out.splitlines()[1:]:
-        pid, s, args = line.split(None, 2)
-        if int(s) == sid and int(pid) != os.getpid():
-            rows.append(f"{pid} {args[:100]}")
-    return rows
-
-
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=str(ROOT / "configs/local.yaml"))
@@ -67,37 +51,19 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="shut-", dir="/tmp"))
     config = private_config(Path(args.config).resolve(), tmp)
     ray_tmp = tempfile.mkdtemp(prefix="r-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
-    aigc = str(Path(sys.executable).parent / "aigc")
     port = free_port()
-    cmd = [aigc, "up", "--config", str(config), "--port", str(port), "--metrics-port", "0"]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-        cwd=ROOT,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(f"{time.perf_counter():.2f} {line.rstrip()}")
-            if "ready; Ctrl-C" in line:
-                ready.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    deadline = time.monotonic() + 600
-    while not ready.wait(0.5) and proc.poll() is None and time.monotonic() < deadline:
-        pass
-    if not ready.is_set():
-        print("\n".join(lines))
-        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        up = AigcUp.start(
+            config,
+            args=("--port", str(port), "--metrics-port", "0"),
+            env={"RAY_TMPDIR": ray_tmp},
+            timeout_s=600,
+            stamp=True,
+        )
+    except RuntimeError as exc:
+        print(exc)
         return 1
+    proc, lines = up.proc, up.lines
     results: list[str] = []
     started = threading.Semaphore(0)
 
@@ -132,7 +98,7 @@ def main() -> int:
     rc = proc.wait(300)
     took = time.perf_counter() - t0
     time.sleep(2.0)  # processes that outlive the driver briefly are still leftovers
-    left = session_procs(proc.pid)
+    left = [row[:100] for row in session_processes(proc.pid)]
     print("\n".join(lines))
     for t in threads:
         t.join(60)

@@ -78,7 +78,7 @@ def aigc_up(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -
     driver_tmp = Path(ray_cluster.root) / "driver"  # a private temp dir for the driver too
     driver_tmp.mkdir(exist_ok=True)
     up = AigcUp.start(
-        ray_cluster.address, path, env={**FAST_METRICS, "RAY_TMPDIR": str(driver_tmp)}
+        path, ray_cluster.address, env={**FAST_METRICS, "RAY_TMPDIR": str(driver_tmp)}
     )
     try:
         yield up
