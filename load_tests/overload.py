@@ -44,12 +44,16 @@ MODELS = {
 }
 
 
-def overload_config(path: Path, names: list[str]) -> Path:
-    """The named models of configs/local.yaml with absolute weight paths, free ports."""
+def overload_config(path: Path, names: list[str], inflight_batches: float | None = None) -> Path:
+    """The named models of configs/local.yaml with absolute weight paths, free ports; an
+    `admission.inflight_batches` for all of them when given."""
     from aigc.config import load_config
 
     base = load_config(LOCAL_CONFIG)
     models = [m.model_dump(mode="json") for m in base.models if m.name in names]
+    for m in models:
+        if inflight_batches is not None:
+            m["admission"]["inflight_batches"] = inflight_batches
     config = {
         "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": -1},
         "ray": {"num_cpus": 4, "metrics_export_port": 0, "namespace": "aigc-overload"},
@@ -137,12 +141,14 @@ def verdicts(runs: dict[str, dict[str, Any]], pair: list[dict[str, Any]]) -> dic
     }
 
 
-async def run(seconds: float, modalities: list[str], two_gateways: bool) -> dict[str, Any]:
+async def run(
+    seconds: float, modalities: list[str], two_gateways: bool, inflight_batches: float | None
+) -> dict[str, Any]:
     from aigc.config import load_config
     from gateway.admission import requests_per_replica
 
     names = [MODELS[m][0] for m in modalities]
-    config = overload_config(RESULTS / "overload-config.yaml", names)
+    config = overload_config(RESULTS / "overload-config.yaml", names, inflight_batches)
     by_name = load_config(config).by_name()
     server = await procs.start_server("gateway", str(config), THROUGHPUT_OPTIMIZED)
     rows = []
@@ -245,11 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
     p.add_argument("--one-gateway", action="store_true", help="skip the two-gateway run")
+    p.add_argument(
+        "--inflight-batches", type=float, default=None, help="admission.inflight_batches for all"
+    )
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     command = "python -m load_tests.overload " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"command": command, **facts()}
-    result = {**meta, **asyncio.run(run(args.seconds, sorted(args.models), not args.one_gateway))}
+    result = {
+        **meta,
+        **asyncio.run(
+            run(args.seconds, sorted(args.models), not args.one_gateway, args.inflight_batches)
+        ),
+    }
     (RESULTS / "overload.json").write_text(json.dumps(result, indent=2) + "\n")
     header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
     load = f"load {meta['load_at_start']:.2f} at start"
