@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from load_tests.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -42,12 +43,6 @@ NODE_ENV = {
 }
 # Test-process settings that the real processes must not inherit (tests/conftest.py).
 DROP_ENV = ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "RAY_ADDRESS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, step_s: float = 0.2) -> Any:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import yaml
 
 from load_tests import procs
 from load_tests.machine import facts
+from load_tests.prom import scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -69,22 +69,13 @@ def refusal_buckets(metrics_port: int | None, model: str) -> dict[float, float]:
     bound, seconds): aigc_admission_wait_seconds{outcome="refused"}."""
     if metrics_port is None:
         return {}
-    from prometheus_client.parser import text_string_to_metric_families
-
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    out: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name == "aigc_admission_wait_seconds_bucket"
-                and labels.get("model") == model
-                and labels.get("outcome") == "refused"
-            ):
-                out[float(labels["le"])] = sample.value
-    return out
+    samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+    want = {("model", model), ("outcome", "refused")}
+    return {
+        float(dict(labels)["le"]): value
+        for (name, labels), value in samples.items()
+        if name == "aigc_admission_wait_seconds_bucket" and want <= set(labels)
+    }
 
 
 def bucket_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:

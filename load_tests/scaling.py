@@ -16,7 +16,6 @@ import asyncio
 import shutil
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import grpc
 import yaml
 
 from load_tests import procs
+from load_tests.prom import scrape, total
 
 DELAY_S = 0.1  # service time of one request (one image, one batch)
 FIXED = (1, 2, 3)
@@ -66,13 +66,7 @@ def scaling_config(path: Path) -> Path:
 
 
 def running_replicas(metrics_url: str, model: str) -> int:
-    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
-        text = resp.read().decode()
-    want = f'aigc_model_replicas{{model="{model}",state="running"}}'
-    for line in text.splitlines():
-        if line.startswith(want):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
+    return int(total(scrape(metrics_url), "aigc_model_replicas", model=model, state="running"))
 
 
 class ClosedLoop:

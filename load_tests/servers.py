@@ -17,18 +17,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from load_tests.baselines import BENCH_CONFIG, SERVE_PROXY_SERVICERS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from load_tests.procs import free_port
 
 
 def _ready(port: int, **extra: Any) -> None:

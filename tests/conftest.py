@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any, TypeVar
 
 import pytest
 from hypothesis import settings
+
+from load_tests.procs import free_port
 
 T = TypeVar("T")
 # Serve reads its settings once, when ray.serve is first imported; which test imports it first
@@ -26,12 +27,6 @@ os.environ.setdefault("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "1")
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LoopThread:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import time
-import urllib.request
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from prometheus_client.parser import text_string_to_metric_families
 
-Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+from load_tests.prom import Metrics, scrape, total
+
+__all__ = [
+    "Metrics",
+    "bad_fields",
+    "replica_stats",
+    "retry_delay_s",
+    "rpc_error",
+    "scrape",
+    "total",
+    "wait_until",
+]
 
 
 def rpc_error(fn: Callable[[], Any]) -> grpc.RpcError:
@@ -57,19 +65,12 @@ def replica_stats(model: str, app: str) -> dict[str, float]:
     return stats
 
 
-def scrape(url: str) -> Metrics:
-    """A Prometheus endpoint's samples, keyed by name and sorted labels."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    out: Metrics = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] += s.value
-    return out
-
-
-def total(m: Metrics, name: str, **labels: str) -> float:
-    """Sum of the samples called `name` whose labels include `labels`."""
-    return sum(
-        v for (n, ls), v in m.items() if n == name and all((k, labels[k]) in ls for k in labels)
-    )
+def retry_delay_s(err: grpc.RpcError) -> float | None:
+    """The google.rpc.RetryInfo delay an error carries, in seconds (None: none)."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToTimedelta().total_seconds())
+    return None
