@@ -132,9 +132,10 @@ class AdmissionConfig(_Strict):
         2.0,
         gt=0,
         description="In-flight bound per live replica, in batches of max_batch_size x "
-        "max_concurrent_batches requests of the mean cost seen (at most max_ongoing_requests): "
-        "one running and one forming keeps a batched model busy; the rest waits in the "
-        "gateway, where deadlines and tiers apply.",
+        "max_concurrent_batches requests of the mean cost seen (image models: images, which "
+        "is what their batches count), at most max_ongoing_requests requests: one running and "
+        "one forming keeps a batched model busy; the rest waits in the gateway, where "
+        "deadlines and tiers apply.",
     )
     max_inflight_cost: float | None = Field(
         None,

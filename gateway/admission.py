@@ -68,12 +68,38 @@ def typical_cost(model: ModelConfig) -> float:
     return float(TYPICAL_TEXT_TOKENS) if model.modality == Modality.TEXT else 1.0
 
 
+def batch_counts_cost(model: ModelConfig) -> bool:
+    """Whether the model's batches are sized in cost units rather than requests: an image
+    replica's batcher counts images (services/image/deployment.py), which is the image cost, so
+    a batch of 64 holds 8 requests of 8 images. Text batches sequences, audio requests."""
+    return model.modality == Modality.IMAGE
+
+
+def admission_step(model: ModelConfig) -> float:
+    """Slots that free up at once at a replica, so that the gate's queue drains in such steps:
+    a text engine batches continuously (a finished sequence's slot is refilled at the next
+    decode step), so one; image and audio replicas run whole batches."""
+    return 1.0 if model.modality == Modality.TEXT else float(model.batching.max_batch_size)
+
+
 def requests_per_replica(model: ModelConfig) -> float:
-    """Requests per replica the in-flight bound allows: `inflight_batches` batches of every
-    concurrent batch slot, at most what the replica accepts (max_ongoing_requests)."""
+    """Batch slots per replica the in-flight bound allows: `inflight_batches` batches of every
+    concurrent batch slot, at most what the replica accepts (max_ongoing_requests). Slots are
+    requests (text: sequences), or cost units where `batch_counts_cost` (images)."""
     b = model.batching
     batches = model.admission.inflight_batches * b.max_batch_size * b.max_concurrent_batches
+    if batch_counts_cost(model):
+        return float(batches)  # images; the request cap applies in the gate, in requests
     return float(min(batches, model.max_ongoing_requests))
+
+
+def inflight_requests_per_replica(model: ModelConfig, request_cost: float) -> int:
+    """Requests of `request_cost` each that one replica's share of the in-flight bound holds
+    (what a closed loop needs to keep its batches full without queueing at the gate)."""
+    slots = requests_per_replica(model)
+    if batch_counts_cost(model):
+        return max(1, min(int(slots // request_cost), model.max_ongoing_requests))
+    return max(1, int(slots))
 
 
 @dataclass
@@ -113,6 +139,8 @@ class CostGate:
         *,
         requests_per_replica: float = 32.0,
         batch_size: float | None = None,
+        counts_cost: bool = False,
+        max_requests_per_replica: float | None = None,
         unit_cost: float = 1.0,
         replicas: int = 1,
         prior_service_s: float = 1.0,
@@ -125,9 +153,13 @@ class CostGate:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        # Batch slots per replica, and in a batch: requests, or cost units when `counts_cost`
+        # (the model batches images, not requests; see `batch_counts_cost`).
         self.requests_per_replica = requests_per_replica
-        # Requests that enter a replica together: the queue drains in such steps.
+        # Slots that enter a replica together: the queue drains in such steps.
         self.batch_size = batch_size if batch_size is not None else requests_per_replica / 2
+        self.counts_cost = counts_cost
+        self.max_requests_per_replica = max_requests_per_replica
         self.mean_cost = unit_cost  # EWMA of completed requests' cost
         self.replicas = max(1, replicas)
         self.gateways = 1  # gateways sharing the replicas (gateway/peers.py): this one's share
@@ -141,7 +173,8 @@ class CostGate:
         self.wall = wall
         # Prior: the bound's worth of work drains in one assumed service time.
         self.service_s = prior_service_s  # in-flight time of a request on an idle model
-        self.rate_per_replica = requests_per_replica * unit_cost / prior_service_s
+        slot_cost = 1.0 if counts_cost else unit_cost
+        self.rate_per_replica = requests_per_replica * slot_cost / prior_service_s
         self.samples = 0
         self.inflight = 0.0
         self.queued = 0.0
@@ -163,7 +196,9 @@ class CostGate:
         replicas = s.initial_replicas if s.initial_replicas is not None else s.min_replicas
         return cls(
             requests_per_replica=requests_per_replica(model),
-            batch_size=model.batching.max_batch_size,
+            batch_size=admission_step(model),
+            counts_cost=batch_counts_cost(model),
+            max_requests_per_replica=model.max_ongoing_requests,
             unit_cost=typical_cost(model),
             replicas=max(1, replicas),
             prior_service_s=a.prior_service_s,
@@ -186,10 +221,19 @@ class CostGate:
         return self.rate_per_replica * self.replicas / self.gateways
 
     @property
+    def slot_cost(self) -> float:
+        """Cost of one batch slot: the mean request's cost, or 1 where batches count cost."""
+        return 1.0 if self.counts_cost else self.mean_cost
+
+    @property
     def bound(self) -> float:
-        """In-flight cost bound: live replicas x requests per replica x mean request cost, this
-        gateway's share of it, capped by `max_inflight_cost`."""
-        learned = self.replicas * self.requests_per_replica * self.mean_cost / self.gateways
+        """In-flight cost bound: live replicas x batch slots per replica x the cost of a slot
+        (at most `max_requests_per_replica` requests of the mean cost), this gateway's share
+        of it, capped by `max_inflight_cost`."""
+        per_replica = self.requests_per_replica * self.slot_cost
+        if self.max_requests_per_replica is not None:
+            per_replica = min(per_replica, self.max_requests_per_replica * self.mean_cost)
+        learned = self.replicas * per_replica / self.gateways
         return learned if self.max_inflight_cost is None else min(learned, self.max_inflight_cost)
 
     def _bound_for(self, priority: Priority) -> float:
@@ -227,8 +271,8 @@ class CostGate:
         return wait, wait + step + in_flight
 
     def batch_drain_s(self) -> float:
-        """Time the model takes to drain one batch of requests of the mean cost."""
-        return self.batch_size * self.mean_cost / self.rate
+        """Time the model takes to drain one batch (of requests of the mean cost)."""
+        return self.batch_size * self.slot_cost / self.rate
 
     def own_service_s(self, cost: float) -> float:
         """In-flight time on an idle model: a request larger than the mean takes

@@ -57,27 +57,34 @@ async def measure(
             done["items"] += len(results)
         done["requests"] += len(results)
 
-    async def text_worker(stop_at: float) -> None:
+    async def text_worker(start: float, stop_at: float) -> None:
         # `batch` sequences kept in flight: the engine's own continuous batching fills up.
+        # Tokens count as they arrive inside [start, stop_at] (what `aigc bench`'s steady rate
+        # counts on the served side); the ramp-up before and the drain after are not measured.
         while time.perf_counter() < stop_at:
             [request] = batch_of(1)
             async for chunk in engine.stream(request):
-                done["tokens"] += chunk.token_count
-            done["requests"] += 1
+                if start <= time.perf_counter() <= stop_at:
+                    done["tokens"] += chunk.token_count
+            if start <= time.perf_counter() <= stop_at:
+                done["requests"] += 1
 
     async def run_for(duration: float) -> float:
         t0 = time.perf_counter()
         stop_at = t0 + duration
-        if modality == "text":
-            await asyncio.gather(*(text_worker(stop_at) for _ in range(batch)))
-        else:
-            while time.perf_counter() < stop_at:
-                await one_batch()
+        while time.perf_counter() < stop_at:
+            await one_batch()
         return time.perf_counter() - t0
 
-    await run_for(min(2.0, seconds / 3))  # warm-up: allocator, thread pools, caches
-    done.update(requests=0, items=0, tokens=0, audio_seconds=0.0)
-    elapsed = await run_for(seconds)
+    warmup = min(2.0, seconds / 3)  # allocator, thread pools, caches
+    if modality == "text":
+        start = time.perf_counter() + warmup
+        await asyncio.gather(*(text_worker(start, start + seconds) for _ in range(batch)))
+        elapsed = seconds
+    else:
+        await run_for(warmup)
+        done.update(requests=0, items=0, tokens=0, audio_seconds=0.0)
+        elapsed = await run_for(seconds)
     await engine.stop()
     return {
         "model": model.name,

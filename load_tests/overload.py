@@ -38,9 +38,11 @@ THROUGHPUT_OPTIMIZED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}  # as aigc up run
 DEADLINE_S = 10.0
 # (model in configs/local.yaml, `aigc bench --workload`). Images come 8 to a request: with one,
 # the gateway and the load generator (sharing this machine's cores) saturate before the model.
+# The third field is a request's admission cost where the model's batches count cost units
+# (images; gateway.admission.batch_counts_cost), to size the saturating closed loop.
 MODELS = {
-    "text": ("fortune", "text:fortune,stream=false,max_tokens=32"),
-    "image": ("fashion", "image:fashion,count=8"),
+    "text": ("fortune", "text:fortune,stream=false,max_tokens=32", 32.0),
+    "image": ("fashion", "image:fashion,count=8", 8.0),
 }
 
 
@@ -136,7 +138,7 @@ async def run(
     seconds: float, modalities: list[str], two_gateways: bool, inflight_batches: float | None
 ) -> dict[str, Any]:
     from aigc.config import load_config
-    from gateway.admission import requests_per_replica
+    from gateway.admission import inflight_requests_per_replica
 
     names = [MODELS[m][0] for m in modalities]
     config = overload_config(RESULTS / "overload-config.yaml", names, inflight_batches)
@@ -149,10 +151,10 @@ async def run(
             env = {**THROUGHPUT_OPTIMIZED, "RAY_ADDRESS": str(server.ray_address)}
             second = await procs.start_server("extra-gateway", str(config), env)
         for modality in modalities:
-            model, workload = MODELS[modality]
+            model, workload, cost = MODELS[modality]
             # Saturation: exactly the gate's in-flight bound in flight, so that none is refused
             # (a deeper closed loop spins on refusals, which costs the model CPU here).
-            depth = int(requests_per_replica(by_name[model]))
+            depth = inflight_requests_per_replica(by_name[model], cost)
             out = RESULTS / "overload" / model
             common = ["--workload", workload, "--duration", str(seconds)]
             runs: dict[str, dict[str, Any]] = {}

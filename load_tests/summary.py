@@ -130,18 +130,32 @@ def admission(records: Sequence[RequestRecord], duration: float) -> dict[str, An
     return out
 
 
+def tokens_inside(r: RequestRecord, window: float) -> float:
+    """Output tokens of a completed request that arrived inside [0, window]: a stream's tokens
+    are credited as its messages arrive (its token count spread evenly over its messages), a
+    unary reply's all at its end. Crediting a stream's tokens only when it completes would make
+    a closed loop whose requests finish together (c sequences of the same length) count a
+    whole round, or none, at the window's edge."""
+    if r.stream and r.chunk_times:
+        share = sum(0.0 <= t <= window for t in r.chunk_times) / len(r.chunk_times)
+        return r.output_tokens * share
+    return float(r.output_tokens) if 0.0 <= r.end <= window else 0.0
+
+
 def steady(records: Sequence[RequestRecord], window: float) -> dict[str, Any]:
     """Throughput inside the sending window [0, window]: every request that completed in it,
-    warm-up ones included. With the pipeline full from t=0 (warm-up flows into the measured
-    phase), this is the steady-state rate, free of the ramp-down tail that the vLLM-style
-    rates above include (they divide by the time until the last reply)."""
+    warm-up ones included (output tokens: as they arrived, `tokens_inside`). With the
+    pipeline full from t=0 (warm-up flows into the measured phase), this is the steady-state
+    rate, free of the ramp-down tail that the vLLM-style rates above include (they divide by
+    the time until the last reply)."""
     inside = [r for r in records if r.ok and 0.0 <= r.end <= window]
     per_s = (lambda x: x / window) if window > 0 else (lambda x: 0.0)
+    tokens = sum(tokens_inside(r, window) for r in records if r.ok)
     return {
         "window_s": window,
         "steady_request_throughput": per_s(len(inside)),
         "steady_deadline_goodput": per_s(sum(r.within_deadline for r in inside)),
-        "steady_output_throughput": per_s(sum(r.output_tokens for r in inside)),
+        "steady_output_throughput": per_s(tokens),
         "steady_images_per_second": per_s(sum(r.images for r in inside)),
         "steady_audio_seconds_per_second": per_s(sum(r.audio_seconds for r in inside)),
     }

@@ -117,8 +117,9 @@ class VaeImageOptions(GanImageOptions):
         1.0,
         gt=0.0,
         le=4.0,
-        description="Latent sampling temperature: z ~ N(0, temperature^2 I). Below 1 gives "
-        "more typical, less varied images; above 1 more varied, less typical ones.",
+        description="Latent sampling temperature: eps ~ N(0, temperature^2 I), mapped "
+        "through the label's fitted prior when the artifact has one. Below 1 gives more "
+        "typical, less varied images; above 1 more varied, less typical ones.",
     )
 
 

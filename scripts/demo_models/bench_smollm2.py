@@ -20,25 +20,21 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from load_tests.cluster import AigcUp  # noqa: E402
+from load_tests.procs import free_port  # noqa: E402
+
 PY = sys.executable
 AIGC = str(Path(PY).with_name("aigc"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config_copy(out: Path, only: str | None) -> Path:
@@ -57,33 +53,23 @@ def config_copy(out: Path, only: str | None) -> Path:
     return out
 
 
-def up(config: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
-    """Starts `aigc up`; returns the process and the seconds it reported until all ready."""
-    t0 = time.perf_counter()
-    f = log.open("wb")
-    proc = subprocess.Popen(
-        [AIGC, "up", "--config", str(config), "--port", str(port), "--metrics-port", "0"],
-        stdout=f,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def up(config: Path, log: Path) -> tuple[AigcUp, float]:
+    """Starts `aigc up` (load_tests.cluster.AigcUp); returns it and the seconds it reported
+    until every model was ready."""
+    server = AigcUp.start(
+        config, args=("--port", str(free_port()), "--metrics-port", "0"), timeout_s=900
     )
-    while proc.poll() is None and time.perf_counter() - t0 < 900:
-        m = re.search(r"all models ready in ([\d.]+)s", log.read_text(errors="replace"))
-        if m:
-            return proc, float(m.group(1))
-        time.sleep(0.5)
-    down(proc)
-    raise RuntimeError(f"aigc up did not get ready; see {log}")
+    m = re.search(r"all models ready in ([\d.]+)s", "\n".join(server.lines))
+    if not m:
+        down(server, log)
+        raise RuntimeError(f"aigc up did not report its ready time; see {log}")
+    return server, float(m.group(1))
 
 
-def down(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the CLI drains and stops its own Ray
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def down(server: AigcUp, log: Path) -> None:
+    """Stops it as Ctrl-C does and keeps its output in `log`."""
+    server.stop()
+    log.write_text("\n".join(server.lines) + "\n")
 
 
 def replica_rss_mb(pattern: str) -> list[float]:
@@ -127,14 +113,14 @@ def main() -> None:
         summary["in_process"][c] = row
         print(f"in-process c={c}: {row['output_throughput']:.1f} tok/s", flush=True)
 
-    port = free_port()
-    proc, ready_s = up(one, port, args.out / "up-smollm2.log")
+    one_log = args.out / "up-smollm2.log"
+    server, ready_s = up(one, one_log)
     summary["served_stack_ready_seconds"] = ready_s
     try:
         summary["replica_rss_mb"] = replica_rss_mb("ServeReplica:text:smollm2")
         for c in args.concurrency:
             run_dir = args.out / f"served-c{c}"
-            cmd = [AIGC, "bench", "--target", f"127.0.0.1:{port}", "--concurrency", str(c)]
+            cmd = [AIGC, "bench", "--target", server.target, "--concurrency", str(c)]
             cmd += ["--duration", str(args.seconds), "--warmup", str(max(2, c))]
             cmd += ["--workload", f"text:smollm2,max_tokens={args.max_tokens}"]
             cmd += ["--output-dir", str(run_dir), "--no-plots", "--quiet", "--timeout", "600"]
@@ -156,14 +142,14 @@ def main() -> None:
             print(f"served c={c}: {summary['served'][c]}", flush=True)
         summary["replica_rss_mb_after"] = replica_rss_mb("ServeReplica:text:smollm2")
     finally:
-        down(proc)
+        down(server, one_log)
 
     if not args.skip_full_up:
         full = config_copy(args.out / "local-all.yaml", None)
-        proc, full_s = up(full, free_port(), args.out / "up-all.log")
+        server, full_s = up(full, args.out / "up-all.log")
         summary["make_up_ready_seconds"] = full_s
         summary["replica_rss_mb_full_stack"] = replica_rss_mb("ServeReplica:")
-        down(proc)
+        down(server, args.out / "up-all.log")
 
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

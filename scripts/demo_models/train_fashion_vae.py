@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,12 @@ from train_fashion_gan import (  # noqa: E402
     save_artifact,
 )
 
-from services.image.networks import GENERATORS, load_classifier  # noqa: E402
+from services.image.networks import (  # noqa: E402
+    GENERATORS,
+    CVAEDecoder,
+    LabelPrior,
+    load_classifier,
+)
 
 SOURCE = "scripts/demo_models/train_fashion_vae.py on Debian package dataset-fashion-mnist"
 TEMPERATURES = (0.5, 0.8, 1.0)
@@ -101,7 +107,7 @@ class ConvEncoder(nn.Module):
 
 
 def negative_elbo(
-    encoder: nn.Module, decoder: nn.Module, x: Tensor, y: Tensor, gen: torch.Generator | None
+    encoder: nn.Module, decoder: CVAEDecoder, x: Tensor, y: Tensor, gen: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
     """Per-image reconstruction and KL terms (nats), each averaged over the batch."""
     mean, logvar = encoder(x, y)
@@ -116,7 +122,7 @@ def negative_elbo(
 
 
 @torch.no_grad()
-def heldout(encoder: nn.Module, decoder: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
+def heldout(encoder: nn.Module, decoder: CVAEDecoder, x: Tensor, y: Tensor) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     recon, kl, n = 0.0, 0.0, 0
     for i in range(0, len(x), 1000):
@@ -143,6 +149,12 @@ def main() -> None:
     parser.add_argument(
         "--kl-warmup", type=float, default=0.0, help="share of training with the KL weight 0->beta"
     )
+    parser.add_argument(
+        "--label-prior",
+        action="store_true",
+        help="after training, fit a Gaussian per label to the aggregate posterior and sample "
+        "from it (services.image.networks.LabelPrior) instead of N(0, I)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -155,12 +167,14 @@ def main() -> None:
     print(f"Fashion-MNIST from {folder}: {len(x_train)} train, {len(x_test)} test", flush=True)
     classifier, _ = load_classifier(args.models / "fashion-classifier")
 
-    kwargs: dict[str, int]
     encoder: nn.Module
+    kwargs: dict[str, int | bool]
     if args.arch == "cvae28":
         kwargs = {"embed_dim": 16, "hidden": args.hidden}
     else:
         kwargs = {"embed_dim": 16, "base": args.base}
+    if args.label_prior:
+        kwargs["label_prior"] = True
     if args.encoder == "mlp":
         encoder = Encoder(args.latent_dim, len(LABELS), 16, args.hidden)
     else:
@@ -168,6 +182,7 @@ def main() -> None:
     decoder = GENERATORS[args.arch](
         latent_dim=args.latent_dim, channels=1, num_labels=len(LABELS), **kwargs
     )
+    assert isinstance(decoder, CVAEDecoder)
     params = [*encoder.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)
     budget_s = args.minutes * 60.0
@@ -202,7 +217,15 @@ def main() -> None:
         f"vae: {step} steps in {train_s:.0f} s; held-out -ELBO {test['negative_elbo']:.1f} nats "
         f"(reconstruction {test['reconstruction']:.1f} + KL {test['kl']:.1f})"
     )
-    judged = {}
+    judged: dict[str, dict[str, Any]] = {}
+    standard_normal = None
+    if args.label_prior:
+        # What N(0, I) would have given, for the record; then the fitted prior is what serves.
+        decoder.prior = None
+        standard = judged_accuracy(_Scaled(decoder, 1.0), classifier, args.latent_dim, 200, 1234)
+        standard_normal = sum(standard.values()) / len(standard)
+        print(f"  N(0, I), temperature 1.0: judged accuracy {standard_normal:.4f}")
+        decoder.prior = fit_label_prior(encoder, x_train, y_train, args.latent_dim)
     for t in TEMPERATURES:
         scaled = _Scaled(decoder, t)
         per_label = judged_accuracy(scaled, classifier, args.latent_dim, 200, seed=1234)
@@ -217,7 +240,9 @@ def main() -> None:
     report = {
         "judged_accuracy": judged["1.0"]["mean"],
         "judged_accuracy_per_label": judged["1.0"]["per_label"],
-        "judged_accuracy_by_temperature": {t: j["mean"] for t, j in judged.items()},
+        "judged_accuracy_by_temperature": {str(t): judged[str(t)]["mean"] for t in TEMPERATURES},
+        "sampling": "fitted label prior" if args.label_prior else "N(0, I)",
+        "judged_accuracy_standard_normal": standard_normal,
         "samples_per_label": 200,
         "sample_seed": 1234,
         "heldout_test_images": len(x_test),
@@ -237,6 +262,26 @@ def main() -> None:
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+@torch.no_grad()
+def fit_label_prior(encoder: nn.Module, x: Tensor, y: Tensor, latent_dim: int) -> LabelPrior:
+    """Per label, the Gaussian with the mean and covariance of that label's aggregate posterior
+    (the mixture of q(z | x, y) over its training images): cov = Cov(mu) + E[diag(sigma^2)]."""
+    prior = LabelPrior(len(LABELS), latent_dim)
+    for label in range(len(LABELS)):
+        xs = x[y == label]
+        ys = y[y == label]
+        mus, variances = [], []
+        for i in range(0, len(xs), 1000):
+            mu, logvar = encoder(xs[i : i + 1000], ys[i : i + 1000])
+            mus.append(mu)
+            variances.append(logvar.exp())
+        mu_all = torch.cat(mus)
+        cov = torch.cov(mu_all.T) + torch.diag(torch.cat(variances).mean(0))
+        prior.mean[label] = mu_all.mean(0)
+        prior.scale_tril[label] = torch.linalg.cholesky(cov + 1e-6 * torch.eye(latent_dim))
+    return prior
 
 
 class _Scaled(nn.Module):

@@ -106,13 +106,63 @@ class CGAN28Generator(nn.Module):
         return out
 
 
-class CVAE28Decoder(nn.Module):
+class LabelPrior(nn.Module):
+    """A Gaussian per label over the latent space, fitted after training to the aggregate
+    posterior of that label's training images (ex-post density estimation, Ghosh et al. 2020,
+    "From Variational to Deterministic Autoencoders"). Maps ``eps ~ N(0, I)`` to
+    ``mean[y] + scale_tril[y] @ eps``, so samples land where the decoder saw that label's
+    images rather than where N(0, I) puts them. Identity until fitted."""
+
+    mean: Tensor  # (labels, latent_dim)
+    scale_tril: Tensor  # (labels, latent_dim, latent_dim), lower triangular
+
+    def __init__(self, num_labels: int, latent_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_labels, latent_dim))
+        eye = torch.eye(latent_dim).expand(num_labels, latent_dim, latent_dim)
+        self.register_buffer("scale_tril", eye.clone())
+
+    def forward(self, eps: Tensor, labels: Tensor) -> Tensor:
+        labels = labels.long()
+        scaled = torch.bmm(self.scale_tril[labels], eps.unsqueeze(2)).squeeze(2)
+        out: Tensor = self.mean[labels] + scaled
+        return out
+
+
+class CVAEDecoder(nn.Module):
+    """What the conditional VAE decoders share: ``logits(z, labels)`` for training (z from the
+    posterior), ``forward(eps, labels)`` for sampling (``eps ~ N(0, T^2 I)``, mapped through
+    the fitted :class:`LabelPrior` when the artifact has one, ``label_prior: true`` in its
+    kwargs), returning the Bernoulli mean in ``[-1, 1]`` (``tanh(logits / 2)``)."""
+
+    name = "cvae"
+    latent_dim: int
+    prior: LabelPrior | None
+
+    def _init_prior(self, label_prior: bool, num_labels: int) -> None:
+        self.prior = LabelPrior(num_labels, self.latent_dim) if label_prior else None
+
+    def logits(self, z: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            raise ValueError(f"{self.name} needs labels: an int64 tensor of shape (N,)")
+        z = z.reshape(z.shape[0], self.latent_dim)
+        if self.prior is not None:
+            z = self.prior(z, labels)
+        return torch.tanh(self.logits(z, labels) / 2)
+
+
+class CVAE28Decoder(CVAEDecoder):
     """Decoder of a conditional VAE, 28x28: an MLP from [z, embed(label)] to pixel logits.
 
     Trained by ``scripts/demo_models/train_fashion_vae.py`` (which holds the encoder); returns the
     Bernoulli mean mapped to ``[-1, 1]`` (``tanh(logits / 2) = 2 * sigmoid(logits) - 1``), so it
     serves like any generator. ``logits`` is what training scores with binary cross-entropy.
     """
+
+    name = "cvae28"
 
     def __init__(
         self,
@@ -122,12 +172,14 @@ class CVAE28Decoder(nn.Module):
         embed_dim: int = 16,
         hidden: int = 512,
         image_size: int = 28,
+        label_prior: bool = False,
         **_: Any,
     ) -> None:
         super().__init__()
         if num_labels < 1:
             raise ValueError("cvae28 is conditional: num_labels must be >= 1")
         self.latent_dim = latent_dim
+        self._init_prior(label_prior, num_labels)
         self.shape = (channels, image_size, image_size)
         self.embed = nn.Embedding(num_labels, embed_dim)
         self.net = nn.Sequential(
@@ -143,13 +195,8 @@ class CVAE28Decoder(nn.Module):
         out: Tensor = self.net(h).view(-1, *self.shape)
         return out
 
-    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        if labels is None:
-            raise ValueError("cvae28 needs labels: an int64 tensor of shape (N,)")
-        return torch.tanh(self.logits(z, labels) / 2)
 
-
-class CVAE28ConvDecoder(nn.Module):
+class CVAE28ConvDecoder(CVAEDecoder):
     """Convolutional decoder of a conditional VAE, 28x28, the label fed to every layer.
 
     ``[z, embed(label)]`` -> Linear -> ``base`` x 7x7 -> ConvTranspose -> ``base/2`` x 14x14 ->
@@ -159,6 +206,8 @@ class CVAE28ConvDecoder(nn.Module):
     training, ``forward`` in ``[-1, 1]``); trained by ``scripts/demo_models/train_fashion_vae.py``.
     """
 
+    name = "cvae28conv"
+
     def __init__(
         self,
         latent_dim: int = 16,
@@ -167,6 +216,7 @@ class CVAE28ConvDecoder(nn.Module):
         embed_dim: int = 16,
         base: int = 64,
         image_size: int = 28,
+        label_prior: bool = False,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -175,6 +225,7 @@ class CVAE28ConvDecoder(nn.Module):
         if image_size != 28:
             raise ValueError("cvae28conv makes 28x28 images")
         self.latent_dim = latent_dim
+        self._init_prior(label_prior, num_labels)
         self.base = base
         self.embed = nn.Embedding(num_labels, embed_dim)
         self.fc = nn.Sequential(nn.Linear(latent_dim + embed_dim, base * 7 * 7), nn.ReLU(True))
@@ -196,11 +247,6 @@ class CVAE28ConvDecoder(nn.Module):
         h = torch.relu(self.mid(self._with_label(h, e)))
         out: Tensor = self.up2(self._with_label(h, e))
         return out
-
-    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        if labels is None:
-            raise ValueError("cvae28conv needs labels: an int64 tensor of shape (N,)")
-        return torch.tanh(self.logits(z, labels) / 2)
 
 
 GENERATORS: dict[str, type[nn.Module]] = {

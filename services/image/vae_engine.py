@@ -1,4 +1,8 @@
-"""Conditional VAE (`engine: vae`): samples z ~ N(0, T^2 I) and decodes it with the label.
+"""Conditional VAE (`engine: vae`): samples eps ~ N(0, T^2 I) and decodes it with the label.
+
+When the artifact carries a fitted label prior (``label_prior: true`` in its kwargs; see
+`services.image.networks.LabelPrior`), the decoder maps eps to that label's Gaussian over the
+latent space before decoding; otherwise z = eps, the N(0, I) prior the VAE was trained with.
 
 The decoder (``cvae28conv`` or ``cvae28`` in `services.image.networks`, trained by
 ``scripts/demo_models/train_fashion_vae.py``) is an image artifact like a GAN generator's, so

@@ -152,6 +152,18 @@ def test_steady_rate_counts_completions_inside_the_window_only() -> None:
     assert s["per_modality"]["image"]["steady_request_throughput"] == pytest.approx(1.0)
 
 
+def test_steady_token_rate_credits_stream_tokens_as_they_arrive() -> None:
+    """Two streams of 4 tokens each: one whose messages straddle the window's end (half of
+    them inside: 2 tokens), one wholly inside; a unary reply counts only if it ended inside."""
+    straddling = stream(0, [0.5, 1.5, 2.5, 3.5], tokens=4)  # sent at 0.0; 2 of 4 before t=2
+    inside = stream(1, [0.2, 0.4, 0.6, 0.8], tokens=4)
+    unary_late = RequestRecord(2, "text", "m", "Generate", False, 0.0, end=2.5, output_tokens=5)
+    unary_in = RequestRecord(3, "text", "m", "Generate", False, 0.0, end=1.5, output_tokens=3)
+    s = summarize([straddling, inside, unary_late, unary_in], duration=4.0, window=2.0)
+    assert s["steady_output_throughput"] == pytest.approx((2 + 4 + 3) / 2.0)
+    assert s["steady_request_throughput"] == pytest.approx(2 / 2.0)  # completions inside
+
+
 def test_admission_outcomes_goodput_against_deadlines_and_tiers() -> None:
     def rec(i: int, status: str, end: float, priority: str = "interactive") -> RequestRecord:
         r = RequestRecord(i, "text", "m", "Generate", False, 0.0, end=end, status=status)

@@ -21,6 +21,7 @@ from gateway.admission import (
     CostGate,
     Ticket,
     cost_of,
+    inflight_requests_per_replica,
     requests_per_replica,
 )
 from services.errors import DeadlineExceeded, Overloaded
@@ -129,10 +130,55 @@ def test_prior_bound_comes_from_batching_and_replicas():
     assert gate.bound == 2 * 16 * 64  # x a typical 64-token request
     assert gate.rate == gate.bound / 1.0  # the prior: the bound drains in prior_service_s
     assert gate.default_deadline_s == 60.0
-    assert requests_per_replica(image) == 16
+    # Continuous batching: a finished sequence's slot is refilled at once, so the gate's queue
+    # drains one request at a time (its wait limit is one request's drain, not a batch's).
+    assert gate.batch_size == 1
+    assert gate.queue_wait_limit() == 0  # nothing queues before the first completion
+    gate.samples = 1
+    assert gate.queue_wait_limit() == pytest.approx(64 / gate.rate)
+    assert requests_per_replica(image) == 16  # images: the image batcher counts images
     gate = CostGate.for_model(image)
+    assert gate.batch_size == 8  # a whole batch of images frees at once
     assert gate.replicas == 3
     assert gate.bound == 40  # 3 x 16 = 48, capped
+
+
+def test_image_bound_counts_images_not_requests():
+    """An image replica's batch of 64 holds 64 images, so two batches in flight are 128
+    images whatever the request size: 16 requests of 8, not 128 requests of 8 (which would
+    queue 16 batches' worth at the replica, out of reach of deadlines and tiers)."""
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "i",
+                    "modality": "image",
+                    "engine": "echo",
+                    "batching": {"max_batch_size": 64},
+                    "scaling": {"max_ongoing_requests": 128},
+                },
+                {
+                    "name": "small",
+                    "modality": "image",
+                    "engine": "echo",
+                    "batching": {"max_batch_size": 64},
+                    "scaling": {"max_ongoing_requests": 64},
+                },
+            ]
+        }
+    )
+    image, small = cfg.models
+    gate = CostGate.for_model(image)
+    assert gate.bound == 128  # images
+    gate.mean_cost = 8.0  # requests of 8 images seen
+    assert gate.bound == 128
+    assert gate.batch_drain_s() == pytest.approx(64 / gate.rate)  # one batch of 64 images
+    assert inflight_requests_per_replica(image, 8.0) == 16
+    # One-image requests: the replica's request cap (max_ongoing_requests) binds first.
+    gate = CostGate.for_model(small)
+    gate.mean_cost = 1.0
+    assert gate.bound == 64
+    assert inflight_requests_per_replica(small, 1.0) == 64
 
 
 def test_rate_converges_to_the_measured_drain_rate():

@@ -14,7 +14,12 @@ from pydantic import ValidationError
 
 from aigc.config import ModelConfig
 from aigc.registry import engine_class
-from services.image.networks import load_classifier, load_generator
+from services.image.networks import (
+    CVAE28ConvDecoder,
+    LabelPrior,
+    load_classifier,
+    load_generator,
+)
 from services.image.vae_engine import VaeImageEngine
 from services.options import VaeImageOptions
 from services.types import ImageFormat, ImageRequest
@@ -183,3 +188,33 @@ def test_vae_decoders_build_load_and_serve(
     assert len(mixed[0]) == 3
     assert all(np.array_equal(x, y) for x, y in zip(alone[0], mixed[1], strict=True))
     assert not np.array_equal(alone[0][0], alone[0][1])
+
+
+@torch.no_grad()
+def test_label_prior_maps_noise_per_label() -> None:
+    """`LabelPrior`: identity until fitted (a decoder with it samples exactly as without it);
+    fitted, each label's noise becomes mean[y] + scale_tril[y] @ eps, and the artifact
+    round-trips it through safetensors like any weight."""
+    torch.manual_seed(0)
+    plain = CVAE28ConvDecoder(latent_dim=4, num_labels=3, embed_dim=4, base=8)
+    with_prior = CVAE28ConvDecoder(
+        latent_dim=4, num_labels=3, embed_dim=4, base=8, label_prior=True
+    )
+    with_prior.load_state_dict({**with_prior.state_dict(), **plain.state_dict()})
+    eps = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.equal(plain(eps, labels), with_prior(eps, labels))
+
+    prior = with_prior.prior
+    assert isinstance(prior, LabelPrior)
+    prior.mean[1] = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    prior.scale_tril[1] = torch.diag(torch.tensor([2.0, 1.0, 0.5, 0.1]))
+    z = prior(eps, labels)
+    assert torch.equal(z[labels != 1], eps[labels != 1])  # identity for labels not fitted
+    expected = prior.mean[1] + eps[labels == 1] * torch.tensor([2.0, 1.0, 0.5, 0.1])
+    assert torch.allclose(z[labels == 1], expected)
+    assert not torch.equal(plain(eps, labels), with_prior(eps, labels))
+
+    reloaded = CVAE28ConvDecoder(latent_dim=4, num_labels=3, embed_dim=4, base=8, label_prior=True)
+    reloaded.load_state_dict(with_prior.state_dict(), strict=True)
+    assert torch.equal(reloaded(eps, labels), with_prior(eps, labels))
