@@ -156,15 +156,30 @@ class LocalStack:
         progress("waiting for models to load")
         shown: dict[str, bool] = {}
         end = time.perf_counter() + timeout_s
-        while time.perf_counter() < end:
-            await gw.router.refresh()
+
+        def show() -> None:
             for name, st in gw.router.state.items():
                 if st.ready and not shown.get(name):
                     shown[name] = True
                     progress(f"  model {name} ready ({time.perf_counter() - t0:.0f}s)")
-            if await gw.wait_ready(0.1):
-                progress(f"all models ready in {time.perf_counter() - t0:.1f}s")
-                return
+
+        while time.perf_counter() < end:
+            await gw.router.refresh()
+            show()
+            if await gw.wait_ready(0.1):  # every modality can serve
+                show()  # the last ones may have turned ready while the gateway checked
+                pending = self.not_ready()
+                if not pending:
+                    progress(f"all models ready in {time.perf_counter() - t0:.1f}s")
+                    return
+                # Wait for the models still loading; one with no replica starting (scaled to
+                # zero, or failed) is reported, not waited for.
+                if not any(gw.router.state[n].starting_replicas for n in pending):
+                    progress(
+                        f"serving in {time.perf_counter() - t0:.1f}s; not ready: "
+                        f"{', '.join(pending)} (no replica starting; see `aigc models`)"
+                    )
+                    return
             await asyncio.sleep(1.0)
         raise TimeoutError(f"models not ready after {timeout_s:.0f}s: {self.not_ready()}")
 

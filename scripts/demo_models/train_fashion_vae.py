@@ -257,7 +257,7 @@ def main() -> None:
     for name, acc in judged["1.0"]["per_label"].items():
         print(f"  {name:<11} {acc:.3f}")
 
-    config = artifact_config(args.arch, args.latent_dim, kwargs)
+    config = {**artifact_config(args.arch, args.latent_dim, kwargs), "source": SOURCE}
     out = args.models / "fashion-vae"
     save_artifact(out, decoder, config)
     report = {

@@ -146,7 +146,7 @@ def test_committed_models_stay_small() -> None:
         for p in MODELS.rglob("*")
         if p.is_file() and not any(f in p.parents for f in FETCHED)
     )
-    assert total < 12 * 1024 * 1024  # 9.1 MiB with fashion-vae's 0.64 MB conv decoder
+    assert total < 12 * 1024 * 1024  # 9.6 MiB with fashion-vae's 1.09 MB conv decoder
 
 
 def _smollm2() -> Path:
