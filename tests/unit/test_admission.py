@@ -147,26 +147,12 @@ def test_image_bound_counts_images_not_requests():
     """An image replica's batch of 64 holds 64 images, so two batches in flight are 128
     images whatever the request size: 16 requests of 8, not 128 requests of 8 (which would
     queue 16 batches' worth at the replica, out of reach of deadlines and tiers)."""
-    cfg = parse_config(
-        {
-            "models": [
-                {
-                    "name": "i",
-                    "modality": "image",
-                    "engine": "echo",
-                    "batching": {"max_batch_size": 64},
-                    "scaling": {"max_ongoing_requests": 128},
-                },
-                {
-                    "name": "small",
-                    "modality": "image",
-                    "engine": "echo",
-                    "batching": {"max_batch_size": 64},
-                    "scaling": {"max_ongoing_requests": 64},
-                },
-            ]
-        }
-    )
+    image_model = {"modality": "image", "engine": "echo", "batching": {"max_batch_size": 64}}
+    caps = {"i": 128, "small": 64}  # max_ongoing_requests
+    models = [
+        {"name": n, **image_model, "scaling": {"max_ongoing_requests": c}} for n, c in caps.items()
+    ]
+    cfg = parse_config({"models": models})
     image, small = cfg.models
     gate = CostGate.for_model(image)
     assert gate.bound == 128  # images
