@@ -173,8 +173,7 @@ class CostGate:
         self.wall = wall
         # Prior: the bound's worth of work drains in one assumed service time.
         self.service_s = prior_service_s  # in-flight time of a request on an idle model
-        slot_cost = 1.0 if counts_cost else unit_cost
-        self.rate_per_replica = requests_per_replica * slot_cost / prior_service_s
+        self.rate_per_replica = requests_per_replica * self.slot_cost / prior_service_s
         self.samples = 0
         self.inflight = 0.0
         self.queued = 0.0

@@ -30,6 +30,7 @@ import yaml
 from load_tests import procs
 from load_tests.machine import facts
 from load_tests.prom import scrape
+from load_tests.workload import parse_item
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -38,11 +39,9 @@ THROUGHPUT_OPTIMIZED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}  # as aigc up run
 DEADLINE_S = 10.0
 # (model in configs/local.yaml, `aigc bench --workload`). Images come 8 to a request: with one,
 # the gateway and the load generator (sharing this machine's cores) saturate before the model.
-# The third field is a request's admission cost where the model's batches count cost units
-# (images; gateway.admission.batch_counts_cost), to size the saturating closed loop.
 MODELS = {
-    "text": ("fortune", "text:fortune,stream=false,max_tokens=32", 32.0),
-    "image": ("fashion", "image:fashion,count=8", 8.0),
+    "text": ("fortune", "text:fortune,stream=false,max_tokens=32"),
+    "image": ("fashion", "image:fashion,count=8"),
 }
 
 
@@ -151,10 +150,13 @@ async def run(
             env = {**THROUGHPUT_OPTIMIZED, "RAY_ADDRESS": str(server.ray_address)}
             second = await procs.start_server("extra-gateway", str(config), env)
         for modality in modalities:
-            model, workload, cost = MODELS[modality]
+            model, workload = MODELS[modality]
             # Saturation: exactly the gate's in-flight bound in flight, so that none is refused
-            # (a deeper closed loop spins on refusals, which costs the model CPU here).
-            depth = inflight_requests_per_replica(by_name[model], cost)
+            # (a deeper closed loop spins on refusals, which costs the model CPU here). Where a
+            # model's batches count images, the depth in requests follows the request's images
+            # (an image request's admission cost is its count; text ignores it).
+            images = parse_item(workload).count
+            depth = inflight_requests_per_replica(by_name[model], images)
             out = RESULTS / "overload" / model
             common = ["--workload", workload, "--duration", str(seconds)]
             runs: dict[str, dict[str, Any]] = {}

@@ -114,6 +114,11 @@ class ConvEncoder(nn.Module):
         return self.mean(h), self.logvar(h)
 
 
+def kl_terms(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per image and latent dimension, in nats."""
+    return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
+
+
 def negative_elbo(
     encoder: nn.Module, decoder: CVAEDecoder, x: Tensor, y: Tensor, gen: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
@@ -125,7 +130,7 @@ def negative_elbo(
     recon = F.binary_cross_entropy_with_logits(decoder.logits(z, y), target, reduction="sum") / len(
         x
     )
-    kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum() / len(x)
+    kl = kl_terms(mean, logvar).sum() / len(x)
     return recon, kl
 
 
@@ -305,7 +310,7 @@ def label_scores(encoder: nn.Module, decoder: CVAEDecoder, x: Tensor) -> Tensor:
             recon = F.binary_cross_entropy_with_logits(
                 decoder.logits(mu, yb), target, reduction="none"
             ).flatten(1)
-            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+            kl = kl_terms(mu, logvar).sum(1)
             scores[i : i + 2000, label] = -(recon.sum(1) + kl)
     return scores
 
