@@ -60,6 +60,12 @@ class LocalStack:
         # for RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S (30 s) so load balancers can
         # deregister it; that made an idle `aigc up` take 36 s to stop.
         os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
+        # Ray starts its workers at nice 15, below this process: on a machine the gateway
+        # shares with the replicas, a flood of requests to refuse then takes the CPU the model
+        # needs, just when it must keep working (fashion at 4x overload kept 0.49 of its
+        # saturated goodput at nice 15, 0.80 at 0; BENCHMARKS.md section 8). The replicas are
+        # the workload here: they run at the gateway's priority. Read when the raylet starts.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         rc = self.config.ray
         if rc.address:  # a driver on an existing cluster: no resources of its own
             ray.init(address=rc.address, namespace=rc.namespace, log_to_driver=False)

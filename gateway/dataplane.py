@@ -42,6 +42,11 @@ from services.types import (
 T = TypeVar("T")
 ALL = "all"  # metric label of calls about every modality (ListModels)
 MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
+# The client's deadline precedes our copy of it by the request's transit time (gRPC sends the
+# time remaining, which the server adds to its own arrival time), so the cancellation a client
+# sends when its deadline fires can reach us while our copy still shows time left. A
+# cancellation with less than this left is the deadline running out, not a client giving up.
+DEADLINE_TRANSIT_SLACK_S = 0.25
 AnyRequest = TextRequest | ImageRequest | AudioRequest
 
 
@@ -60,6 +65,11 @@ class Call:
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.time()
+
+    def out_of_time(self) -> bool:
+        """Whether a cancellation now is the client's deadline firing (see the slack above)."""
+        remaining = self.remaining()
+        return remaining is not None and remaining <= DEADLINE_TRANSIT_SLACK_S
 
 
 @dataclass(frozen=True)
@@ -188,8 +198,7 @@ class DataPlane:
     @staticmethod
     def _code_of(exc: BaseException, call: Call) -> str:
         if isinstance(exc, asyncio.CancelledError):
-            remaining = call.remaining()
-            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            return "DEADLINE_EXCEEDED" if call.out_of_time() else "CANCELLED"
         return classify(exc).code
 
     def resolve(self, call: Call, name: str) -> ModelConfig:
@@ -237,6 +246,12 @@ class DataPlane:
         except DeadlineExceeded:  # queued, then its deadline passed
             wait.labels(model.name, "expired").observe(time.perf_counter() - arrived)
             m.admitted_expired.labels(model.name, tier).inc()
+            raise
+        except asyncio.CancelledError:  # queued, then the client left: at its deadline?
+            if call.out_of_time():
+                wait.labels(model.name, "expired").observe(time.perf_counter() - arrived)
+                gate.expired(request.priority)
+                m.admitted_expired.labels(model.name, tier).inc()
             raise
         wait.labels(model.name, "admitted").observe(time.perf_counter() - arrived)
         m.admitted.labels(model.name, tier).inc()

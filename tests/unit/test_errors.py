@@ -105,3 +105,25 @@ def test_a_stream_whose_replica_is_lost_ends_unavailable_saying_so():
     other = _BrokenStream(1, errors.InvalidArgument("bad"))  # not a lost replica: unchanged
     with pytest.raises(errors.InvalidArgument):
         asyncio.run(drain(other))
+
+
+def test_a_cancellation_at_the_clients_deadline_is_counted_as_the_deadline():
+    """gRPC sends the time remaining, so our copy of a deadline trails the client's by the
+    request's transit time: the cancel a client sends when its deadline fires can arrive while
+    ours shows a little time left. That is an expiry; a cancel well before it is not."""
+    import asyncio
+    import time
+
+    from gateway.dataplane import DEADLINE_TRANSIT_SLACK_S, Call, DataPlane
+
+    def code_with(left: float | None) -> str:
+        deadline = None if left is None else time.time() + left
+        return DataPlane._code_of(asyncio.CancelledError(), Call("grpc", "m", None, "r", deadline))
+
+    assert code_with(-0.01) == "DEADLINE_EXCEEDED"
+    assert code_with(DEADLINE_TRANSIT_SLACK_S / 2) == "DEADLINE_EXCEEDED"
+    assert code_with(DEADLINE_TRANSIT_SLACK_S + 5.0) == "CANCELLED"
+    assert code_with(None) == "CANCELLED"
+    assert DataPlane._code_of(errors.DeadlineExceeded("x"), Call("grpc", "m", None, "r", None)) == (
+        "DEADLINE_EXCEEDED"
+    )

@@ -94,6 +94,31 @@ def test_bad_field_names_the_field(front: Front) -> None:
     assert bad.field_violations[0].field == "temperature"
 
 
+def test_undecodable_bytes_are_invalid_argument_on_both_lookup_paths(front: Front) -> None:
+    """Generated stubs call registered methods; a raw call goes through the generic handlers.
+    The decode interceptor sees the handlers of both."""
+    bad = {  # a string field with invalid UTF-8: the text prompt (2), the image model (1)
+        "/aigc.v1.TextGeneration/Generate": b"\x12\x03\xff\xfe\xfd",
+        "/aigc.v1.ImageGeneration/Generate": b"\x0a\x03\xff\xfe\xfd",
+    }
+    with grpc.insecure_channel(front.target) as channel:
+        for registered in (False, True):
+            for method, request in bad.items():
+                raw = channel.unary_unary(method, _registered_method=registered)
+                with pytest.raises(grpc.RpcError) as err:
+                    raw(request, timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (registered, method)
+                assert "does not parse" in err.value.details() and "UTF-8" in err.value.details()
+            stream = channel.unary_stream(
+                "/aigc.v1.TextGeneration/GenerateStream", _registered_method=registered
+            )
+            with pytest.raises(grpc.RpcError) as err:
+                list(stream(bad["/aigc.v1.TextGeneration/Generate"], timeout=10))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, registered
+    with Client(front.target, timeout=30) as c:  # and the front end still serves
+        assert c.generate_text("hi", model="echo-text").completions[0].text == "hi"
+
+
 def test_unknown_model_is_not_found_and_counted_as_unknown(front: Front) -> None:
     with Client(front.target, timeout=30) as c, pytest.raises(grpc.RpcError) as err:
         c.generate_images(model="nope")
