@@ -362,6 +362,9 @@ class CostGate:
         finally:
             self._release(ticket)
 
+    def queued_requests(self) -> int:
+        return len(self._queue)
+
     def expired(self, priority: Priority = Priority.INTERACTIVE) -> None:
         """The data plane reports an admitted request whose deadline passed while it ran."""
         self.counters.expired[priority] += 1

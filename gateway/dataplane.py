@@ -162,6 +162,7 @@ class DataPlane:
         self.retries = config.gateway.retries
         self.coalescers: dict[str, Coalescer] = {}
         router.replica_listeners.append(lambda name, n: self.gates[name].set_replicas(n))
+        metrics.watch_gates(lambda: self.gates)
 
     # ---- the call: metrics, in-flight gauge, status code ----------------------------------
     @contextlib.asynccontextmanager

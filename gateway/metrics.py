@@ -9,7 +9,12 @@ model is counted under model="unknown", so series stay bounded; `protocol` is gr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 UNKNOWN_MODEL = "unknown"
 # Generative latencies: milliseconds (echo, ITL) to minutes (long generations).
@@ -134,7 +139,62 @@ class GatewayMetrics:
             registry=r,
         )
 
+    def watch_gates(self, gates: Callable[[], Mapping[str, GateState]]) -> None:
+        """Exports each model's admission state, read from its gate at scrape time (nothing
+        on the request path)."""
+        self.registry.register(_GateCollector(gates))
+
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Starts the /metrics HTTP server; returns the bound port (0 picks a free one)."""
         server, _ = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)
+
+
+class GateState(Protocol):
+    """What the gate collector reads (gateway.admission.CostGate)."""
+
+    inflight: float
+    queued: float
+    samples: int
+
+    @property
+    def bound(self) -> float: ...
+    @property
+    def rate(self) -> float: ...
+    def queued_requests(self) -> int: ...
+
+
+# (name, help, read): this gateway's share of each model, the units the gate counts in
+# (text: tokens, image: images, audio: characters / 100).
+_GATE_GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("aigc_admission_inflight_cost", "Cost admitted and running now.", lambda g: g.inflight),
+    ("aigc_admission_bound_cost", "In-flight bound now (replicas x batch slots, this "
+     "gateway's share).", lambda g: g.bound),
+    ("aigc_admission_queued_cost", "Cost admitted and waiting for room.", lambda g: g.queued),
+    ("aigc_admission_queued_requests", "Requests admitted and waiting for room.",
+     lambda g: g.queued_requests()),
+    ("aigc_admission_rate_cost_per_second", "Service rate the gate estimates (learned from "
+     "completions once any; the prior before).", lambda g: g.rate),
+)  # fmt: skip
+
+
+class _GateCollector(Collector):
+    def __init__(self, gates: Callable[[], Mapping[str, GateState]]) -> None:
+        self.gates = gates
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gates = self.gates()
+        for name, doc, read in _GATE_GAUGES:
+            family = GaugeMetricFamily(name, f"{doc} Per model, in the gate's cost units.",
+                                       labels=["model"])  # fmt: skip
+            for model, gate in gates.items():
+                family.add_metric([model], float(read(gate)))
+            yield family
+        learned = GaugeMetricFamily(
+            "aigc_admission_rate_samples",
+            "Completions the gate's rate estimate has learned from (0: still the prior).",
+            labels=["model"],
+        )
+        for model, gate in gates.items():
+            learned.add_metric([model], float(gate.samples))
+        yield learned

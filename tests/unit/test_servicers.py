@@ -163,3 +163,26 @@ def test_cancelled_stream_cancels_the_model_call(front: Front) -> None:
 
     assert front.loop.run(counted_cancel(text, before))
     front.loop.run(settle(front.handles))
+
+
+def test_the_admission_state_of_each_model_is_on_metrics(front: Front) -> None:
+    """Read from the gate at scrape time: bound, in-flight and queued cost, the learned rate."""
+    gate = front.plane.gates["echo-image"]
+    samples = gate.samples
+    with Client(front.target, timeout=30) as c:
+        c.generate_images(model="echo-image", count=2)
+    assert gate.samples == samples + 1  # the completion taught the rate
+    assert front.metric("aigc_admission_rate_samples", model="echo-image") == gate.samples
+    assert front.metric("aigc_admission_rate_cost_per_second", model="echo-image") == gate.rate
+    assert front.metric("aigc_admission_bound_cost", model="echo-image") == gate.bound > 0
+    assert front.metric("aigc_admission_inflight_cost", model="echo-image") == 0.0
+    assert front.metric("aigc_admission_queued_requests", model="echo-image") == 0.0
+    text = front.plane.gates["echo-text"]
+    with Client(front.target, timeout=30) as c:
+        stream = c.stream_text("a b c d e f", model="echo-text")
+        next(iter(stream))  # admitted and running
+        running = front.metric("aigc_admission_inflight_cost", model="echo-text")
+        assert running == text.inflight > 0
+        stream.cancel()
+    for model in front.plane.gates:  # one series per configured model, nothing else
+        assert front.metric("aigc_admission_bound_cost", model=model) > 0
