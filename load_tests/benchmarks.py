@@ -23,7 +23,7 @@ import yaml
 
 from load_tests import procs
 from load_tests.baselines import BENCH_CONFIG
-from load_tests.machine import facts, wait_quiet
+from load_tests.machine import facts, heading, wait_quiet
 from load_tests.scaling import scaling, scaling_table
 from load_tests.tables import batching_table, overhead_table
 
@@ -245,8 +245,7 @@ def _rate(s: dict[str, Any]) -> str:
 
 
 def _markdown(meta: dict[str, Any], table: str) -> str:
-    header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
-    return f"`{meta['command']}` ({header}, load {meta['load_at_start']:.2f} at start)\n\n{table}\n"
+    return f"{heading(meta)}\n\n{table}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,3 +60,9 @@ def facts() -> dict[str, Any]:
         "load_at_start": os.getloadavg()[0],
         "python": platform.python_version(),
     }
+
+
+def heading(meta: dict[str, Any]) -> str:
+    """How a result file names the run: the command, then when, where, which commit."""
+    header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
+    return f"`{meta['command']}` ({header}, load {meta['load_at_start']:.2f} at start)"

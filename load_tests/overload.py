@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from load_tests import procs
-from load_tests.machine import facts
+from load_tests.machine import facts, heading
 from load_tests.prom import scrape
 from load_tests.workload import parse_item
 
@@ -260,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     (RESULTS / "overload.json").write_text(json.dumps(result, indent=2) + "\n")
-    header = f"{meta['date']}, {meta['cores']} x {meta['cpu']}, commit {meta['commit']}"
-    load = f"load {meta['load_at_start']:.2f} at start"
-    md = f"`{command}` ({header}, {load})\n\n{table(result['rows'])}\n"
+    md = f"{heading(meta)}\n\n{table(result['rows'])}\n"
     (RESULTS / "overload.md").write_text(md)
     print(md, flush=True)
     return 0

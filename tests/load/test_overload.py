@@ -1,5 +1,5 @@
 """The overload benchmark's arithmetic (the runs themselves need a stack: `python -m
-load_tests.overload`)."""
+load_tests.overload`), and a small run of the refusal-cost benchmark (no stack needed)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ def test_verdicts_are_ratios_of_the_same_run() -> None:
     assert v["two_gateways_admitted_over_one"] == pytest.approx(220 / 200)
     assert v["two_gateways_admitted_expired_share"] == pytest.approx(1 / 220)
     assert "| m | 20.0 | 0.000 | 0.90 |" in table([{"model": "m", **v}])
+
+
+def test_refusal_cost_refuses_every_call_on_both_servers() -> None:
+    """A small run of `python -m load_tests.refusal_cost`: both servers refuse each call with
+    RESOURCE_EXHAUSTED (the harness asserts it), and the table compares the two."""
+    import asyncio
+
+    from load_tests import refusal_cost
+
+    runs = asyncio.run(refusal_cost.run(calls=200, repeats=1))
+    assert [r["kind"] for r in runs] == ["bare", "gateway"]
+    summary = refusal_cost.summarize(runs)
+    for kind in ("bare", "gateway"):
+        assert summary[kind]["server_cpu_us"] > 0 and summary[kind]["calls_per_s"] > 0
+    assert "Gateway / bare" in refusal_cost.table(summary)
