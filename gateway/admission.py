@@ -270,8 +270,11 @@ class CostGate:
         return wait, wait + step + in_flight
 
     def batch_drain_s(self) -> float:
-        """Time the model takes to drain one batch (of requests of the mean cost)."""
-        return self.batch_size * self.slot_cost / self.rate
+        """Time the model takes to drain one batch (of requests of the mean cost): at the
+        model's whole rate, whichever gateways sent its requests. As the queue's wait limit
+        this keeps what all gateways queue together at one batch: each gateway's queue drains
+        at its share of the rate, so in this time it drains its share of a batch."""
+        return self.batch_size * self.slot_cost / (self.rate * self.gateways)
 
     def own_service_s(self, cost: float) -> float:
         """In-flight time on an idle model: a request larger than the mean takes

@@ -428,6 +428,38 @@ def test_gateways_sharing_a_model_each_count_on_their_share():
     asyncio.run(main())
 
 
+def test_gateways_sharing_a_model_together_queue_one_batch():
+    """The queue's wait limit is one batch's drain at the model's whole rate: a gateway with
+    half the rate drains half a batch in that time, so two gateways queue one batch between
+    them, as one gateway alone would (not one each)."""
+
+    def queued_before_refusal(gateways: int) -> float:
+        async def main() -> float:
+            clock = Clock()
+            gate = make_gate(clock, requests_per_replica=8, batch_size=4)  # bound 8, rate 8/s
+            gate.set_gateways(gateways)
+            gate.samples = 1  # a learned rate: queueing is allowed
+            model = FakeModel(gate)
+            for k in range(int(gate.bound)):  # this gateway's share of the bound, running
+                model.submit(f"run{k}")
+            await settle()
+            assert gate.inflight == gate.bound and gate.queued == 0
+            for k in range(10):  # then queue until the gate refuses
+                model.submit(f"wait{k}")
+                await settle()
+                if model.outcomes[("refused", INT)]:
+                    break
+            queued = gate.queued
+            await model.finish_all()
+            return queued
+
+        return asyncio.run(main())
+
+    one, each = queued_before_refusal(1), queued_before_refusal(2)
+    assert one == 4  # one batch
+    assert each == 2  # half a batch at each of two gateways: one batch in all
+
+
 def test_the_gateway_registry_counts_live_reports():
     from gateway.peers import GatewayRegistry
 
