@@ -8,8 +8,9 @@ and image model (`fashion`) of configs/local.yaml, each driven on its own:
 2. open loop at 1x R and at 4x R, 10 s deadlines, all interactive;
 3. the same two with a 50/50 interactive/batch mix;
 4. 4x again, all interactive, split evenly over two gateways on the same apps (the second one
-   as `aigc gateway --address` runs it): each learns from its own completions, so together
-   they should admit about what one gateway admits.
+   as `aigc gateway --address` runs it, started for this run only: while it lives, the first
+   gateway counts on half of each model's capacity): each learns from its own completions, so
+   together they should admit about what one gateway admits.
 
 Per model it reports: admitted-then-expired share at 4x, goodput at 4x / R, refusal p99, and
 for the mix the interactive p99 at 4x / at 1x and the share of refusals that fell on batch.
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import yaml
 
 from load_tests import procs
 from load_tests.machine import facts, heading
-from load_tests.prom import scrape
+from load_tests.prom import scrape, total
 from load_tests.workload import parse_item
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,39 @@ def verdicts(runs: dict[str, dict[str, Any]], pair: list[dict[str, Any]]) -> dic
     }
 
 
+async def gateways_counted(server: procs.Server, n: int, timeout_s: float = 90.0) -> None:
+    """Waits until the gateway counts `n` gateways in front of the models (its share of each
+    model's bound follows that count; gateway/peers.py), bounded."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    end = time.monotonic() + timeout_s
+    while total(scrape(url), "aigc_gateways") != n:
+        if time.monotonic() > end:
+            raise TimeoutError(f"{server.target} did not count {n} gateways in {timeout_s} s")
+        await asyncio.sleep(0.5)
+
+
+async def over_two_gateways(
+    server: procs.Server, config: Path, out: Path, args: list[str]
+) -> list[dict[str, Any]]:
+    """Half the 4x load at each of two gateways. The second one exists only for this run: while
+    it lives the first counts on half of each model's capacity, which would halve what the
+    single-gateway runs measure."""
+    env = {**THROUGHPUT_OPTIMIZED, "RAY_ADDRESS": str(server.ray_address)}
+    second = await procs.start_server("extra-gateway", str(config), env)
+    try:
+        await gateways_counted(server, 2)
+        await gateways_counted(second, 2)
+        return list(
+            await asyncio.gather(
+                procs.bench(server.target, out / "x4-gateway-1", args),
+                procs.bench(second.target, out / "x4-gateway-2", args),
+            )
+        )
+    finally:
+        await procs.stop_server(second)
+        await gateways_counted(server, 1)  # it left: the next model's runs get the whole bound
+
+
 async def run(
     seconds: float, modalities: list[str], two_gateways: bool, inflight_batches: float | None
 ) -> dict[str, Any]:
@@ -144,11 +179,7 @@ async def run(
     by_name = load_config(config).by_name()
     server = await procs.start_server("gateway", str(config), THROUGHPUT_OPTIMIZED)
     rows = []
-    second = None
     try:
-        if two_gateways:
-            env = {**THROUGHPUT_OPTIMIZED, "RAY_ADDRESS": str(server.ray_address)}
-            second = await procs.start_server("extra-gateway", str(config), env)
         for modality in modalities:
             model, workload = MODELS[modality]
             # Saturation: exactly the gate's in-flight bound in flight, so that none is refused
@@ -194,21 +225,14 @@ async def run(
                     flush=True,
                 )
             pair: list[dict[str, Any]] = []
-            if second is not None:
+            if two_gateways:
                 args = [*common, "--rate", f"{2 * rate:.3f}", "--warmup", str(depth)]
                 args += ["--deadline-s", str(DEADLINE_S)]
-                pair = list(
-                    await asyncio.gather(
-                        procs.bench(server.target, out / "x4-gateway-1", args),
-                        procs.bench(second.target, out / "x4-gateway-2", args),
-                    )
-                )
+                pair = await over_two_gateways(server, config, out, args)
                 print(f"[overload] {model} x4 over two gateways: admitted "
                       f"{[r.get('admitted') for r in pair]}", flush=True)  # fmt: skip
             rows.append({"model": model, "modality": modality, **verdicts(runs, pair)})
     finally:
-        if second is not None:
-            await procs.stop_server(second)
         await procs.stop_server(server)
     return {"deadline_s": DEADLINE_S, "seconds": seconds, "rows": rows}
 
