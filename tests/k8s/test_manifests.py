@@ -124,9 +124,40 @@ def test_dashboard_is_grafana_json() -> None:
         "aigc_time_to_first_token_seconds_bucket", "aigc_inter_token_latency_seconds_bucket",
         "ray_aigc_replica_batch_size", "ray_aigc_replica_queue_wait_seconds_bucket",
         "ray_aigc_replica_batch_compute_seconds_bucket", "aigc_inflight_requests",
-        "aigc_rejected_requests_total",
+        "aigc_rejected_requests_total", "aigc_admission_inflight_cost",
+        "aigc_admission_bound_cost", "aigc_admission_queued_cost",
+        "aigc_admission_refused_requests_total", "aigc_admitted_expired_total",
+        "aigc_admission_rate_cost_per_second",
     ):  # fmt: skip
         assert metric in exprs, metric
+
+
+def test_dashboard_and_rules_name_only_metrics_the_gateway_exports() -> None:
+    """Every aigc_* series the dashboard and the alert rules query is one the gateway's
+    registry (its metrics and the gate collector) exposes: a renamed metric breaks this, not a
+    panel that silently shows nothing."""
+    import re
+
+    from prometheus_client.metrics_core import Metric
+
+    from gateway.admission import CostGate
+    from gateway.metrics import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    metrics.watch_gates(lambda: {"m": CostGate()})
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum")}
+    exported = set()
+    families: list[Metric] = list(metrics.registry.collect())
+    for family in families:
+        exported.add(family.name)
+        exported.update(family.name + s for s in suffixes.get(family.type, ()))
+    monitoring = LAYOUT.k8s_dir / "monitoring"
+    text = (monitoring / "dashboard.json").read_text() + (
+        monitoring / "prometheusrule.yaml"
+    ).read_text()
+    queried = set(re.findall(r"(?<![\w:])aigc_[a-z_]+", text))
+    assert "aigc_admission_bound_cost" in queried and "aigc_requests_total" in queried
+    assert queried <= exported, sorted(queried - exported)
 
 
 # ---- the validators reject what they must (each would pass silently without its check)
