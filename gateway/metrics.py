@@ -10,11 +10,14 @@ model is counted under model="unknown", so series stay bounded; `protocol` is gr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.admission import CostGate
 
 UNKNOWN_MODEL = "unknown"
 # Generative latencies: milliseconds (echo, ITL) to minutes (long generations).
@@ -139,7 +142,7 @@ class GatewayMetrics:
             registry=r,
         )
 
-    def watch_gates(self, gates: Callable[[], Mapping[str, GateState]]) -> None:
+    def watch_gates(self, gates: Callable[[], Mapping[str, CostGate]]) -> None:
         """Exports each model's admission state, read from its gate at scrape time (nothing
         on the request path)."""
         self.registry.register(_GateCollector(gates))
@@ -150,23 +153,9 @@ class GatewayMetrics:
         return int(server.server_port)
 
 
-class GateState(Protocol):
-    """What the gate collector reads (gateway.admission.CostGate)."""
-
-    inflight: float
-    queued: float
-    samples: int
-
-    @property
-    def bound(self) -> float: ...
-    @property
-    def rate(self) -> float: ...
-    def queued_requests(self) -> int: ...
-
-
-# (name, help, read): this gateway's share of each model, the units the gate counts in
-# (text: tokens, image: images, audio: characters / 100).
-_GATE_GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+# (name, help, read): each model's admission state at this gateway (its share of the model),
+# in the gate's cost units (text: tokens, image: images, audio: characters / 100).
+_GATE_GAUGES: tuple[tuple[str, str, Callable[[CostGate], float]], ...] = (
     ("aigc_admission_inflight_cost", "Cost admitted and running now.", lambda g: g.inflight),
     ("aigc_admission_bound_cost", "In-flight bound now (replicas x batch slots, this "
      "gateway's share).", lambda g: g.bound),
@@ -175,26 +164,19 @@ _GATE_GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
      lambda g: g.queued_requests()),
     ("aigc_admission_rate_cost_per_second", "Service rate the gate estimates (learned from "
      "completions once any; the prior before).", lambda g: g.rate),
+    ("aigc_admission_rate_samples", "Completions the gate's rate estimate has learned from "
+     "(0: still the prior).", lambda g: g.samples),
 )  # fmt: skip
 
 
 class _GateCollector(Collector):
-    def __init__(self, gates: Callable[[], Mapping[str, GateState]]) -> None:
+    def __init__(self, gates: Callable[[], Mapping[str, CostGate]]) -> None:
         self.gates = gates
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gates = self.gates()
         for name, doc, read in _GATE_GAUGES:
-            family = GaugeMetricFamily(name, f"{doc} Per model, in the gate's cost units.",
-                                       labels=["model"])  # fmt: skip
+            family = GaugeMetricFamily(name, f"{doc} Per model.", labels=["model"])
             for model, gate in gates.items():
                 family.add_metric([model], float(read(gate)))
             yield family
-        learned = GaugeMetricFamily(
-            "aigc_admission_rate_samples",
-            "Completions the gate's rate estimate has learned from (0: still the prior).",
-            labels=["model"],
-        )
-        for model, gate in gates.items():
-            learned.add_metric([model], float(gate.samples))
-        yield learned

@@ -10,7 +10,7 @@ run, alternating, each the median of `--repeats`:
   gate, metrics, error rendering) with the image model's gate held at its in-flight bound, so
   every call is refused by the gate. Nothing reaches Ray on this path, so none is started.
 
-A client in its own process sends `--calls` unary image calls, 64 at a time. Reported per
+`aigc bench` in its own process sends `--calls` unary image calls, 64 at a time. Reported per
 refused call: the server process's CPU (all its threads), its event loop thread's CPU, and the
 client's latency p50 / p99. Results: bench-results/refusal-cost.json and .md.
 """
@@ -33,37 +33,12 @@ from grpc_status import rpc_status
 
 from aigc.config import parse_config
 from aigc.v1 import image_pb2_grpc
+from load_tests import procs
 from load_tests.machine import facts, heading
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
 MODEL = "refusal-bench"
 CONCURRENCY = 64
-CLIENT = """
-import asyncio, json, sys, time, grpc
-from aigc.v1 import image_pb2, image_pb2_grpc
-
-async def main(target, model, calls, concurrency):
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = image_pb2_grpc.ImageGenerationStub(channel)
-        request = image_pb2.GenerateImageRequest(model=model, count=8)
-        latencies, codes, left = [], {}, iter(range(calls))
-        async def worker():
-            for _ in left:
-                start = time.perf_counter()
-                try:
-                    await stub.Generate(request, timeout=10)
-                    code = "OK"
-                except grpc.aio.AioRpcError as err:
-                    code = err.code().name
-                latencies.append(time.perf_counter() - start)
-                codes[code] = codes.get(code, 0) + 1
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    latencies.sort()
-    print(json.dumps({"codes": codes, "p50_ms": latencies[len(latencies) // 2] * 1e3,
-                      "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}))
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
-"""
 
 
 class BareRefusal(image_pb2_grpc.ImageGenerationServicer):
@@ -117,33 +92,28 @@ async def measure(kind: str, calls: int) -> dict[str, Any]:
     await server.start()
     target = f"127.0.0.1:{port}"
     try:
-        await client(target, min(calls, 1000))  # warm up both sides
-        cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
-        seen = await client(target, calls)
+        await client(target, min(calls, 1000), kind)  # warm up both sides
+        cpu, loop_cpu = time.process_time(), time.thread_time()
+        seen = await client(target, calls, kind)
         cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
-        wall = time.perf_counter() - wall
     finally:
         await server.stop(0)
-    assert seen["codes"] == {"RESOURCE_EXHAUSTED": calls}, seen["codes"]
+    assert seen["errors_by_code"] == {"RESOURCE_EXHAUSTED": calls}, seen["errors_by_code"]
     return {
         "kind": kind,
         "server_cpu_us": cpu / calls * 1e6,
         "loop_cpu_us": loop_cpu / calls * 1e6,
-        "calls_per_s": calls / wall,
-        "client_p50_ms": seen["p50_ms"],
-        "client_p99_ms": seen["p99_ms"],
+        "calls_per_s": calls / seen["duration"],
+        "client_p50_ms": seen["p50_refusal_ms"],
+        "client_p99_ms": seen["p99_refusal_ms"],
     }
 
 
-async def client(target: str, calls: int) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENT, target, MODEL, str(calls), str(CONCURRENCY),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"client exited {proc.returncode}")
-    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+async def client(target: str, calls: int, kind: str) -> dict[str, Any]:
+    """`aigc bench` in its own process: `calls` image calls, CONCURRENCY at a time."""
+    args = ["--workload", f"image:{MODEL},count=8", "--concurrency", str(CONCURRENCY)]
+    args += ["--num-requests", str(calls)]
+    return await procs.bench(target, RESULTS / "refusal-cost" / kind, args)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

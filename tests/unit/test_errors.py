@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 
 import grpc
@@ -127,3 +128,43 @@ def test_a_cancellation_at_the_clients_deadline_is_counted_as_the_deadline():
     assert DataPlane._code_of(errors.DeadlineExceeded("x"), Call("grpc", "m", None, "r", None)) == (
         "DEADLINE_EXCEEDED"
     )
+
+
+def test_a_request_cancelled_while_queued_at_its_deadline_counts_as_expired():
+    """Queued at the gate when the client's deadline fires: the cancel that arrives is an
+    expiry (the gate's own and the exported counter); one well before the deadline is not."""
+    import asyncio
+    import time
+
+    from aigc.config import Modality
+    from gateway.dataplane import DEADLINE_TRANSIT_SLACK_S, Call
+    from services.types import ImageRequest
+    from tests.standin import echo_config, standin_plane
+
+    async def cancel_queued(left_when_cancelled: float) -> tuple[int, float]:
+        plane, _ = await standin_plane(echo_config())
+        model = plane.config.by_name()["echo-image"]
+        gate = plane.gates[model.name]
+        gate.samples, gate.rate_per_replica = 1, 1e6  # learned and fast: queueing fits
+        gate.inflight, gate.max_queue_wait_s = gate.bound, 60.0  # full: the request queues
+        call = Call("grpc", "Generate", Modality.IMAGE, "r", time.time() + 30)
+
+        async def admitted() -> None:
+            async with plane.admitted(call, model, ImageRequest("r", model.name, count=1)):
+                raise AssertionError("the gate was full; the request must still be queued")
+
+        task = asyncio.create_task(admitted())
+        for _ in range(20):  # let it reach the gate's queue (no time passes)
+            await asyncio.sleep(0)
+        assert gate.queued_requests() == 1
+        call.deadline = time.time() + left_when_cancelled  # the client's deadline draws near
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        exported = plane.metrics.registry.get_sample_value(
+            "aigc_admitted_expired_total", {"model": model.name, "tier": "interactive"}
+        )
+        return sum(gate.counters.expired.values()), exported or 0.0
+
+    assert asyncio.run(cancel_queued(DEADLINE_TRANSIT_SLACK_S / 2)) == (1, 1.0)
+    assert asyncio.run(cancel_queued(20.0)) == (0, 0.0)
