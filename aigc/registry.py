@@ -24,6 +24,9 @@ ENGINES: dict[str, dict[str, EngineSpec]] = {
             "services.text.transformers_engine:TransformersTextEngine", o.TransformersTextOptions
         ),
         "vllm": EngineSpec("services.text.vllm_engine:VllmTextEngine", o.VllmTextOptions),
+        "llamacpp": EngineSpec(
+            "services.text.llamacpp_engine:LlamaCppTextEngine", o.LlamaCppTextOptions
+        ),
         "echo": EngineSpec("services.text.echo_engine:EchoTextEngine", o.EchoTextOptions),
     },
     "image": {

@@ -36,6 +36,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from aigc.config import Modality, ModelConfig
 from services.errors import DeadlineExceeded, Overloaded
@@ -146,7 +147,7 @@ class CostGate:
         prior_service_s: float = 1.0,
         max_inflight_cost: float | None = None,
         max_queued_cost: float | None = None,
-        max_queue_wait_s: float | None = None,
+        max_queue_wait_s: float | Literal["one_batch"] | None = None,
         default_deadline_s: float = 60.0,
         batch_reserve: float = 0.25,
         smoothing: float = 0.2,
@@ -281,14 +282,16 @@ class CostGate:
         proportionally longer (text: decode steps follow max_tokens)."""
         return self.service_s * max(1.0, cost / self.mean_cost)
 
-    def queue_wait_limit(self) -> float:
-        """Longest estimated wait for admission that is queued: `max_queue_wait_s`, else one
-        batch's drain time. The in-flight bound already holds the batch that forms next at
-        each replica, so a longer queue would add latency, not throughput. Before the first
-        completion the rate is a guess: nothing queues."""
-        if self.max_queue_wait_s is not None:
-            return self.max_queue_wait_s
-        return self.batch_drain_s() if self.samples else 0.0
+    def queue_wait_limit(self) -> float | None:
+        """Longest estimated wait for admission that is queued; None: no cap, a request is
+        refused only when it cannot finish before its deadline (the default deadline when it
+        names none). Opt-in caps: `max_queue_wait_s` seconds, or "one_batch": one batch's drain
+        time (the in-flight bound already holds the batch that forms next at each replica, so
+        a longer queue adds latency, not throughput; before the first completion the rate is a
+        guess and nothing queues)."""
+        if self.max_queue_wait_s == "one_batch":
+            return self.batch_drain_s() if self.samples else 0.0
+        return self.max_queue_wait_s
 
     # ---- admission --------------------------------------------------------------------------
 
@@ -321,7 +324,7 @@ class CostGate:
                 f"{remaining:.2f} s left)",
             )
         limit = self.queue_wait_limit()
-        if wait > limit:
+        if limit is not None and wait > limit:
             raise self._refuse(
                 REFUSED_QUEUE,
                 priority,

@@ -214,6 +214,7 @@ class AigcUp:
     proc: subprocess.Popen[str]
     lines: list[str]
     port: int = 0
+    http_port: int = 0  # the OpenAI HTTP front end, when on
     metrics_port: int = 0
     reader: threading.Thread | None = None  # reads its output into `lines` until it exits
 
@@ -248,6 +249,9 @@ class AigcUp:
                 )
                 if "] gateway      grpc://" in line:
                     up.port = int(line.split("grpc://", 1)[1].split()[0].rsplit(":", 1)[1])
+                elif "] openai       http://" in line:
+                    url = line.split("http://", 1)[1].split("/", 1)[0]
+                    up.http_port = int(url.rsplit(":", 1)[1])
                 elif "] gateway metrics  http://" in line:
                     url = line.split("http://", 1)[1].split("/", 1)[0]
                     up.metrics_port = int(url.rsplit(":", 1)[1])

@@ -70,6 +70,49 @@ class VllmTextOptions(ModelTextOptions):
     )
 
 
+class LlamaCppTextOptions(ModelTextOptions):
+    """GGUF models through llama.cpp (`services.text.llamacpp_engine`, CPU): the file is served
+    as it is, quantized weights included. One llama.cpp context holds every running sequence
+    (`batching.max_batch_size` of them, one sequence id each); each step decodes one batch
+    mixing their next tokens with newcomers' prompt chunks."""
+
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Threads llama.cpp computes with (decode and prompt); default: "
+        "resources.torch_threads.",
+    )
+    context_per_sequence: int | None = Field(
+        None,
+        ge=16,
+        description="Prompt + generated tokens one sequence may hold; default: the model's "
+        "training context, at most 2048.",
+    )
+    kv_cells: int | None = Field(
+        None,
+        ge=16,
+        description="KV cache cells shared by all sequences (unified cache); default: "
+        "context_per_sequence x max_batch_size, so every sequence can reach its limit. A smaller "
+        "cache saves memory: a sequence starts only when its prompt + max_tokens fit beside "
+        "the others (it waits otherwise).",
+    )
+    batch_tokens: int = Field(
+        512,
+        ge=16,
+        description="Most tokens in one decode call (running sequences' next tokens plus "
+        "prompt chunks); longer prompts are prefilled over several steps.",
+    )
+    temperature: float = Field(
+        0.0,
+        ge=0,
+        description="Sampling temperature when a request sets none (0 = greedy).",
+    )
+    flash_attention: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp flash attention (auto: where the backend supports it)."
+    )
+
+
 class EchoTextOptions(TextOptions):
     """Model-free text engine that streams the prompt's words back (overhead measurements)."""
 

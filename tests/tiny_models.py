@@ -104,11 +104,39 @@ def make_image_model(path: Path, labels: list[str] | None = None, seed: int = 0)
     return path
 
 
+REPO = Path(__file__).resolve().parents[1]
+# SmolLM2-135M-Instruct's Q4_1 GGUF, fetched by `make assets` (a dependency of `make test`).
+SMOLLM2_GGUF = REPO / "models" / "smollm2-gguf"
+
+
+def gguf_model_config(name: str = "gguf") -> dict:
+    """SmolLM2's GGUF on the llamacpp engine, as configs/local.yaml serves it, with a smaller
+    KV cache: 16 sequences of up to 512 tokens."""
+    return {
+        "name": name,
+        "modality": "text",
+        "engine": "llamacpp",
+        "weights": str(SMOLLM2_GGUF),
+        "options": {
+            "prompt_format": "chat",
+            "default_max_tokens": 32,
+            "context_per_sequence": 512,
+            "kv_cells": 4096,
+        },
+        "batching": {"max_batch_size": 16},
+        "scaling": {"max_ongoing_requests": 64},
+        "resources": {"num_cpus": 0.25, "torch_threads": 1},
+        "limits": {"max_tokens": 256, "max_n": 4},
+    }
+
+
 def stack_config(root: Path) -> dict:
-    """The integration stack: tiny text and image models, real speech, an echo per modality."""
+    """The integration stack: tiny text and image models, SmolLM2's GGUF on llama.cpp (when
+    `make assets` fetched it), real speech, an echo per modality."""
     text = make_text_model(root / "tiny-text")
     image = make_image_model(root / "tiny-gan")
     small = {"num_cpus": 0.25, "torch_threads": 1}
+    gguf = [gguf_model_config()] if SMOLLM2_GGUF.is_dir() else []
     return {
         "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "refresh_models_s": 1.0},
         "ray": {"num_cpus": 4},
@@ -124,6 +152,7 @@ def stack_config(root: Path) -> dict:
                 "resources": small,
                 "limits": {"max_tokens": 100, "max_n": 3},
             },
+            *gguf,
             {
                 "name": "echo-text",
                 "modality": "text",

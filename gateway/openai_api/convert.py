@@ -72,11 +72,13 @@ def _text_request(
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
+        top_k=body.top_k,
         stop=body.stops,
         n=body.n,
         seed=body.seed,
         deadline=deadline,
         priority=priority(body.service_tier),
+        ignore_eos=body.ignore_eos,
     )
     validate.text(request, model, messages_field=messages_field)
     return request

@@ -37,6 +37,10 @@ class _Sampling(_Body):
     logit_bias: dict[str, Any] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Extensions that vLLM's and llama-server's OpenAI servers accept (`extra_body` in the
+    # openai client): top-k sampling, and generating exactly max_tokens (benchmarks).
+    top_k: int | None = None
+    ignore_eos: bool = False
 
     def refuse_unsupported(self) -> None:
         if self.logit_bias:

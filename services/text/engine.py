@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,3 +65,80 @@ def check_prompt_format(tokenizer: Any, prompt_format: str, model: str) -> None:
     """At load: `prompt_format: chat` needs a chat template (a config error, not a client's)."""
     if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"model {model}: option prompt_format chat needs a chat template")
+
+
+async def drain_queue(
+    sink: asyncio.Queue[TextChunk | BaseException],
+) -> list[TextChunk | BaseException]:
+    """The next item, plus whatever else is already queued (the consumer fell behind)."""
+    items = [await sink.get()]
+    while not sink.empty():
+        items.append(sink.get_nowait())
+    return items
+
+
+def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
+    """Joins queued deltas of the same completion into one chunk: when the client side is
+    slower than generation, fewer, larger messages cross Ray and gRPC (vLLM streams the same
+    way). Token counts add up; a finish reason stays on the chunk that carries it."""
+    out: list[TextChunk | BaseException] = []
+    for item in items:
+        last = out[-1] if out else None
+        if (
+            isinstance(item, TextChunk)
+            and isinstance(last, TextChunk)
+            and last.index == item.index
+            and last.finish_reason is None
+        ):
+            last.delta += item.delta
+            last.token_count += item.token_count
+            last.finish_reason = item.finish_reason
+            last.prompt_tokens = item.prompt_tokens
+        else:
+            out.append(item)
+    return out
+
+
+class Relay:
+    """Carries one request's chunks from the engine's scheduler to the consumer (`stream`).
+
+    The scheduler puts chunks (or an exception) in `sink`; `chunks()` yields them, coalesced,
+    until each of the n completions has finished. After the consumer stops, `complete` says
+    whether it saw every completion finish (else the client went away or the engine failed,
+    and `failed` says which)."""
+
+    def __init__(self, n: int) -> None:
+        self.sink: asyncio.Queue[TextChunk | BaseException] = asyncio.Queue()
+        self.n = n
+        self.finished = 0
+        self.failed = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished >= self.n
+
+    async def chunks(self) -> AsyncIterator[TextChunk]:
+        while self.finished < self.n:
+            for item in coalesce_deltas(await drain_queue(self.sink)):
+                if isinstance(item, BaseException):
+                    self.failed = True
+                    raise item
+                if item.finish_reason is not None:
+                    self.finished += 1
+                yield item
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """The text up to the earliest stop string in it, and whether one was found."""
+    cuts = [cut for cut in (text.find(stop) for stop in stops) if cut >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def releasable(text: str, stops: tuple[str, ...], emitted: int) -> int:
+    """How much of an unfinished completion's text may go to the client: all but what could
+    still turn out to start a stop string, and never half of a UTF-8 character."""
+    holdback = max((len(stop) - 1 for stop in stops), default=0)
+    end = max(emitted, len(text) - holdback)
+    if text.endswith("\ufffd"):  # an incomplete UTF-8 character
+        end = min(end, len(text) - 1)
+    return end

@@ -24,7 +24,14 @@ import torch
 from services.engine import resolve_dtype
 from services.errors import DeadlineExceeded, InvalidArgument
 from services.options import TransformersTextOptions
-from services.text.engine import TextEngine, check_prompt_format, prompt_text
+from services.text.engine import (
+    Relay,
+    TextEngine,
+    check_prompt_format,
+    cut_at_stop,
+    prompt_text,
+    releasable,
+)
 from services.types import FinishReason, TextChunk, TextRequest
 
 
@@ -66,36 +73,6 @@ def _pad_left(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape = list(t.shape)
     shape[dim] = missing
     return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-
-async def _drain(sink: asyncio.Queue[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
-    """The next item, plus whatever else is already queued (the consumer fell behind)."""
-    items = [await sink.get()]
-    while not sink.empty():
-        items.append(sink.get_nowait())
-    return items
-
-
-def _coalesce(items: list[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
-    """Joins queued deltas of the same completion into one chunk: when the client side is
-    slower than generation, fewer, larger messages cross Ray and gRPC (vLLM streams the same
-    way). Token counts add up; a finish reason stays on the chunk that carries it."""
-    out: list[TextChunk | BaseException] = []
-    for item in items:
-        last = out[-1] if out else None
-        if (
-            isinstance(item, TextChunk)
-            and isinstance(last, TextChunk)
-            and last.index == item.index
-            and last.finish_reason is None
-        ):
-            last.delta += item.delta
-            last.token_count += item.token_count
-            last.finish_reason = item.finish_reason
-            last.prompt_tokens = item.prompt_tokens
-        else:
-            out.append(item)
-    return out
 
 
 class TransformersTextEngine(TextEngine):
@@ -209,7 +186,7 @@ class TransformersTextEngine(TextEngine):
             request.max_tokens or self.options.default_max_tokens,
             self.max_context - len(prompt_ids),
         )
-        sink: asyncio.Queue[TextChunk | BaseException] = asyncio.Queue()
+        relay = Relay(request.n)
         seed = request.seed if request.seed is not None else int(torch.seed() % (2**63))
         seqs = [
             _Sequence(
@@ -223,29 +200,21 @@ class TransformersTextEngine(TextEngine):
                 top_p=self.default_top_p if request.top_p is None else request.top_p,
                 top_k=self.default_top_k if request.top_k is None else request.top_k,
                 generator=torch.Generator().manual_seed((seed + i) % 2**64),
-                sink=sink,
+                sink=relay.sink,
             )
             for i in range(request.n)
         ]
         self._waiting.extend(seqs)
         self._counters["prompt_tokens_total"] += len(prompt_ids) * len(seqs)
         self._wake.set()
-        finished = 0
-        failed = False
         try:
-            while finished < len(seqs):
-                for item in _coalesce(await _drain(sink)):
-                    if isinstance(item, BaseException):
-                        failed = True
-                        raise item
-                    if item.finish_reason is not None:
-                        finished += 1
-                    yield item
+            async for chunk in relay.chunks():
+                yield chunk
         finally:
-            if finished < len(seqs):
+            if not relay.complete:
                 for s in seqs:
                     s.done = True
-                if not failed:  # the client went away: count it, free the slots
+                if not relay.failed:  # the client went away: count it, free the slots
                     self._counters["cancelled_requests_total"] += 1
                 self._wake.set()
 
@@ -316,19 +285,14 @@ class TransformersTextEngine(TextEngine):
             finish = FinishReason.STOP
         else:
             s.generated.append(token)
-        text = str(self.tokenizer.decode(s.generated, skip_special_tokens=True))
-        for stop in s.request.stop:
-            cut = text.find(stop)
-            if cut >= 0:
-                text, finish = text[:cut], FinishReason.STOP
+        text, stopped = cut_at_stop(
+            str(self.tokenizer.decode(s.generated, skip_special_tokens=True)), s.request.stop
+        )
+        if stopped:
+            finish = FinishReason.STOP
         if finish is None and s.sampled >= s.max_new_tokens:
             finish = FinishReason.LENGTH
-        end = len(text)
-        if finish is None:
-            holdback = max((len(x) - 1 for x in s.request.stop), default=0)
-            end = max(s.emitted_chars, len(text) - holdback)
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 character
-                end = min(end, len(text) - 1)
+        end = len(text) if finish is not None else releasable(text, s.request.stop, s.emitted_chars)
         delta = text[s.emitted_chars : end]
         if not delta and finish is None:
             return

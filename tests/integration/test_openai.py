@@ -139,3 +139,69 @@ print("finish:", response.choices[0].finish_reason)
     assert out.returncode == 0, out.stderr
     assert "finish: " in out.stdout
     assert Path(target, "openai", "__init__.py").exists()
+
+
+@pytest.fixture()
+def gguf_model(stack: Any) -> str:
+    from tests.tiny_models import SMOLLM2_GGUF
+
+    if not SMOLLM2_GGUF.is_dir():
+        pytest.skip("models/smollm2-gguf missing: run `make assets`")
+    return "gguf"
+
+
+def test_sixteen_streams_without_deadline_are_all_served(base: str, gguf_model: str) -> None:
+    """A closed loop as deep as the model's batch (16), no deadline named and no client retries:
+    every stream is admitted and runs to its end on llama.cpp (none refused with 429)."""
+    import asyncio
+
+    async def one(client: openai.AsyncOpenAI, i: int) -> tuple[int, str | None]:
+        stream = await client.chat.completions.create(
+            model=gguf_model, messages=[{"role": "user", "content": f"Tell me about {i}."}],
+            max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )  # fmt: skip
+        tokens, finish = 0, None
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+        return tokens, finish
+
+    async def main() -> list[tuple[int, str | None]]:
+        # no timeout header: the openai client sends its timeout as x-stainless-timeout
+        async with openai.AsyncOpenAI(
+            base_url=base + "/v1", api_key="unused", max_retries=0, timeout=None
+        ) as client:
+            return list(await asyncio.gather(*(one(client, i) for i in range(16))))
+
+    results = asyncio.run(main())
+    assert results == [(24, "length")] * 16
+
+
+def test_a_stream_closed_mid_generation_frees_its_llama_cpp_sequence(
+    oai: openai.OpenAI, gguf_model: str
+) -> None:
+    before = replica_stats(gguf_model, "text")["cancelled_requests_total"]
+    stream = oai.chat.completions.create(
+        model=gguf_model, messages=[{"role": "user", "content": "Write a long story."}],
+        max_tokens=250, temperature=0, stream=True, extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    seen = 0
+    for chunk in stream:
+        seen += bool(chunk.choices and chunk.choices[0].delta.content)
+        if seen == 3:
+            break
+    assert replica_stats(gguf_model, "text")["running_sequences"] >= 1
+    stream.close()
+
+    def freed() -> bool:
+        s = replica_stats(gguf_model, "text")
+        return (
+            s["running_sequences"] == 0
+            and s["kv_cells_used"] == 0
+            and s["cancelled_requests_total"] == before + 1
+        )
+
+    assert wait_until(freed, timeout_s=30)

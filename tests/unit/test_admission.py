@@ -133,6 +133,8 @@ def test_prior_bound_comes_from_batching_and_replicas():
     # Continuous batching: a finished sequence's slot is refilled at once, so the gate's queue
     # drains one request at a time (its wait limit is one request's drain, not a batch's).
     assert gate.batch_size == 1
+    assert gate.queue_wait_limit() is None  # no cap unless configured: deadlines decide
+    gate.max_queue_wait_s = "one_batch"
     assert gate.queue_wait_limit() == 0  # nothing queues before the first completion
     gate.samples = 1
     assert gate.queue_wait_limit() == pytest.approx(64 / gate.rate)
@@ -279,10 +281,10 @@ def test_an_idle_model_always_tries_one_request():
     asyncio.run(main())
 
 
-def test_the_queue_is_one_batch_deep_and_empty_before_the_first_completion():
+def test_the_opt_in_queue_cap_is_one_batch_deep_and_empty_before_the_first_completion():
     async def main() -> None:
         clock = Clock()
-        gate = make_gate(clock)  # bound 4 = two batches of 2, rate 4/s
+        gate = make_gate(clock, max_queue_wait_s="one_batch")  # bound 4 = 2 batches of 2, 4/s
         model = FakeModel(gate)
         for k in range(4):
             model.submit(f"r{k}")
@@ -408,7 +410,9 @@ def test_gateways_sharing_a_model_each_count_on_their_share():
 
     async def main() -> None:
         clock = Clock()
-        gate = make_gate(clock, requests_per_replica=8)  # bound 8, prior rate 8/s
+        gate = make_gate(
+            clock, requests_per_replica=8, max_queue_wait_s="one_batch"
+        )  # bound 8, 8/s
         gate.set_gateways(2)
         assert (gate.bound, gate.rate) == (4, 4)
         model = FakeModel(gate)
@@ -436,7 +440,9 @@ def test_gateways_sharing_a_model_together_queue_one_batch():
     def queued_before_refusal(gateways: int) -> float:
         async def main() -> float:
             clock = Clock()
-            gate = make_gate(clock, requests_per_replica=8, batch_size=4)  # bound 8, rate 8/s
+            gate = make_gate(
+                clock, requests_per_replica=8, batch_size=4, max_queue_wait_s="one_batch"
+            )  # bound 8, rate 8/s
             gate.set_gateways(gateways)
             gate.samples = 1  # a learned rate: queueing is allowed
             model = FakeModel(gate)
@@ -491,13 +497,13 @@ def test_waiting_is_fifo_and_a_request_larger_than_the_bound_runs_alone():
 
 
 def test_a_request_larger_than_the_bound_is_admitted_on_an_idle_model_with_no_queue():
-    """With the default queue (none before the first completion), an idle model still takes a
-    request bigger than its whole bound (a long prompt): it runs alone, so it waits for
-    nothing. Behind other work it waits until all of it has drained."""
+    """With the one-batch queue cap (none before the first completion), an idle model still
+    takes a request bigger than its whole bound (a long prompt): it runs alone, so it waits
+    for nothing. Behind other work it waits until all of it has drained."""
 
     async def main() -> None:
         clock = Clock()
-        gate = make_gate(clock)  # bound 4, no samples yet: queue limit 0
+        gate = make_gate(clock, max_queue_wait_s="one_batch")  # bound 4, no samples: limit 0
         assert gate.estimate(10) == (0.0, pytest.approx(10.0))  # 10x the mean: 10x 1 s
         model = FakeModel(gate)
         model.submit("long prompt", cost=10)
@@ -554,3 +560,40 @@ def test_counters_for_metrics():
     assert c.completed == Counter({B: 1})
     assert c.expired == Counter({INT: 1})
     assert gate.samples == 1  # only the completed request taught the rate
+
+
+def test_without_a_deadline_only_the_default_deadline_refuses():
+    """By default nothing caps the queue: a request that names no deadline waits as long as
+    its estimated completion is within default_deadline_s, so a closed loop of twice the batch
+    is queued, not refused (before and after the first completion); only when the estimate
+    passes the default deadline is a request refused, as too late."""
+
+    async def main() -> None:
+        clock = Clock()
+        gate = make_gate(clock, requests_per_replica=16, default_deadline_s=10.0)  # 16/s prior
+        model = FakeModel(gate)
+        for k in range(32):  # 2 x the bound, no deadline
+            model.submit(f"r{k}", deadline=None)
+        await settle()
+        assert len(model.started) == 16 and gate.queued == 16
+        clock.advance(1.0)
+        await model.finish_oldest()  # learned: 16 in flight for 1 s
+        assert gate.samples == 1
+        for k in range(32, 48):
+            model.submit(f"r{k}", deadline=None)
+        await settle()
+        assert sum(gate.counters.refused.values()) == 0
+        # More arrivals queue until the estimate passes 10 s: ~9 s of queue at 16/s.
+        for k in range(48, 400):
+            if gate.estimate(1)[1] > gate.default_deadline_s:
+                break
+            model.submit(f"r{k}", deadline=None)
+            await settle()
+        assert gate.queued > 100
+        assert sum(gate.counters.refused.values()) == 0
+        err = refuse_now(gate, 1, None, INT)
+        assert err.details["reason"] == REFUSED_DEADLINE
+        await model.finish_all()
+        assert model.outcomes[("refused", INT)] == 0
+
+    asyncio.run(main())

@@ -1,0 +1,463 @@
+"""GGUF models on CPU through llama.cpp: quantized weights served as they are, with
+iteration-level batching across requests in one llama.cpp context.
+
+Decoding one stream on a CPU is bound by memory bandwidth (every weight is read per token), so
+quantized kernels are what make it fast: SmolLM2's Q4_1 file is 98 MB against 540 MB of float32.
+
+One scheduler thread owns the context. Each step it retires finished, cancelled and expired
+sequences (their KV cells freed with `llama_memory_seq_rm`), starts waiting ones while a
+sequence id and KV cells are free, and decodes one batch: every running sequence's last
+sampled token plus chunks of newcomers' prompts, as llama-server does. Each sequence samples
+with its own seeded sampler chain, is detokenized incrementally and checked for stop strings;
+a step's chunks reach the event loop in one call. The event loop only queues requests and
+relays chunks, and llama.cpp's calls release the GIL, so Python stays off the model's cores.
+
+Uses llama-cpp-python's C API (`llama_cpp.llama_cpp`), pinned in pyproject.toml; the chat
+template is the GGUF's own (`tokenizer.chat_template`), rendered with jinja2 as transformers
+does. Options: `services.options.LlamaCppTextOptions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import importlib
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aigc.config import ModelConfig
+from services.errors import DeadlineExceeded, InvalidArgument
+from services.options import LlamaCppTextOptions
+from services.text.engine import (
+    Relay,
+    TextEngine,
+    check_prompt_format,
+    cut_at_stop,
+    prompt_text,
+    releasable,
+)
+from services.types import FinishReason, TextChunk, TextRequest
+
+_FLASH = {"auto": -1, "off": 0, "on": 1}  # LLAMA_FLASH_ATTN_TYPE_*
+Delivery = list[tuple["asyncio.Queue[TextChunk | BaseException]", "TextChunk | BaseException"]]
+
+
+def gguf_file(weights: str) -> Path:
+    """`weights` is a .gguf file, or a folder holding exactly one."""
+    path = Path(weights)
+    if path.is_file():
+        return path
+    found = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    if len(found) != 1:
+        raise ValueError(f"weights {weights}: expected a .gguf file or a folder with one")
+    return found[0]
+
+
+class GgufChatTemplate:
+    """The GGUF's chat template behind the tokenizer interface `prompt_text` uses."""
+
+    def __init__(self, template: str | None, bos: str, eos: str) -> None:
+        self.chat_template = template
+        self._format: Any = None
+        if template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            self._format = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool
+    ) -> str:
+        assert self._format is not None and add_generation_prompt and not tokenize
+        return str(self._format(messages=messages).prompt)
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One completion. `done` is set by either side; the rest belongs to the scheduler thread."""
+
+    request: TextRequest
+    index: int
+    prompt: list[int]
+    max_new_tokens: int
+    seed: int
+    sink: asyncio.Queue[TextChunk | BaseException]
+    enqueued: float = field(default_factory=time.perf_counter)
+    seq_id: int = -1
+    sampler: Any = None
+    fed: int = 0  # tokens in the KV cache, which is also the next position
+    next_token: int = -1  # sampled, not yet fed
+    sampled: int = 0  # tokens sampled, end-of-generation included
+    text: str = ""
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
+    emitted: int = 0
+    unreported: int = 0
+    done: bool = False
+
+    @property
+    def cells(self) -> int:
+        """KV cells the sequence may need: reserved when it starts."""
+        return len(self.prompt) + self.max_new_tokens
+
+
+class LlamaCppTextEngine(TextEngine):
+    options: LlamaCppTextOptions
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self._incoming: list[_Sequence] = []
+        self._waiting: deque[_Sequence] = deque()
+        self._running: list[_Sequence] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._failure: BaseException | None = None
+        self._reserved = 0
+        self._counters = {
+            "generated_tokens_total": 0.0,
+            "prompt_tokens_total": 0.0,
+            "cancelled_requests_total": 0.0,
+            "steps_total": 0.0,
+            "prefill_tokens_total": 0.0,
+            "batch_occupancy_sum": 0.0,
+        }
+
+    # ---- loading -------------------------------------------------------------------------
+    async def _start(self) -> None:
+        self.device = "cpu"
+        self._loop = asyncio.get_running_loop()
+        path = gguf_file(self.require_weights())
+        await asyncio.to_thread(self._load, path)
+        self._thread = threading.Thread(
+            target=self._run, name=f"llamacpp-{self.config.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _load(self, path: Path) -> None:
+        ll: Any = importlib.import_module("llama_cpp.llama_cpp")
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's load chatter; errors still print
+        self._ll = ll
+        opts = self.options
+        ll.llama_backend_init()
+        model_params = ll.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self._model = ll.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._model:
+            raise ValueError(f"model {self.config.name}: llama.cpp could not load {path}")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self.parameters = int(ll.llama_model_n_params(self._model))
+        desc = ctypes.create_string_buffer(256)
+        ll.llama_model_desc(self._model, desc, len(desc))
+        self.description = desc.value.decode(errors="replace")
+        trained = int(ll.llama_model_n_ctx_train(self._model))
+        self.max_context = opts.context_per_sequence or min(trained, 2048)
+        if self.max_context > trained:
+            raise ValueError(
+                f"model {self.config.name}: context_per_sequence {self.max_context} exceeds "
+                f"the {trained} tokens it was trained on"
+            )
+        self.max_sequences = self.config.batching.max_batch_size
+        if self.max_sequences > opts.batch_tokens:
+            raise ValueError(
+                f"model {self.config.name}: batch_tokens {opts.batch_tokens} cannot hold a "
+                f"step of max_batch_size {self.max_sequences} sequences"
+            )
+        threads = opts.threads or self.config.resources.torch_threads
+        params = ll.llama_context_default_params()
+        params.n_ctx = opts.kv_cells or self.max_context * self.max_sequences
+        params.n_batch = params.n_ubatch = opts.batch_tokens
+        params.n_seq_max = self.max_sequences
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = True  # one pool of cells shared by every sequence
+        params.flash_attn_type = _FLASH[opts.flash_attention]
+        self._ctx = ll.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise RuntimeError(f"model {self.config.name}: llama.cpp could not make a context")
+        self.kv_cells = int(ll.llama_n_ctx(self._ctx))
+        self.max_context = min(self.max_context, self.kv_cells)
+        self._memory = ll.llama_get_memory(self._ctx)
+        self._batch = ll.llama_batch_init(opts.batch_tokens, 0, 1)
+        self._free_ids = list(range(self.max_sequences - 1, -1, -1))
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
+        template = ll.llama_model_chat_template(self._model, None)
+        self.tokenizer = GgufChatTemplate(
+            template.decode() if template else None,
+            bos=self._piece(ll.llama_vocab_bos(self._vocab), special=True).decode(errors="ignore"),
+            eos=self._piece(ll.llama_vocab_eos(self._vocab), special=True).decode(errors="ignore"),
+        )
+        check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **super().info(),
+            "max_context": self.max_context,
+            "continuous_batching": True,
+            "chat_template": bool(self.tokenizer.chat_template),
+            "prompt_format": self.options.prompt_format,
+            "kv_cells": self.kv_cells,
+            "gguf": self.description,
+        }
+
+    def stats(self) -> dict[str, float]:
+        running = [s for s in self._running if not s.done]
+        used = float(sum(s.fed for s in running))
+        return {
+            **self._counters,
+            "running_sequences": float(len(running)),
+            "waiting_sequences": float(sum(not s.done for s in [*self._waiting, *self._incoming])),
+            "kv_cells_used": used,
+            "kv_cells_total": float(self.kv_cells),
+            "kv_cache_usage": used / self.kv_cells,
+        }
+
+    async def check_health(self) -> None:
+        await super().check_health()
+        if self._failure is not None or not self._thread.is_alive():
+            raise RuntimeError("llama.cpp scheduler stopped") from self._failure
+
+    async def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if getattr(self, "_thread", None) is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+        if getattr(self, "_ctx", None) and not self._thread.is_alive():
+            ll = self._ll
+            for s in self._running:
+                ll.llama_sampler_free(s.sampler)
+            self._running.clear()
+            ll.llama_batch_free(self._batch)
+            ll.llama_free(self._ctx)
+            ll.llama_model_free(self._model)
+            self._ctx = None
+        await super().stop()
+
+    # ---- text <-> tokens -----------------------------------------------------------------
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buf = (self._ll.llama_token * size)()
+            n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, size, add_special, True)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        buf = self._piece_buf
+        n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def _prompt_ids(self, request: TextRequest) -> list[int]:
+        templated = prompt_text(
+            request, self.tokenizer, self.options.prompt_format, self.config.name
+        )
+        if templated is not None:  # the template writes the special tokens it wants
+            ids = self._tokenize(templated, add_special=False)
+        else:
+            ids = self._tokenize(request.prompt or "", add_special=self.add_bos)
+        if not ids:
+            raise InvalidArgument("prompt encodes to no tokens", field="prompt")
+        if len(ids) >= self.max_context:
+            raise InvalidArgument(
+                f"prompt is {len(ids)} tokens; model {self.config.name!r} holds "
+                f"{self.max_context} tokens per sequence in total",
+                field="prompt",
+            )
+        return ids
+
+    # ---- requests (event loop) -----------------------------------------------------------
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        prompt = self._prompt_ids(request)
+        max_new = min(
+            request.max_tokens or self.options.default_max_tokens,
+            self.max_context - len(prompt),
+        )
+        seed = request.seed if request.seed is not None else random.getrandbits(32)
+        relay = Relay(request.n)
+        seqs = [
+            _Sequence(request, i, prompt, max_new, (seed + i) % 2**32, relay.sink)
+            for i in range(request.n)
+        ]
+        self._counters["prompt_tokens_total"] += len(prompt) * len(seqs)
+        with self._cond:
+            self._incoming.extend(seqs)
+            self._cond.notify()
+        try:
+            async for chunk in relay.chunks():
+                yield chunk
+        finally:
+            if not relay.complete:
+                for s in seqs:
+                    s.done = True  # the scheduler frees their cells at its next step
+                if not relay.failed:
+                    self._counters["cancelled_requests_total"] += 1
+
+    @staticmethod
+    def _deliver(items: Delivery) -> None:
+        for sink, item in items:
+            sink.put_nowait(item)
+
+    # ---- scheduling (scheduler thread) ---------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._stopping or self._incoming or self._waiting or self._running):
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    self._waiting.extend(self._incoming)
+                    self._incoming.clear()
+                out: Delivery = []
+                try:
+                    self._step(out)
+                except Exception as exc:  # a failed step fails its sequences, not the engine
+                    for s in self._running:
+                        if not s.done:
+                            s.done = True
+                            out.append((s.sink, exc))
+                    for s in list(self._running):
+                        self._retire(s)
+                if out:
+                    self._loop.call_soon_threadsafe(self._deliver, out)
+        except BaseException as exc:  # the engine is broken: health checks say so
+            self._failure = exc
+            raise
+
+    def _step(self, out: Delivery) -> None:
+        now = time.time()
+        expired = DeadlineExceeded("deadline passed during generation")
+        for s in [*self._running, *self._waiting]:
+            deadline = s.request.deadline
+            if not s.done and deadline is not None and now > deadline:
+                s.done = True
+                out.append((s.sink, expired))
+        for s in [s for s in self._running if s.done]:
+            self._retire(s)
+        self._waiting = deque(s for s in self._waiting if not s.done)
+        self._admit()
+        if not self._running:
+            return
+        outputs = self._fill_batch()
+        started = time.perf_counter()
+        rc = self._ll.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed ({rc})")
+        self.observer.batch(len(outputs), time.perf_counter() - started)
+        self._counters["steps_total"] += 1
+        self._counters["batch_occupancy_sum"] += len(outputs)
+        for s, row in outputs:
+            token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
+            self._accept(s, token, out)
+
+    def _admit(self) -> None:
+        """Starts waiting sequences, in order, while an id and their KV cells are free."""
+        while self._waiting and self._free_ids:
+            s = self._waiting[0]
+            if self._reserved + s.cells > self.kv_cells and self._running:
+                return
+            self._waiting.popleft()
+            s.seq_id = self._free_ids.pop()
+            s.sampler = self._sampler(s)
+            self._reserved += s.cells
+            self._running.append(s)
+            self.observer.queue_wait(time.perf_counter() - s.enqueued)
+
+    def _retire(self, s: _Sequence) -> None:
+        self._ll.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+        self._ll.llama_sampler_free(s.sampler)
+        self._free_ids.append(s.seq_id)
+        self._reserved -= s.cells
+        self._running.remove(s)
+
+    def _sampler(self, s: _Sequence) -> Any:
+        ll, r = self._ll, s.request
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        temperature = self.options.temperature if r.temperature is None else r.temperature
+        if temperature <= 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            return chain
+        # Temperature first, then top-k and top-p on the scaled distribution (as transformers
+        # and vLLM order them), then a draw from the sequence's own seeded generator.
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(temperature))
+        if r.top_k:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(r.top_k))
+        if r.top_p is not None and r.top_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(r.top_p, 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.seed))
+        return chain
+
+    def _fill_batch(self) -> list[tuple[_Sequence, int]]:
+        """One decode call's tokens: each running sequence's next token, then prompt chunks.
+        Returns the sequences that get logits, with their rows in the batch."""
+        b = self._batch
+        budget = self.options.batch_tokens
+        outputs: list[tuple[_Sequence, int]] = []
+        n = 0
+
+        def add(s: _Sequence, token: int, logits: bool) -> None:
+            nonlocal n
+            b.token[n], b.pos[n], b.n_seq_id[n] = token, s.fed, 1
+            b.seq_id[n][0], b.logits[n] = s.seq_id, logits
+            s.fed += 1
+            if logits:
+                outputs.append((s, n))
+            n += 1
+
+        for s in self._running:
+            if s.fed >= len(s.prompt):
+                add(s, s.next_token, True)
+        for s in self._running:
+            if s.fed < len(s.prompt) and n < budget:
+                take = min(len(s.prompt) - s.fed, budget - n)
+                self._counters["prefill_tokens_total"] += take
+                for token in s.prompt[s.fed : s.fed + take]:
+                    add(s, token, s.fed == len(s.prompt) - 1)
+        b.n_tokens = n
+        return outputs
+
+    def _accept(self, s: _Sequence, token: int, out: Delivery) -> None:
+        """Adds one sampled token to a sequence and emits the text that is now certain."""
+        if s.done:
+            return
+        self._counters["generated_tokens_total"] += 1
+        s.sampled += 1
+        s.unreported += 1
+        finish: FinishReason | None = None
+        if self._ll.llama_vocab_is_eog(self._vocab, token) and not s.request.ignore_eos:
+            finish = FinishReason.STOP
+        else:
+            s.next_token = token
+            s.text += s.decoder.decode(self._piece(token))
+        if finish is None and s.sampled >= s.max_new_tokens:
+            finish = FinishReason.LENGTH
+        if finish is not None:
+            s.text += s.decoder.decode(b"", final=True)
+        text, stopped = cut_at_stop(s.text, s.request.stop)
+        if stopped:
+            finish = FinishReason.STOP
+        end = len(text) if finish is not None else releasable(text, s.request.stop, s.emitted)
+        delta = text[s.emitted : end]
+        if not delta and finish is None:
+            return
+        s.emitted = max(s.emitted, end)
+        chunk = TextChunk(s.index, delta, s.unreported, finish)
+        s.unreported = 0
+        if finish is not None:
+            s.done = True
+            chunk.prompt_tokens = len(s.prompt)
+        out.append((s.sink, chunk))

@@ -1,0 +1,168 @@
+"""The llamacpp engine in-process (no Ray) on SmolLM2's real Q4_1 GGUF: the text engine
+contract (chat template, seeds, n, stop strings, streaming, cancel frees the sequence's KV
+cells, deadline, bad prompts, a KV cache smaller than the load)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aigc.config import ModelConfig
+from services.errors import DeadlineExceeded, InvalidArgument
+from services.types import ChatMessage, FinishReason, TextChunk, TextRequest
+from tests.conftest import LoopThread
+from tests.tiny_models import SMOLLM2_GGUF, gguf_model_config
+
+pytestmark = pytest.mark.skipif(
+    not SMOLLM2_GGUF.is_dir(), reason="models/smollm2-gguf missing: run `make assets`"
+)
+
+
+def make_engine(runner: LoopThread, **options: Any) -> Any:
+    from services.text.llamacpp_engine import LlamaCppTextEngine
+
+    spec = gguf_model_config("smollm2")
+    spec["options"] = {**spec["options"], **options}
+    engine = LlamaCppTextEngine(ModelConfig.model_validate(spec))
+    runner.run(engine.start())
+    return engine
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def engine(runner: LoopThread) -> Iterator[Any]:
+    engine = make_engine(runner)
+    yield engine
+    runner.run(engine.stop())
+
+
+def ask(prompt: str | None = None, **kw: Any) -> TextRequest:
+    return TextRequest("r", "smollm2", prompt=prompt, **kw)
+
+
+async def collect(engine: Any, request: TextRequest) -> list[TextChunk]:
+    return [chunk async for chunk in engine.stream(request)]
+
+
+def test_loads_the_gguf_with_its_chat_template(engine: Any) -> None:
+    info = engine.info()
+    assert info["chat_template"] is True
+    assert info["parameters"] > 100_000_000
+    assert "Q4_1" in info["gguf"]
+    assert info["kv_cells"] >= 4096 and info["max_context"] == 512
+
+
+def test_answers_through_the_chat_template_and_counts_tokens(engine, runner) -> None:
+    result = runner.run(engine.generate(ask("What is 2 + 2?", max_tokens=24, temperature=0)))
+    done = result.completions[0]
+    assert done.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
+    assert 1 <= done.completion_tokens <= 24
+    assert done.text.strip()
+    # The template wraps the question in its system and role tokens.
+    raw = engine._tokenize("What is 2 + 2?", add_special=False)
+    assert result.prompt_tokens > len(raw) + 5
+    messages = (ChatMessage("system", "Answer in one word."), ChatMessage("user", "Hi"))
+    chat = runner.run(engine.generate(ask(messages=messages, max_tokens=4, temperature=0)))
+    assert chat.prompt_tokens > 5
+
+
+def test_greedy_stream_equals_unary_and_seeds_reproduce(engine, runner) -> None:
+    greedy = ask("Name three colours.", max_tokens=20, temperature=0)
+    unary = runner.run(engine.generate(greedy))
+    chunks = runner.run(collect(engine, greedy))
+    assert "".join(c.delta for c in chunks) == unary.completions[0].text
+    assert chunks[-1].finish_reason == unary.completions[0].finish_reason
+    assert chunks[-1].prompt_tokens == unary.prompt_tokens
+    assert sum(c.token_count for c in chunks) == unary.completions[0].completion_tokens
+
+    sampled = ask("Tell me a story.", max_tokens=24, temperature=1.0, seed=7, n=2)
+    a = runner.run(engine.generate(sampled))
+    b = runner.run(engine.generate(sampled))
+    assert [c.text for c in a.completions] == [c.text for c in b.completions]
+    assert a.completions[0].text != a.completions[1].text  # seed + index per completion
+    other = runner.run(engine.generate(ask("Tell me a story.", max_tokens=24, temperature=1.0,
+                                           seed=8)))  # fmt: skip
+    assert other.completions[0].text != a.completions[0].text
+
+
+def test_stop_string_ends_the_completion_before_it(engine, runner) -> None:
+    full = runner.run(engine.generate(ask("Count from 1 to 20.", max_tokens=48, temperature=0)))
+    text = full.completions[0].text
+    assert len(text) >= 6
+    stop = text[3:6]
+    cut = runner.run(
+        engine.generate(ask("Count from 1 to 20.", max_tokens=48, temperature=0, stop=(stop,)))
+    )
+    assert cut.completions[0].finish_reason == FinishReason.STOP
+    assert cut.completions[0].text == text[: text.index(stop)]
+
+
+def test_cancelled_stream_frees_its_sequence_and_cells(engine, runner) -> None:
+    before = engine.stats()["cancelled_requests_total"]
+
+    async def read_two() -> None:
+        stream = engine.stream(ask("Write a long story.", max_tokens=200, ignore_eos=True))
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            if seen == 2:
+                assert engine.stats()["running_sequences"] == 1
+                assert engine.stats()["kv_cells_used"] > 0
+                break
+        await stream.aclose()
+
+    runner.run(read_two())
+
+    def freed() -> bool:
+        s = engine.stats()
+        return s["running_sequences"] == 0 and s["kv_cells_used"] == 0
+
+    deadline = time.monotonic() + 30
+    while not freed() and time.monotonic() < deadline:
+        runner.run(asyncio.sleep(0.02))  # polls a condition; the scheduler frees at its next step
+    assert freed()
+    assert engine.stats()["cancelled_requests_total"] == before + 1
+
+
+def test_expired_deadline_and_bad_prompts_fail_clearly(engine, runner) -> None:
+    with pytest.raises(DeadlineExceeded):
+        runner.run(engine.generate(ask("Hello", max_tokens=8, deadline=time.time() - 1)))
+    with pytest.raises(InvalidArgument) as err:
+        runner.run(engine.generate(ask("word " * 600, max_tokens=8)))
+    assert err.value.field == "prompt" and "512" in err.value.message
+    assert engine.stats()["running_sequences"] == 0
+
+
+def test_concurrent_requests_beyond_the_kv_cache_wait_and_all_finish(runner) -> None:
+    """A cache of 512 cells holds at most two of these 200-cell sequences at once: the rest
+    wait for cells instead of failing a decode, and every answer equals its greedy answer
+    alone."""
+    small = make_engine(runner, kv_cells=512, context_per_sequence=256)
+    try:
+        requests = [ask(f"Say the number {i}.", max_tokens=180, temperature=0) for i in range(5)]
+        alone = [runner.run(small.generate(r)).completions[0] for r in requests[:2]]
+
+        async def together() -> list[Any]:
+            return list(await asyncio.gather(*(small.generate(r) for r in requests)))
+
+        results = runner.run(together())
+        assert all(r.completions[0].finish_reason is not None for r in results)
+        assert all(r.completions[0].completion_tokens > 0 for r in results)
+        assert small.stats()["running_sequences"] == 0
+        assert small.stats()["kv_cells_used"] == 0
+        # Greedy answers do not depend on the company they ran in (allowing the rounding of
+        # batched kernels to move a late token: the first words must agree).
+        for a, b in zip(alone, results, strict=False):
+            assert b.completions[0].text[:20] == a.text[:20]
+    finally:
+        runner.run(small.stop())
