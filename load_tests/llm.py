@@ -58,6 +58,7 @@ PROMPTS = [
         "the last bookshop", "a dragon who is afraid of fire", "a village fair", "a comet",
     )
 ]  # fmt: skip
+CACHE_PROMPT = True  # prompt caches on (both servers' default); --no-prompt-cache: off in both
 SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-vllm")
 
 
@@ -69,10 +70,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def one_stream(client: Any, model: str, prompt: str, max_tokens: int) -> dict[str, float]:
+async def one_stream(base_url: str, model: str, prompt: str, max_tokens: int) -> dict[str, float]:
+    """One streamed chat completion on a connection of its own (llama-server closes kept-alive
+    connections after a stream, which a reused connection meets as a disconnect), so every
+    server pays the same connection setup."""
+    import openai
+
     t0 = time.perf_counter()
     first = None
     tokens = 0
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=900)
     stream = await client.chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": prompt}],
@@ -80,7 +87,9 @@ async def one_stream(client: Any, model: str, prompt: str, max_tokens: int) -> d
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
-        extra_body={"ignore_eos": True},
+        # every answer runs to max_tokens; cache_prompt is llama-server's prompt cache switch
+        # (on by default there; ours is the llamacpp engine's prefix_cache option)
+        extra_body={"ignore_eos": True, "cache_prompt": CACHE_PROMPT},
     )
     async for chunk in stream:
         if first is None and chunk.choices and chunk.choices[0].delta.content:
@@ -88,27 +97,25 @@ async def one_stream(client: Any, model: str, prompt: str, max_tokens: int) -> d
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
     end = time.perf_counter()
+    await client.close()
     ttft = (first or end) - t0
     return {"ttft": ttft, "tokens": tokens, "tpot": (end - t0 - ttft) / max(1, tokens - 1)}
 
 
 async def cell(base_url: str, model: str, concurrency: int, requests: int, max_tokens: int):
     """A closed loop of `concurrency` streams until `requests` have finished."""
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=900)
     todo = list(range(requests))
     results: list[dict[str, float]] = []
 
     async def worker() -> None:
         while todo:
             i = todo.pop()
-            results.append(await one_stream(client, model, PROMPTS[i % len(PROMPTS)], max_tokens))
+            prompt = PROMPTS[i % len(PROMPTS)]
+            results.append(await one_stream(base_url, model, prompt, max_tokens))
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds = time.perf_counter() - t0
-    await client.close()
     ttft = [r["ttft"] * 1000 for r in results]
     tpot = [r["tpot"] * 1000 for r in results]
     tokens = sum(r["tokens"] for r in results)
@@ -176,7 +183,8 @@ def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:
     spec["resources"] = {"num_cpus": 1, "torch_threads": threads}
     spec["limits"]["max_tokens"] = 512
     if engine == "llamacpp":
-        same = {"threads": threads, "context_per_sequence": CONTEXT, "kv_cells": MAX_SEQS * CONTEXT}
+        same = {"threads": threads, "context_per_sequence": CONTEXT,
+                "kv_cells": MAX_SEQS * CONTEXT, "prefix_cache": CACHE_PROMPT}  # fmt: skip
         spec["options"] = {**spec["options"], **same}
     elif engine == "transformers":
         spec.update(engine="transformers", weights=str(HF_DIR))
@@ -241,7 +249,8 @@ async def run_server(
 
 def table(result: dict[str, Any]) -> str:
     lines = [
-        f"Command: {heading(result['meta'])}; {result['threads']} thread(s) everywhere.",
+        f"Command: {heading(result['meta'])}; {result['threads']} thread(s) everywhere, prompt "
+        f"caches {'on' if result['prompt_cache'] else 'off'}.",
         "",
         "| server | max_tokens | c | tok/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | "
         "TPOT p99 ms |",
@@ -296,7 +305,9 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
             servers.append({"server": name, "skipped": start})
             continue
         servers.append(await run_server(name, start, cells))
-    result: dict[str, Any] = {"meta": meta, "threads": args.threads, "servers": servers}
+    result: dict[str, Any] = {
+        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT
+    }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
     return result
 
@@ -310,7 +321,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="requests per cell: this x concurrency, at least 4")  # fmt: skip
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated, from {', '.join(SERVERS)}")  # fmt: skip
+    p.add_argument("--no-prompt-cache", action="store_true",
+                   help="llama-server's prompt cache and the llamacpp engine's prefix cache "
+                   "off: every prompt computed in full")  # fmt: skip
     args = p.parse_args(argv)
+    global CACHE_PROMPT
+    CACHE_PROMPT = not args.no_prompt_cache
     args.servers = args.servers.split(",")
     command = "python -m load_tests.llm " + " ".join(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(main_async(args, command.strip()))

@@ -108,6 +108,13 @@ class LlamaCppTextOptions(ModelTextOptions):
         ge=0,
         description="Sampling temperature when a request sets none (0 = greedy).",
     )
+    prefix_cache: bool = Field(
+        True,
+        description="Keep a finished sequence's KV cells while its id is idle, and start a "
+        "prompt that begins with the same tokens (the chat template's system prompt, an "
+        "earlier turn of the conversation) from them instead of computing them again, as "
+        "llama-server's prompt cache does. Cached cells are evicted first when space is needed.",
+    )
     flash_attention: Literal["auto", "on", "off"] = Field(
         "auto", description="llama.cpp flash attention (auto: where the backend supports it)."
     )

@@ -88,10 +88,16 @@ class _Sequence:
     max_new_tokens: int
     seed: int
     sink: asyncio.Queue[TextChunk | BaseException]
+    # The request's first completion; n > 1: the others share its prompt's KV cells (copied
+    # with llama_memory_seq_cp once it is prefilled) and sample from its last prompt logits.
+    leader: _Sequence | None = None
+    siblings: list[_Sequence] = field(default_factory=list)
     enqueued: float = field(default_factory=time.perf_counter)
     seq_id: int = -1
+    reserved: int = 0  # KV cells counted for it while it runs
+    context: list[int] = field(default_factory=list)  # the tokens its KV cells hold, in order
     sampler: Any = None
-    fed: int = 0  # tokens in the KV cache, which is also the next position
+    fed: int = 0  # tokens in the KV cache (len(context)), which is also the next position
     next_token: int = -1  # sampled, not yet fed
     sampled: int = 0  # tokens sampled, end-of-generation included
     text: str = ""
@@ -104,8 +110,13 @@ class _Sequence:
 
     @property
     def cells(self) -> int:
-        """KV cells the sequence may need: reserved when it starts."""
-        return len(self.prompt) + self.max_new_tokens
+        """KV cells the sequence may need, reserved when it starts: its prompt (shared by its
+        siblings) and its own answer."""
+        return self.max_new_tokens + (len(self.prompt) if self.leader is None else 0)
+
+    @property
+    def group(self) -> list[_Sequence]:
+        return [self, *self.siblings]
 
 
 class LlamaCppTextEngine(TextEngine):
@@ -126,6 +137,7 @@ class LlamaCppTextEngine(TextEngine):
             "cancelled_requests_total": 0.0,
             "steps_total": 0.0,
             "prefill_tokens_total": 0.0,
+            "prefix_cache_hit_tokens_total": 0.0,
             "batch_occupancy_sum": 0.0,
         }
 
@@ -186,7 +198,10 @@ class LlamaCppTextEngine(TextEngine):
         self.max_context = min(self.max_context, self.kv_cells)
         self._memory = ll.llama_get_memory(self._ctx)
         self._batch = ll.llama_batch_init(opts.batch_tokens, 0, 1)
-        self._free_ids = list(range(self.max_sequences - 1, -1, -1))
+        # Free sequence ids, least recently used first, each with the tokens its KV cells still
+        # hold (the last sequence's prompt and answer: a prompt that starts the same way, the
+        # chat template's system prompt or an earlier turn, reuses them instead of prefilling).
+        self._idle: dict[int, list[int]] = {i: [] for i in range(self.max_sequences)}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
         template = ll.llama_model_chat_template(self._model, None)
@@ -210,14 +225,16 @@ class LlamaCppTextEngine(TextEngine):
 
     def stats(self) -> dict[str, float]:
         running = [s for s in self._running if not s.done]
+        cached = self.cached_cells()
         used = float(sum(s.fed for s in running))
         return {
             **self._counters,
             "running_sequences": float(len(running)),
             "waiting_sequences": float(sum(not s.done for s in [*self._waiting, *self._incoming])),
             "kv_cells_used": used,
+            "kv_cells_cached": float(cached),
             "kv_cells_total": float(self.kv_cells),
-            "kv_cache_usage": used / self.kv_cells,
+            "kv_cache_usage": (used + cached) / self.kv_cells,
         }
 
     async def check_health(self) -> None:
@@ -292,7 +309,10 @@ class LlamaCppTextEngine(TextEngine):
             _Sequence(request, i, prompt, max_new, (seed + i) % 2**32, relay.sink)
             for i in range(request.n)
         ]
-        self._counters["prompt_tokens_total"] += len(prompt) * len(seqs)
+        for s in seqs[1:]:
+            s.leader = seqs[0]
+        seqs[0].siblings = seqs[1:]
+        self._counters["prompt_tokens_total"] += len(prompt)
         with self._cond:
             self._incoming.extend(seqs)
             self._cond.notify()
@@ -331,7 +351,7 @@ class LlamaCppTextEngine(TextEngine):
                             s.done = True
                             out.append((s.sink, exc))
                     for s in list(self._running):
-                        self._retire(s)
+                        self._retire(s, clear=True)
                 if out:
                     self._loop.call_soon_threadsafe(self._deliver, out)
         except BaseException as exc:  # the engine is broken: health checks say so
@@ -361,28 +381,94 @@ class LlamaCppTextEngine(TextEngine):
         self._counters["steps_total"] += 1
         self._counters["batch_occupancy_sum"] += len(outputs)
         for s, row in outputs:
-            token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
-            self._accept(s, token, out)
+            if s.fed == len(s.prompt):  # just prefilled: its siblings start from its prompt
+                for sibling in s.siblings:
+                    if sibling.seq_id >= 0 and not sibling.done:
+                        self._ll.llama_memory_seq_cp(self._memory, s.seq_id, sibling.seq_id, -1, -1)
+                        sibling.fed, sibling.context = len(s.prompt), list(s.context)
+                        self._sample(sibling, row, out)
+            self._sample(s, row, out)
+
+    def _sample(self, s: _Sequence, row: int, out: Delivery) -> None:
+        token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
+        self._accept(s, token, out)
 
     def _admit(self) -> None:
-        """Starts waiting sequences, in order, while an id and their KV cells are free."""
-        while self._waiting and self._free_ids:
-            s = self._waiting[0]
-            if self._reserved + s.cells > self.kv_cells and self._running:
+        """Starts waiting requests (all n completions together), in order, while sequence ids
+        and their KV cells are free. The first completion takes the idle id whose cached tokens
+        share the longest prefix with its prompt; cached cells are evicted, least recently used
+        first, when the cells a request reserves would not fit beside them."""
+        while self._waiting:
+            group = self._waiting[0].group
+            if len(group) > len(self._idle):
                 return
-            self._waiting.popleft()
-            s.seq_id = self._free_ids.pop()
-            s.sampler = self._sampler(s)
-            self._reserved += s.cells
-            self._running.append(s)
-            self.observer.queue_wait(time.perf_counter() - s.enqueued)
+            leader = group[0]
+            reuse, keep = self._best_prefix(leader.prompt)
+            ids = [reuse] if reuse is not None else []
+            ids += [i for i in self._idle if i != reuse][: len(group) - len(ids)]
+            # cached cells of the ids it takes become its own (kept) or are cleared
+            cells = sum(s.cells for s in group) - sum(len(self._idle[i]) for i in ids)
+            if not self._make_room(cells, ids) and self._running:
+                return
+            for s, seq_id in zip(group, ids, strict=True):
+                self._waiting.popleft()
+                cached = self._idle.pop(seq_id)
+                kept = keep if seq_id == reuse else 0
+                if len(cached) > kept:
+                    self._ll.llama_memory_seq_rm(self._memory, seq_id, kept, -1)
+                s.seq_id, s.fed, s.context = seq_id, kept, cached[:kept]
+                self._counters["prefix_cache_hit_tokens_total"] += kept
+                s.sampler = self._sampler(s)
+                s.reserved = s.cells
+                self._reserved += s.reserved
+                self._running.append(s)
+                self.observer.queue_wait(time.perf_counter() - s.enqueued)
 
-    def _retire(self, s: _Sequence) -> None:
-        self._ll.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+    def _best_prefix(self, prompt: list[int]) -> tuple[int | None, int]:
+        """The idle id whose cached tokens share the longest prefix with `prompt`, and how many
+        of them to keep (at least one prompt token is left to compute its logits)."""
+        if not self.options.prefix_cache:
+            return None, 0
+        best, best_len = None, 0
+        for seq_id, cached in self._idle.items():
+            n = 0
+            for a, b in zip(cached, prompt, strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n > best_len:
+                best, best_len = seq_id, n
+        return best, min(best_len, len(prompt) - 1)
+
+    def cached_cells(self) -> int:
+        return sum(len(cached) for cached in self._idle.values())
+
+    def _make_room(self, cells: int, keep_ids: list[int]) -> bool:
+        """Evicts idle ids' cached tokens (least recently used first, never `keep_ids`) until
+        `cells` more fit beside the running sequences' reservations and the cache."""
+        for seq_id, cached in self._idle.items():
+            if self._reserved + self.cached_cells() + cells <= self.kv_cells:
+                return True
+            if cached and seq_id not in keep_ids:
+                self._ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+                self._idle[seq_id] = []
+        return self._reserved + self.cached_cells() + cells <= self.kv_cells
+
+    def _retire(self, s: _Sequence, clear: bool = False) -> None:
+        """Ends a sequence: its id is idle again, its cells kept as a prompt cache (cleared
+        when `clear`, after a failed step, or with prefix_cache off)."""
         self._ll.llama_sampler_free(s.sampler)
-        self._free_ids.append(s.seq_id)
-        self._reserved -= s.cells
         self._running.remove(s)
+        if clear or not self.options.prefix_cache:
+            self._ll.llama_memory_seq_rm(self._memory, s.seq_id, -1, -1)
+            s.context = []
+        self._idle[s.seq_id] = s.context  # now the most recently used
+        family = (s.leader or s).group
+        heir = next((x for x in family if x is not s and x in self._running), None)
+        if heir is not None and s.reserved > s.max_new_tokens:  # it held the shared prompt
+            heir.reserved += len(s.prompt)  # whose cells live on in the siblings
+            s.reserved -= len(s.prompt)
+        self._reserved -= s.reserved
 
     def _sampler(self, s: _Sequence) -> Any:
         ll, r = self._ll, s.request
@@ -414,15 +500,16 @@ class LlamaCppTextEngine(TextEngine):
             b.token[n], b.pos[n], b.n_seq_id[n] = token, s.fed, 1
             b.seq_id[n][0], b.logits[n] = s.seq_id, logits
             s.fed += 1
+            s.context.append(token)
             if logits:
                 outputs.append((s, n))
             n += 1
 
         for s in self._running:
-            if s.fed >= len(s.prompt):
+            if s.fed >= len(s.prompt) and s.sampled:
                 add(s, s.next_token, True)
         for s in self._running:
-            if s.fed < len(s.prompt) and n < budget:
+            if s.fed < len(s.prompt) and s.leader is None and n < budget:
                 take = min(len(s.prompt) - s.fed, budget - n)
                 self._counters["prefill_tokens_total"] += take
                 for token in s.prompt[s.fed : s.fed + take]:

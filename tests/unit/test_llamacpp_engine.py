@@ -166,3 +166,40 @@ def test_concurrent_requests_beyond_the_kv_cache_wait_and_all_finish(runner) -> 
             assert b.completions[0].text[:20] == a.text[:20]
     finally:
         runner.run(small.stop())
+
+
+def test_a_repeated_prefix_is_reused_and_answers_do_not_change(engine, runner) -> None:
+    """The chat template's system prompt is the same for every request: a second request
+    starts from the cells the first left (counted as prefix-cache hits), and its greedy answer
+    equals the answer of an engine with the cache off."""
+    hits = engine.stats()["prefix_cache_hit_tokens_total"]
+    first = runner.run(engine.generate(ask("Name a fruit.", max_tokens=16, temperature=0)))
+    second = runner.run(engine.generate(ask("Name a fruit.", max_tokens=16, temperature=0)))
+    reused = engine.stats()["prefix_cache_hit_tokens_total"] - hits
+    assert reused >= first.prompt_tokens - 1  # the whole prompt but the token it recomputes
+    assert second.completions[0].text == first.completions[0].text
+    assert engine.stats()["kv_cells_cached"] > 0
+    plain = make_engine(runner, prefix_cache=False)
+    try:
+        cold = runner.run(plain.generate(ask("Name a fruit.", max_tokens=16, temperature=0)))
+        assert plain.stats()["prefix_cache_hit_tokens_total"] == 0
+        assert plain.stats()["kv_cells_cached"] == 0
+    finally:
+        runner.run(plain.stop())
+    assert cold.completions[0].text == first.completions[0].text
+
+
+def test_n_completions_share_one_prefill(engine, runner) -> None:
+    prefilled = engine.stats()["prefill_tokens_total"]
+    hits = engine.stats()["prefix_cache_hit_tokens_total"]
+    result = runner.run(
+        engine.generate(
+            ask("Invent a name for a ship.", max_tokens=12, temperature=1.0, seed=3, n=3)
+        )  # fmt: skip
+    )
+    computed = engine.stats()["prefill_tokens_total"] - prefilled
+    reused = engine.stats()["prefix_cache_hit_tokens_total"] - hits
+    assert computed + reused == result.prompt_tokens  # once, not three times
+    assert [c.index for c in result.completions] == [0, 1, 2]
+    assert len({c.text for c in result.completions}) == 3
+    assert all(c.completion_tokens > 0 for c in result.completions)
