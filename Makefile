@@ -7,7 +7,7 @@ CONFIG ?= configs/local.yaml
 PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
-.PHONY: up test venv protos lint typecheck unit integration test-cluster assets demo-models eval bench clean
+.PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets demo-models eval bench clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -49,6 +49,11 @@ unit: $(STAMP)
 
 integration: $(STAMP) assets
 	$(PY) -m pytest -q tests -m "integration"
+
+# The playground page in a real browser (Debian's chromium driven by Playwright; skipped with
+# the reason where no browser can be had): tests/browser, also part of `make test`.
+browser: $(STAMP)
+	$(PY) -m pytest -q -ra tests/browser
 
 # A Ray cluster of three nodes on this machine (head with no CPUs, two workers), `aigc up
 # --address` on it: replica placement, autoscaling, losing a worker under load (tests/cluster).
