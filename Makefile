@@ -7,11 +7,11 @@ CONFIG ?= configs/local.yaml
 PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
-.PHONY: up test venv protos lint typecheck unit integration test-cluster assets assets-transformers \
-	demo-models eval bench bench-llm llama-server clean
+.PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets \
+	assets-transformers demo-models eval bench bench-llm llama-server clean
 
 # The virtualenv is (re)built whenever pyproject.toml changes. llama-cpp-python compiles
-# llama.cpp for this CPU once per machine (~7 min), cached outside the clone
+# llama.cpp for this CPU once per machine (~5 min on 2 cores), cached outside the clone
 # (scripts/native_builds.py, $$AIGC_CACHE or ~/.cache/aigc-serve); later venvs, fresh clones
 # and CI install that wheel (--only-binary: never a silent rebuild).
 $(STAMP): pyproject.toml scripts/native_builds.py
@@ -60,6 +60,11 @@ unit: $(STAMP)
 
 integration: $(STAMP) assets
 	$(PY) -m pytest -q tests -m "integration"
+
+# The playground page in a real browser (Debian's chromium driven by Playwright; skipped with
+# the reason where no browser can be had): tests/browser, also part of `make test`.
+browser: $(STAMP)
+	$(PY) -m pytest -q -ra tests/browser
 
 # A Ray cluster of three nodes on this machine (head with no CPUs, two workers), `aigc up
 # --address` on it: replica placement, autoscaling, losing a worker under load (tests/cluster).

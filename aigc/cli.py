@@ -86,6 +86,9 @@ def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
             say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
             say(f"ray metrics      {stack.ray_metrics_url}")
             say(f"ray cluster      {stack.cluster_description}")
+            if gw.http_port is not None:
+                scheme = "https" if stack.config.gateway.security.tls else "http"
+                say(f"playground   {scheme}://{host}:{gw.http_port}/  (open it in a browser)")
             say(f"ready; Ctrl-C stops {stack.stops}")
             await stop.wait()
             say("stopping: draining in-flight requests")

@@ -81,18 +81,22 @@ class Authenticator:
                 found = name
         return found
 
+    def identify(self, authorization: str | None) -> str:
+        """The caller's name; raises Unauthenticated. No rate limit (see `check`)."""
+        if not self.keys:
+            return ANONYMOUS
+        who = self.who(authorization)
+        if who is None:
+            reason = "missing" if not authorization else "invalid"
+            raise Unauthenticated(
+                f"{reason} API key: send 'authorization: Bearer <key>'",
+                reason="unauthenticated",
+            )
+        return who
+
     def check(self, authorization: str | None) -> str:
         """The caller's name; raises Unauthenticated, or Overloaded past the caller's rate."""
-        caller = ANONYMOUS
-        if self.keys:
-            who = self.who(authorization)
-            if who is None:
-                reason = "missing" if not authorization else "invalid"
-                raise Unauthenticated(
-                    f"{reason} API key: send 'authorization: Bearer <key>'",
-                    reason="unauthenticated",
-                )
-            caller = who
+        caller = self.identify(authorization)
         if self.rate:
             bucket = self.buckets.setdefault(caller, TokenBucket(self.rate, self.burst))
             wait = bucket.take()

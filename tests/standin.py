@@ -15,9 +15,13 @@ from typing import Any
 
 from aigc.config import AigcConfig, Modality, ModelConfig, parse_config
 from aigc.registry import engine_class
+from gateway.auth import Authenticator
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
+from gateway.openai_api.app import OpenAIApi
 from gateway.router import ModelRouter
+from gateway.server import http_server
+from tests.conftest import LoopThread
 
 
 class StandInResponse:
@@ -192,3 +196,46 @@ async def counted_cancel(engine: Any, before: float, steps: int = 1000) -> bool:
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+class HttpFront:
+    """The OpenAI HTTP front end on uvicorn over a stand-in data plane (echo models), on its
+    own loop thread."""
+
+    def __init__(self, **gateway: Any) -> None:
+        self.loop = LoopThread()
+        self.config = echo_config(**gateway)
+        self.plane, self.handles = self.loop.run(standin_plane(self.config))
+        api = OpenAIApi(
+            self.config, self.plane, Authenticator(self.config.gateway.security), lambda: True
+        )
+        self.server = http_server(api.app(), "127.0.0.1", 0, None)
+        self.loop.run(self._start())
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> None:
+        self.task = asyncio.ensure_future(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    def client(self, **kw: Any) -> Any:
+        import openai
+
+        return openai.OpenAI(
+            base_url=self.base + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, **kw
+        )
+
+    def close(self) -> None:
+        self.server.should_exit = True
+
+        async def stopped() -> None:
+            await self.task
+
+        self.loop.run(stopped(), timeout=30)
+        self.loop.close()
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.plane.metrics.registry.get_sample_value(name, labels) or 0.0

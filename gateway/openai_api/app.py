@@ -19,24 +19,26 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from aigc.config import AigcConfig, Modality
+from aigc.config import AigcConfig, Modality, ModelConfig
 from gateway.auth import Authenticator
 from gateway.dataplane import Call, DataPlane
 from gateway.errors import Failure, client_failure
-from gateway.openai_api import convert
+from gateway.openai_api import convert, page
 from gateway.openai_api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     ImageGenerationRequest,
     SpeechRequest,
 )
+from gateway.router import ModelState
 from services.errors import AigcError, InvalidArgument
 from services.types import TextChunk, TextRequest
 
@@ -174,7 +176,7 @@ class OpenAIApi:
         self.created = int(time.time())
 
     # ---- plumbing ------------------------------------------------------------------------
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         post = ["POST"]
         return [
             Route("/v1/models", self.list_models, methods=["GET"]),
@@ -190,6 +192,8 @@ class OpenAIApi:
             Route("/readyz", self.readiness, methods=["GET"]),
             Route("/health", self.readiness, methods=["GET"]),
             Route("/livez", self.liveness, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+            *page.routes(),
         ]
 
     def app(self) -> Starlette:
@@ -303,7 +307,7 @@ class OpenAIApi:
     def _model_entries(self) -> list[dict[str, Any]]:
         out = []
         for view in self.plane.models():
-            m = view.config
+            m, st = view.config, view.state
             for served in (m.name, *m.aliases):
                 out.append(
                     {
@@ -313,9 +317,20 @@ class OpenAIApi:
                         "owned_by": "aigc-serve",
                         "root": m.name,
                         "modality": m.modality.value,
-                        "ready": view.state.ready,
+                        "ready": st.ready,
                         "default": view.default,
-                        **{k: view.state.info[k] for k in _INFO_KEYS if view.state.info.get(k)},
+                        # What a playground or dashboard shows; OpenAI clients ignore these.
+                        "state": model_state(st),
+                        "engine": m.engine,
+                        "description": m.description,
+                        "replicas": {
+                            "running": st.running_replicas,
+                            "starting": st.starting_replicas,
+                            "min": m.scaling.min_replicas,
+                            "max": m.scaling.max_replicas,
+                        },
+                        "limits": _limits(m),
+                        **{k: st.info[k] for k in _INFO_KEYS if st.info.get(k)},
                     }
                 )
         return out
@@ -345,6 +360,19 @@ class OpenAIApi:
 
     async def liveness(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        """The metrics port's exposition (same registry), for pages served from this port.
+        Behind the API keys when they are on; per-key rate limits do not apply (a dashboard
+        that polls must not spend the caller's request budget)."""
+        try:
+            self.auth.identify(request.headers.get("authorization"))
+        except AigcError as exc:
+            self.plane.metrics.rejected.labels("unauthenticated", PROTOCOL).inc()
+            rid = self._request_id(request)
+            return error_response(client_failure(exc, rid), rid)
+        body = generate_latest(self.plane.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     # ---- text ----------------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
@@ -479,6 +507,24 @@ def _parse(model: type[B], data: dict[str, Any]) -> B:
 
 # What /v1/models adds to OpenAI's fields (as vLLM adds root and max_model_len).
 _INFO_KEYS = ("labels", "voices", "image_size")
+
+
+def model_state(st: ModelState) -> str:
+    """ready: serving; starting: no replica serves yet but one is starting; unavailable."""
+    if st.ready:
+        return "ready"
+    return "starting" if st.starting_replicas else "unavailable"
+
+
+def _limits(m: ModelConfig) -> dict[str, int]:
+    """The request limits of the model's modality (a request past one is refused with 400)."""
+    lim = m.limits
+    if m.modality == Modality.TEXT:
+        return {"max_tokens": lim.max_tokens, "max_n": lim.max_n}
+    if m.modality == Modality.IMAGE:
+        return {"max_images": lim.max_images}
+    return {"max_text_chars": lim.max_text_chars}
+
 
 # pydantic names union members in error locations (e.g. 'str', 'list[str]'); not fields
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after"}

@@ -3,7 +3,6 @@ plane over stand-in handles (tests/standin.py) that run the real echo engines in
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -17,52 +16,11 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.auth import Authenticator
-from gateway.openai_api.app import OpenAIApi
-from gateway.server import http_server
 from services.image.encode import decode_png
-from tests.conftest import LoopThread
-from tests.standin import counted_cancel, echo_config, settle, standin_plane
+from tests.standin import HttpFront as Front
+from tests.standin import counted_cancel, settle
 
 KEY = "k" * 24
-
-
-class Front:
-    def __init__(self, **gateway: Any) -> None:
-        self.loop = LoopThread()
-        self.config = echo_config(**gateway)
-        self.plane, self.handles = self.loop.run(standin_plane(self.config))
-        api = OpenAIApi(
-            self.config, self.plane, Authenticator(self.config.gateway.security), lambda: True
-        )
-        self.server = http_server(api.app(), "127.0.0.1", 0, None)
-        self.loop.run(self._start())
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    async def _start(self) -> None:
-        self.task = asyncio.ensure_future(self.server.serve())
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-            await asyncio.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-
-    def client(self, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=self.base + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, **kw
-        )
-
-    def close(self) -> None:
-        self.server.should_exit = True
-
-        async def stopped() -> None:
-            await self.task
-
-        self.loop.run(stopped(), timeout=30)
-        self.loop.close()
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.plane.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture(scope="module")
