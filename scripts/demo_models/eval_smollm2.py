@@ -334,7 +334,7 @@ def questions_part(
         )
         report["in_process_transformers"] = {**score(spec, answers), "seconds": round(seconds, 1)}
         report["in_process_transformers"]["answers"] = answers
-        report["in_process_transformers"]["weights"] = str(args.compare.relative_to(REPO))
+        report["in_process_transformers"]["weights"] = str(args.compare)
         if "in_process" in report:
             pairs = zip(report["in_process"]["answers"], answers, strict=True)
             report["transformers_equals_in_process"] = sum(a == b for a, b in pairs)

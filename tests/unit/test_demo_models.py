@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,10 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 FORTUNE = MODELS / "fortune"
 FACES = MODELS / "faces"
 SMOLLM2 = MODELS / "smollm2"
-FETCHED = (FACES, SMOLLM2, MODELS / "smollm2.partial")  # `make assets`, gitignored
+SMOLLM2_GGUF = MODELS / "smollm2-gguf"
+FETCHED = (  # `make assets` and `make assets-transformers`, gitignored
+    FACES, SMOLLM2, SMOLLM2_GGUF, MODELS / "smollm2.partial", MODELS / "smollm2-gguf.partial",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -151,16 +155,32 @@ def test_committed_models_stay_small() -> None:
 
 def _smollm2() -> Path:
     if not (SMOLLM2 / "source.json").exists():
-        pytest.skip("models/smollm2/ missing: run `make assets`")
+        pytest.skip("models/smollm2/ (the transformers conversion) missing: run "
+                    "`make assets-transformers`")  # fmt: skip
     return SMOLLM2
 
 
-def test_smollm2_records_its_pinned_source() -> None:
+def _fetch_smollm2() -> object:
     import sys
 
     sys.path.insert(0, str(MODELS.parent / "scripts" / "demo_models"))
     import fetch_smollm2
 
+    return fetch_smollm2
+
+
+def test_smollm2_gguf_records_its_pinned_source() -> None:
+    fetch_smollm2: Any = _fetch_smollm2()
+    if not (SMOLLM2_GGUF / "source.json").exists():
+        pytest.skip("models/smollm2-gguf/ missing: run `make assets`")
+    record = json.loads((SMOLLM2_GGUF / "source.json").read_text())
+    assert record["wheel_sha256"] == fetch_smollm2.WHEEL_SHA256
+    assert record["license"].startswith("Apache-2.0")
+    assert fetch_smollm2.gguf_up_to_date(SMOLLM2_GGUF)  # the file's hash matches the record
+
+
+def test_smollm2_records_its_pinned_source() -> None:
+    fetch_smollm2: Any = _fetch_smollm2()
     record = json.loads((_smollm2() / "source.json").read_text())
     assert record["wheel_sha256"] == fetch_smollm2.WHEEL_SHA256
     assert record["version"] == "0.1.2" and record["license"].startswith("Apache-2.0")

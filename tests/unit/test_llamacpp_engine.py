@@ -192,11 +192,8 @@ def test_a_repeated_prefix_is_reused_and_answers_do_not_change(engine, runner) -
 def test_n_completions_share_one_prefill(engine, runner) -> None:
     prefilled = engine.stats()["prefill_tokens_total"]
     hits = engine.stats()["prefix_cache_hit_tokens_total"]
-    result = runner.run(
-        engine.generate(
-            ask("Invent a name for a ship.", max_tokens=12, temperature=1.0, seed=3, n=3)
-        )  # fmt: skip
-    )
+    ship = ask("Invent a name for a ship.", max_tokens=12, temperature=1.0, seed=3, n=3)
+    result = runner.run(engine.generate(ship))
     computed = engine.stats()["prefill_tokens_total"] - prefilled
     reused = engine.stats()["prefix_cache_hit_tokens_total"] - hits
     assert computed + reused == result.prompt_tokens  # once, not three times
