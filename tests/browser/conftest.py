@@ -35,8 +35,11 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(f"browser tests skipped: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API runs an asyncio loop on the main thread while it is
+    open, and every later test that runs its own loop (asyncio.run) or calls a Ray handle
+    synchronously would fail inside it; the browser closes with its module."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

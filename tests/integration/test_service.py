@@ -47,7 +47,10 @@ def test_list_models_reports_every_model(client):
         return all(m.ready and m.device for m in client.list_models().models)
 
     assert wait_until(described, timeout_s=120)
+    from tests.tiny_models import SMOLLM2_GGUF
+
     models = {m.name: m for m in client.list_models().models}
+    gguf = {"gguf"} if SMOLLM2_GGUF.is_dir() else set()
     assert set(models) == {
         "tiny",
         "echo-text",
@@ -56,6 +59,7 @@ def test_list_models_reports_every_model(client):
         "echo-image",
         "speech",
         "echo-audio",
+        *gguf,
     }
     assert all(m.ready for m in models.values())
     assert models["tiny"].modality == common_pb2.MODALITY_TEXT and models["tiny"].default
@@ -65,6 +69,8 @@ def test_list_models_reports_every_model(client):
     assert list(models["shapes"].labels) == ["circle", "square", "triangle"]
     assert "heart" in models["speech"].voices
     assert models["speech"].license == "Apache-2.0"
+    if gguf:
+        assert models["gguf"].engine == "llamacpp" and models["gguf"].parameters > 100_000_000
 
 
 def test_cli_commands(target, tmp_path, capsys):
