@@ -55,8 +55,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The fast tier: no Ray stack, no cluster, no slow subprocess.
 unit: $(STAMP)
-	$(PY) -m pytest -q tests -m "not integration"
+	$(PY) -m pytest -q tests/unit -m "not integration and not slow and not cluster"
 
 integration: $(STAMP) assets
 	$(PY) -m pytest -q tests -m "integration"

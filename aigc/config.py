@@ -151,12 +151,14 @@ class AdmissionConfig(_Strict):
     )
     max_queue_wait_s: Annotated[float, Field(gt=0)] | Literal["one_batch"] | None = Field(
         None,
-        description="Opt-in cap on the estimated wait for admission: longer waits are refused "
-        "at once even when the deadline would be met. A number of seconds, or one_batch: the "
-        "time the model takes to drain one batch (the in-flight bound already holds the next "
-        "batch, so a longer queue adds latency, not throughput; before the first completion "
-        "nothing queues). Default: no cap; a request is refused only when its estimated "
-        "completion exceeds its deadline (default_deadline_s when it names none).",
+        description="Cap on the estimated wait for admission: longer waits are refused at once "
+        "even when the deadline would be met. A number of seconds, or one_batch: the time the "
+        "model takes to drain one batch (the in-flight bound already holds the next batch, so "
+        "a longer queue adds latency, not throughput; before the first completion nothing "
+        "queues), for every request. Default: one_batch for requests that name a deadline "
+        "shorter than default_deadline_s (the estimate's error grows with the queue and a short "
+        "deadline has no slack for it), no cap for the others: a request that names no "
+        "deadline, or a longer one, is refused only when its estimated completion passes it.",
     )
     batch_reserve: float = Field(
         0.25,

@@ -60,10 +60,13 @@ class TokenBucket:
 class Authenticator:
     """Who is calling (by key name) and whether they are within their rate."""
 
-    def __init__(self, security: SecurityConfig) -> None:
+    def __init__(
+        self, security: SecurityConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.keys = load_keys(security) if security.auth_enabled else {}
         self.rate = security.rate_limit_per_s
         self.burst = security.rate_limit_burst
+        self.clock = clock  # the rate buckets' clock (tests pass their own)
         self.buckets: dict[str, TokenBucket] = {}
 
     @property
@@ -98,7 +101,9 @@ class Authenticator:
         """The caller's name; raises Unauthenticated, or Overloaded past the caller's rate."""
         caller = self.identify(authorization)
         if self.rate:
-            bucket = self.buckets.setdefault(caller, TokenBucket(self.rate, self.burst))
+            bucket = self.buckets.get(caller)
+            if bucket is None:
+                bucket = self.buckets[caller] = TokenBucket(self.rate, self.burst, self.clock)
             wait = bucket.take()
             if wait:
                 raise Overloaded(

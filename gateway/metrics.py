@@ -1,10 +1,10 @@
 """Gateway metrics (prometheus-client), served on their own HTTP port at /metrics.
 
-Names and meanings follow DESIGN.md and vLLM's definitions: TTFT is the time from request
-arrival to the first streamed token, ITL the gap between consecutive streamed chunks, TPOT
-(e2e - TTFT) / (output tokens - 1). Label values come from config only: a request for an unknown
-model is counted under model="unknown", so series stay bounded; `protocol` is grpc or http and
-`code` a google.rpc.Code name for both front ends.
+Names and meanings follow the README's Metrics table and vLLM's definitions: TTFT is the time
+from request arrival to the first streamed token, ITL the gap between consecutive streamed
+chunks, TPOT (e2e - TTFT) / (output tokens - 1). Label values come from config only: a request
+for an unknown model is counted under model="unknown", so series stay bounded; `protocol` is
+grpc or http and `code` a google.rpc.Code name for both front ends.
 """
 
 from __future__ import annotations

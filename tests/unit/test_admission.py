@@ -133,7 +133,9 @@ def test_prior_bound_comes_from_batching_and_replicas():
     # Continuous batching: a finished sequence's slot is refilled at once, so the gate's queue
     # drains one request at a time (its wait limit is one request's drain, not a batch's).
     assert gate.batch_size == 1
-    assert gate.queue_wait_limit() is None  # no cap unless configured: deadlines decide
+    assert gate.queue_wait_limit() is None  # no deadline named: the estimate alone decides
+    assert gate.queue_wait_limit(600.0) is None  # a longer one than the default: the same
+    assert gate.queue_wait_limit(10.0) == 0  # a short one: one batch (none before a sample)
     gate.max_queue_wait_s = "one_batch"
     assert gate.queue_wait_limit() == 0  # nothing queues before the first completion
     gate.samples = 1

@@ -43,21 +43,40 @@ def test_bearer_header_identifies_the_key_name(tmp_path):
         auth.check("Bearer " + "c" * 32)
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_rate_limit_is_per_key_with_a_retry_hint(tmp_path):
     f = tmp_path / "keys.yaml"
     f.write_text(f"alice: {KEY_A}\nbob: {KEY_B}\n")
+    clock = FakeClock()
     auth = Authenticator(
-        SecurityConfig(api_keys_file=str(f), rate_limit_per_s=0.5, rate_limit_burst=1)
+        SecurityConfig(api_keys_file=str(f), rate_limit_per_s=0.5, rate_limit_burst=1), clock
     )
     assert auth.check(f"Bearer {KEY_A}") == "alice"
     with pytest.raises(Overloaded) as err:
         auth.check(f"Bearer {KEY_A}")
-    assert 0 < err.value.details["retry_after_s"] <= 2.0
+    assert err.value.details["retry_after_s"] == pytest.approx(2.0)  # one token at 0.5/s
     assert auth.check(f"Bearer {KEY_B}") == "bob"  # another key has its own bucket
+    clock.now += 1.5
+    with pytest.raises(Overloaded) as err:
+        auth.check(f"Bearer {KEY_A}")
+    assert err.value.details["retry_after_s"] == pytest.approx(0.5)
+    clock.now += 0.5
+    assert auth.check(f"Bearer {KEY_A}") == "alice"  # refilled exactly when it said
 
 
 def test_token_bucket_allows_burst_then_asks_to_wait():
-    bucket = TokenBucket(rate=1.0, burst=3)
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1.0, burst=3, clock=clock)
     assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = bucket.take()
-    assert 0 < wait <= 1.0
+    assert bucket.take() == pytest.approx(1.0)
+    clock.now += 0.25
+    assert bucket.take() == pytest.approx(0.75)
+    clock.now += 10  # refills to the burst, never beyond
+    assert [bucket.take() for _ in range(4)] == [0.0, 0.0, 0.0, pytest.approx(1.0)]

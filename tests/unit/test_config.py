@@ -154,6 +154,14 @@ def test_max_replicas_per_node_reaches_serve():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
-    cfg = load_config(path)
+    from aigc.registry import ENGINES
+
+    cfg = load_config(path)  # raises naming the field when anything is off
+    assert cfg.models, "a config serves at least one model"
     for modality in cfg.modalities():
-        assert cfg.default_model(modality) is not None
+        marked = [m.name for m in cfg.models_of(modality) if m.default]
+        assert len(marked) <= 1, f"{modality}: more than one default model: {marked}"
+    for m in cfg.models:
+        assert m.engine in ENGINES[m.modality.value], (m.name, m.engine)
+    served = [n for m in cfg.models for n in (m.name, *m.aliases)]
+    assert len(served) == len(set(served)), "a name or alias is served twice"
