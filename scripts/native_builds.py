@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "demo_models"))
+from wheels import sha256
+
 VERSION = "0.3.36"
 SDIST = f"llama_cpp_python-{VERSION}.tar.gz"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
@@ -67,14 +70,6 @@ def machine_key() -> str:
     features = ",".join(f for f in CPU_FLAGS if f in flags)
     digest = hashlib.sha256(f"{platform.machine()} {features}".encode()).hexdigest()[:10]
     return f"{tag}-{platform.machine()}-{digest}"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_sdist(dest: Path) -> Path:

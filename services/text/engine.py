@@ -142,3 +142,22 @@ def releasable(text: str, stops: tuple[str, ...], emitted: int) -> int:
     if text.endswith("\ufffd"):  # an incomplete UTF-8 character
         end = min(end, len(text) - 1)
     return end
+
+
+def checked_prompt(ids: list[int], max_context: int, model: str) -> list[int]:
+    """A prompt's tokens, refused when empty or when they leave no room to generate."""
+    if not ids:
+        raise InvalidArgument("prompt encodes to no tokens", field="prompt")
+    if len(ids) >= max_context:
+        raise InvalidArgument(
+            f"prompt is {len(ids)} tokens; model {model!r} holds {max_context} tokens "
+            f"(prompt and answer) per sequence",
+            field="prompt",
+        )
+    return ids
+
+
+def answer_budget(request: TextRequest, default_max_tokens: int, room: int) -> int:
+    """Tokens a completion may generate: what the request asked for (else the engine's
+    default), at most what the context leaves after the prompt."""
+    return min(request.max_tokens or default_max_tokens, room)

@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from aigc.config import ModelConfig
-from services.errors import DeadlineExceeded, InvalidArgument
+from services.errors import DeadlineExceeded
 from services.options import LlamaCppTextOptions
 from services.text.engine import (
     Relay,
     TextEngine,
+    answer_budget,
     check_prompt_format,
+    checked_prompt,
     cut_at_stop,
     prompt_text,
     releasable,
@@ -286,22 +288,13 @@ class LlamaCppTextEngine(TextEngine):
             ids = self._tokenize(templated, add_special=False)
         else:
             ids = self._tokenize(request.prompt or "", add_special=self.add_bos)
-        if not ids:
-            raise InvalidArgument("prompt encodes to no tokens", field="prompt")
-        if len(ids) >= self.max_context:
-            raise InvalidArgument(
-                f"prompt is {len(ids)} tokens; model {self.config.name!r} holds "
-                f"{self.max_context} tokens per sequence in total",
-                field="prompt",
-            )
-        return ids
+        return checked_prompt(ids, self.max_context, self.config.name)
 
     # ---- requests (event loop) -----------------------------------------------------------
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt = self._prompt_ids(request)
-        max_new = min(
-            request.max_tokens or self.options.default_max_tokens,
-            self.max_context - len(prompt),
+        max_new = answer_budget(
+            request, self.options.default_max_tokens, self.max_context - len(prompt)
         )
         seed = request.seed if request.seed is not None else random.getrandbits(32)
         relay = Relay(request.n)

@@ -22,12 +22,14 @@ from typing import Any
 import torch
 
 from services.engine import resolve_dtype
-from services.errors import DeadlineExceeded, InvalidArgument
+from services.errors import DeadlineExceeded
 from services.options import TransformersTextOptions
 from services.text.engine import (
     Relay,
     TextEngine,
+    answer_budget,
     check_prompt_format,
+    checked_prompt,
     cut_at_stop,
     prompt_text,
     releasable,
@@ -170,21 +172,12 @@ class TransformersTextEngine(TextEngine):
             bos = self.tokenizer.bos_token_id
             if opts.add_bos_token and bos is not None and (not ids or ids[0] != bos):
                 ids.insert(0, bos)
-        if not ids:
-            raise InvalidArgument("prompt encodes to no tokens", field="prompt")
-        if len(ids) >= self.max_context:
-            raise InvalidArgument(
-                f"prompt is {len(ids)} tokens; model {self.config.name!r} holds "
-                f"{self.max_context} tokens in total",
-                field="prompt",
-            )
-        return ids
+        return checked_prompt(ids, self.max_context, self.config.name)
 
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt_ids = self._prompt_ids(request)
-        max_new = min(
-            request.max_tokens or self.options.default_max_tokens,
-            self.max_context - len(prompt_ids),
+        max_new = answer_budget(
+            request, self.options.default_max_tokens, self.max_context - len(prompt_ids)
         )
         relay = Relay(request.n)
         seed = request.seed if request.seed is not None else int(torch.seed() % (2**63))
