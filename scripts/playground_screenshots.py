@@ -22,7 +22,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1100, "height": 680}
-QUESTION = "What is the capital of France?"
+QUESTION = "What is the capital of Japan?"
 FOLLOW_UP = "What is the capital of Kenya?"
 PROMPT = "A computer is"
 SPEECH = "Hello there! Each sentence plays as soon as it is made. This one follows the first."
