@@ -63,6 +63,8 @@ SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-v
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: an observed value (a cell has 4-32 samples; load_tests.summary's
+    np.percentile interpolates between two)."""
     if not values:
         return float("nan")
     ordered = sorted(values)

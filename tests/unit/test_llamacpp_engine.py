@@ -15,6 +15,7 @@ from aigc.config import ModelConfig
 from services.errors import DeadlineExceeded, InvalidArgument
 from services.types import ChatMessage, FinishReason, TextChunk, TextRequest
 from tests.conftest import LoopThread
+from tests.integration.helpers import wait_until
 from tests.tiny_models import SMOLLM2_GGUF, gguf_model_config
 
 pytestmark = pytest.mark.skipif(
@@ -127,10 +128,7 @@ def test_cancelled_stream_frees_its_sequence_and_cells(engine, runner) -> None:
         s = engine.stats()
         return s["running_sequences"] == 0 and s["kv_cells_used"] == 0
 
-    deadline = time.monotonic() + 30
-    while not freed() and time.monotonic() < deadline:
-        runner.run(asyncio.sleep(0.02))  # polls a condition; the scheduler frees at its next step
-    assert freed()
+    assert wait_until(freed, timeout_s=30)  # the scheduler frees them at its next step
     assert engine.stats()["cancelled_requests_total"] == before + 1
 
 
