@@ -1,139 +1,68 @@
-"""The `aigc` command: start the stack and call every API from a shell.
+"""The `aigc` command: call every API from a shell, and run the commands other packages add.
 
 The calling commands (text, image, audio, models, health) need only the client install
-(grpcio, protobuf); the server commands (up, gateway, k8s) need the `server` extra and say so.
+(grpcio, protobuf). The server's commands (up, gateway, k8s) and `bench` are entry points in
+the `aigc.commands` group: this module imports nothing of the server, and a command whose
+extra is not installed says which install it needs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import importlib.util
-import logging
-import signal
+import re
 import sys
 import time
-import wave
+from importlib import metadata
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 
-from aigc.client import DEFAULT_TARGET, HEALTH_SERVICES, PRIORITIES, Client
+from aigc.client import DEFAULT_TARGET, Client
 from aigc.png import Pixels, encode_png, grid
 from aigc.v1 import common_pb2, text_pb2
+from aigc.wav import wav_bytes
+from aigc.wire import HEALTH_SERVICES, PRIORITIES
 
-if TYPE_CHECKING:
-    from aigc.config import AigcConfig
-    from aigc.stack import LocalStack
-
-DEFAULT_CONFIG = "configs/local.yaml"
-SERVER_EXTRA = "pip install 'aigc-serve[server]'"
-# Command -> (modules it imports, the install that brings them).
-REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "up": (("ray", "torch", "pydantic", "yaml", "prometheus_client"), SERVER_EXTRA),
-    "gateway": (("ray", "pydantic", "yaml", "prometheus_client"), SERVER_EXTRA),
-    "k8s": (("pydantic", "yaml"), SERVER_EXTRA),
-    "bench": (("numpy",), "pip install 'aigc-serve[bench]'"),
+# Commands other packages add: entry points in this group, each `main(argv) -> int`. The
+# server's (`up`, `gateway`, `k8s`) and the load harness's (`bench`) are declared in
+# pyproject.toml with the extra they need; this module imports none of them.
+COMMANDS_GROUP = "aigc.commands"
+COMMAND_HELP = {
+    "up": "start every Serve app and the gateway (local Ray, or --address on a cluster)",
+    "gateway": "run one more gateway for apps already deployed (no deploy)",
+    "bench": "load-test a gateway (closed or open loop); see `aigc bench --help`",
+    "k8s": "render and check Kubernetes manifests; see `aigc k8s --help`",
 }
+DIST = "aigc-serve"
 
 
-def missing_requirements(command: str) -> str | None:
-    """One line naming the install a command lacks, or None when it can run."""
-    modules, install = REQUIREMENTS.get(command, ((), ""))
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+def plugin_commands() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
+def missing_requirements(ep: EntryPoint) -> str | None:
+    """One line naming the install a command lacks (the extras its entry point names, read
+    from this distribution's metadata), or None when it can run."""
+    wanted = set(ep.extras)
+    missing = []
+    for req in metadata.requires(DIST) or []:
+        name = re.match(r"[A-Za-z0-9._-]+", req)
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", req)
+        if not name or not extra or extra.group(1) not in wanted or name.group(0) == DIST:
+            continue
+        try:
+            metadata.version(name.group(0))
+        except metadata.PackageNotFoundError:
+            missing.append(name.group(0))
     if not missing:
         return None
-    return f"aigc {command} needs {', '.join(missing)}, which this install lacks: {install}"
+    install = f"pip install '{DIST}[{','.join(sorted(wanted))}]'"
+    return f"aigc {ep.name} needs {', '.join(missing)}, which this install lacks: {install}"
 
 
 def _client(args: argparse.Namespace) -> Client:
     return Client(args.target, api_key=args.api_key, timeout=args.timeout)
-
-
-# ---- up / gateway --------------------------------------------------------------------------
-def _load_config(args: argparse.Namespace) -> AigcConfig:
-    from aigc.config import load_config
-
-    config = load_config(args.config)
-    if args.address:  # the flag wins over the config's ray.address
-        config = config.model_copy(
-            update={"ray": config.ray.model_copy(update={"address": args.address})}
-        )
-    return config
-
-
-def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
-    """Starts the stack, prints where it listens, and stops it on Ctrl-C or SIGTERM."""
-
-    def say(msg: str) -> None:
-        print(f"[aigc {name}] {msg}", flush=True)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stack.start(progress=say, timeout_s=args.ready_timeout)
-            gw = stack.gateway
-            assert gw is not None
-            host = stack.config.gateway.host
-            say(f"gateway      grpc://{host}:{gw.port}  (aigc.v1, grpc.health.v1, reflection)")
-            if gw.http_port is not None:
-                say(f"openai       http://{host}:{gw.http_port}/v1  (OpenAI API; /readyz, /livez)")
-            say(f"gateway metrics  http://{host}:{gw.metrics_port}/metrics")
-            say(f"ray metrics      {stack.ray_metrics_url}")
-            say(f"ray cluster      {stack.cluster_description}")
-            if gw.http_port is not None:
-                scheme = "https" if stack.config.gateway.security.tls else "http"
-                say(f"playground   {scheme}://{host}:{gw.http_port}/  (open it in a browser)")
-            say(f"ready; Ctrl-C stops {stack.stops}")
-            await stop.wait()
-            say("stopping: draining in-flight requests")
-        finally:
-            t0 = time.perf_counter()
-            await stack.stop()
-            say(f"stopped in {time.perf_counter() - t0:.1f}s")
-
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        asyncio.run(run())
-    except (TimeoutError, LookupError) as exc:
-        print(f"aigc {name}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from aigc.stack import LocalStack
-
-    stack = LocalStack(
-        _load_config(args),
-        port=args.port,
-        metrics_port=args.metrics_port,
-        http_port=args.http_port,
-        keep_apps=args.keep_apps,
-    )
-    return _serve(stack, args, "up")
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    from aigc.stack import LocalStack
-
-    config = _load_config(args)
-    if not config.ray.address:
-        print("aigc gateway: give --address (or ray.address in the config)", file=sys.stderr)
-        return 1
-    stack = LocalStack(
-        config,
-        port=args.port,
-        metrics_port=args.metrics_port,
-        http_port=args.http_port,
-        deploy_apps=False,
-    )
-    return _serve(stack, args, "gateway")
 
 
 # ---- calls -------------------------------------------------------------------------------
@@ -230,11 +159,7 @@ def cmd_audio(args: argparse.Namespace) -> int:
                     f"{time.perf_counter() - t0:.2f}s",
                     flush=True,
                 )
-            with wave.open(args.output, "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(rate)
-                w.writeframes(bytes(pcm))
+            Path(args.output).write_bytes(wav_bytes(bytes(pcm), rate))
             print(f"wrote {args.output} ({len(pcm) / 2 / rate:.2f}s)")
             return 0
         resp = c.synthesize(args.text, **speech)
@@ -292,13 +217,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
-PLUGINS = {"bench": "load_tests.cli:main", "k8s": "aigc.k8s:main"}
-PLUGINS_HELP = {
-    "bench": "load-test a gateway (closed or open loop); see `aigc bench --help`",
-    "k8s": "render and check Kubernetes manifests; see `aigc k8s --help`",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aigc", description="aigc-serve: generative models over gRPC")
     sub = p.add_subparsers(dest="command", required=True)
@@ -319,36 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
             help="admission tier: batch work is refused first under load (default interactive)",
         )
         return sp
-
-    def server(name: str, help_text: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_text)
-        sp.add_argument("--config", default=DEFAULT_CONFIG)
-        sp.add_argument(
-            "--address",
-            default=None,
-            help="Ray cluster HOST:PORT (or 'auto') to run on (default: config ray.address)",
-        )
-        sp.add_argument("--port", type=int, default=None, help="gateway port (default: config)")
-        sp.add_argument("--metrics-port", type=int, default=None)
-        sp.add_argument(
-            "--http-port", type=int, default=None, help="OpenAI HTTP port (default: config; -1 off)"
-        )
-        sp.add_argument("--ready-timeout", type=float, default=900.0)
-        return sp
-
-    up = server(
-        "up",
-        "start every Serve app and the gateway: on a local Ray, or with --address on a cluster",
-    )
-    up.add_argument(
-        "--keep-apps",
-        action="store_true",
-        help="with --address: leave the Serve apps running on Ctrl-C (default: delete them)",
-    )
-    up.set_defaults(fn=cmd_up)
-    server(
-        "gateway", "run one more gateway for the apps `aigc up --address` deployed (no deploy)"
-    ).set_defaults(fn=cmd_gateway)
 
     t = tiered("text", "generate text")
     t.add_argument("prompt")
@@ -391,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_audio)
 
     # Subcommands owned by other packages take the rest of the command line.
-    for name, help_text in PLUGINS_HELP.items():
-        sub.add_parser(name, help=help_text)  # listed in --help; main() dispatches it
+    for name in plugin_commands():
+        sub.add_parser(name, help=COMMAND_HELP.get(name, f"see `aigc {name} --help`"))
 
     call("models", "list served models").set_defaults(fn=cmd_models)
     call("health", "gateway and per-service health").set_defaults(fn=cmd_health)
@@ -401,15 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv else ""
-    # `aigc up --help` needs nothing; a plugin imports its package even to print its help.
-    help_only = command not in PLUGINS and any(a in ("-h", "--help") for a in argv[1:])
-    if command in REQUIREMENTS and not help_only and (problem := missing_requirements(command)):
-        print(problem, file=sys.stderr)
-        return 1
-    if command in PLUGINS:  # the plugin parses its own arguments, --help included
-        module, _, attr = PLUGINS[command].partition(":")
-        return int(getattr(importlib.import_module(module), attr)(argv[1:]))
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:  # the command parses its own arguments, --help included
+        ep = plugins[argv[0]]
+        if problem := missing_requirements(ep):
+            print(problem, file=sys.stderr)
+            return 1
+        return int(ep.load()(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))

@@ -26,6 +26,7 @@ from aigc.v1 import (
     text_pb2,
     text_pb2_grpc,
 )
+from aigc.wire import PRIORITIES, TIERS
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -35,28 +36,15 @@ CHANNEL_OPTIONS = [
 ]
 
 
-# Services the gateway reports in grpc.health.v1 (besides "" for the whole server).
-HEALTH_SERVICES = (
-    text_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name,
-    image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name,
-    audio_pb2.DESCRIPTOR.services_by_name["AudioSynthesis"].full_name,
-    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
-)
-
-
-_TIERS = {"interactive": common_pb2.PRIORITY_INTERACTIVE, "batch": common_pb2.PRIORITY_BATCH}
-PRIORITIES = tuple(_TIERS)
-
-
 def tier(priority: str | int | None) -> common_pb2.Priority:
     """The admission tier of a request: "interactive" (the default) or "batch" (refused first
     under load, runs on idle capacity), or an `aigc.v1.Priority` value."""
     if priority is None:
         return common_pb2.PRIORITY_UNSPECIFIED
     if isinstance(priority, str):
-        if priority not in _TIERS:
+        if priority not in TIERS:
             raise ValueError(f"priority must be one of {PRIORITIES}, not {priority!r}")
-        return _TIERS[priority]
+        return cast(common_pb2.Priority, TIERS[priority])
     return cast(common_pb2.Priority, priority)
 
 

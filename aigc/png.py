@@ -51,6 +51,31 @@ def encode_png(image: Pixels, level: int = 6) -> bytes:
     )
 
 
+def decode_png(data: bytes) -> Pixels:
+    """Inverse of encode_png for its own output (8-bit, no interlace, filter 0 on every row)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    colors = {v: k for k, v in _COLOR_TYPE.items()}
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if depth != 8 or color not in colors or interlace:
+                raise ValueError("only 8-bit, non-interlaced gray, RGB or RGBA PNGs")
+            channels = colors[color]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = 1 + width * channels
+    if len(raw) != stride * height or any(raw[y * stride] for y in range(height)):
+        raise ValueError("only filter type 0 is supported")
+    rows = b"".join(raw[y * stride + 1 : (y + 1) * stride] for y in range(height))
+    return Pixels(width, height, channels, rows)
+
+
 def grid(images: list[Pixels], pad: int = 2) -> Pixels:
     """Images of one size side by side in a near-square grid on white, `pad` pixels apart."""
     first = images[0]

@@ -38,9 +38,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from aigc.config import Modality, ModelConfig
-from services.errors import DeadlineExceeded, Overloaded
-from services.types import AudioRequest, ImageRequest, Priority, TextRequest
+from core.config import Modality, ModelConfig
+from core.errors import DeadlineExceeded, Overloaded
+from core.types import AudioRequest, ImageRequest, Priority, TextRequest
 
 TYPICAL_TEXT_TOKENS = 64
 # Refusal reasons (bounded metric label values).

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from aigc.config import SecurityConfig
-from services.errors import Overloaded, Unauthenticated
+from core.config import SecurityConfig
+from core.errors import Overloaded, Unauthenticated
 
 ANONYMOUS = "anonymous"
 

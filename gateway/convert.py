@@ -7,11 +7,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from aigc.config import ModelConfig
 from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
-from gateway import validate
-from services.errors import InvalidArgument
-from services.types import (
+from aigc.wire import TIERS
+from core.config import ModelConfig
+from core.errors import InvalidArgument
+from core.types import (
     AudioChunk,
     AudioFormat,
     AudioRequest,
@@ -26,6 +26,7 @@ from services.types import (
     TextRequest,
     TextResult,
 )
+from gateway import validate
 
 _FINISH = {
     FinishReason.LENGTH: text_pb2.FINISH_REASON_LENGTH,
@@ -38,10 +39,8 @@ def random_seed() -> int:
     return secrets.randbits(63)
 
 
-_PRIORITIES = {
-    common_pb2.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
-    common_pb2.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
-    common_pb2.PRIORITY_BATCH: Priority.BATCH,
+_PRIORITIES = {value: Priority(name) for name, value in TIERS.items()} | {
+    common_pb2.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE
 }
 
 

@@ -1,9 +1,9 @@
 """The transport-neutral data plane: resolve model -> admit -> Serve handle -> metrics -> cancel.
 
 Both front ends (gRPC servicers, OpenAI HTTP routes) convert their wire format to the domain
-types of `services.types`, call one of the operations here inside `DataPlane.call(...)`, and
+types of `core.types`, call one of the operations here inside `DataPlane.call(...)`, and
 convert the result back. Only this module knows about admission, retries, coalescing, deadlines,
-cancellation and the request metrics; it raises the project's errors (`services.errors`), which
+cancellation and the request metrics; it raises the project's errors (`core.errors`), which
 `gateway.errors` maps to a gRPC code and an HTTP status.
 
 Cancellation: when the client goes away (gRPC cancels the handler task; Starlette cancels the
@@ -21,14 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aigc.config import AigcConfig, Modality, ModelConfig
-from gateway.admission import CostGate, cost_of
-from gateway.coalesce import Coalescer
-from gateway.errors import classify, replica_lost
-from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.router import ModelRouter, ModelState
-from services.errors import DeadlineExceeded, Overloaded, Unavailable
-from services.types import (
+from core.config import AigcConfig, Modality, ModelConfig
+from core.errors import DeadlineExceeded, Overloaded, Unavailable
+from core.types import (
     AudioChunk,
     AudioRequest,
     AudioResult,
@@ -38,6 +33,11 @@ from services.types import (
     TextRequest,
     TextResult,
 )
+from gateway.admission import CostGate, cost_of
+from gateway.coalesce import Coalescer
+from gateway.errors import classify, replica_lost
+from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.router import ModelRouter, ModelState
 
 T = TypeVar("T")
 ALL = "all"  # metric label of calls about every modality (ListModels)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from services.errors import AigcError
+from core.errors import AigcError
 
 logger = logging.getLogger("aigc.gateway")
 

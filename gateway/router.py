@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigc.config import AigcConfig, Modality, ModelConfig
+from core.config import AigcConfig, Modality, ModelConfig
+from core.errors import ModelNotFound
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from services.errors import ModelNotFound
 
 logger = logging.getLogger("aigc.gateway")
 

@@ -21,17 +21,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from aigc.config import AigcConfig, Modality, TlsConfig
 from aigc.v1 import (
-    audio_pb2,
     audio_pb2_grpc,
-    image_pb2,
     image_pb2_grpc,
-    models_pb2,
     models_pb2_grpc,
-    text_pb2,
     text_pb2_grpc,
 )
+from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
+from core.config import AigcConfig, Modality, TlsConfig
 from gateway.auth import Authenticator
 from gateway.dataplane import DataPlane
 from gateway.grpc_api.auth import AuthInterceptor
@@ -44,12 +41,6 @@ from gateway.router import ModelRouter
 
 logger = logging.getLogger("aigc.gateway")
 
-SERVICE_NAMES = {
-    Modality.TEXT: text_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name,
-    Modality.IMAGE: image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name,
-    Modality.AUDIO: audio_pb2.DESCRIPTOR.services_by_name["AudioSynthesis"].full_name,
-}
-MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -109,7 +100,8 @@ class Gateway:
         if self._draining:
             return
         all_ready = True
-        for modality, service in SERVICE_NAMES.items():
+        for name, service in SERVICE_NAMES.items():
+            modality = Modality(name)
             if not self.config.models_of(modality):
                 continue
             ready = self.router.modality_ready(modality)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from aigc.config import ModelConfig
-from services.errors import InvalidArgument
-from services.types import AudioRequest, ImageRequest, TextRequest
+from core.config import ModelConfig
+from core.errors import InvalidArgument
+from core.types import AudioRequest, ImageRequest, TextRequest
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 MAX_STOP_CHARS = 128

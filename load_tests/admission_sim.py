@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import DeadlineExceeded, Overloaded
+from core.types import Priority
 from gateway.admission import CostGate, Ticket
-from services.errors import DeadlineExceeded, Overloaded
-from services.types import Priority
 
 
 class SimClock:

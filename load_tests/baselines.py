@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from aigc.config import AigcConfig, Modality, ModelConfig, load_config
-from aigc.registry import engine_class
+from core.config import AigcConfig, Modality, ModelConfig, load_config
+from core.registry import engine_class
 from gateway import convert
 
 BENCH_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "bench.yaml"

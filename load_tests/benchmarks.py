@@ -30,7 +30,7 @@ from load_tests.tables import batching_table, overhead_table
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
 LOCAL_CONFIG = ROOT / "configs" / "local.yaml"
-OPT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}  # what aigc-serve ships (aigc/stack.py, pods)
+OPT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}  # what aigc-serve ships (control/stack.py, pods)
 OFF = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}  # Ray Serve's own default, for comparison
 OVERHEAD_SERVERS: list[tuple[str, str, dict[str, str]]] = [
     ("plain grpc.aio echo", "plain", {}),
@@ -115,7 +115,7 @@ def _keep(s: dict[str, Any]) -> dict[str, Any]:
 def batching_config(path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The demo models of configs/local.yaml (those whose weights exist), each also as a
     `-b1` copy with max_batch_size 1; free ports. Returns the config path and the plan."""
-    from aigc.config import load_config
+    from core.config import load_config
 
     base = load_config(LOCAL_CONFIG)
     models, plan = [], []

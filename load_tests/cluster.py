@@ -33,7 +33,7 @@ from load_tests.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-# What `aigc up` sets for a local cluster (aigc/stack.py); on a cluster every node needs it.
+# What `aigc up` sets for a local cluster (control/stack.py); on a cluster every node needs it.
 NODE_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",

@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any
 
-from aigc.config import ModelConfig, load_config
-from aigc.registry import engine_class
+from core.config import ModelConfig, load_config
+from core.registry import engine_class
 from gateway import convert
 from load_tests.workload import WorkItem, Workload
 

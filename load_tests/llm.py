@@ -176,7 +176,7 @@ def start_llama_server(threads: int, log: Path) -> Running:
 
 
 def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:
-    from aigc.config import load_config
+    from core.config import load_config
 
     base = next(m for m in load_config(ROOT / "configs" / "local.yaml").models
                 if m.name == "smollm2")  # fmt: skip

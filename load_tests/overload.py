@@ -50,7 +50,7 @@ MODELS = {
 def overload_config(path: Path, names: list[str], inflight_batches: float | None = None) -> Path:
     """The named models of configs/local.yaml with absolute weight paths, free ports; an
     `admission.inflight_batches` for all of them when given."""
-    from aigc.config import load_config
+    from core.config import load_config
 
     base = load_config(LOCAL_CONFIG)
     models = [m.model_dump(mode="json") for m in base.models if m.name in names]
@@ -176,7 +176,7 @@ async def over_two_gateways(
 async def run(
     seconds: float, modalities: list[str], two_gateways: bool, inflight_batches: float | None
 ) -> dict[str, Any]:
-    from aigc.config import load_config
+    from core.config import load_config
     from gateway.admission import inflight_requests_per_replica
 
     names = [MODELS[m][0] for m in modalities]

@@ -31,8 +31,8 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from aigc.config import parse_config
 from aigc.v1 import image_pb2_grpc
+from core.config import parse_config
 from load_tests import procs
 from load_tests.machine import facts, heading
 

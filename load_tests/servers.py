@@ -40,8 +40,8 @@ async def _until_signal() -> None:
 async def run_gateway(config_path: str, extra: bool = False) -> None:
     import ray
 
-    from aigc.config import load_config
-    from aigc.stack import LocalStack
+    from control.stack import LocalStack
+    from core.config import load_config
 
     config = load_config(config_path)
     if extra:
@@ -65,7 +65,7 @@ async def run_extra_gateway(config_path: str) -> None:
 
 
 async def run_plain(config_path: str) -> None:
-    from aigc.config import load_config
+    from core.config import load_config
     from load_tests.baselines import start_plain_server
 
     server, port = await start_plain_server(0, load_config(config_path))

@@ -29,9 +29,9 @@ def prompts(n: int) -> list[str]:
 
 
 async def run_ours(weights: str, conc: int, total: int, new: int) -> tuple[int, float]:
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
+    from core.types import TextRequest
     from services.text.transformers_engine import TransformersTextEngine
-    from services.types import TextRequest
 
     cfg = ModelConfig(
         name="m",

@@ -5,7 +5,7 @@
 
 The upstream directory holds KubeRay's and prometheus-operator's CustomResourceDefinition YAML
 files (ray-operator/config/crd/bases/, example/prometheus-operator-crd/ at the versions in
-aigc/k8s/crds.py UPSTREAMS). Only the schema structure is kept; see k8s/crds/README.md.
+control/k8s/crds.py UPSTREAMS). Only the schema structure is kept; see k8s/crds/README.md.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aigc.k8s.crds import extract
+from control.k8s.crds import extract
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.tiny_models builds the random-weight stand-in models
+sys.path.insert(0, str(ROOT))  # scripts.tiny_models builds the random-weight stand-in models
 
 FACES = ROOT / "models/faces"
 FASHION = ROOT / "models/fashion"
@@ -85,7 +85,7 @@ def _vits(a: argparse.Namespace, device: str, real_on_cpu: bool = False) -> tupl
     """The VITS layout to measure: the real one, or a tiny one for --quick and, for throughput,
     on CPU (the real layout takes seconds per utterance on a CPU)."""
     if a.quick or not (device.startswith("cuda") or real_on_cpu):
-        from tests.tiny_models import make_vits_model
+        from scripts.tiny_models import make_vits_model
 
         return make_vits_model(Path(tempfile.mkdtemp()) / "vits"), "random, tiny (tests)"
     return _random_vits(Path(tempfile.mkdtemp()) / "vits"), "random, VitsConfig() layout"
@@ -152,7 +152,7 @@ def _random_vits(path: Path, seed: int = 0) -> Path:
 
     if (path / "config.json").exists():
         return path
-    from tests.tiny_models import make_vits_model
+    from scripts.tiny_models import make_vits_model
 
     tiny = make_vits_model(path.parent / "vits-tokenizer")  # its tokenizer: characters
     tokenizer = VitsTokenizer.from_pretrained(tiny)
@@ -310,10 +310,10 @@ def gan_compile(device: str, a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def gan_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
+    from core.types import ImageRequest
+    from scripts.tiny_models import make_image_model
     from services.image.gan_engine import GanImageEngine
-    from services.types import ImageRequest
-    from tests.tiny_models import make_image_model
 
     cuda = device.startswith("cuda")
     weights = FACES if _have_faces() else make_image_model(Path(tempfile.mkdtemp()) / "gan")
@@ -355,9 +355,9 @@ async def gan_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def text_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
+    from core.types import TextRequest
     from services.text.transformers_engine import TransformersTextEngine
-    from services.types import TextRequest
 
     models = {"fortune": FORTUNE}
     if not a.quick:
@@ -394,9 +394,9 @@ async def text_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def vits_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
+    from core.types import AudioRequest
     from services.audio.vits_engine import VitsAudioEngine
-    from services.types import AudioRequest
 
     path, layout = _vits(a, device)
     text = SPEECH_TEXT
@@ -426,8 +426,8 @@ async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
     except ImportError:
         return {"skipped": "ray is not installed on this machine"}
     from aigc import AsyncClient
-    from aigc.config import parse_config
-    from aigc.stack import LocalStack
+    from control.stack import LocalStack
+    from core.config import parse_config
 
     cuda = device.startswith("cuda")
     gpu = 0.25 if cuda else 0

@@ -1,7 +1,7 @@
 """What every engine shares: config and options, device choice, lifecycle, threads, health, stats.
 
 One small protocol per modality builds on this (`services/<modality>/engine.py`). Engines know
-nothing of gRPC or Ray; a deployment injects one chosen by name from `aigc.registry`.
+nothing of gRPC or Ray; a deployment injects one chosen by name from `core.registry`.
 
 Every modality names the same roles the same way: `start` (load), `generate` / `generate_batch`
 (unary: one request, or a batch of them where the replica batches), `stream` (an async
@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aigc.config import ModelConfig
-from aigc.registry import options_class
+from core.config import ModelConfig
+from core.options import EngineOptions
+from core.registry import options_class
 from services.metrics import EngineObserver
-from services.options import EngineOptions
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ def weights_source(weights: str | None) -> dict[str, str]:
 class Engine(abc.ABC):
     """Lifecycle every engine follows: construct (cheap) -> start() (loads) -> serve -> stop()."""
 
-    options: EngineOptions  # each engine narrows this to its class in services.options
+    options: EngineOptions  # each engine narrows this to its class in core.options
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config

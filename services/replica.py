@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from ray import serve
 
-from aigc.config import ModelConfig
-from aigc.registry import engine_class
+from core.config import ModelConfig
+from core.errors import DeadlineExceeded
+from core.registry import engine_class
 from services.engine import Engine
-from services.errors import DeadlineExceeded
 
 logger = logging.getLogger("aigc.replica")
 STATS_PERIOD_S = 5.0

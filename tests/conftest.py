@@ -54,8 +54,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(tiny_dir: Path) -> Iterator[Any]:
     """A started LocalStack (Ray + every Serve app + gateway); `.runner` runs coroutines on it."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from aigc.config import parse_config
-    from aigc.stack import LocalStack
+    from control.stack import LocalStack
+    from core.config import parse_config
     from tests.tiny_models import stack_config
 
     config = parse_config(stack_config(tiny_dir), source="tests")

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aigc.config import AigcConfig, Modality, ModelConfig, parse_config
-from aigc.registry import engine_class
+from core.config import AigcConfig, Modality, ModelConfig, parse_config
+from core.registry import engine_class
 from gateway.auth import Authenticator
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics

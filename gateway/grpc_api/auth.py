@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
+from core.errors import AigcError
 from gateway.auth import Authenticator
 from gateway.errors import classify
 from gateway.grpc_api.status import rpc_status_of
 from gateway.metrics import GatewayMetrics
-from services.errors import AigcError
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 

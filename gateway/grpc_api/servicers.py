@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 
-from aigc.config import Modality
 from aigc.v1 import (
     audio_pb2_grpc,
     common_pb2,
@@ -25,6 +24,7 @@ from aigc.v1 import (
     models_pb2_grpc,
     text_pb2_grpc,
 )
+from core.config import Modality
 from gateway import convert
 from gateway.dataplane import Call, DataPlane, ModelView
 from gateway.grpc_api.status import abort

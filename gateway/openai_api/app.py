@@ -13,7 +13,6 @@ import base64
 import contextlib
 import json
 import math
-import struct
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -27,7 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from aigc.config import AigcConfig, Modality, ModelConfig
+from aigc.wav import wav_header
+from core.config import AigcConfig, Modality, ModelConfig
+from core.errors import AigcError, InvalidArgument
+from core.types import TextChunk, TextRequest
 from gateway.auth import Authenticator
 from gateway.dataplane import Call, DataPlane
 from gateway.errors import Failure, client_failure
@@ -39,8 +41,6 @@ from gateway.openai_api.schemas import (
     SpeechRequest,
 )
 from gateway.router import ModelState
-from services.errors import AigcError, InvalidArgument
-from services.types import TextChunk, TextRequest
 
 PROTOCOL = "http"
 TIMEOUT_HEADERS = ("x-request-timeout", "x-stainless-timeout")  # seconds; the openai SDK sends
@@ -91,16 +91,6 @@ def _sse(data: Any) -> bytes:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
-
-
-def wav_header(sample_rate: int) -> bytes:
-    """A PCM16 mono WAV header for a stream of unknown length (sizes 0xFFFFFFFF)."""
-    unknown = 0xFFFFFFFF
-    return (
-        b"RIFF" + struct.pack("<I", unknown) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-        + b"data" + struct.pack("<I", unknown)
-    )  # fmt: skip
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -487,7 +477,7 @@ class _TooLarge(Exception):
 
 
 def _not_found(model_id: str) -> AigcError:
-    from services.errors import ModelNotFound
+    from core.errors import ModelNotFound
 
     return ModelNotFound(f"model {model_id!r} is not served", field="model")
 

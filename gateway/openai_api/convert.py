@@ -6,19 +6,9 @@ import re
 import time
 from typing import Any
 
-from aigc.config import ModelConfig
-from gateway import validate
-from gateway.convert import random_seed
-from gateway.openai_api.schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    ImageGenerationRequest,
-    Message,
-    SpeechRequest,
-    _Sampling,
-)
-from services.errors import InvalidArgument
-from services.types import (
+from core.config import ModelConfig
+from core.errors import InvalidArgument
+from core.types import (
     AudioFormat,
     AudioRequest,
     ChatMessage,
@@ -28,6 +18,16 @@ from services.types import (
     Priority,
     TextRequest,
     TextResult,
+)
+from gateway import validate
+from gateway.convert import random_seed
+from gateway.openai_api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ImageGenerationRequest,
+    Message,
+    SpeechRequest,
+    _Sampling,
 )
 
 ROLES = {"developer": "system"}  # OpenAI's newer name for the system role

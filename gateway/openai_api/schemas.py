@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.errors import InvalidArgument
+from core.errors import InvalidArgument
 
 
 class _Body(BaseModel):

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_smollm2 import QUESTIONS, score  # noqa: E402
 
-from aigc.config import load_config  # noqa: E402
+from core.config import load_config  # noqa: E402
+from core.types import TextRequest  # noqa: E402
 from services.text.llamacpp_engine import LlamaCppTextEngine  # noqa: E402
-from services.types import TextRequest  # noqa: E402
 
 
 async def answers(questions: list[str], concurrency: int, prefix_cache: bool) -> list[str]:

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from aigc.client import text_request  # noqa: E402
-from aigc.config import AigcConfig, load_config  # noqa: E402
+from core.config import AigcConfig, load_config  # noqa: E402
 
 QUESTIONS = Path(__file__).resolve().parent / "questions.json"
 
@@ -94,7 +94,7 @@ def transformers_twin(config: AigcConfig, name: str, weights: Path) -> AigcConfi
 async def in_process(
     config: AigcConfig, name: str, questions: list[str], max_tokens: int, concurrency: int
 ) -> tuple[list[str], float]:
-    from aigc.registry import engine_class
+    from core.registry import engine_class
     from gateway import convert
 
     model = config.by_name()[name]
@@ -138,7 +138,7 @@ async def served(
 async def served_own_stack(
     config: AigcConfig, name: str, questions: list[str], max_tokens: int, concurrency: int
 ) -> tuple[list[str], float, float]:
-    from aigc.stack import LocalStack
+    from control.stack import LocalStack
 
     only = config.model_copy(update={"models": [config.by_name()[name]]})
     with socket.socket() as s:  # a free port for Ray's metrics exporter

@@ -8,9 +8,9 @@ from typing import Any
 
 from ray import serve
 
+from core.types import AudioChunk, AudioRequest, AudioResult
 from services.audio.engine import AudioEngine
 from services.replica import Replica
-from services.types import AudioChunk, AudioRequest, AudioResult
 
 
 @serve.deployment

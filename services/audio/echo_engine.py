@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from core.options import EchoAudioOptions
+from core.types import AudioChunk, AudioRequest
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
-from services.options import EchoAudioOptions
-from services.types import AudioChunk, AudioRequest
 
 
 class EchoAudioEngine(AudioEngine):
-    """Options: `services.options.EchoAudioOptions` (`voices`, `seconds_per_char`)."""
+    """Options: `core.options.EchoAudioOptions` (`voices`, `seconds_per_char`)."""
 
     options: EchoAudioOptions
 

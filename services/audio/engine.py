@@ -6,11 +6,11 @@ import abc
 from collections.abc import AsyncIterator
 from typing import Any
 
+from core.errors import InvalidArgument
+from core.options import AudioOptions
+from core.types import AudioChunk, AudioFormat, AudioRequest, AudioResult
 from services.audio.encode import wav_bytes
 from services.engine import Engine
-from services.errors import InvalidArgument
-from services.options import AudioOptions
-from services.types import AudioChunk, AudioFormat, AudioRequest, AudioResult
 
 
 class AudioEngine(Engine):

@@ -4,7 +4,7 @@ Only voices present offline (inside the wheel, or already in hibari's cache) are
 engine never downloads. The ONNX graph takes one utterance at a time, so a batch runs its
 items back to back on the worker threads: batching saves the per-request trips, not FLOPs.
 
-Options: `services.options.HibariAudioOptions` (`voices`, `default_voice`, `workers`).
+Options: `core.options.HibariAudioOptions` (`voices`, `default_voice`, `workers`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InvalidArgument
+from core.options import HibariAudioOptions
+from core.types import AudioChunk, AudioRequest
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
-from services.errors import InvalidArgument
-from services.options import HibariAudioOptions
-from services.types import AudioChunk, AudioRequest
 
 
 class HibariAudioEngine(AudioEngine):

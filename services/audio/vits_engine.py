@@ -6,7 +6,7 @@ audio exactly only for the same batch; `noise_scale: 0` and `noise_scale_duratio
 output fully deterministic. Requests of different speeds run in separate passes (the speaking
 rate is one number per forward).
 
-Options: `services.options.VitsAudioOptions`; a reduced `dtype` (`float16` on CUDA, `bfloat16`)
+Options: `core.options.VitsAudioOptions`; a reduced `dtype` (`float16` on CUDA, `bfloat16`)
 runs under autocast over float32 weights (`scripts/gpu_check.py` measures each against float32).
 Not compiled: text lengths vary and the output length depends on the predicted durations, so a
 static-shape graph would not hold.
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.options import VitsAudioOptions
+from core.types import AudioChunk, AudioRequest
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
 from services.engine import resolve_dtype
-from services.options import VitsAudioOptions
-from services.types import AudioChunk, AudioRequest
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from ray import serve
 
+from core.types import ImageRequest, ImageResult
 from services.image.engine import ImageEngine
 from services.replica import Replica
-from services.types import ImageRequest, ImageResult
 
 
 def _images(requests: list[ImageRequest]) -> int:

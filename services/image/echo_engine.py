@@ -7,14 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from core.options import EchoImageOptions
+from core.types import GeneratedImage, ImageRequest, ImageResult
 from services.image.encode import encode_image
 from services.image.engine import ImageEngine
-from services.options import EchoImageOptions
-from services.types import GeneratedImage, ImageRequest, ImageResult
 
 
 class EchoImageEngine(ImageEngine):
-    """Options: `services.options.EchoImageOptions` (`size`, `labels`, `delay_s`)."""
+    """Options: `core.options.EchoImageOptions` (`size`, `labels`, `delay_s`)."""
 
     options: EchoImageOptions
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+from core.errors import InvalidArgument
+from core.types import ImageRequest, ImageResult
 from services.engine import Engine
-from services.errors import InvalidArgument
-from services.types import ImageRequest, ImageResult
 
 
 class ImageEngine(Engine):

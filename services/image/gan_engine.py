@@ -4,7 +4,7 @@ Every image has its own seed (request seed + i), so a result never depends on wh
 the batch. The forward pass runs on one worker thread; PNG encoding runs on a small pool, off
 the event loop (and off the GPU's critical path when there is one).
 
-Options (`services.options.GanImageOptions`): `dtype` float32, float16 (CUDA) or bfloat16;
+Options (`core.options.GanImageOptions`): `dtype` float32, float16 (CUDA) or bfloat16;
 `compile` (false, true, or a `torch.compile` mode) runs static shapes: each forward pass is
 padded up to the smallest of `buckets` (default: powers of two up to `max_forward_batch`) that
 holds it, and every bucket is compiled while the model loads, not on a client's request.
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.options import GanImageOptions
+from core.types import GeneratedImage, ImageRequest, ImageResult
 from services.engine import resolve_dtype
 from services.image.encode import encode_image
 from services.image.engine import ImageEngine
-from services.options import GanImageOptions
-from services.types import GeneratedImage, ImageRequest, ImageResult
 
 _SEED_MOD = 2**64
 

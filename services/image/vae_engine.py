@@ -9,7 +9,7 @@ The decoder (``cvae28conv`` or ``cvae28`` in `services.image.networks`, trained 
 this engine is the GAN engine with scaled latents: the same per-image seeds (request seed + i),
 labels, batching, dtype/compile and PNG encoding off the event loop.
 
-Options: `services.options.VaeImageOptions` (`temperature`, default 1.0: the prior the VAE was
+Options: `core.options.VaeImageOptions` (`temperature`, default 1.0: the prior the VAE was
 trained with, plus the GAN engine's options).
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from core.options import VaeImageOptions
+from core.types import ImageRequest
 from services.image.gan_engine import GanImageEngine
-from services.options import VaeImageOptions
-from services.types import ImageRequest
 
 
 class VaeImageEngine(GanImageEngine):

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 
+from core.types import TextChunk, TextRequest, TextResult
 from services.replica import Replica
 from services.text.engine import TextEngine
-from services.types import TextChunk, TextRequest, TextResult
 
 
 @serve.deployment

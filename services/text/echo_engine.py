@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.options import EchoTextOptions
+from core.options import EchoTextOptions
+from core.types import FinishReason, TextChunk, TextRequest
 from services.text.engine import TextEngine
-from services.types import FinishReason, TextChunk, TextRequest
 
 
 class EchoTextEngine(TextEngine):
-    """Options: `services.options.EchoTextOptions` (`delay_s` between words)."""
+    """Options: `core.options.EchoTextOptions` (`delay_s` between words)."""
 
     options: EchoTextOptions
 

@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from core.errors import InvalidArgument
+from core.options import TextOptions
+from core.types import Completion, FinishReason, TextChunk, TextRequest, TextResult
 from services.engine import Engine
-from services.errors import InvalidArgument
-from services.options import TextOptions
-from services.types import Completion, FinishReason, TextChunk, TextRequest, TextResult
 
 
 class TextEngine(Engine):

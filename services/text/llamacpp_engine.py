@@ -14,7 +14,7 @@ relays chunks, and llama.cpp's calls release the GIL, so Python stays off the mo
 
 Uses llama-cpp-python's C API (`llama_cpp.llama_cpp`), pinned in pyproject.toml; the chat
 template is the GGUF's own (`tokenizer.chat_template`), rendered with jinja2 as transformers
-does. Options: `services.options.LlamaCppTextOptions`.
+does. Options: `core.options.LlamaCppTextOptions`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aigc.config import ModelConfig
-from services.errors import DeadlineExceeded
-from services.options import LlamaCppTextOptions
+from core.config import ModelConfig
+from core.errors import DeadlineExceeded
+from core.options import LlamaCppTextOptions
+from core.types import FinishReason, TextChunk, TextRequest
 from services.text.engine import (
     Relay,
     TextEngine,
@@ -44,7 +45,6 @@ from services.text.engine import (
     next_chunk,
     prompt_text,
 )
-from services.types import FinishReason, TextChunk, TextRequest
 
 _FLASH = {"auto": -1, "off": 0, "on": 1}  # LLAMA_FLASH_ATTN_TYPE_*
 Delivery = list[tuple["asyncio.Queue[TextChunk | BaseException]", "TextChunk | BaseException"]]

@@ -6,7 +6,7 @@ token for every running sequence. Finished, cancelled and expired sequences leav
 at the next step, so a client that goes away frees its slot at once. All torch work runs on one
 worker thread; the event loop only moves tokens to the per-request queues.
 
-Options: `services.options.TransformersTextOptions`.
+Options: `core.options.TransformersTextOptions`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from core.errors import DeadlineExceeded
+from core.options import TransformersTextOptions
+from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import resolve_dtype
-from services.errors import DeadlineExceeded
-from services.options import TransformersTextOptions
 from services.text.engine import (
     Relay,
     TextEngine,
@@ -33,7 +34,6 @@ from services.text.engine import (
     next_chunk,
     prompt_text,
 )
-from services.types import FinishReason, TextChunk, TextRequest
 
 
 @dataclass(eq=False)

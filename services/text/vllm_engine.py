@@ -11,7 +11,7 @@ Why not `ray.serve.llm`: it serves an OpenAI HTTP API through its own router and
 gateway already owns routing, admission and the aigc.v1 API, and needs the engine behind the
 same protocol as the CPU engine (same streaming, abort and error mapping).
 
-Install with `pip install '.[gpu]'`. Options: `services.options.VllmTextOptions` (`engine_args`
+Install with `pip install '.[gpu]'`. Options: `core.options.VllmTextOptions` (`engine_args`
 go to `AsyncEngineArgs` as they are).
 """
 
@@ -25,11 +25,11 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
-from aigc.config import ModelConfig
-from services.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from services.options import VllmTextOptions
+from core.config import ModelConfig
+from core.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from core.options import VllmTextOptions
+from core.types import FinishReason, TextChunk, TextRequest
 from services.text.engine import TextEngine, check_prompt_format, prompt_text
-from services.types import FinishReason, TextChunk, TextRequest
 
 _FINISH = {
     "length": FinishReason.LENGTH,

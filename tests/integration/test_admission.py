@@ -16,8 +16,8 @@ import grpc
 import pytest
 
 from aigc import AsyncClient
+from core.types import Priority
 from gateway.admission import CostGate
-from services.types import Priority
 from tests.integration.helpers import retry_delay_s, rpc_error, scrape, total, wait_until
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aigc import AsyncClient, Client
-from aigc.config import parse_config
 from aigc.v1 import audio_pb2, image_pb2, text_pb2
+from core.config import parse_config
 from gateway.server import build_gateway
 from tests.certs import make_pki
 from tests.conftest import LoopThread

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from aigc.config import AigcConfig, ModelConfig
-from aigc.k8s import crds as crd_schemas
-from aigc.k8s import main
-from aigc.k8s.crds import check_custom, crd_dir
-from aigc.k8s.kustomize import Rendered, kustomize
-from aigc.k8s.layout import OVERLAYS, Layout
-from aigc.k8s.render import drift, load_overlay_config, render
-from aigc.k8s.rules import check_dockerfile, check_project
-from aigc.k8s.validate import check_builtin, check_serve_config
+from control.k8s import crds as crd_schemas
+from control.k8s import main
+from control.k8s.crds import check_custom, crd_dir
+from control.k8s.kustomize import Rendered, kustomize
+from control.k8s.layout import OVERLAYS, Layout
+from control.k8s.render import drift, load_overlay_config, render
+from control.k8s.rules import check_dockerfile, check_project
+from control.k8s.validate import check_builtin, check_serve_config
+from core.config import AigcConfig, ModelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = Layout.at(REPO)
@@ -326,12 +326,11 @@ def test_cli_outside_a_checkout_says_so(
 
 
 def test_aigc_k8s_main_is_the_cli_entry_point() -> None:
-    import importlib
+    from aigc.cli import plugin_commands
 
-    from aigc.cli import PLUGINS
-
-    module, _, attr = PLUGINS["k8s"].partition(":")
-    assert getattr(importlib.import_module(module), attr) is main
+    ep = plugin_commands()["k8s"]
+    assert ep.load() is main
+    assert ep.extras == ["server"]
 
 
 # ---- the committed CRD schemas

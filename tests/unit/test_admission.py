@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from aigc.config import parse_config
+from core.config import parse_config
+from core.errors import DeadlineExceeded, Overloaded
+from core.types import AudioRequest, ImageRequest, Priority, TextRequest
 from gateway.admission import (
     REFUSED_BUSY,
     REFUSED_DEADLINE,
@@ -24,8 +26,6 @@ from gateway.admission import (
     inflight_requests_per_replica,
     requests_per_replica,
 )
-from services.errors import DeadlineExceeded, Overloaded
-from services.types import AudioRequest, ImageRequest, Priority, TextRequest
 
 INT, B = Priority.INTERACTIVE, Priority.BATCH
 FAR = 1e6  # a deadline that never matters

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aigc.config import SecurityConfig
+from core.config import SecurityConfig
+from core.errors import Overloaded, Unauthenticated
 from gateway.auth import Authenticator, TokenBucket, load_keys
-from services.errors import Overloaded, Unauthenticated
 
 KEY_A = "a" * 32
 KEY_B = "b" * 24

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from core.errors import InvalidArgument
 from gateway.coalesce import Coalescer
-from services.errors import InvalidArgument
 
 
 class FakeResponse:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aigc.config import ConfigError, Modality, load_config, parse_config
-from services.app import deployment_options
+from core.config import ConfigError, Modality, load_config, parse_config
+from core.deployment import deployment_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,7 +154,7 @@ def test_max_replicas_per_node_reaches_serve():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
-    from aigc.registry import ENGINES
+    from core.registry import ENGINES
 
     cfg = load_config(path)  # raises naming the field when anything is off
     assert cfg.models, "a config serves at least one model"

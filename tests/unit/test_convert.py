@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from aigc.config import ModelConfig
 from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
-from gateway import convert
-from services.errors import InvalidArgument
-from services.types import (
+from core.config import ModelConfig
+from core.errors import InvalidArgument
+from core.types import (
     AudioChunk,
     AudioFormat,
     AudioResult,
@@ -26,6 +25,7 @@ from services.types import (
     TextChunk,
     TextResult,
 )
+from gateway import convert
 
 TEXT = ModelConfig(
     name="t",

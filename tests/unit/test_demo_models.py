@@ -192,9 +192,9 @@ def test_smollm2_answers_a_plain_question_through_the_chat_template() -> None:
     """prompt_format chat: the question alone, greedy, gets the answer (the engine as served)."""
     import asyncio
 
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
+    from core.types import TextRequest
     from services.text.transformers_engine import TransformersTextEngine
-    from services.types import TextRequest
 
     cfg = ModelConfig(
         name="smollm2",

@@ -12,16 +12,11 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from aigc.config import ConfigError, ModelConfig, parse_config
-from aigc.registry import ENGINES, options_class
-from services.audio.hibari_engine import HibariAudioEngine
-from services.errors import DeadlineExceeded, InvalidArgument
-from services.image.encode import decode_png, encode_png
-from services.image.gan_engine import GanImageEngine
-from services.metrics import EngineObserver
-from services.options import EngineOptions, TransformersTextOptions
-from services.text.transformers_engine import TransformersTextEngine
-from services.types import (
+from core.config import ConfigError, ModelConfig, parse_config
+from core.errors import DeadlineExceeded, InvalidArgument
+from core.options import EngineOptions, TransformersTextOptions
+from core.registry import ENGINES, options_class
+from core.types import (
     AudioFormat,
     AudioRequest,
     ChatMessage,
@@ -30,6 +25,11 @@ from services.types import (
     ImageRequest,
     TextRequest,
 )
+from services.audio.hibari_engine import HibariAudioEngine
+from services.image.encode import decode_png, encode_png
+from services.image.gan_engine import GanImageEngine
+from services.metrics import EngineObserver
+from services.text.transformers_engine import TransformersTextEngine
 from tests.tiny_models import make_image_model, make_text_model
 
 

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from core import errors
 from gateway.errors import classify
 from gateway.grpc_api.status import to_rpc_status
-from services import errors
 
 
 @pytest.mark.parametrize(
@@ -136,9 +136,9 @@ def test_a_request_cancelled_while_queued_at_its_deadline_counts_as_expired():
     import asyncio
     import time
 
-    from aigc.config import Modality
+    from core.config import Modality
+    from core.types import ImageRequest
     from gateway.dataplane import DEADLINE_TRANSIT_SLACK_S, Call
-    from services.types import ImageRequest
     from tests.standin import echo_config, standin_plane
 
     async def cancel_queued(left_when_cancelled: float) -> tuple[int, float]:

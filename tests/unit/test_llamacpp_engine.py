@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from aigc.config import ModelConfig
-from services.errors import DeadlineExceeded, InvalidArgument
-from services.types import ChatMessage, FinishReason, TextChunk, TextRequest
+from core.config import ModelConfig
+from core.errors import DeadlineExceeded, InvalidArgument
+from core.types import ChatMessage, FinishReason, TextChunk, TextRequest
 from tests.conftest import LoopThread
 from tests.integration.helpers import wait_until
 from tests.tiny_models import SMOLLM2_GGUF, gguf_model_config

@@ -12,8 +12,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from aigc.config import ModelConfig
-from aigc.registry import engine_class
+from core.config import ModelConfig
+from core.options import VaeImageOptions
+from core.registry import engine_class
+from core.types import ImageFormat, ImageRequest
 from services.image.networks import (
     CVAE28ConvDecoder,
     LabelPrior,
@@ -21,8 +23,6 @@ from services.image.networks import (
     load_generator,
 )
 from services.image.vae_engine import VaeImageEngine
-from services.options import VaeImageOptions
-from services.types import ImageFormat, ImageRequest
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 VAE = MODELS / "fashion-vae"

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from aigc.config import ModelConfig
-from services.errors import DeadlineExceeded, InvalidArgument
+from core.config import ModelConfig
+from core.errors import DeadlineExceeded, InvalidArgument
+from core.types import ChatMessage, FinishReason, TextRequest
 from services.text.vllm_engine import VllmTextEngine
-from services.types import ChatMessage, FinishReason, TextRequest
 from tests.unit import vllm_stand_in
 
 
@@ -105,7 +105,7 @@ def test_vllm_metrics_are_bridged_into_stats():
 
 
 def test_registry_selects_the_adapter_without_importing_vllm():
-    from aigc.registry import engine_class
+    from core.registry import engine_class
 
     assert engine_class("text", "vllm") is VllmTextEngine
     assert "vllm" not in sys.modules

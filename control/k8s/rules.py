@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from aigc.config import AigcConfig
-from aigc.k8s.kustomize import Rendered, kind_name
-from aigc.k8s.layout import Layout
-from aigc.k8s.render import SERVE_HTTP_PORT
+from control.k8s.kustomize import Rendered, kind_name
+from control.k8s.layout import Layout
+from control.k8s.render import SERVE_HTTP_PORT
+from core.config import AigcConfig
 
 GATEWAY = "aigc-gateway"  # Deployment, Service and NetworkPolicy of the gateway
 # The gateway's HTTP front end (gateway.http_port): readiness and liveness.
@@ -75,7 +75,7 @@ def _client_ports(cfg: AigcConfig) -> tuple[dict[str, int], list[str]]:
 def _check_probes(container: dict[str, Any], cfg: AigcConfig) -> list[str]:
     """Startup: gRPC health (attached to Ray). Readiness and liveness: the HTTP front end's
     /readyz and /livez when it is on, else gRPC health."""
-    from gateway.server import MODELS_SERVICE, SERVICE_NAMES
+    from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
 
     errors = []
     ports = _ports(container)
@@ -200,7 +200,7 @@ def _check_collisions(gateway: dict[str, int], command: str) -> list[str]:
 
 def check_capacity(r: Rendered, cfg: AigcConfig) -> list[str]:
     """Every deployment has resources and bounds, fits a group, and max replicas fit the cluster."""
-    from services.app import deployment_options
+    from core.deployment import deployment_options
 
     errors = []
     cluster = r.one("RayService")["spec"]["rayClusterConfig"]
@@ -266,7 +266,8 @@ def check_project(r: Rendered, cfg: AigcConfig) -> list[str]:
 
 
 def check_dockerfile(layout: Layout) -> list[str]:
-    """The Ray base image must be the Ray version pyproject.toml pins."""
+    """The Ray base image must be the Ray version pyproject.toml pins, and the image copies
+    every package pyproject.toml installs."""
     pyproject, dockerfile = layout.repo / "pyproject.toml", layout.k8s_dir / "Dockerfile"
     if not pyproject.is_file() or not dockerfile.is_file():
         return [f"cannot read {pyproject} and {dockerfile}"]
@@ -274,6 +275,13 @@ def check_dockerfile(layout: Layout) -> list[str]:
     arg = re.search(r"^ARG RAY_VERSION=(\S+)$", dockerfile.read_text(), re.M)
     if not pin or not arg:
         return ["cannot find the Ray pin in pyproject.toml or ARG RAY_VERSION in k8s/Dockerfile"]
+    errors = []
     if not arg.group(1).startswith(pin.group(1)):
-        return [f"k8s/Dockerfile RAY_VERSION {arg.group(1)} != pyproject ray {pin.group(1)}"]
-    return []
+        errors.append(f"k8s/Dockerfile RAY_VERSION {arg.group(1)} != pyproject ray {pin.group(1)}")
+    include = re.search(r"^include = \[(.*)\]$", pyproject.read_text(), re.M)
+    packages = re.findall(r'"(\w+)\*"', include.group(1)) if include else []
+    copied = set(re.findall(r"^COPY (?:--\S+ )*(\w+) \1$", dockerfile.read_text(), re.M))
+    errors += [
+        f"k8s/Dockerfile does not COPY the package {p}/" for p in packages if p not in copied
+    ]
+    return errors

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from aigc.k8s.kustomize import CRD_KINDS, kind_name
+from control.k8s.kustomize import CRD_KINDS, kind_name
 
 CRD_ENV = "AIGC_CRD_DIR"
 TOOL = "scripts/extract_crd_schemas.py"
@@ -153,7 +153,7 @@ def _readme(crds: list[dict[str, Any]]) -> str:
         "properties, items, required, enums, bounds, formats, `x-kubernetes-*` markers); every",
         "`description` and `default` is dropped. tests/k8s fails when these files differ from a",
         "fresh extraction (when the upstream files are beside the checkout, in",
-        "`../shared/k8s/crds`). To refresh: update `UPSTREAMS` in aigc/k8s/crds.py, then",
+        "`../shared/k8s/crds`). To refresh: update `UPSTREAMS` in control/k8s/crds.py, then",
         f"`.venv/bin/python {TOOL} --from DIR`.",
         f"`${CRD_ENV}` points the checks at another directory.",
         "",

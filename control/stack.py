@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aigc.config import AigcConfig
+from core.config import AigcConfig
 
 if TYPE_CHECKING:  # the gateway (grpc, Ray) loads only when the stack starts
     from gateway.server import Gateway
 
-logger = logging.getLogger("aigc.stack")
+logger = logging.getLogger("control.stack")
 Progress = Callable[[str], None]
 
 
@@ -145,6 +145,9 @@ class LocalStack:
         return f"{where}: {len(nodes)} node(s), {cpus:g} CPUs"
 
     async def start(self, progress: Progress = logger.info, timeout_s: float = 900) -> None:
+        """Starts Ray, deploys (unless an extra gateway), starts the gateway, then waits up to
+        `timeout_s` for the models. 0: no wait and no check that the apps exist (a gateway pod
+        may start before its RayService deploys them): health and /readyz tell readiness."""
         from gateway.server import build_gateway
 
         t0 = time.perf_counter()
@@ -154,11 +157,14 @@ class LocalStack:
         if self.deploy_apps:
             progress(f"deploying {', '.join(self.app_names)}")
             await asyncio.to_thread(self.deploy)
-        else:
+        elif timeout_s > 0:
             await asyncio.to_thread(self.check_deployed)
         gw = build_gateway(self.config, self.port, self.metrics_port, self.http_port)
         self.gateway = gw
         await gw.start()
+        if timeout_s <= 0:
+            progress("serving; grpc.health.v1 and /readyz report when the models are ready")
+            return
         progress("waiting for models to load")
         shown: dict[str, bool] = {}
         end = time.perf_counter() + timeout_s

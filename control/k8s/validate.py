@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from aigc.k8s.kustomize import CRD_KINDS, kind_name
+from control.k8s.kustomize import CRD_KINDS, kind_name
 
 K8S_VERSIONS = ("1.33.0", "1.37.0")
 
@@ -75,7 +75,7 @@ def check_serve_config(text: str, where: str = "serveConfigV2") -> list[str]:
     from pydantic import ValidationError
     from ray.serve.schema import ServeDeploySchema
 
-    from aigc.config import ModelConfig
+    from core.config import ModelConfig
 
     data = yaml.safe_load(text)
     try:

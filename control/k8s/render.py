@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from aigc.config import AigcConfig, parse_config
-from aigc.k8s.layout import Layout
+from control.k8s.layout import Layout
+from core.config import AigcConfig, parse_config
 
 # In the image the repository lives under /app (k8s/Dockerfile): configs in /app/configs.
 IMAGE_CONFIG_DIR = PurePosixPath("/app/configs")
@@ -36,7 +36,7 @@ def load_overlay_config(path: Path) -> AigcConfig:
 
 def serve_config(cfg: AigcConfig) -> dict[str, Any]:
     """serveConfigV2: one handle-only application per modality, options shown per deployment."""
-    from services.app import INGRESS_NAME, deployment_options
+    from core.deployment import INGRESS_NAME, deployment_options
 
     apps = []
     for modality in cfg.modalities():

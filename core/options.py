@@ -1,6 +1,6 @@
 """Every engine's options (`models[].options` in the config), typed and documented.
 
-Torch-free on purpose: `aigc.registry` names each engine's class here, so the config is checked
+Torch-free on purpose: `core.registry` names each engine's class here, so the config is checked
 at load (a misspelt option fails naming its field path) without importing any engine. Engines
 read their options as `self.options`, an instance of their class here.
 """

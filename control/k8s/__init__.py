@@ -12,6 +12,6 @@
 The checks need no cluster and no network; `make test` runs them through tests/k8s.
 """
 
-from aigc.k8s.cli import main
+from control.k8s.cli import main
 
 __all__ = ["main"]

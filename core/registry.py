@@ -1,6 +1,6 @@
 """Engine registry: modality -> engine name -> its class ("module:Class") and options class.
 
-Adding an engine is one entry here (and its options class in `services.options`); nothing else
+Adding an engine is one entry here (and its options class in `core.options`); nothing else
 branches on engine names. Engine modules are imported only when used, so the config (and the
 CLI) can check engine names and options without loading torch.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, NamedTuple
 
-from services import options as o
+from core import options as o
 
 
 class EngineSpec(NamedTuple):

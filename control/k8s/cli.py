@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aigc.k8s.crds import CRD_ENV, check_custom, crd_dir
-from aigc.k8s.kustomize import Rendered, kustomize
-from aigc.k8s.layout import OVERLAYS, Layout
-from aigc.k8s.render import drift, load_overlay_config, render
-from aigc.k8s.rules import check_dockerfile, check_project
-from aigc.k8s.validate import check_builtin, check_serve_config
+from control.k8s.crds import CRD_ENV, check_custom, crd_dir
+from control.k8s.kustomize import Rendered, kustomize
+from control.k8s.layout import OVERLAYS, Layout
+from control.k8s.render import drift, load_overlay_config, render
+from control.k8s.rules import check_dockerfile, check_project
+from control.k8s.validate import check_builtin, check_serve_config
 
 
 def check_overlay(layout: Layout, overlay: str, crds: Path) -> dict[str, list[str]]:

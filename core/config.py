@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from aigc.registry import ENGINES
+from core.registry import ENGINES
 
 
 class Modality(StrEnum):
@@ -203,7 +203,7 @@ class ModelConfig(_Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Engine options, checked against the engine's class in services.options.",
+        description="Engine options, checked against the engine's class in core.options.",
     )
     batching: BatchingConfig = BatchingConfig()
     scaling: ScalingConfig = ScalingConfig()
