@@ -58,6 +58,32 @@ class TextChunk:
 
 
 @dataclass
+class StreamUsage:
+    """Token counts of a text stream, from its chunks: the one rule every front end, the data
+    plane's metrics and the load harness's baselines use. Completion tokens: every chunk's
+    `token_count`. Prompt tokens: once per prompt (its n completions share it), from the final
+    chunks. `add(chunk, prompt)` returns True when that chunk ends the stream's last completion.
+    """
+
+    completions: int = 1  # n x prompts: final chunks to expect
+    completion_tokens: int = 0
+    finished: int = 0
+    _prompt: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self._prompt.values())
+
+    def add(self, chunk: TextChunk, prompt: int = 0) -> bool:
+        self.completion_tokens += chunk.token_count
+        if chunk.finish_reason is None:
+            return False
+        self._prompt[prompt] = chunk.prompt_tokens
+        self.finished += 1
+        return self.finished == self.completions
+
+
+@dataclass
 class Completion:
     index: int
     text: str

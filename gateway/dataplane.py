@@ -1,4 +1,5 @@
-"""The transport-neutral data plane: resolve model -> admit -> Serve handle -> metrics -> cancel.
+"""The transport-neutral data plane: authorize -> resolve model -> admit -> replica -> metrics
+-> cancel.
 
 Both front ends (gRPC servicers, OpenAI HTTP routes) convert their wire format to the domain
 types of `core.types`, call one of the operations here inside `DataPlane.call(...)`, and
@@ -17,26 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.config import AigcConfig, Modality, ModelConfig
-from core.errors import DeadlineExceeded, Overloaded, Unavailable
+from core.errors import AigcError, DeadlineExceeded, Overloaded, Unavailable
+from core.replica import AudioReplica, ImageReplica, ModelFacts, TextReplica
 from core.types import (
     AudioChunk,
     AudioRequest,
     AudioResult,
     ImageRequest,
     ImageResult,
+    StreamUsage,
     TextChunk,
     TextRequest,
     TextResult,
 )
 from gateway.admission import CostGate, cost_of
+from gateway.auth import Authenticator
 from gateway.coalesce import Coalescer
 from gateway.errors import classify, replica_lost
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.replicas import Pending, Streaming
 from gateway.router import ModelRouter, ModelState
 
 T = TypeVar("T")
@@ -80,6 +85,10 @@ class ModelView:
     state: ModelState
     default: bool
 
+    @property
+    def facts(self) -> ModelFacts:
+        return self.state.facts or ModelFacts()
+
 
 @contextlib.asynccontextmanager
 async def _deadline(call: Call) -> AsyncIterator[None]:
@@ -96,7 +105,7 @@ async def _deadline(call: Call) -> AsyncIterator[None]:
         raise DeadlineExceeded("deadline exceeded while the model was working") from None
 
 
-async def relay_unary(response: Any) -> Any:
+async def relay_unary(response: Pending[T]) -> T:
     """Awaits a Serve response; cancels it when the caller is cancelled."""
     try:
         return await response
@@ -105,7 +114,7 @@ async def relay_unary(response: Any) -> Any:
         raise
 
 
-async def relay_stream(stream: Any, call: Call) -> AsyncIterator[Any]:
+async def relay_stream(stream: Streaming[T], call: Call) -> AsyncIterator[T]:
     """Relays a Serve streaming response within the call's deadline; always cancels it at the
     end (harmless after a normal end; stops the replica after a disconnect or an error).
 
@@ -133,6 +142,41 @@ async def relay_stream(stream: Any, call: Call) -> AsyncIterator[Any]:
         stream.cancel()
 
 
+async def merge(iterators: list[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
+    """Items of several async iterators as they come, tagged with the iterator's index; the
+    first error ends the merge, and closing it cancels every pump."""
+    if len(iterators) == 1:
+        async for item in iterators[0]:
+            yield 0, item
+        return
+    queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
+    done = object()
+
+    async def pump(k: int, it: AsyncIterator[T]) -> None:
+        try:
+            async for item in it:
+                await queue.put((k, item, None))
+            await queue.put((k, done, None))
+        except BaseException as exc:
+            await queue.put((k, done, exc))
+
+    tasks = [asyncio.ensure_future(pump(k, it)) for k, it in enumerate(iterators)]
+    try:
+        live = len(tasks)
+        while live:
+            k, item, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                live -= 1
+                continue
+            yield k, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def retrying(attempt: Callable[[], Awaitable[T]], retries: int) -> T:
     """Unary calls that are idempotent (seed fixed by the gateway) get `retries` more tries
     when the replica died or was unavailable; any other error returns at once."""
@@ -152,10 +196,12 @@ class DataPlane:
         router: ModelRouter,
         metrics: GatewayMetrics,
         gates: dict[str, CostGate] | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.config = config
         self.router = router
         self.metrics = metrics
+        self.auth = auth if auth is not None else Authenticator(config.gateway.security)
         self.gates = (
             gates if gates is not None else {m.name: CostGate.for_model(m) for m in config.models}
         )
@@ -163,6 +209,19 @@ class DataPlane:
         self.coalescers: dict[str, Coalescer] = {}
         router.replica_listeners.append(lambda name, n: self.gates[name].set_replicas(n))
         metrics.watch_gates(lambda: self.gates)
+
+    # ---- who is calling -------------------------------------------------------------------
+    def authorize(self, protocol: str, authorization: str | None, *, rated: bool = True) -> str:
+        """The caller's key name from an `authorization` header value; raises Unauthenticated,
+        or (when `rated`) Overloaded past the caller's rate. Every refusal is counted once, in
+        `aigc_gateway_rejected_total{reason}` with the same reasons for both front ends
+        ("unauthenticated", "rate_limited")."""
+        try:
+            return self.auth.check(authorization) if rated else self.auth.identify(authorization)
+        except AigcError as exc:
+            reason = str(exc.details.get("reason", "unauthenticated"))
+            self.metrics.rejected.labels(reason, protocol).inc()
+            raise
 
     # ---- the call: metrics, in-flight gauge, status code ----------------------------------
     @contextlib.asynccontextmanager
@@ -222,18 +281,21 @@ class DataPlane:
     # ---- admission -----------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def admitted(
-        self, call: Call, model: ModelConfig, request: AnyRequest
+        self, call: Call, model: ModelConfig, requests: Sequence[AnyRequest]
     ) -> AsyncIterator[None]:
-        """Through the model's admission gate: refused at once (RESOURCE_EXHAUSTED with a
-        retry hint) when the request cannot finish before its deadline; work admitted that
-        then runs out of time is counted as admitted-then-expired."""
+        """Through the model's admission gate, as one request whatever the number of parts (a
+        completion's list of prompts): refused at once (RESOURCE_EXHAUSTED with a retry hint)
+        when it cannot finish before its deadline; work admitted that then runs out of time
+        is counted as admitted-then-expired."""
+        request = requests[0]
         m, tier = self.metrics, request.priority.value
         remaining = call.remaining()
         if remaining is not None and remaining < MIN_REMAINING_S:
             m.rejected.labels("deadline", call.protocol).inc()
             raise DeadlineExceeded("deadline too short to start the request")
         gate = self.gates[model.name]
-        admission = gate.admit(cost_of(request), call.deadline, request.priority)
+        cost = sum(cost_of(r) for r in requests)
+        admission = gate.admit(cost, call.deadline, request.priority)
         arrived = time.perf_counter()
         wait = m.admission_wait
         try:
@@ -273,40 +335,63 @@ class DataPlane:
     async def generate_text(
         self, call: Call, model: ModelConfig, request: TextRequest
     ) -> TextResult:
-        async with self.admitted(call, model, request):
-            async with _deadline(call):
-                result: TextResult = await relay_unary(
-                    self.router.handle(model).generate.remote(request)
-                )
-        m, labels = self.metrics, (model.name, call.protocol)
-        m.prompt_tokens.labels(*labels).inc(result.prompt_tokens)
-        m.output_tokens.labels(*labels).inc(result.completion_tokens)
+        (result,) = await self.generate_texts(call, model, [request])
         return result
+
+    async def generate_texts(
+        self, call: Call, model: ModelConfig, requests: Sequence[TextRequest]
+    ) -> list[TextResult]:
+        """The parts of one request (a completion's list of prompts): admitted as one, run
+        together; the first failure cancels the others."""
+        replica = self.router.replica(model)
+        async with self.admitted(call, model, requests):
+            async with _deadline(call), asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(relay_unary(replica.unary(TextReplica.generate, r)))
+                    for r in requests
+                ]
+        results = [t.result() for t in tasks]
+        m, labels = self.metrics, (model.name, call.protocol)
+        m.prompt_tokens.labels(*labels).inc(sum(r.prompt_tokens for r in results))
+        m.output_tokens.labels(*labels).inc(sum(r.completion_tokens for r in results))
+        return results
 
     async def stream_text(
         self, call: Call, model: ModelConfig, request: TextRequest
     ) -> AsyncGenerator[TextChunk, None]:
-        """Deltas of the request's n completions; records TTFT, ITL, TPOT and token counts."""
-        handle = self.router.handle(model).options(stream=True)
+        """Deltas of the request's n completions."""
+        async with contextlib.aclosing(self.stream_texts(call, model, [request])) as chunks:
+            async for _, chunk in chunks:
+                yield chunk
+
+    async def stream_texts(
+        self, call: Call, model: ModelConfig, requests: Sequence[TextRequest]
+    ) -> AsyncGenerator[tuple[int, TextChunk], None]:
+        """Deltas of every part's completions as they come, tagged with the part's index;
+        the parts are admitted as one. Records TTFT, ITL, TPOT and token counts."""
+        replica = self.router.replica(model)
         m, labels = self.metrics, (model.name, call.protocol)
+        usage = StreamUsage(completions=sum(r.n for r in requests))
         first: float | None = None
         last = 0.0
-        tokens = prompt_tokens = 0
-        async with self.admitted(call, model, request):
-            async for chunk in relay_stream(handle.generate_stream.remote(request), call):
-                now = time.perf_counter()
-                if first is None:
-                    first = now
-                    m.ttft.labels(*labels).observe(now - call.start)
-                else:
-                    m.itl.labels(*labels).observe(now - last)
-                last = now
-                tokens += chunk.token_count
-                m.output_tokens.labels(*labels).inc(chunk.token_count)
-                if chunk.finish_reason is not None:
-                    prompt_tokens = chunk.prompt_tokens
-                yield chunk
-        m.prompt_tokens.labels(*labels).inc(prompt_tokens)
+        async with self.admitted(call, model, requests):
+            streams = [  # admitted: now they may start
+                relay_stream(replica.stream(TextReplica.generate_stream, r), call) for r in requests
+            ]
+            async with contextlib.aclosing(merge(streams)) as chunks:
+                async for k, chunk in chunks:
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                        m.ttft.labels(*labels).observe(now - call.start)
+                    else:
+                        m.itl.labels(*labels).observe(now - last)
+                    last = now
+                    usage.add(chunk, k)
+                    m.output_tokens.labels(*labels).inc(chunk.token_count)
+                    yield k, chunk
+        m.prompt_tokens.labels(*labels).inc(usage.prompt_tokens)
+        tokens = usage.completion_tokens
         if first is not None and tokens > 1:
             m.tpot.labels(*labels).observe((last - first) / (tokens - 1))
 
@@ -314,9 +399,9 @@ class DataPlane:
     def _coalescer(self, model: ModelConfig) -> Coalescer:
         c = self.coalescers.get(model.name)
         if c is None:
-            handle = self.router.handle(model)
+            replica = self.router.replica(model)
             c = Coalescer(
-                lambda items: handle.generate_many.remote(items),
+                lambda items: replica.unary(ImageReplica.generate_many, items),
                 max_items=model.batching.max_batch_size,
                 max_outstanding=2 * model.scaling.max_replicas,
             )
@@ -332,12 +417,12 @@ class DataPlane:
             def attempt() -> Awaitable[ImageResult]:
                 return coalescer.submit(request)
         else:
-            handle = self.router.handle(model)
+            replica = self.router.replica(model)
 
             def attempt() -> Awaitable[ImageResult]:
-                return relay_unary(handle.generate.remote(request))
+                return relay_unary(replica.unary(ImageReplica.generate, request))
 
-        async with self.admitted(call, model, request):
+        async with self.admitted(call, model, [request]):
             async with _deadline(call):
                 result = await retrying(attempt, self.retries)
         self.metrics.images.labels(model.name, call.protocol).inc(len(result.images))
@@ -347,11 +432,12 @@ class DataPlane:
     async def synthesize(
         self, call: Call, model: ModelConfig, request: AudioRequest
     ) -> AudioResult:
-        handle = self.router.handle(model)
-        async with self.admitted(call, model, request):
+        replica = self.router.replica(model)
+        async with self.admitted(call, model, [request]):
             async with _deadline(call):
-                result: AudioResult = await retrying(
-                    lambda: relay_unary(handle.synthesize.remote(request)), self.retries
+                result = await retrying(
+                    lambda: relay_unary(replica.unary(AudioReplica.synthesize, request)),
+                    self.retries,
                 )
         self.metrics.audio_seconds.labels(model.name, call.protocol).inc(result.duration_s)
         return result
@@ -359,11 +445,12 @@ class DataPlane:
     async def stream_speech(
         self, call: Call, model: ModelConfig, request: AudioRequest
     ) -> AsyncGenerator[AudioChunk, None]:
-        handle = self.router.handle(model).options(stream=True)
+        replica = self.router.replica(model)
         m, labels = self.metrics, (model.name, call.protocol)
         first = True
-        async with self.admitted(call, model, request):
-            async for chunk in relay_stream(handle.synthesize_stream.remote(request), call):
+        async with self.admitted(call, model, [request]):
+            chunks = replica.stream(AudioReplica.synthesize_stream, request)  # admitted: start
+            async for chunk in relay_stream(chunks, call):
                 if first:
                     m.ttfa.labels(*labels).observe(time.perf_counter() - call.start)
                     first = False

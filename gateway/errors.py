@@ -10,46 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
-from core.errors import AigcError
+from core.errors import HTTP_STATUS, RETRY_AFTER_S, AigcError, Failure
+
+__all__ = ["HTTP_STATUS", "Failure", "classify", "client_failure", "replica_lost"]
 
 logger = logging.getLogger("aigc.gateway")
-
-RETRY_AFTER_S = 1.0
-
-# Canonical code (google.rpc.Code name) -> (HTTP status, OpenAI error type). Never 409: the
-# pre-1.0 openai client retries it forever.
-HTTP_STATUS: dict[str, tuple[int, str]] = {
-    "OK": (200, ""),
-    "INVALID_ARGUMENT": (400, "invalid_request_error"),
-    "UNAUTHENTICATED": (401, "authentication_error"),
-    "PERMISSION_DENIED": (403, "permission_error"),
-    "NOT_FOUND": (404, "not_found_error"),
-    "RESOURCE_EXHAUSTED": (429, "rate_limit_error"),
-    "CANCELLED": (499, "cancelled"),
-    "INTERNAL": (500, "server_error"),
-    "UNAVAILABLE": (503, "service_unavailable_error"),
-    "DEADLINE_EXCEEDED": (504, "timeout_error"),
-}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a client is told about an exception: transport-neutral."""
-
-    code: str  # google.rpc.Code name, e.g. "INVALID_ARGUMENT"
-    message: str
-    field: str | None = None
-    retry_after_s: float | None = None  # set for RESOURCE_EXHAUSTED
-
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, (500, ""))[0]
-
-    @property
-    def error_type(self) -> str:
-        return HTTP_STATUS.get(self.code, (500, "server_error"))[1]
 
 
 def _ray_error_table() -> list[tuple[type[BaseException], str, str]]:
@@ -97,7 +63,7 @@ def classify(exc: BaseException) -> Failure:
         retry = None
         if exc.code == "RESOURCE_EXHAUSTED":
             retry = float(exc.details.get("retry_after_s", RETRY_AFTER_S))
-        return Failure(exc.code, exc.message, exc.field, retry)
+        return Failure(exc.code, exc.message, exc.field, retry, exc.http_status)
     if isinstance(exc, asyncio.CancelledError):
         return Failure("CANCELLED", "cancelled by the client")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):

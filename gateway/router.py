@@ -1,4 +1,5 @@
-"""Model names -> configs and Serve deployment handles; readiness and model info for ListModels."""
+"""Model names -> configs and typed handles to their deployments; readiness, replica counts
+and each model's facts (`core.replica.ModelFacts`) for ListModels."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import AigcConfig, Modality, ModelConfig
 from core.errors import ModelNotFound
+from core.replica import ModelFacts, Replica
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.replicas import ReplicaHandle
 
 logger = logging.getLogger("aigc.gateway")
 
@@ -21,7 +24,7 @@ class ModelState:
     ready: bool = False
     running_replicas: int = 0
     starting_replicas: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    facts: ModelFacts | None = None  # what the replica reported once it was ready
 
 
 class ModelRouter:
@@ -35,7 +38,7 @@ class ModelRouter:
         self.models = config.by_name()
         self.state = {m.name: ModelState() for m in config.models}
         self.metrics = metrics
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, ReplicaHandle] = {}
         self._handle_factory = handle_factory or _serve_handle
         # Called with (model name, running replicas) after every status read (admission).
         self.replica_listeners: list[Callable[[str, int], None]] = []
@@ -62,18 +65,23 @@ class ModelRouter:
         except ModelNotFound:
             return UNKNOWN_MODEL
 
-    def handle(self, model: ModelConfig) -> Any:
+    def replica(self, model: ModelConfig) -> ReplicaHandle:
+        """Typed calls to the model's deployment (`core.replica` names the methods)."""
         h = self._handles.get(model.name)
         if h is None:
-            h = self._handle_factory(model)
+            h = ReplicaHandle(self._handle_factory(model))
             self._handles[model.name] = h
         return h
+
+    def facts(self, model: ModelConfig) -> ModelFacts:
+        """The model's facts, or empty ones until its replica has reported them."""
+        return self.state[model.name].facts or ModelFacts()
 
     def modality_ready(self, modality: Modality) -> bool:
         return any(self.state[m.name].ready for m in self.config.models_of(modality))
 
     async def refresh(self) -> None:
-        """Reads deployment status from the Serve controller; fetches info of newly ready models."""
+        """Reads deployment status from the Serve controller; asks new ready models for facts."""
         from ray import serve
 
         status = await asyncio.to_thread(serve.status)
@@ -94,9 +102,10 @@ class ModelRouter:
             self._publish(model.name, st)
             if dep is None:
                 continue
-            if st.ready and not st.info:
+            if st.ready and st.facts is None:
                 with contextlib.suppress(Exception):
-                    st.info = await asyncio.wait_for(self.handle(model).describe.remote(), 10.0)
+                    described = self.replica(model).unary(Replica.describe)
+                    st.facts = await asyncio.wait_for(_awaited(described), 10.0)
 
     def _publish(self, name: str, st: ModelState) -> None:
         if self.metrics is not None:
@@ -112,6 +121,10 @@ class ModelRouter:
             except Exception:
                 logger.warning("could not read Serve status", exc_info=True)
             await asyncio.sleep(period_s)
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
 
 
 def _serve_handle(model: ModelConfig) -> Any:

@@ -207,8 +207,10 @@ def build_gateway(
     # Auth first (outermost); decoding innermost, so it sees the registered handlers only and
     # auth's refusals reuse its tolerant deserializer.
     interceptors: list[grpc.aio.ServerInterceptor] = []
+    router = ModelRouter(config, metrics)
+    plane = DataPlane(config, router, metrics, auth=auth)
     if auth.enabled:
-        interceptors.append(AuthInterceptor(auth, metrics))
+        interceptors.append(AuthInterceptor(plane))
     interceptors.append(DecodeInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -218,8 +220,6 @@ def build_gateway(
             ("grpc.so_reuseport", 0),
         ],
     )
-    router = ModelRouter(config, metrics)
-    plane = DataPlane(config, router, metrics)
     text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(plane), server)
     image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(plane), server)
     audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(plane), server)
@@ -244,6 +244,6 @@ def build_gateway(
     gateway = Gateway(config, server, health_servicer, router, metrics, plane, bound, bound_metrics)
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
-        api = OpenAIApi(config, plane, auth, gateway.ready)
+        api = OpenAIApi(config, plane, gateway.ready)
         gateway.http = http_server(api.app(), host, hport, security.tls)
     return gateway

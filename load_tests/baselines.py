@@ -17,6 +17,7 @@ from typing import Any
 
 from core.config import AigcConfig, Modality, ModelConfig, load_config
 from core.registry import engine_class
+from core.types import StreamUsage
 from gateway import convert
 
 BENCH_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "bench.yaml"
@@ -53,12 +54,11 @@ class EchoBackend:
 
     async def stream_text(self, request: Any) -> AsyncIterator[Any]:
         engine, domain, model = self._text(request)
-        tokens = 0
+        usage = StreamUsage(completions=domain.n)
         async for chunk in engine.stream(domain):
-            tokens += chunk.token_count
             message = convert.text_chunk(chunk, domain.request_id, model.name)
-            if chunk.finish_reason is not None:
-                message.usage.CopyFrom(convert.usage(chunk.prompt_tokens, tokens))
+            if usage.add(chunk):  # as the gateway does: usage on the stream's last message
+                message.usage.CopyFrom(convert.usage(usage.prompt_tokens, usage.completion_tokens))
             yield message
 
     async def generate_images(self, request: Any) -> Any:

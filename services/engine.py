@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from core.config import ModelConfig
 from core.options import EngineOptions
 from core.registry import options_class
+from core.replica import ModelFacts
 from services.metrics import EngineObserver
 
 T = TypeVar("T")
@@ -97,15 +98,17 @@ class Engine(abc.ABC):
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def info(self) -> dict[str, Any]:
-        """Facts for ListModels; engines add their own keys (labels, voices). Where the weights
-        folder has a `source.json` (written by `make assets`), its source and licence too."""
-        return {
-            "parameters": self.parameters,
-            "device": self.device,
-            "load_seconds": round(self.load_seconds, 3),
-            **weights_source(self.config.weights),
-        }
+    def facts(self) -> ModelFacts:
+        """What ListModels shows; engines add their own (labels, voices, sizes). Where the
+        weights folder has a `source.json` (written by `make assets`), its source and licence."""
+        source = weights_source(self.config.weights)
+        return ModelFacts(
+            parameters=self.parameters,
+            device=self.device,
+            load_seconds=round(self.load_seconds, 3),
+            source=source.get("source", ""),
+            license=source.get("license", ""),
+        )
 
     def stats(self) -> dict[str, float]:
         """Live counters for metrics and tests; engines add their own."""

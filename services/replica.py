@@ -18,6 +18,7 @@ from ray import serve
 from core.config import ModelConfig
 from core.errors import DeadlineExceeded
 from core.registry import engine_class
+from core.replica import ModelFacts
 from services.engine import Engine
 
 logger = logging.getLogger("aigc.replica")
@@ -108,8 +109,8 @@ class Replica:
         """Called by Serve periodically; raising marks the replica unhealthy (it is restarted)."""
         await self.engine.check_health()
 
-    async def describe(self) -> dict[str, Any]:
-        return {"name": self.config.name, **self.engine.info()}
+    async def describe(self) -> ModelFacts:
+        return self.engine.facts()
 
     async def stats(self) -> dict[str, float]:
         """What the replica exports as `aigc_replica_engine_stat`, on request (tests, tools)."""

@@ -15,7 +15,17 @@ from typing import Any
 
 from core.config import AigcConfig, Modality, ModelConfig, parse_config
 from core.registry import engine_class
-from gateway.auth import Authenticator
+from core.replica import ModelFacts
+from core.types import (
+    AudioChunk,
+    AudioRequest,
+    AudioResult,
+    ImageRequest,
+    ImageResult,
+    TextChunk,
+    TextRequest,
+    TextResult,
+)
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
@@ -93,35 +103,40 @@ class StandInHandle:
         return _Method
 
 
-class EchoReplica:
-    """The request methods a Serve replica offers, over a real (echo) engine, without Ray."""
+class _EchoReplica:
+    """A replica without Ray over a real (echo) engine; one subclass per modality implements
+    that modality's protocol (`core.replica`), as the Serve deployments do."""
 
     def __init__(self, model: ModelConfig) -> None:
-        self.engine = engine_class(model.modality.value, model.engine)(model)
-        self.modality = model.modality.value
+        self.engine: Any = engine_class(model.modality.value, model.engine)(model)
 
     async def start(self) -> None:
         await self.engine.start()
 
-    async def describe(self) -> dict[str, Any]:
-        return dict(self.engine.info())
+    async def describe(self) -> ModelFacts:
+        facts: ModelFacts = self.engine.facts()
+        return facts
 
-    # text
-    async def generate(self, request: Any) -> Any:
-        if self.modality == "image":
-            results = await self.generate_many([request])
-            if isinstance(results[0], Exception):
-                raise results[0]
-            return results[0]
-        return await self.engine.generate(request)
 
-    async def generate_stream(self, request: Any) -> AsyncIterator[Any]:
+class EchoTextReplica(_EchoReplica):
+    async def generate(self, request: TextRequest) -> TextResult:
+        result: TextResult = await self.engine.generate(request)
+        return result
+
+    async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         async for chunk in self.engine.stream(request):
             yield chunk
 
-    # image
-    async def generate_many(self, requests: list[Any]) -> list[Any]:
-        out: list[Any] = []
+
+class EchoImageReplica(_EchoReplica):
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        (result,) = await self.generate_many([request])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def generate_many(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:
+        out: list[ImageResult | Exception] = []
         for r in requests:
             try:
                 self.engine.validate(r)
@@ -130,18 +145,26 @@ class EchoReplica:
                 out.append(exc)
         return out
 
-    # audio
-    async def synthesize(self, request: Any) -> Any:
+
+class EchoAudioReplica(_EchoReplica):
+    async def synthesize(self, request: AudioRequest) -> AudioResult:
         self.engine.validate(request)
         result = (await self.engine.generate_batch([request]))[0]
         if isinstance(result, Exception):
             raise result
-        return result
+        return result  # type: ignore[no-any-return]
 
-    async def synthesize_stream(self, request: Any) -> AsyncIterator[Any]:
+    async def synthesize_stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         self.engine.validate(request)
         async for chunk in self.engine.stream(request):
             yield chunk
+
+
+ECHO_REPLICAS: dict[Modality, type[_EchoReplica]] = {
+    Modality.TEXT: EchoTextReplica,
+    Modality.IMAGE: EchoImageReplica,
+    Modality.AUDIO: EchoAudioReplica,
+}
 
 
 def echo_config(**gateway: Any) -> AigcConfig:
@@ -166,14 +189,14 @@ async def standin_plane(config: AigcConfig) -> tuple[DataPlane, dict[str, StandI
     """A data plane whose router hands out stand-in handles over started echo replicas."""
     handles: dict[str, StandInHandle] = {}
     for m in config.models:
-        replica = EchoReplica(m)
+        replica = ECHO_REPLICAS[m.modality](m)
         await replica.start()
         handles[m.name] = StandInHandle(replica)
     router = ModelRouter(config, GatewayMetrics(), handle_factory=lambda m: handles[m.name])
     for m in config.models:
         st = router.state[m.name]
         st.ready, st.running_replicas = True, 1
-        st.info = await handles[m.name].replica.describe()
+        st.facts = await handles[m.name].replica.describe()
     return DataPlane(config, router, router.metrics or GatewayMetrics()), handles
 
 
@@ -206,9 +229,7 @@ class HttpFront:
         self.loop = LoopThread()
         self.config = echo_config(**gateway)
         self.plane, self.handles = self.loop.run(standin_plane(self.config))
-        api = OpenAIApi(
-            self.config, self.plane, Authenticator(self.config.gateway.security), lambda: True
-        )
+        api = OpenAIApi(self.config, self.plane, lambda: True)
         self.server = http_server(api.app(), "127.0.0.1", 0, None)
         self.loop.run(self._start())
         self.base = f"http://127.0.0.1:{self.port}"

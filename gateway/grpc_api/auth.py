@@ -1,4 +1,4 @@
-"""API keys and per-key rate limits on gRPC calls: `gateway.auth.Authenticator` as an
+"""API keys and per-key rate limits on gRPC calls: the data plane's `authorize` as an
 interceptor. A refused call gets the status the one error table gives (UNAUTHENTICATED, or
 RESOURCE_EXHAUSTED with RetryInfo). Health checks stay open."""
 
@@ -11,10 +11,9 @@ import grpc
 from grpc_status import rpc_status
 
 from core.errors import AigcError
-from gateway.auth import Authenticator
+from gateway.dataplane import DataPlane
 from gateway.errors import classify
 from gateway.grpc_api.status import rpc_status_of
-from gateway.metrics import GatewayMetrics
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 
@@ -33,9 +32,8 @@ def _deny(exc: AigcError) -> tuple[Any, Any]:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth: Authenticator, metrics: GatewayMetrics) -> None:
-        self.auth = auth
-        self.metrics = metrics
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def intercept_service(
         self,
@@ -51,9 +49,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             None,
         )
         try:
-            self.auth.check(header if isinstance(header, str) else None)
+            self.plane.authorize("grpc", header if isinstance(header, str) else None)
         except AigcError as exc:
-            self.metrics.rejected.labels(exc.details.get("reason", "auth"), "grpc").inc()
             return self._replace(handler, _deny(exc))
         return handler
 

@@ -25,6 +25,7 @@ from aigc.v1 import (
     text_pb2_grpc,
 )
 from core.config import Modality
+from core.types import StreamUsage
 from gateway import convert
 from gateway.dataplane import Call, DataPlane, ModelView
 from gateway.grpc_api.status import abort
@@ -109,14 +110,11 @@ class TextServicer(_Servicer, text_pb2_grpc.TextGenerationServicer):
     async def GenerateStream(self, request: Any, context: Any, call: Call) -> AsyncIterator[Any]:
         model = self.plane.resolve(call, request.model)
         domain = convert.text_request(request, model, call.request_id, call.deadline)
-        finished = tokens = 0
+        usage = StreamUsage(completions=domain.n)
         async for chunk in self.plane.stream_text(call, model, domain):
-            tokens += chunk.token_count
             message = convert.text_chunk(chunk, call.request_id, model.name)
-            if chunk.finish_reason is not None:
-                finished += 1
-                if finished == domain.n:  # the last message of the stream carries usage
-                    message.usage.CopyFrom(convert.usage(chunk.prompt_tokens, tokens))
+            if usage.add(chunk):  # the last message of the stream carries usage
+                message.usage.CopyFrom(convert.usage(usage.prompt_tokens, usage.completion_tokens))
             yield message
 
 
@@ -148,7 +146,7 @@ class AudioServicer(_Servicer, audio_pb2_grpc.AudioSynthesisServicer):
 
 
 def model_info(view: ModelView) -> models_pb2.ModelInfo:
-    model, st, info = view.config, view.state, view.state.info
+    model, st, facts = view.config, view.state, view.facts
     return models_pb2.ModelInfo(
         name=model.name,
         aliases=list(model.aliases),
@@ -168,13 +166,13 @@ def model_info(view: ModelView) -> models_pb2.ModelInfo:
             max_ongoing_requests=model.max_ongoing_requests,
             max_queued_requests=model.scaling.max_queued_requests,
         ),
-        source=str(info.get("source") or model.weights or ""),
-        license=str(model.license or info.get("license") or ""),
-        parameters=int(info.get("parameters", 0)),
+        source=facts.source or model.weights or "",
+        license=model.license or facts.license,
+        parameters=facts.parameters,
         description=model.description,
-        labels=list(info.get("labels", [])),
-        voices=list(info.get("voices", [])),
-        device=str(info.get("device", "")),
+        labels=list(facts.labels),
+        voices=list(facts.voices),
+        device=facts.device,
     )
 
 

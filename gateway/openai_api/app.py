@@ -15,7 +15,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,9 +28,9 @@ from starlette.routing import BaseRoute, Route
 
 from aigc.wav import wav_header
 from core.config import AigcConfig, Modality, ModelConfig
-from core.errors import AigcError, InvalidArgument
-from core.types import TextChunk, TextRequest
-from gateway.auth import Authenticator
+from core.errors import AigcError, ClientGone, InvalidArgument, TooLarge
+from core.replica import ModelFacts
+from core.types import StreamUsage, TextChunk, TextRequest
 from gateway.dataplane import Call, DataPlane
 from gateway.errors import Failure, client_failure
 from gateway.openai_api import convert, page
@@ -46,12 +46,6 @@ PROTOCOL = "http"
 TIMEOUT_HEADERS = ("x-request-timeout", "x-stainless-timeout")  # seconds; the openai SDK sends
 B = TypeVar("B", bound=BaseModel)
 T = TypeVar("T")
-
-
-class ClientGone(AigcError):
-    """The client closed the connection before the answer was ready."""
-
-    code = "CANCELLED"
 
 
 async def _closing(
@@ -115,51 +109,15 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
-async def merge(iterators: list[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
-    """Items of several async iterators as they come, tagged with the iterator's index."""
-    if len(iterators) == 1:
-        async for item in iterators[0]:
-            yield 0, item
-        return
-    queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
-    done = object()
-
-    async def pump(k: int, it: AsyncIterator[T]) -> None:
-        try:
-            async for item in it:
-                await queue.put((k, item, None))
-            await queue.put((k, done, None))
-        except BaseException as exc:
-            await queue.put((k, done, exc))
-
-    tasks = [asyncio.ensure_future(pump(k, it)) for k, it in enumerate(iterators)]
-    try:
-        live = len(tasks)
-        while live:
-            k, item, exc = await queue.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                live -= 1
-                continue
-            yield k, item
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 class OpenAIApi:
     def __init__(
         self,
         config: AigcConfig,
         plane: DataPlane,
-        auth: Authenticator,
         ready: Callable[[], bool],
     ) -> None:
         self.config = config
         self.plane = plane
-        self.auth = auth
         self.ready = ready
         self.max_body = config.gateway.max_message_mb * 2**20
         self.default_timeout_s = config.gateway.http_timeout_s
@@ -229,12 +187,12 @@ class OpenAIApi:
         """The body as a JSON object; refused before it is read in full when too large."""
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            raise _TooLarge(int(length), self.max_body)
+            raise _too_large(int(length), self.max_body)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body:
-                raise _TooLarge(size, self.max_body)
+                raise _too_large(size, self.max_body)
             chunks.append(chunk)
         try:
             data = json.loads(b"".join(chunks) or b"null")
@@ -256,12 +214,7 @@ class OpenAIApi:
         streamed response keeps the call open until its last byte (or the disconnect)."""
         rid = self._request_id(request)
         try:
-            try:
-                self.auth.check(request.headers.get("authorization"))
-            except AigcError as exc:
-                reason = exc.details.get("reason", "unauthenticated")
-                self.plane.metrics.rejected.labels(reason, PROTOCOL).inc()
-                raise
+            self.plane.authorize(PROTOCOL, request.headers.get("authorization"))
             data = await self._json(request) if body_model is not None else {}
             if "engine" in request.path_params:  # the pre-1.0 client's routes
                 data["model"] = request.path_params["engine"]
@@ -283,11 +236,6 @@ class OpenAIApi:
                 response.body_iterator = _closing(response.body_iterator, stack)  # type: ignore[arg-type]
             else:
                 await stack.aclose()
-        except _TooLarge as exc:
-            response = error_response(Failure("INVALID_ARGUMENT", str(exc)), rid)
-            response.status_code = 413
-        except ClientGone:
-            return Response(status_code=499)
         except Exception as exc:
             response = error_response(client_failure(exc, rid), rid)
         response.headers["x-request-id"] = rid
@@ -320,7 +268,7 @@ class OpenAIApi:
                             "max": m.scaling.max_replicas,
                         },
                         "limits": _limits(m),
-                        **{k: st.info[k] for k in _INFO_KEYS if st.info.get(k)},
+                        **_shown_facts(view.facts),
                     }
                 )
         return out
@@ -356,9 +304,8 @@ class OpenAIApi:
         Behind the API keys when they are on; per-key rate limits do not apply (a dashboard
         that polls must not spend the caller's request budget)."""
         try:
-            self.auth.identify(request.headers.get("authorization"))
+            self.plane.authorize(PROTOCOL, request.headers.get("authorization"), rated=False)
         except AigcError as exc:
-            self.plane.metrics.rejected.labels("unauthenticated", PROTOCOL).inc()
             rid = self._request_id(request)
             return error_response(client_failure(exc, rid), rid)
         body = generate_latest(self.plane.metrics.registry)
@@ -394,33 +341,28 @@ class OpenAIApi:
             include = bool(body.stream_options and body.stream_options.include_usage)
             writer = convert.ChunkWriter(rid, served, chat=chat, include_usage=include)
             return await self._stream_text(call, model, requests, writer)
-        results = await asyncio.gather(
-            *(self.plane.generate_text(call, model, r) for r in requests)
-        )
-        return JSONResponse(convert.completion_response(list(results), rid, served, chat=chat))
+        results = await self.plane.generate_texts(call, model, requests)
+        return JSONResponse(convert.completion_response(results, rid, served, chat=chat))
 
     async def _stream_text(
         self, call: Call, model: Any, requests: list[TextRequest], writer: convert.ChunkWriter
     ) -> Response:
         n = requests[0].n
-        chunks = merge([self.plane.stream_text(call, model, r) for r in requests])
+        chunks = self.plane.stream_texts(call, model, requests)  # admitted as one request
         first = await anext(chunks)  # errors before the first token are HTTP errors
 
         async def events(first: tuple[int, TextChunk]) -> AsyncIterator[bytes]:
-            prompt_tokens: dict[int, int] = {}
-            completion_tokens = 0
+            usage = StreamUsage(completions=n * len(requests))
             try:
                 item: tuple[int, TextChunk] | None = first
                 while item is not None:
                     k, chunk = item
-                    completion_tokens += chunk.token_count
-                    if chunk.finish_reason is not None:
-                        prompt_tokens[k] = chunk.prompt_tokens
+                    usage.add(chunk, k)
                     for data in writer.delta(k * n + chunk.index, chunk.delta, chunk.finish_reason):
                         yield _sse(data)
                     item = await anext(chunks, None)
                 if writer.include_usage:
-                    yield _sse(writer.usage(sum(prompt_tokens.values()), completion_tokens))
+                    yield _sse(writer.usage(usage.prompt_tokens, usage.completion_tokens))
             except Exception as exc:  # after the stream began: an error event, then [DONE]
                 failure = client_failure(exc, call.request_id)
                 call.code = failure.code  # the call ends with it, though HTTP said 200
@@ -435,8 +377,8 @@ class OpenAIApi:
     async def images(self, request: Request) -> Response:
         async def work(call: Call, body: Any) -> Response:
             model = self.plane.resolve(call, body.model or "")
-            info = self.plane.router.state[model.name].info
-            domain = convert.image_request(body, model, info, call.request_id, call.deadline)
+            facts = self.plane.router.facts(model)
+            domain = convert.image_request(body, model, facts, call.request_id, call.deadline)
             result = await self.plane.generate_images(call, model, domain)
             images = [{"b64_json": base64.b64encode(i.data).decode()} for i in result.images]
             return JSONResponse({"created": int(time.time()), "data": images})
@@ -471,9 +413,8 @@ class OpenAIApi:
         return await self._handle(request, "/v1/audio/speech", Modality.AUDIO, SpeechRequest, work)
 
 
-class _TooLarge(Exception):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the body has {size} bytes or more; the limit is {limit}")
+def _too_large(size: int, limit: int) -> TooLarge:
+    return TooLarge(f"the body has {size} bytes or more; the limit is {limit}")
 
 
 def _not_found(model_id: str) -> AigcError:
@@ -496,7 +437,11 @@ def _parse(model: type[B], data: dict[str, Any]) -> B:
 
 
 # What /v1/models adds to OpenAI's fields (as vLLM adds root and max_model_len).
-_INFO_KEYS = ("labels", "voices", "image_size")
+def _shown_facts(facts: ModelFacts) -> dict[str, Any]:
+    """The facts a playground needs to build a request form, where the model has them."""
+    shown: dict[str, Any] = {"labels": list(facts.labels), "voices": list(facts.voices)}
+    shown["image_size"] = facts.image_size
+    return {k: v for k, v in shown.items() if v}
 
 
 def model_state(st: ModelState) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.config import ModelConfig
 from core.errors import InvalidArgument
+from core.replica import ModelFacts
 from core.types import (
     AudioFormat,
     AudioRequest,
@@ -229,7 +230,7 @@ def _label_of(prompt: str, labels: list[str]) -> str | None:
 def image_request(
     body: ImageGenerationRequest,
     model: ModelConfig,
-    info: dict[str, Any],
+    facts: ModelFacts,
     request_id: str,
     deadline: float | None,
 ) -> ImageRequest:
@@ -239,13 +240,13 @@ def image_request(
             "this server keeps no image URLs",
             field="response_format",
         )
-    native = info.get("image_size")
+    native = facts.image_size
     if body.size is not None and native and body.size != f"{native}x{native}":
         raise InvalidArgument(
             f"size {body.size!r} is not served by {model.name!r}; sizes: {native}x{native}",
             field="size",
         )
-    labels = [str(x) for x in info.get("labels", [])]
+    labels = list(facts.labels)
     label = None
     if labels:
         label = _label_of(body.prompt, labels)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import replace
 
 from core.errors import InvalidArgument
 from core.options import AudioOptions
+from core.replica import ModelFacts
 from core.types import AudioChunk, AudioFormat, AudioRequest, AudioResult
 from services.audio.encode import wav_bytes
 from services.engine import Engine
@@ -60,5 +61,5 @@ class AudioEngine(Engine):
             )
         return results
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "voices": list(self.voices), "sample_rate": self.sample_rate}
+    def facts(self) -> ModelFacts:
+        return replace(super().facts(), voices=tuple(self.voices), sample_rate=self.sample_rate)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from core.errors import InvalidArgument
 from core.options import HibariAudioOptions
+from core.replica import ModelFacts
 from core.types import AudioChunk, AudioRequest
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
@@ -50,8 +52,8 @@ class HibariAudioEngine(AudioEngine):
         self.sample_rate = int(next(iter(self._tts.values())).sample_rate)
         self.device = "cpu"
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "source": "hibari-tts 0.2.1 (PyPI)", "license": "Apache-2.0"}
+    def facts(self) -> ModelFacts:
+        return replace(super().facts(), source="hibari-tts 0.2.1 (PyPI)", license="Apache-2.0")
 
     @staticmethod
     def _phonemes(tts: Any, text: str) -> list[str]:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from core.options import VitsAudioOptions
+from core.replica import ModelFacts
 from core.types import AudioChunk, AudioRequest
 from services.audio.encode import to_pcm16
 from services.audio.engine import AudioEngine
@@ -58,9 +60,9 @@ class VitsAudioEngine(AudioEngine):
         self.voices = ["default"] if speakers <= 1 else [f"speaker-{i}" for i in range(speakers)]
         return model
 
-    def info(self) -> dict[str, Any]:
+    def facts(self) -> ModelFacts:
         dtype = str(self.dtype).removeprefix("torch.")
-        return {**super().info(), "source": self.config.weights or "", "dtype": dtype}
+        return replace(super().facts(), source=self.config.weights or "", details={"dtype": dtype})
 
     @torch.inference_mode()
     def _forward(self, texts: list[str], speed: float, seed: int, voice: str) -> list[np.ndarray]:

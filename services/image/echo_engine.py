@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
 from core.options import EchoImageOptions
+from core.replica import ModelFacts
 from core.types import GeneratedImage, ImageRequest, ImageResult
 from services.image.encode import encode_image
 from services.image.engine import ImageEngine
@@ -21,8 +22,8 @@ class EchoImageEngine(ImageEngine):
     async def _start(self) -> None:
         self.labels = list(self.options.labels)
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "image_size": self.options.size, "channels": 3}
+    def facts(self) -> ModelFacts:
+        return replace(super().facts(), image_size=self.options.size, channels=3)
 
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
         if self.options.delay_s:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from dataclasses import replace
 
 from core.errors import InvalidArgument
+from core.replica import ModelFacts
 from core.types import ImageRequest, ImageResult
 from services.engine import Engine
 
@@ -32,5 +33,5 @@ class ImageEngine(Engine):
     async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
         """All images of all requests, generated together; results in request order."""
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "labels": list(self.labels)}
+    def facts(self) -> ModelFacts:
+        return replace(super().facts(), labels=tuple(self.labels))

@@ -15,12 +15,14 @@ picture up to rounding (`scripts/gpu_check.py` measures the PSNR of each dtype a
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from core.options import GanImageOptions
+from core.replica import ModelFacts
 from core.types import GeneratedImage, ImageRequest, ImageResult
 from services.engine import resolve_dtype
 from services.image.encode import encode_image
@@ -81,16 +83,18 @@ class GanImageEngine(ImageEngine):
                 for _ in range(3 if graphs else 1):
                     self._run(torch.zeros(b, self.latent_dim), torch.zeros(b, dtype=torch.long))
 
-    def info(self) -> dict[str, Any]:
-        return {
-            **super().info(),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "compile": self.compile_mode or "off",
-            "image_size": self.size,
-            "channels": self.channels,
-            "source": self.meta.get("source", ""),
-            "license": self.meta.get("license", ""),
-        }
+    def facts(self) -> ModelFacts:
+        return replace(
+            super().facts(),
+            image_size=self.size,
+            channels=self.channels,
+            source=str(self.meta.get("source", "")),
+            license=str(self.meta.get("license", "")),
+            details={
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "compile": self.compile_mode or "off",
+            },
+        )
 
     def _latents(self, requests: list[ImageRequest]) -> tuple[torch.Tensor, torch.Tensor, list]:
         zs, labels, plan = [], [], []

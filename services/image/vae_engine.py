@@ -15,11 +15,12 @@ trained with, plus the GAN engine's options).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import torch
 
 from core.options import VaeImageOptions
+from core.replica import ModelFacts
 from core.types import ImageRequest
 from services.image.gan_engine import GanImageEngine
 
@@ -31,5 +32,6 @@ class VaeImageEngine(GanImageEngine):
         z, labels, plan = super()._latents(requests)
         return z * self.options.temperature, labels, plan
 
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "temperature": self.options.temperature}
+    def facts(self) -> ModelFacts:
+        base = super().facts()
+        return replace(base, details={**base.details, "temperature": self.options.temperature})

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.errors import InvalidArgument
 from core.options import TextOptions
-from core.types import Completion, FinishReason, TextChunk, TextRequest, TextResult
+from core.types import Completion, FinishReason, StreamUsage, TextChunk, TextRequest, TextResult
 from services.engine import Engine
 
 
@@ -29,18 +29,18 @@ class TextEngine(Engine):
         texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
         tokens = dict.fromkeys(range(request.n), 0)
         reasons: dict[int, FinishReason] = {}
-        prompt_tokens = 0
+        usage = StreamUsage(completions=request.n)
         async for chunk in self.stream(request):
             texts[chunk.index].append(chunk.delta)
             tokens[chunk.index] += chunk.token_count
+            usage.add(chunk)
             if chunk.finish_reason is not None:
                 reasons[chunk.index] = chunk.finish_reason
-                prompt_tokens = chunk.prompt_tokens
         completions = [
             Completion(i, "".join(texts[i]), reasons.get(i, FinishReason.CANCELLED), tokens[i])
             for i in range(request.n)
         ]
-        return TextResult(request.request_id, request.model, completions, prompt_tokens)
+        return TextResult(request.request_id, request.model, completions, usage.prompt_tokens)
 
 
 def prompt_text(request: TextRequest, tokenizer: Any, prompt_format: str, model: str) -> str | None:

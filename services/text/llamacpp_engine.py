@@ -28,13 +28,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
 from core.errors import DeadlineExceeded
 from core.options import LlamaCppTextOptions
+from core.replica import ModelFacts
 from core.types import FinishReason, TextChunk, TextRequest
 from services.text.engine import (
     Relay,
@@ -213,16 +214,18 @@ class LlamaCppTextEngine(TextEngine):
         )
         check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
 
-    def info(self) -> dict[str, Any]:
-        return {
-            **super().info(),
-            "max_context": self.max_context,
-            "continuous_batching": True,
-            "chat_template": bool(self.tokenizer.chat_template),
-            "prompt_format": self.options.prompt_format,
-            "kv_cells": self.kv_cells,
-            "gguf": self.description,
-        }
+    def facts(self) -> ModelFacts:
+        return replace(
+            super().facts(),
+            max_context=self.max_context,
+            details={
+                "continuous_batching": True,
+                "chat_template": bool(self.tokenizer.chat_template),
+                "prompt_format": self.options.prompt_format,
+                "kv_cells": self.kv_cells,
+                "gguf": self.description,
+            },
+        )
 
     def stats(self) -> dict[str, float]:
         running = [s for s in self._running if not s.done]

@@ -16,13 +16,14 @@ import inspect
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from core.errors import DeadlineExceeded
 from core.options import TransformersTextOptions
+from core.replica import ModelFacts
 from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import resolve_dtype
 from services.text.engine import (
@@ -135,14 +136,16 @@ class TransformersTextEngine(TextEngine):
         cache = getattr(output, "cache", None)
         return cache if cache is not None else output.past_key_values
 
-    def info(self) -> dict[str, Any]:
-        return {
-            **super().info(),
-            "max_context": self.max_context,
-            "continuous_batching": self.can_join,
-            "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
-            "prompt_format": self.options.prompt_format,
-        }
+    def facts(self) -> ModelFacts:
+        return replace(
+            super().facts(),
+            max_context=self.max_context,
+            details={
+                "continuous_batching": self.can_join,
+                "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+                "prompt_format": self.options.prompt_format,
+            },
+        )
 
     def stats(self) -> dict[str, float]:
         return {

@@ -280,12 +280,12 @@ def test_gan_compiled_buckets_and_bfloat16_match_float32(tiny_dir):
     # 6 images -> a pass of 4 and a pass of 2; buckets 1, 2, 4 were compiled at load
     pixels = _gan_pixels(compiled)
     assert [np.abs(a - b).max() for a, b in zip(reference, pixels, strict=True)] == [0] * 6
-    assert compiled.buckets == [1, 2, 4] and compiled.info()["compile"] == "default"
+    assert compiled.buckets == [1, 2, 4] and compiled.facts().details["compile"] == "default"
     bf16 = _gan_engine(tiny_dir, dtype="bfloat16")
     for ref, img in zip(reference, _gan_pixels(bf16), strict=True):
         mse = float(((ref - img) ** 2).mean())
         assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
-    assert bf16.info()["dtype"] == "bfloat16"
+    assert bf16.facts().details["dtype"] == "bfloat16"
 
 
 def test_gan_float16_needs_cuda(tiny_dir):
@@ -387,7 +387,7 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
     # the floor, so speaking faster cannot shorten them)
     assert len(slow) == 2 * len(alone)
     assert [c.last for c in chunks] == [False, True]
-    assert engine.info()["dtype"] == "float32"
+    assert engine.facts().details["dtype"] == "float32"
 
 
 def test_vits_reduced_precision_keeps_the_durations_of_long_text(tiny_dir):

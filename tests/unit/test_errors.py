@@ -150,7 +150,7 @@ def test_a_request_cancelled_while_queued_at_its_deadline_counts_as_expired():
         call = Call("grpc", "Generate", Modality.IMAGE, "r", time.time() + 30)
 
         async def admitted() -> None:
-            async with plane.admitted(call, model, ImageRequest("r", model.name, count=1)):
+            async with plane.admitted(call, model, [ImageRequest("r", model.name, count=1)]):
                 raise AssertionError("the gate was full; the request must still be queued")
 
         task = asyncio.create_task(admitted())

@@ -56,11 +56,11 @@ async def collect(engine: Any, request: TextRequest) -> list[TextChunk]:
 
 
 def test_loads_the_gguf_with_its_chat_template(engine: Any) -> None:
-    info = engine.info()
-    assert info["chat_template"] is True
-    assert info["parameters"] > 100_000_000
-    assert "Q4_1" in info["gguf"]
-    assert info["kv_cells"] >= 4096 and info["max_context"] == 512
+    facts = engine.facts()
+    assert facts.details["chat_template"] is True
+    assert facts.parameters > 100_000_000
+    assert "Q4_1" in str(facts.details["gguf"])
+    assert int(facts.details["kv_cells"]) >= 4096 and facts.max_context == 512
 
 
 def test_answers_through_the_chat_template_and_counts_tokens(engine, runner) -> None:

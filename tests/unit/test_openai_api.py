@@ -54,10 +54,16 @@ def test_models_list_names_and_aliases(front: Front) -> None:
         front.client().models.retrieve("nope")
 
 
+def admitted(front: Front) -> float:
+    return front.metric("aigc_admitted_requests_total", model="echo-text", tier="interactive")
+
+
 def test_completion_list_prompt_and_n(front: Front) -> None:
+    before = admitted(front)
     c = front.client().completions.create(
         model="echo-text", prompt=["a b c", "d e"], n=2, max_tokens=5, seed=1
     )
+    assert admitted(front) == before + 1  # two prompts, one request: admitted as one
     assert [ch.index for ch in c.choices] == [0, 1, 2, 3]
     assert [ch.text for ch in c.choices] == ["a b c", "a b c", "d e", "d e"]
     assert c.usage.completion_tokens == 10 and c.object == "text_completion"
@@ -89,6 +95,24 @@ def test_completion_refuses_what_it_does_not_do(
         front.client().completions.create(model="echo-text", prompt="a b", **extra)
     assert err.value.status_code == 400
     assert err.value.body["param"] == param
+
+
+def test_streamed_list_prompt_is_admitted_once_and_counts_usage_per_prompt(front: Front) -> None:
+    before = admitted(front)
+    stream = front.client().completions.create(
+        model="echo-text", prompt=["a b c", "d e f g"], n=2, max_tokens=3, seed=1, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert admitted(front) == before + 1
+    texts: dict[int, str] = {}
+    for ch in chunks[:-1]:
+        for choice in ch.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert texts == {0: "a b c", 1: "a b c", 2: "d e f", 3: "d e f"}
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 12  # 4 completions x 3 tokens
+    assert usage.prompt_tokens == 7  # each prompt once (3 + 4 words), not once per completion
 
 
 def test_chat_stream_shapes_with_n_and_usage(front: Front) -> None:
@@ -242,5 +266,9 @@ def test_auth_and_rate_limit() -> None:
         with pytest.raises(openai.RateLimitError) as err:
             f.client(api_key=KEY).models.list()
         assert int(err.value.response.headers["retry-after"]) >= 1
+        # counted by the data plane with the labels the gRPC front end's refusals get
+        rejected = "aigc_rejected_requests_total"
+        assert f.metric(rejected, reason="unauthenticated", protocol="http") == 1
+        assert f.metric(rejected, reason="rate_limited", protocol="http") == 1
     finally:
         f.close()

@@ -21,6 +21,7 @@ from aigc.v1 import (
     text_pb2,
     text_pb2_grpc,
 )
+from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
 from tests.conftest import LoopThread
@@ -28,14 +29,15 @@ from tests.standin import counted_cancel, echo_config, settle, standin_plane
 
 
 class Front:
-    def __init__(self) -> None:
+    def __init__(self, **gateway: Any) -> None:
         self.loop = LoopThread()
-        self.plane, self.handles = self.loop.run(standin_plane(echo_config()))
+        self.plane, self.handles = self.loop.run(standin_plane(echo_config(**gateway)))
         self.port = self.loop.run(self._start())
         self.target = f"127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
-        self.server = grpc.aio.server(interceptors=[DecodeInterceptor()])
+        auth = [AuthInterceptor(self.plane)] if self.plane.auth.enabled else []
+        self.server = grpc.aio.server(interceptors=[*auth, DecodeInterceptor()])
         text_pb2_grpc.add_TextGenerationServicer_to_server(TextServicer(self.plane), self.server)
         image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(self.plane), self.server)
         audio_pb2_grpc.add_AudioSynthesisServicer_to_server(AudioServicer(self.plane), self.server)
@@ -179,10 +181,39 @@ def test_the_admission_state_of_each_model_is_on_metrics(front: Front) -> None:
     assert front.metric("aigc_admission_queued_requests", model="echo-image") == 0.0
     text = front.plane.gates["echo-text"]
     with Client(front.target, timeout=30) as c:
-        stream = c.stream_text("a b c d e f", model="echo-text")
+        # 400 tokens at 10 ms each: still running when its first chunk arrives, however
+        # loaded the machine (six tokens once finished first under a parallel test run)
+        stream = c.stream_text("word " * 400, model="echo-text", max_tokens=400)
         next(iter(stream))  # admitted and running
         running = front.metric("aigc_admission_inflight_cost", model="echo-text")
         assert running == text.inflight > 0
         stream.cancel()
     for model in front.plane.gates:  # one series per configured model, nothing else
         assert front.metric("aigc_admission_bound_cost", model=model) > 0
+
+
+def test_auth_refusals_are_counted_as_the_http_front_end_counts_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The data plane authorizes both front ends: the same codes and the same metric labels
+    (tests/unit/test_openai_api.py::test_auth_and_rate_limit checks HTTP's)."""
+    key = "g" * 24
+    monkeypatch.setenv("AIGC_TEST_GRPC_KEYS", f"bob:{key}")
+    f = Front(
+        security={"api_keys_env": "AIGC_TEST_GRPC_KEYS", "rate_limit_per_s": 0.001,
+                   "rate_limit_burst": 1}
+    )  # fmt: skip
+    try:
+        with Client(f.target) as anonymous, pytest.raises(grpc.RpcError) as err:
+            anonymous.generate_text("hi", model="echo-text")
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with Client(f.target, api_key=key) as c:
+            assert c.generate_text("hi", model="echo-text").completions[0].text == "hi"
+            with pytest.raises(grpc.RpcError) as err:
+                c.generate_text("hi", model="echo-text")
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        rejected = "aigc_rejected_requests_total"
+        assert f.metric(rejected, reason="unauthenticated", protocol="grpc") == 1
+        assert f.metric(rejected, reason="rate_limited", protocol="grpc") == 1
+    finally:
+        f.close()

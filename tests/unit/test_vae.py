@@ -106,8 +106,8 @@ def test_vae_temperature_scales_the_latent() -> None:
         engine = _engine(temperature=t)
         images = np.stack(_run(engine, req)[0]).astype(float)
         spread[t] = float(images.std(axis=0).mean())
-        assert engine.info()["temperature"] == t
-        assert engine.info()["source"].startswith("scripts/demo_models/train_fashion_vae.py")
+        assert engine.facts().details["temperature"] == t
+        assert engine.facts().source.startswith("scripts/demo_models/train_fashion_vae.py")
     assert spread[0.3] < 0.7 * spread[1.0]
 
 
