@@ -7,6 +7,7 @@ convert the result back. Only this module knows about admission, retries, coales
 cancellation and the request metrics; it raises the project's errors (`core.errors`), which
 `gateway.errors` maps to a gRPC code and an HTTP status.
 
+The call and its relays (deadline, cancel, merge, retry) are `gateway.calls`.
 Cancellation: when the client goes away (gRPC cancels the handler task; Starlette cancels the
 SSE body iterator or our disconnect watcher cancels the unary call) the awaiting code gets
 CancelledError and the Serve request is cancelled too, which reaches the replica (awaiting
@@ -18,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core.config import AigcConfig, Modality, ModelConfig
-from core.errors import AigcError, DeadlineExceeded, Overloaded, Unavailable
+from core.errors import AigcError, DeadlineExceeded, Overloaded
 from core.replica import AudioReplica, ImageReplica, ModelFacts, TextReplica
 from core.types import (
     AudioChunk,
@@ -38,43 +39,24 @@ from core.types import (
 )
 from gateway.admission import CostGate, cost_of
 from gateway.auth import Authenticator
+from gateway.calls import (
+    Call,
+    all_or_none,
+    merge,
+    relay_stream,
+    relay_unary,
+    retrying,
+    within_deadline,
+)
 from gateway.coalesce import Coalescer
-from gateway.errors import classify, replica_lost
-from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.replicas import Pending, Streaming
+from gateway.errors import classify
+from gateway.metrics import GatewayMetrics
 from gateway.router import ModelRouter, ModelState
 
 T = TypeVar("T")
 ALL = "all"  # metric label of calls about every modality (ListModels)
 MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
-# The client's deadline precedes our copy of it by the request's transit time (gRPC sends the
-# time remaining, which the server adds to its own arrival time), so the cancellation a client
-# sends when its deadline fires can reach us while our copy still shows time left. A
-# cancellation with less than this left is the deadline running out, not a client giving up.
-DEADLINE_TRANSIT_SLACK_S = 0.25
 AnyRequest = TextRequest | ImageRequest | AudioRequest
-
-
-@dataclass
-class Call:
-    """One client call, as the data plane sees it: who, what, by when, and how it ended."""
-
-    protocol: str  # "grpc" | "http": a metric label
-    method: str  # a bounded operation name: a metric label
-    modality: Modality | None  # None: a call about every modality (listing models)
-    request_id: str
-    deadline: float | None  # time.time() by which the client stops waiting
-    model: str = UNKNOWN_MODEL  # metric label: a configured name, never a client's string
-    start: float = field(default_factory=time.perf_counter)
-    code: str | None = None  # set by a front end that reports a failure in-band (SSE error)
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.time()
-
-    def out_of_time(self) -> bool:
-        """Whether a cancellation now is the client's deadline firing (see the slack above)."""
-        remaining = self.remaining()
-        return remaining is not None and remaining <= DEADLINE_TRANSIT_SLACK_S
 
 
 @dataclass(frozen=True)
@@ -88,105 +70,6 @@ class ModelView:
     @property
     def facts(self) -> ModelFacts:
         return self.state.facts or ModelFacts()
-
-
-@contextlib.asynccontextmanager
-async def _deadline(call: Call) -> AsyncIterator[None]:
-    """Ends the awaited work with DEADLINE_EXCEEDED once the call's deadline passes (the
-    CancelledError that asyncio.timeout delivers cancels the Serve request on its way out)."""
-    remaining = call.remaining()
-    if remaining is None:
-        yield
-        return
-    try:
-        async with asyncio.timeout(max(0.0, remaining)):
-            yield
-    except TimeoutError:
-        raise DeadlineExceeded("deadline exceeded while the model was working") from None
-
-
-async def relay_unary(response: Pending[T]) -> T:
-    """Awaits a Serve response; cancels it when the caller is cancelled."""
-    try:
-        return await response
-    except asyncio.CancelledError:
-        response.cancel()
-        raise
-
-
-async def relay_stream(stream: Streaming[T], call: Call) -> AsyncIterator[T]:
-    """Relays a Serve streaming response within the call's deadline; always cancels it at the
-    end (harmless after a normal end; stops the replica after a disconnect or an error).
-
-    A stream is not retried (its chunks are already with the client): when its replica dies or
-    becomes unreachable (a lost node gives ActorUnavailableError first), it ends UNAVAILABLE
-    saying the replica was lost and how far it got, so the client knows to start over."""
-    sent = 0
-    try:
-        iterator = stream.__aiter__()
-        while True:
-            try:
-                async with _deadline(call):
-                    item = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                if replica_lost(exc):
-                    raise Unavailable(
-                        f"model replica was lost during the stream ({sent} chunks sent); retry"
-                    ) from exc
-                raise
-            sent += 1
-            yield item
-    finally:
-        stream.cancel()
-
-
-async def merge(iterators: list[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
-    """Items of several async iterators as they come, tagged with the iterator's index; the
-    first error ends the merge, and closing it cancels every pump."""
-    if len(iterators) == 1:
-        async for item in iterators[0]:
-            yield 0, item
-        return
-    queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
-    done = object()
-
-    async def pump(k: int, it: AsyncIterator[T]) -> None:
-        try:
-            async for item in it:
-                await queue.put((k, item, None))
-            await queue.put((k, done, None))
-        except BaseException as exc:
-            await queue.put((k, done, exc))
-
-    tasks = [asyncio.ensure_future(pump(k, it)) for k, it in enumerate(iterators)]
-    try:
-        live = len(tasks)
-        while live:
-            k, item, exc = await queue.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                live -= 1
-                continue
-            yield k, item
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]], retries: int) -> T:
-    """Unary calls that are idempotent (seed fixed by the gateway) get `retries` more tries
-    when the replica died or was unavailable; any other error returns at once."""
-    for n in range(retries + 1):
-        try:
-            return await attempt()
-        except Exception as exc:
-            if n == retries or classify(exc).code != "UNAVAILABLE":
-                raise
-    raise AssertionError("unreachable")
 
 
 class DataPlane:
@@ -345,12 +228,10 @@ class DataPlane:
         together; the first failure cancels the others."""
         replica = self.router.replica(model)
         async with self.admitted(call, model, requests):
-            async with _deadline(call), asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(relay_unary(replica.unary(TextReplica.generate, r)))
-                    for r in requests
-                ]
-        results = [t.result() for t in tasks]
+            async with within_deadline(call):
+                results = await all_or_none(
+                    [relay_unary(replica.unary(TextReplica.generate, r)) for r in requests]
+                )
         m, labels = self.metrics, (model.name, call.protocol)
         m.prompt_tokens.labels(*labels).inc(sum(r.prompt_tokens for r in results))
         m.output_tokens.labels(*labels).inc(sum(r.completion_tokens for r in results))
@@ -423,7 +304,7 @@ class DataPlane:
                 return relay_unary(replica.unary(ImageReplica.generate, request))
 
         async with self.admitted(call, model, [request]):
-            async with _deadline(call):
+            async with within_deadline(call):
                 result = await retrying(attempt, self.retries)
         self.metrics.images.labels(model.name, call.protocol).inc(len(result.images))
         return result
@@ -434,7 +315,7 @@ class DataPlane:
     ) -> AudioResult:
         replica = self.router.replica(model)
         async with self.admitted(call, model, [request]):
-            async with _deadline(call):
+            async with within_deadline(call):
                 result = await retrying(
                     lambda: relay_unary(replica.unary(AudioReplica.synthesize, request)),
                     self.retries,

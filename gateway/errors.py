@@ -3,7 +3,7 @@
 Replica errors arrive as Ray exceptions that are also instances of our classes, so one
 `isinstance` ladder covers local and remote errors. Unknown errors become INTERNAL with the
 request id; the traceback goes to the log, never to the client. Both front ends render a
-`Failure` in their own way (`gateway.grpc_api.status`, `gateway.openai_api.app.error_body`).
+`Failure` in their own way (`gateway.grpc_api.status`, `gateway.openai_api.http.error_body`).
 """
 
 from __future__ import annotations

@@ -27,6 +27,15 @@ SERVE_PROXY_SERVICERS = [
 ]
 
 
+def _only(results: list[Any]) -> Any:
+    """The one item of a one-request batch; an item's exception (the engines' per-item
+    contract) is raised, as the Serve replicas raise it."""
+    (result,) = results
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 class EchoBackend:
     """The echo engines of the bench config, called directly; the RPC bodies both baselines run."""
 
@@ -64,16 +73,16 @@ class EchoBackend:
     async def generate_images(self, request: Any) -> Any:
         model = self.models[Modality.IMAGE]
         domain = convert.image_request(request, model, uuid.uuid4().hex, None)
-        [result] = await self.engines[Modality.IMAGE].generate_batch([domain])
-        return convert.image_response(result)
+        results = await self.engines[Modality.IMAGE].generate_batch([domain])
+        return convert.image_response(_only(results))
 
     def _audio(self, request: Any, stream: bool) -> Any:
         model = self.models[Modality.AUDIO]
         return convert.audio_request(request, model, uuid.uuid4().hex, None, stream=stream)
 
     async def synthesize(self, request: Any) -> Any:
-        [result] = await self.engines[Modality.AUDIO].generate_batch([self._audio(request, False)])
-        return convert.audio_response(result)
+        results = await self.engines[Modality.AUDIO].generate_batch([self._audio(request, False)])
+        return convert.audio_response(_only(results))
 
     async def stream_speech(self, request: Any) -> AsyncIterator[Any]:
         domain = self._audio(request, True)

@@ -48,11 +48,13 @@ async def measure(
 
     async def one_batch() -> None:
         requests = batch_of(batch)
+        results = await engine.generate_batch(requests)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise failed[0]
         if modality == "image":
-            results = await engine.generate_batch(requests)
             done["items"] += sum(len(r.images) for r in results)
         else:
-            results = await engine.generate_batch(requests)
             done["audio_seconds"] += sum(r.duration_s for r in results)
             done["items"] += len(results)
         done["requests"] += len(results)

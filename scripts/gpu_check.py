@@ -421,13 +421,15 @@ async def vits_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
+    """The whole stack per modality, measured by `aigc bench` (closed loop, steady-state rate
+    over the sending window), the same harness users size capacity with."""
     try:
         import ray  # noqa: F401
     except ImportError:
         return {"skipped": "ray is not installed on this machine"}
-    from aigc import AsyncClient
     from control.stack import LocalStack
     from core.config import parse_config
+    from load_tests.procs import bench
 
     cuda = device.startswith("cuda")
     gpu = 0.25 if cuda else 0
@@ -464,37 +466,38 @@ async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
         "image_overlap": 8 if a.quick else 64,
         "audio": 8 if a.quick else 32,
     }
-    out: dict[str, Any] = {"concurrency": conc}
+    # name -> (aigc bench --workload, the summary's rate in the engine sections' unit)
+    runs: dict[str, tuple[str, str]] = {
+        # prompts of the engine sections' length: 3 words ("A computer is"), SPEECH_TEXT's
+        "text": (
+            "text:fortune,stream=false,max_tokens=64,prompt_words=3",
+            "steady_output_throughput",
+        ),
+        "audio": (
+            f"audio:voice,stream=false,prompt_words={len(SPEECH_TEXT.split())}",
+            "steady_request_throughput",
+        ),
+    }
+    for name in faces:
+        key = "image" if name == "faces" else "image_overlap"
+        runs[key] = (f"image:{name},count=1", "steady_images_per_second")
+    out: dict[str, Any] = {"concurrency": conc, "harness": "aigc bench (closed loop)"}
     try:
         # leave time to measure and to stop within this section's share of the budget
         await stack.start(timeout_s=min(300.0, max(60.0, a.budget_s - 90)))
+        assert stack.gateway is not None
         target = f"127.0.0.1:{stack.gateway.port}"
-        async with AsyncClient(target, timeout=120) as c:
-            calls: dict[str, tuple[Callable[[], Awaitable[Any]], Callable[[Any], int]]] = {
-                "text": (lambda: c.generate_text("A computer is", model="fortune", max_tokens=64),
-                         lambda r: r.usage.completion_tokens),
-                "audio": (lambda: c.synthesize(SPEECH_TEXT, model="voice"), lambda r: 1),
-            }  # fmt: skip
-            for name in faces:
-                key = "image" if name == "faces" else "image_overlap"
-                calls[key] = (lambda m=name: c.generate_images(model=m, count=1),
-                              lambda r: len(r.images))  # fmt: skip
-            for name, (call, count_of) in calls.items():
-                count = 0
-
-                async def loop(call: Any = call, count_of: Any = count_of, t0: float = 0) -> None:
-                    nonlocal count
-                    while time.perf_counter() - t0 < a.seconds * 3:
-                        result = await call()  # not `count += f(await ...)`: that reads
-                        count += count_of(result)  # count before the await and loses updates
-
-                try:  # one modality failing keeps the others
-                    await asyncio.gather(*[call() for _ in range(conc[name])])  # warm-up
-                    t0 = time.perf_counter()
-                    await asyncio.gather(*[loop(t0=t0) for _ in range(conc[name])])
-                    out[name] = {"per_s": round(count / (time.perf_counter() - t0), 1)}
-                except Exception as exc:
-                    out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, (workload, rate) in runs.items():
+                args = ["--concurrency", str(conc[name]), "--warmup", str(conc[name]),
+                        "--duration", str(a.seconds * 3), "--workload", workload,
+                        "--timeout", "120"]  # fmt: skip
+                summary = await bench(target, Path(tmp) / name, args)
+                if summary["exit_code"] != 0 or summary.get("failed"):
+                    out[name] = {"error": f"aigc bench: exit {summary['exit_code']}, "
+                                          f"failed {summary.get('errors_by_code')}"}  # fmt: skip
+                    continue
+                out[name] = {"per_s": round(float(summary[rate]), 1)}
     finally:
         await stack.stop(grace_s=1)
     return out

@@ -3,9 +3,12 @@
 One small protocol per modality builds on this (`services/<modality>/engine.py`). Engines know
 nothing of gRPC or Ray; a deployment injects one chosen by name from `core.registry`.
 
-Every modality names the same roles the same way: `start` (load), `generate` / `generate_batch`
-(unary: one request, or a batch of them where the replica batches), `stream` (an async
-iterator), `check_health` (raises), `info` (facts for ListModels), `stats` (live counters).
+Every modality names the same roles the same way: `start` (load), `validate` (what only this
+model can refuse, checked by the replica before a request joins a batch or a stream starts),
+`generate` / `generate_batch` (unary: one request, or a batch of them where the replica
+batches; a batch returns one result or one exception per request, so an item fails alone),
+`stream` (an async iterator), `check_health` (raises), `facts` (for ListModels), `stats` (live
+counters). Deadlines are checked with `past` / `check_deadline`, here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.config import ModelConfig
+from core.errors import DeadlineExceeded
 from core.options import EngineOptions
 from core.registry import options_class
 from core.replica import ModelFacts
@@ -48,6 +52,19 @@ def resolve_dtype(name: str, device: str) -> Any:
     if name == "float16" and not device.startswith("cuda"):
         raise ValueError("option dtype float16 needs a CUDA device; use bfloat16 on CPU")
     return getattr(torch, name)
+
+
+def past(deadline: float | None, now: float | None = None) -> bool:
+    """Whether a request's deadline (absolute `time.time()` seconds; None: none) has passed."""
+    return deadline is not None and (time.time() if now is None else now) > deadline
+
+
+def check_deadline(
+    deadline: float | None, when: str = "before the request reached the model"
+) -> None:
+    """Work whose client has stopped waiting is refused, not done."""
+    if past(deadline):
+        raise DeadlineExceeded(f"deadline passed {when}")
 
 
 def weights_source(weights: str | None) -> dict[str, str]:
@@ -87,6 +104,13 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def _start(self) -> None: ...
+
+    def validate(self, request: Any) -> None:
+        """Raises InvalidArgument for what only this model can refuse (a label it does not
+        draw, a voice it lacks, a prompt longer than its context). Cheap; the replica calls it
+        before the request joins a batch or its stream starts, so a bad request fails alone.
+        The base accepts every request."""
+        del request
 
     async def check_health(self) -> None:
         """Raises when the engine cannot serve; Serve then restarts the replica."""

@@ -16,10 +16,9 @@ from typing import Any, TypeVar
 from ray import serve
 
 from core.config import ModelConfig
-from core.errors import DeadlineExceeded
 from core.registry import engine_class
 from core.replica import ModelFacts
-from services.engine import Engine
+from services.engine import Engine, check_deadline
 
 logger = logging.getLogger("aigc.replica")
 STATS_PERIOD_S = 5.0
@@ -54,17 +53,18 @@ class Replica:
 
     def batcher(
         self,
-        run: Callable[[list[Req]], Awaitable[list[Res]]],
+        run: Callable[[list[Req]], Awaitable[list[Res | Exception]]],
         size: Callable[[list[Req]], int] = len,
     ) -> Callable[[Req], Awaitable[Res]]:
         """`@serve.batch` around `run` (e.g. the engine's `generate_batch`), sized by this
         model's `batching` config (built per replica: `max_concurrent_batches` has no setter on
         the decorator) and `size` (items per batch; images count one each). Observes each
         request's queue wait and each batch's size and compute time, and counts the batches in
-        flight, which `_stats` exports."""
+        flight, which `_stats` exports. An item the batch returns as an exception is raised to
+        its own caller only."""
         b = self.config.batching
 
-        async def counted(items: list[tuple[Req, float]]) -> list[Res]:
+        async def counted(items: list[tuple[Req, float]]) -> list[Res | Exception]:
             self.batches_in_flight += 1
             self.batches_in_flight_peak = max(self.batches_in_flight_peak, self.batches_in_flight)
             started = time.perf_counter()
@@ -84,10 +84,13 @@ class Replica:
             max_concurrent_batches=b.max_concurrent_batches,
             batch_size_fn=lambda items: size([request for request, _ in items]),
         )
-        batched: Callable[[tuple[Req, float]], Awaitable[Res]] = decorate(counted)
+        batched: Callable[[tuple[Req, float]], Awaitable[Res | Exception]] = decorate(counted)
 
         async def submit(request: Req) -> Res:
-            return await batched((request, time.perf_counter()))
+            result = await batched((request, time.perf_counter()))
+            if isinstance(result, Exception):  # this item failed alone
+                raise result
+            return result
 
         return submit
 
@@ -99,11 +102,11 @@ class Replica:
             "batches_in_flight_peak": float(self.batches_in_flight_peak),
         }
 
-    @staticmethod
-    def check_deadline(deadline: float | None) -> None:
-        """Work whose client has stopped waiting is refused, not done."""
-        if deadline is not None and time.time() > deadline:
-            raise DeadlineExceeded("deadline passed before the request reached the model")
+    def admit(self, request: Any) -> None:
+        """What every request method does first: refuse work whose client stopped waiting,
+        then what only this model can refuse (`Engine.validate`)."""
+        check_deadline(request.deadline)
+        self.engine.validate(request)
 
     async def check_health(self) -> None:
         """Called by Serve periodically; raising marks the replica unhealthy (it is restarted)."""

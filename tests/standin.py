@@ -120,10 +120,12 @@ class _EchoReplica:
 
 class EchoTextReplica(_EchoReplica):
     async def generate(self, request: TextRequest) -> TextResult:
+        self.engine.validate(request)
         result: TextResult = await self.engine.generate(request)
         return result
 
     async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        self.engine.validate(request)
         async for chunk in self.engine.stream(request):
             yield chunk
 

@@ -27,7 +27,8 @@ from aigc.v1 import (
 from core.config import Modality
 from core.types import StreamUsage
 from gateway import convert
-from gateway.dataplane import Call, DataPlane, ModelView
+from gateway.calls import Call
+from gateway.dataplane import DataPlane, ModelView
 from gateway.grpc_api.status import abort
 
 PROTOCOL = "grpc"

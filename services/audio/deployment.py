@@ -10,6 +10,7 @@ from ray import serve
 
 from core.types import AudioChunk, AudioRequest, AudioResult
 from services.audio.engine import AudioEngine
+from services.engine import check_deadline
 from services.replica import Replica
 
 
@@ -22,14 +23,12 @@ class AudioReplica(Replica):
         self._batched = self.batcher(self.engine.generate_batch)
 
     async def synthesize(self, request: AudioRequest) -> AudioResult:
-        self.check_deadline(request.deadline)
-        self.engine.validate(request)
-        result = await self._batched(request)
-        if isinstance(result, Exception):  # this item failed alone (e.g. unreadable text)
-            raise result
-        return result
+        self.admit(request)
+        return await self._batched(request)  # an item's own failure (unreadable text) raises
 
     async def synthesize_stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
-        self.engine.validate(request)
+        self.admit(request)
         async for chunk in self.engine.stream(request):
             yield chunk
+            if not chunk.last:  # the next sentence is work: only while the client waits
+                check_deadline(request.deadline, "during the stream")

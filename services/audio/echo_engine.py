@@ -18,7 +18,7 @@ class EchoAudioEngine(AudioEngine):
     options: EchoAudioOptions
 
     async def _start(self) -> None:
-        self.voices = list(self.options.voices)
+        self.voices = tuple(self.options.voices)
 
     def _tone(self, text: str, speed: float) -> bytes:
         n = int(len(text) * self.options.seconds_per_char / speed * self.sample_rate)

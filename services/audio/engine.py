@@ -16,7 +16,7 @@ from services.engine import Engine
 
 class AudioEngine(Engine):
     options: AudioOptions
-    voices: list[str] = []
+    voices: tuple[str, ...] = ()
     sample_rate: int = 24_000
 
     @property
@@ -62,4 +62,4 @@ class AudioEngine(Engine):
         return results
 
     def facts(self) -> ModelFacts:
-        return replace(super().facts(), voices=tuple(self.voices), sample_rate=self.sample_rate)
+        return replace(super().facts(), voices=self.voices, sample_rate=self.sample_rate)

@@ -46,7 +46,7 @@ class HibariAudioEngine(AudioEngine):
         missing = sorted(set(wanted or []) - set(offline))
         if missing:
             raise ValueError(f"voices not available offline: {missing}; offline: {offline}")
-        self.voices = list(wanted or offline)
+        self.voices = tuple(wanted or offline)
         threads = self.config.resources.torch_threads
         self._tts = {v: Hibari(voice=v, threads=threads) for v in self.voices}
         self.sample_rate = int(next(iter(self._tts.values())).sample_rate)

@@ -57,7 +57,9 @@ class VitsAudioEngine(AudioEngine):
         self.autocast = self.dtype != torch.float32
         self.sample_rate = int(model.config.sampling_rate)
         speakers = int(getattr(model.config, "num_speakers", 1) or 1)
-        self.voices = ["default"] if speakers <= 1 else [f"speaker-{i}" for i in range(speakers)]
+        self.voices = (
+            ("default",) if speakers <= 1 else tuple(f"speaker-{i}" for i in range(speakers))
+        )
         return model
 
     def facts(self) -> ModelFacts:

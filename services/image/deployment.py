@@ -26,8 +26,7 @@ class ImageReplica(Replica):
         self._batched = self.batcher(self.engine.generate_batch, size=_images)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
-        self.check_deadline(request.deadline)
-        self.engine.validate(request)  # a bad label fails alone, not its batch
+        self.admit(request)  # a bad label fails alone, not its batch
         return await self._batched(request)
 
     async def generate_many(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:

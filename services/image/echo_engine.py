@@ -20,16 +20,16 @@ class EchoImageEngine(ImageEngine):
     options: EchoImageOptions
 
     async def _start(self) -> None:
-        self.labels = list(self.options.labels)
+        self.labels = tuple(self.options.labels)
 
     def facts(self) -> ModelFacts:
         return replace(super().facts(), image_size=self.options.size, channels=3)
 
-    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
+    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:
         if self.options.delay_s:
             await asyncio.sleep(self.options.delay_s)
         size = self.options.size
-        results = []
+        results: list[ImageResult | Exception] = []
         for r in requests:
             images = []
             for i in range(r.count):

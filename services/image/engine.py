@@ -12,7 +12,7 @@ from services.engine import Engine
 
 
 class ImageEngine(Engine):
-    labels: list[str] = []
+    labels: tuple[str, ...] = ()
 
     def validate(self, request: ImageRequest) -> None:
         """Checks what only the model knows (its labels) before a request joins a batch."""
@@ -30,8 +30,9 @@ class ImageEngine(Engine):
             )
 
     @abc.abstractmethod
-    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
-        """All images of all requests, generated together; results in request order."""
+    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:
+        """All images of all requests, generated together; one result per request, in order
+        (a failure of the forward pass fails the whole batch: it raises)."""
 
     def facts(self) -> ModelFacts:
-        return replace(super().facts(), labels=tuple(self.labels))
+        return replace(super().facts(), labels=self.labels)

@@ -46,7 +46,7 @@ class GanImageEngine(ImageEngine):
         model, meta = load_generator(weights, device=self.device)
         self.model = model.to(self.dtype)
         self.meta = meta
-        self.labels = list(meta.get("labels", []))
+        self.labels = tuple(meta.get("labels", []))
         self.latent_dim = int(meta["latent_dim"])
         self.size = int(meta["image_size"])
         self.channels = int(meta["channels"])
@@ -137,7 +137,7 @@ class GanImageEngine(ImageEngine):
         outs = [self._run(z[i : i + step], labels[i : i + step]) for i in range(0, len(z), step)]
         return torch.cat(outs).numpy(), plan
 
-    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult]:
+    async def generate_batch(self, requests: list[ImageRequest]) -> list[ImageResult | Exception]:
         pixels, plan = await self.run_model(self._forward, requests)
         formats = [r.format for r in requests for _ in range(r.count)]
         level = self.options.png_level
@@ -147,7 +147,8 @@ class GanImageEngine(ImageEngine):
                 for i in range(len(pixels))
             ]
         )
-        results, k = [], 0
+        results: list[ImageResult | Exception] = []
+        k = 0
         for r in requests:
             images = []
             for _ in range(r.count):

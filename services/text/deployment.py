@@ -16,8 +16,10 @@ class TextReplica(Replica):
     engine: TextEngine
 
     async def generate(self, request: TextRequest) -> TextResult:
+        self.admit(request)
         return await self.engine.generate(request)
 
     async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        self.admit(request)
         async for chunk in self.engine.stream(request):
             yield chunk

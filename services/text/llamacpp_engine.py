@@ -37,6 +37,7 @@ from core.errors import DeadlineExceeded
 from core.options import LlamaCppTextOptions
 from core.replica import ModelFacts
 from core.types import FinishReason, TextChunk, TextRequest
+from services.engine import past
 from services.text.engine import (
     Relay,
     TextEngine,
@@ -282,6 +283,9 @@ class LlamaCppTextEngine(TextEngine):
             n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
+    def validate(self, request: TextRequest) -> None:
+        self._prompt_ids(request)  # an empty prompt, or one the context cannot hold
+
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         templated = prompt_text(
             request, self.tokenizer, self.options.prompt_format, self.config.name
@@ -356,8 +360,7 @@ class LlamaCppTextEngine(TextEngine):
     def _step(self, out: Delivery) -> None:
         now = time.time()
         for s in [*self._running, *self._waiting]:
-            deadline = s.request.deadline
-            if not s.done and deadline is not None and now > deadline:
+            if not s.done and past(s.request.deadline, now):
                 s.done = True
                 out.append((s.sink, DeadlineExceeded("deadline passed during generation")))
         for s in [s for s in self._running if s.done]:

@@ -25,7 +25,7 @@ from core.errors import DeadlineExceeded
 from core.options import TransformersTextOptions
 from core.replica import ModelFacts
 from core.types import FinishReason, TextChunk, TextRequest
-from services.engine import resolve_dtype
+from services.engine import past, resolve_dtype
 from services.text.engine import (
     Relay,
     TextEngine,
@@ -35,6 +35,8 @@ from services.text.engine import (
     next_chunk,
     prompt_text,
 )
+from services.text.kv_batch import KvBatch
+from services.text.sampling import sample
 
 
 @dataclass(eq=False)
@@ -58,32 +60,13 @@ class _Sequence:
     done: bool = False  # finished, aborted or failed: leaves the batch at the next step
 
 
-class _Batch:
-    """The running batch: KV cache, attention mask and the sampled-but-not-yet-fed tokens."""
-
-    def __init__(self) -> None:
-        self.seqs: list[_Sequence] = []
-        self.cache: Any = None
-        self.mask = torch.zeros(0, 0, dtype=torch.long)
-        self.next_tokens = torch.zeros(0, dtype=torch.long)
-
-
-def _pad_left(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    missing = length - t.shape[dim]
-    if missing <= 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-
 class TransformersTextEngine(TextEngine):
     options: TransformersTextOptions
 
     async def _start(self) -> None:
         self.model = await self.load_torch_model(self._load, "textgen")
         self._waiting: deque[_Sequence] = deque()
-        self._batch = _Batch()
+        self._batch = KvBatch[_Sequence]()
         self._wake = asyncio.Event()
         self._counters = {
             "generated_tokens_total": 0.0,
@@ -164,6 +147,9 @@ class TransformersTextEngine(TextEngine):
         await super().stop()
 
     # ---- requests (event loop) -----------------------------------------------------------
+    def validate(self, request: TextRequest) -> None:
+        self._prompt_ids(request)  # an empty prompt, or one the context cannot hold
+
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         opts = self.options
         templated = prompt_text(request, self.tokenizer, opts.prompt_format, self.config.name)
@@ -250,7 +236,7 @@ class TransformersTextEngine(TextEngine):
                     if not s.done:
                         s.done = True
                         s.sink.put_nowait(exc)
-                self._batch = _Batch()
+                self._batch = KvBatch[_Sequence]()
                 continue
             self.observer.batch(len(tokens), time.perf_counter() - started)
             self._counters["steps_total"] += 1
@@ -263,8 +249,7 @@ class TransformersTextEngine(TextEngine):
     def _expire(self) -> None:
         now = time.time()
         for s in [*self._batch.seqs, *self._waiting]:
-            deadline = s.request.deadline
-            if not s.done and deadline is not None and now > deadline:
+            if not s.done and past(s.request.deadline, now):
                 s.done = True
                 s.sink.put_nowait(DeadlineExceeded("deadline passed during generation"))
 
@@ -310,8 +295,8 @@ class TransformersTextEngine(TextEngine):
             position_ids=positions.to(self.device),
             use_cache=True,
         )
-        tokens = self._sample(out.logits[:, -1, :], newcomers)
-        self._merge(self._cache_of(out), mask, tokens, newcomers)
+        tokens = sample(out.logits[:, -1, :], newcomers)
+        self._batch.merge(self._cache_of(out), mask, tokens, newcomers)
         return tokens.tolist()
 
     @torch.inference_mode()
@@ -330,65 +315,10 @@ class TransformersTextEngine(TextEngine):
             **{self._cache_kw: b.cache},
         )
         b.cache, b.mask = self._cache_of(out), mask
-        b.next_tokens = self._sample(out.logits[:, -1, :], b.seqs)
+        b.next_tokens = sample(out.logits[:, -1, :], b.seqs)
         return b.next_tokens.tolist()
-
-    def _merge(
-        self, cache: Any, mask: torch.Tensor, tokens: torch.Tensor, seqs: list[_Sequence]
-    ) -> None:
-        b = self._batch
-        if not b.seqs:
-            b.cache, b.mask, b.next_tokens, b.seqs = cache, mask, tokens, list(seqs)
-            return
-        length = max(b.mask.shape[1], mask.shape[1])
-        for old, new in zip(b.cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_pad_left(old.keys, length, 2), _pad_left(new.keys, length, 2)])
-            old.values = torch.cat(
-                [_pad_left(old.values, length, 2), _pad_left(new.values, length, 2)]
-            )
-        b.mask = torch.cat([_pad_left(b.mask, length, 1), _pad_left(mask, length, 1)])
-        b.next_tokens = torch.cat([b.next_tokens, tokens])
-        b.seqs.extend(seqs)
 
     def _compact(self) -> None:
         """Drops finished rows and the padding columns no remaining row needs."""
         b = self._batch
-        keep = [i for i, s in enumerate(b.seqs) if not s.done]
-        if len(keep) == len(b.seqs):
-            return
-        if not keep:
-            self._batch = _Batch()
-            return
-        index = torch.tensor(keep, dtype=torch.long)
-        b.cache.batch_select_indices(index.to(self.device))
-        b.mask, b.next_tokens = b.mask[index], b.next_tokens[index]
-        b.seqs = [b.seqs[i] for i in keep]
-        used = (b.mask.sum(0) > 0).nonzero()
-        first = int(used[0]) if len(used) else 0
-        if first > 0 and self.can_join:
-            for layer in b.cache.layers:
-                layer.keys = layer.keys[:, :, first:, :]
-                layer.values = layer.values[:, :, first:, :]
-            b.mask = b.mask[:, first:]
-
-    def _sample(self, logits: torch.Tensor, seqs: list[_Sequence]) -> torch.Tensor:
-        logits = logits.float().cpu()
-        out = torch.empty(len(seqs), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            scores = logits[row]
-            if s.temperature <= 0:
-                out[row] = scores.argmax()
-                continue
-            scores = scores / s.temperature
-            if 0 < s.top_k < scores.numel():
-                kth = torch.topk(scores, s.top_k).values[-1]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            if s.top_p < 1.0:
-                sorted_scores, order = torch.sort(scores, descending=True)
-                probs = torch.softmax(sorted_scores, -1)
-                drop = probs.cumsum(-1) - probs > s.top_p
-                sorted_scores[drop] = float("-inf")
-                scores = torch.full_like(scores, float("-inf")).scatter(0, order, sorted_scores)
-            probs = torch.softmax(scores, -1)
-            out[row] = torch.multinomial(probs, 1, generator=s.generator)[0]
-        return out
+        b.compact([i for i, q in enumerate(b.seqs) if not q.done], self.device, self.can_join)

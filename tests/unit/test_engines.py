@@ -380,7 +380,7 @@ def test_vits_engine_pads_a_batch_and_trims_each_waveform(tiny_dir):
         return engine, batched, alone, again, slow, chunks
 
     engine, (short, long), (alone,), (again,), (slow,), chunks = asyncio.run(main())
-    assert engine.sample_rate == 16000 and engine.voices == ["default"]
+    assert engine.sample_rate == 16000 and engine.voices == ("default",)
     assert len(long) > len(short) > 0  # trimmed to each text's own length
     assert alone == again  # noise scales 0: the same text gives the same audio, any seed
     # speed 0.5 speaks at half the rate (the tiny model's durations are a frame per token,

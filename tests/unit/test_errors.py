@@ -92,7 +92,7 @@ def test_a_stream_whose_replica_is_lost_ends_unavailable_saying_so():
 
     from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-    from gateway.dataplane import Call, relay_stream
+    from gateway.calls import Call, relay_stream
 
     async def drain(stream: _BrokenStream) -> list[int]:
         return [x async for x in relay_stream(stream, Call("grpc", "m", None, "r", None))]
@@ -115,7 +115,8 @@ def test_a_cancellation_at_the_clients_deadline_is_counted_as_the_deadline():
     import asyncio
     import time
 
-    from gateway.dataplane import DEADLINE_TRANSIT_SLACK_S, Call, DataPlane
+    from gateway.calls import DEADLINE_TRANSIT_SLACK_S, Call
+    from gateway.dataplane import DataPlane
 
     def code_with(left: float | None) -> str:
         deadline = None if left is None else time.time() + left
@@ -138,7 +139,7 @@ def test_a_request_cancelled_while_queued_at_its_deadline_counts_as_expired():
 
     from core.config import Modality
     from core.types import ImageRequest
-    from gateway.dataplane import DEADLINE_TRANSIT_SLACK_S, Call
+    from gateway.calls import DEADLINE_TRANSIT_SLACK_S, Call
     from tests.standin import echo_config, standin_plane
 
     async def cancel_queued(left_when_cancelled: float) -> tuple[int, float]:

@@ -97,7 +97,7 @@ def test_models_describe_state_engine_replicas_labels_and_limits(front: HttpFron
 
 
 def test_model_state_words() -> None:
-    from gateway.openai_api.app import model_state
+    from gateway.openai_api.models import model_state
     from gateway.router import ModelState
 
     assert model_state(ModelState(ready=True, running_replicas=1)) == "ready"

@@ -1,0 +1,41 @@
+"""Per-sequence sampling for the transformers engine: each row of a batch's logits with its own
+temperature, top-k, top-p and seeded generator, so a sequence samples the same tokens in any
+batch it shares (tested)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+
+class SamplingParams(Protocol):
+    temperature: float  # <= 0: greedy
+    top_p: float
+    top_k: int  # 0: off
+    generator: torch.Generator
+
+
+def sample(logits: torch.Tensor, rows: Sequence[SamplingParams]) -> torch.Tensor:
+    """One token per row of `logits` (batch x vocab), drawn with that row's parameters."""
+    logits = logits.float().cpu()
+    out = torch.empty(len(rows), dtype=torch.long)
+    for row, s in enumerate(rows):
+        scores = logits[row]
+        if s.temperature <= 0:
+            out[row] = scores.argmax()
+            continue
+        scores = scores / s.temperature
+        if 0 < s.top_k < scores.numel():
+            kth = torch.topk(scores, s.top_k).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if s.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, descending=True)
+            probs = torch.softmax(sorted_scores, -1)
+            drop = probs.cumsum(-1) - probs > s.top_p
+            sorted_scores[drop] = float("-inf")
+            scores = torch.full_like(scores, float("-inf")).scatter(0, order, sorted_scores)
+        probs = torch.softmax(scores, -1)
+        out[row] = torch.multinomial(probs, 1, generator=s.generator)[0]
+    return out
