@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.errors import HTTP_STATUS
+from core.errors import HTTP_STATUS
 from load_tests.records import RequestRecord
 from load_tests.workload import PlannedRequest
 
