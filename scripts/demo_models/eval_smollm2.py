@@ -177,7 +177,7 @@ def gguf_perplexity(path: Path, texts: list[str]) -> dict[str, float]:
     import numpy as np
     from llama_cpp import Llama
 
-    from services.text.llamacpp_engine import gguf_file
+    from services.text.llamacpp_model import gguf_file
 
     llm = Llama(str(gguf_file(str(path))), n_ctx=2048, logits_all=True, verbose=False,
                 n_threads=1)  # fmt: skip

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
-import importlib
 import random
 import threading
 import time
@@ -47,38 +45,9 @@ from services.text.engine import (
     next_chunk,
     prompt_text,
 )
+from services.text.llamacpp_model import LlamaModel, gguf_file
 
-_FLASH = {"auto": -1, "off": 0, "on": 1}  # LLAMA_FLASH_ATTN_TYPE_*
 Delivery = list[tuple["asyncio.Queue[TextChunk | BaseException]", "TextChunk | BaseException"]]
-
-
-def gguf_file(weights: str) -> Path:
-    """`weights` is a .gguf file, or a folder holding exactly one."""
-    path = Path(weights)
-    if path.is_file():
-        return path
-    found = sorted(path.glob("*.gguf")) if path.is_dir() else []
-    if len(found) != 1:
-        raise ValueError(f"weights {weights}: expected a .gguf file or a folder with one")
-    return found[0]
-
-
-class GgufChatTemplate:
-    """The GGUF's chat template behind the tokenizer interface `prompt_text` uses."""
-
-    def __init__(self, template: str | None, bos: str, eos: str) -> None:
-        self.chat_template = template
-        self._format: Any = None
-        if template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            self._format = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
-
-    def apply_chat_template(
-        self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool
-    ) -> str:
-        assert self._format is not None and add_generation_prompt and not tokenize
-        return str(self._format(messages=messages).prompt)
 
 
 @dataclass(eq=False)
@@ -156,24 +125,10 @@ class LlamaCppTextEngine(TextEngine):
         self._thread.start()
 
     def _load(self, path: Path) -> None:
-        ll: Any = importlib.import_module("llama_cpp.llama_cpp")
-        from llama_cpp._logger import set_verbose
-
-        set_verbose(False)  # llama.cpp's load chatter; errors still print
-        self._ll = ll
         opts = self.options
-        ll.llama_backend_init()
-        model_params = ll.llama_model_default_params()
-        model_params.n_gpu_layers = 0
-        self._model = ll.llama_model_load_from_file(str(path).encode(), model_params)
-        if not self._model:
-            raise ValueError(f"model {self.config.name}: llama.cpp could not load {path}")
-        self._vocab = ll.llama_model_get_vocab(self._model)
-        self.parameters = int(ll.llama_model_n_params(self._model))
-        desc = ctypes.create_string_buffer(256)
-        ll.llama_model_desc(self._model, desc, len(desc))
-        self.description = desc.value.decode(errors="replace")
-        trained = int(ll.llama_model_n_ctx_train(self._model))
+        llama = self.llama = LlamaModel(path, self.config.name)
+        self.parameters, self.description = llama.parameters, llama.description
+        trained = llama.trained_context
         self.max_context = opts.context_per_sequence or min(trained, 2048)
         if self.max_context > trained:
             raise ValueError(
@@ -186,33 +141,23 @@ class LlamaCppTextEngine(TextEngine):
                 f"model {self.config.name}: batch_tokens {opts.batch_tokens} cannot hold a "
                 f"step of max_batch_size {self.max_sequences} sequences"
             )
-        threads = opts.threads or self.config.resources.torch_threads
-        params = ll.llama_context_default_params()
-        params.n_ctx = opts.kv_cells or self.max_context * self.max_sequences
-        params.n_batch = params.n_ubatch = opts.batch_tokens
-        params.n_seq_max = self.max_sequences
-        params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = True  # one pool of cells shared by every sequence
-        params.flash_attn_type = _FLASH[opts.flash_attention]
-        self._ctx = ll.llama_init_from_model(self._model, params)
-        if not self._ctx:
-            raise RuntimeError(f"model {self.config.name}: llama.cpp could not make a context")
-        self.kv_cells = int(ll.llama_n_ctx(self._ctx))
+        self.kv_cells = llama.open_context(
+            cells=opts.kv_cells or self.max_context * self.max_sequences,
+            batch_tokens=opts.batch_tokens,
+            sequences=self.max_sequences,
+            threads=opts.threads or self.config.resources.torch_threads,
+            flash=opts.flash_attention,
+        )
         self.max_context = min(self.max_context, self.kv_cells)
-        self._memory = ll.llama_get_memory(self._ctx)
-        self._batch = ll.llama_batch_init(opts.batch_tokens, 0, 1)
+        # the scheduler thread's handles
+        self._ll, self._ctx, self._memory = llama.ll, llama.ctx, llama.memory
+        self._batch, self._vocab = llama.batch, llama.vocab
         # Free sequence ids, least recently used first, each with the tokens its KV cells still
         # hold (the last sequence's prompt and answer: a prompt that starts the same way, the
         # chat template's system prompt or an earlier turn, reuses them instead of prefilling).
         self._idle: dict[int, list[int]] = {i: [] for i in range(self.max_sequences)}
-        self._piece_buf = ctypes.create_string_buffer(256)
-        self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
-        template = ll.llama_model_chat_template(self._model, None)
-        self.tokenizer = GgufChatTemplate(
-            template.decode() if template else None,
-            bos=self._piece(ll.llama_vocab_bos(self._vocab), special=True).decode(errors="ignore"),
-            eos=self._piece(ll.llama_vocab_eos(self._vocab), special=True).decode(errors="ignore"),
-        )
+        self.add_bos = llama.add_bos
+        self.tokenizer = llama.chat_template
         check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
 
     def facts(self) -> ModelFacts:
@@ -254,34 +199,19 @@ class LlamaCppTextEngine(TextEngine):
         if getattr(self, "_thread", None) is not None:
             await asyncio.to_thread(self._thread.join, 30)
         if getattr(self, "_ctx", None) and not self._thread.is_alive():
-            ll = self._ll
             for s in self._running:
-                ll.llama_sampler_free(s.sampler)
+                self._ll.llama_sampler_free(s.sampler)
             self._running.clear()
-            ll.llama_batch_free(self._batch)
-            ll.llama_free(self._ctx)
-            ll.llama_model_free(self._model)
+            self.llama.free()
             self._ctx = None
         await super().stop()
 
     # ---- text <-> tokens -----------------------------------------------------------------
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
-        data = text.encode()
-        size = len(data) + 8
-        while True:
-            buf = (self._ll.llama_token * size)()
-            n = self._ll.llama_tokenize(self._vocab, data, len(data), buf, size, add_special, True)
-            if n >= 0:
-                return list(buf[:n])
-            size = -n
+        return self.llama.tokenize(text, add_special)
 
     def _piece(self, token: int, special: bool = False) -> bytes:
-        buf = self._piece_buf
-        n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        return buf.raw[:n]
+        return self.llama.piece(token, special)
 
     def validate(self, request: TextRequest) -> None:
         self._prompt_ids(request)  # an empty prompt, or one the context cannot hold
