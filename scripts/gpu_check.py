@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,145 +49,28 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # scripts.tiny_models builds the random-weight stand-in models
+sys.path.insert(0, str(ROOT))  # run as a script: scripts.* and the project import from ROOT
 
-FACES = ROOT / "models/faces"
-FASHION = ROOT / "models/fashion"
-FORTUNE = ROOT / "models/fortune"
-SPEECH_TEXT = "Hello there, how are you today? The weather is fine."  # engine and served alike
-SMOL_135M = {  # HuggingFaceTB/SmolLM2-135M's layout (its config.json); weights are random
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "max_position_embeddings": 8192,
-    "rope_theta": 100000.0,
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": True,
-}
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _dtypes(device: str) -> list[torch.dtype]:
-    reduced = [torch.float16, torch.bfloat16] if device.startswith("cuda") else [torch.bfloat16]
-    return [torch.float32, *reduced]
-
-
-REDUCED = [torch.float16, torch.bfloat16]  # quality is measured for both on any device
-
-
-def _vits(a: argparse.Namespace, device: str, real_on_cpu: bool = False) -> tuple[Path, str]:
-    """The VITS layout to measure: the real one, or a tiny one for --quick and, for throughput,
-    on CPU (the real layout takes seconds per utterance on a CPU)."""
-    if a.quick or not (device.startswith("cuda") or real_on_cpu):
-        from scripts.tiny_models import make_vits_model
-
-        return make_vits_model(Path(tempfile.mkdtemp()) / "vits"), "random, tiny (tests)"
-    return _random_vits(Path(tempfile.mkdtemp()) / "vits"), "random, VitsConfig() layout"
-
-
-def _name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _pixels(images: torch.Tensor) -> np.ndarray:
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float | None:
-    """PSNR in dB; None when the images are identical (JSON has no infinity)."""
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return None if mse == 0 else round(10 * math.log10(255.0**2 / mse), 2)
-
-
-def _have_faces() -> bool:
-    return (FACES / "model.safetensors").exists()
-
-
-def _encode_threads(device: str) -> int:
-    """PNG threads per face-GAN replica, the same in the engine and the served sections."""
-    return 4 if device.startswith("cuda") else 1
-
-
-def _throughput(step: Callable[[], Any], items: int, seconds: float, device: str) -> float:
-    """Items/s of `step()`: one warm-up call, then calls for `seconds`."""
-    step()
-    _sync(device)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        n += items
-    _sync(device)
-    return round(n / (time.perf_counter() - t0), 1)
-
-
-async def _athroughput(run: Callable[[], Awaitable[Any]], items: int, seconds: float) -> float:
-    await run()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        await run()
-        n += items
-    return round(n / (time.perf_counter() - t0), 1)
-
-
-def _faces(device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from services.image.networks import build_generator, load_generator
-
-    if _have_faces():
-        return load_generator(FACES, device=device)
-    # same architecture, random weights: the FLOPs are what is measured (quality is skipped)
-    meta = {"architecture": "dcgan64", "latent_dim": 100, "channels": 3, "labels": []}
-    return build_generator(meta).to(device).eval(), {**meta, "random": True}
-
-
-def _random_vits(path: Path, seed: int = 0) -> Path:
-    """A VITS with `VitsConfig()`'s layout (that of facebook/mms-tts-eng), random weights, and a
-    character tokenizer, saved as a Hugging Face checkpoint for the engine."""
-    from transformers import VitsConfig, VitsModel, VitsTokenizer
-
-    if (path / "config.json").exists():
-        return path
-    from scripts.tiny_models import make_vits_model
-
-    tiny = make_vits_model(path.parent / "vits-tokenizer")  # its tokenizer: characters
-    tokenizer = VitsTokenizer.from_pretrained(tiny)
-    torch.manual_seed(seed)
-    model = VitsModel(VitsConfig(vocab_size=len(tokenizer))).eval()
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _random_smol(path: Path, seed: int = 0) -> Path:
-    """SmolLM2-135M's layout with random weights and fortune's tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    if (path / "config.json").exists():
-        return path
-    tokenizer = AutoTokenizer.from_pretrained(FORTUNE)
-    fortune = json.loads((FORTUNE / "config.json").read_text())
-    config = LlamaConfig(
-        vocab_size=fortune["vocab_size"],
-        bos_token_id=fortune.get("bos_token_id"),
-        eos_token_id=fortune.get("eos_token_id"),
-        pad_token_id=fortune.get("pad_token_id"),
-        **SMOL_135M,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    for name in ("generation_config.json", "chat_template.jinja"):
-        if (FORTUNE / name).exists():
-            (path / name).write_bytes((FORTUNE / name).read_bytes())
-    return path
-
-
-# -- sections -------------------------------------------------------------------------------------
+from scripts.gpu_check_models import (  # noqa: E402
+    FACES,
+    FASHION,
+    FORTUNE,
+    REDUCED,
+    SPEECH_TEXT,
+    _athroughput,
+    _dtypes,
+    _encode_threads,
+    _faces,
+    _have_faces,
+    _name,
+    _pixels,
+    _psnr,
+    _random_smol,
+    _sync,
+    _throughput,
+    _vits,
+)
+from scripts.gpu_check_served import _ratios, served  # noqa: E402
 
 
 def env(device: str, a: argparse.Namespace) -> dict[str, Any]:
@@ -417,112 +300,6 @@ async def vits_engine(device: str, a: argparse.Namespace) -> dict[str, Any]:
         finally:
             await engine.stop()
         out[f"{dtype}_utterances_per_s"] = rows
-    return out
-
-
-async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
-    """The whole stack per modality, measured by `aigc bench` (closed loop, steady-state rate
-    over the sending window), the same harness users size capacity with."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return {"skipped": "ray is not installed on this machine"}
-    from control.stack import LocalStack
-    from core.config import parse_config
-    from load_tests.procs import bench
-
-    cuda = device.startswith("cuda")
-    gpu = 0.25 if cuda else 0
-    threads = _encode_threads(device)
-    vits, _ = _vits(a, device)
-    models: list[dict[str, Any]] = [
-        {"name": "fortune", "modality": "text", "engine": "transformers", "device": device,
-         "weights": str(FORTUNE), "options": {"add_bos_token": True},
-         "batching": {"max_batch_size": 64}, "scaling": {"max_ongoing_requests": 128},
-         "resources": {"num_cpus": 1, "num_gpus": gpu}},
-        {"name": "voice", "modality": "audio", "engine": "vits", "device": device,
-         "weights": str(vits), "options": {"max_forward_batch": 32},
-         "batching": {"max_batch_size": 32, "max_concurrent_batches": 2},
-         "resources": {"num_cpus": 1, "num_gpus": gpu}},
-    ]  # fmt: skip
-    # the face GAN twice: one batch at a time, and two (PNG encoding overlapping the forward)
-    faces = {"faces": 1, "faces-overlap": 2} if _have_faces() else {}
-    for name, batches in faces.items():
-        models.append(
-            {"name": name, "modality": "image", "engine": "gan", "device": device,
-             "weights": str(FACES),
-             "options": {"dtype": "float16" if cuda else "float32", "encode_threads": threads},
-             "batching": {"max_batch_size": 64, "max_concurrent_batches": batches},
-             "limits": {"max_images": 64}, "resources": {"num_cpus": threads, "num_gpus": gpu}}
-        )  # fmt: skip
-    cpus = max(8, (os.cpu_count() or 2))
-    gpus = torch.cuda.device_count() if cuda else 0  # told to Ray, not left to its detection
-    cfg = parse_config({"gateway": {"port": 0, "metrics_port": 0},
-                        "ray": {"num_cpus": cpus, "num_gpus": gpus}, "models": models})  # fmt: skip
-    stack = LocalStack(cfg, port=0, metrics_port=0, ray_metrics_port=0)
-    conc = {
-        "text": 8 if a.quick else 64,
-        "image": 8 if a.quick else 64,
-        "image_overlap": 8 if a.quick else 64,
-        "audio": 8 if a.quick else 32,
-    }
-    # name -> (aigc bench --workload, the summary's rate in the engine sections' unit)
-    runs: dict[str, tuple[str, str]] = {
-        # prompts of the engine sections' length: 3 words ("A computer is"), SPEECH_TEXT's
-        "text": (
-            "text:fortune,stream=false,max_tokens=64,prompt_words=3",
-            "steady_output_throughput",
-        ),
-        "audio": (
-            f"audio:voice,stream=false,prompt_words={len(SPEECH_TEXT.split())}",
-            "steady_request_throughput",
-        ),
-    }
-    for name in faces:
-        key = "image" if name == "faces" else "image_overlap"
-        runs[key] = (f"image:{name},count=1", "steady_images_per_second")
-    out: dict[str, Any] = {"concurrency": conc, "harness": "aigc bench (closed loop)"}
-    try:
-        # leave time to measure and to stop within this section's share of the budget
-        await stack.start(timeout_s=min(300.0, max(60.0, a.budget_s - 90)))
-        assert stack.gateway is not None
-        target = f"127.0.0.1:{stack.gateway.port}"
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, (workload, rate) in runs.items():
-                args = ["--concurrency", str(conc[name]), "--warmup", str(conc[name]),
-                        "--duration", str(a.seconds * 3), "--workload", workload,
-                        "--timeout", "120"]  # fmt: skip
-                summary = await bench(target, Path(tmp) / name, args)
-                if summary["exit_code"] != 0 or summary.get("failed"):
-                    out[name] = {"error": f"aigc bench: exit {summary['exit_code']}, "
-                                          f"failed {summary.get('errors_by_code')}"}  # fmt: skip
-                    continue
-                out[name] = {"per_s": round(float(summary[rate]), 1)}
-    finally:
-        await stack.stop(grace_s=1)
-    return out
-
-
-def _ratios(report: dict[str, Any]) -> dict[str, Any]:
-    """Served throughput as a share of the engine at the nearest measured batch size."""
-    served, out = report.get("served") or {}, {}
-
-    def nearest(rows: dict[Any, float], size: int) -> float | None:
-        if not rows:
-            return None
-        key = min(rows, key=lambda k: abs(int(k) - size))
-        return rows[key]
-
-    image = (report.get("gan_engine") or {}).get("eager", {}).get("images_per_s", {})
-    text = (report.get("text_engine") or {}).get("fortune_tokens_per_s_by_concurrency", {})
-    audio = (report.get("vits_engine") or {}).get("float32_utterances_per_s", {})
-    pairs = {"image": (image, "image"), "image_overlap": (image, "image_overlap"),
-             "text": (text, "text"), "audio": (audio, "audio")}  # fmt: skip
-    for name, (rows, key) in pairs.items():
-        got = served.get(key, {}).get("per_s") if isinstance(served.get(key), dict) else None
-        base = nearest(rows, served.get("concurrency", {}).get(key, 0))
-        if got and base:
-            out[name] = round(got / base, 3)
     return out
 
 
