@@ -64,6 +64,7 @@ PROMPTS = [
     )
 ]  # fmt: skip
 CACHE_PROMPT = True  # prompt caches on (both servers' default); --no-prompt-cache: off in both
+VLLM_COMPILE = False  # --vllm-compile: both vLLM rows without enforce_eager (torch.compile)
 SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-vllm")
 
 
@@ -181,9 +182,12 @@ def start_llama_server(threads: int, log: Path) -> Running:
 
 
 def vllm_spec() -> dict[str, Any]:
-    """configs/vllm-cpu.yaml's smollm2 entry (engine: vllm), as written in the file."""
+    """configs/vllm-cpu.yaml's smollm2 entry (engine: vllm), as written in the file (with
+    --vllm-compile: enforce_eager off)."""
     data = yaml.safe_load((ROOT / "configs" / "vllm-cpu.yaml").read_text())
     spec: dict[str, Any] = next(m for m in data["models"] if m["name"] == "smollm2")
+    if VLLM_COMPILE:
+        spec["options"]["engine_args"]["enforce_eager"] = False
     return spec
 
 
@@ -312,9 +316,18 @@ async def run_server(
 
 
 def table(result: dict[str, Any]) -> str:
+    ran = [s for s in result["servers"] if "cells" in s]
+    vllm_rows = any(s["server"] in ("vllm", "aigc-vllm") for s in ran)
+    other_rows = any(s["server"] not in ("vllm", "aigc-vllm") for s in ran)
+    notes = [f"prompt caches {'on' if result['prompt_cache'] else 'off'}"]
+    if other_rows:
+        notes.append(f"{result['threads']} thread(s) in the llama.cpp and transformers rows")
+    if vllm_rows:
+        mode = "torch.compile" if result.get("vllm_compile") else "enforce_eager"
+        notes.append(f"vLLM rows: vLLM's own CPU threads (VLLM_CPU_OMP_THREADS_BIND=auto), {mode}")
+    ready = ", ".join(f"{s['server']} {s['ready_seconds']} s" for s in ran)
     lines = [
-        f"Command: {heading(result['meta'])}; {result['threads']} thread(s) everywhere, prompt "
-        f"caches {'on' if result['prompt_cache'] else 'off'}.",
+        f"Command: {heading(result['meta'])}; {'; '.join(notes)}. Ready after: {ready}.",
         "",
         "| server | max_tokens | c | tok/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | "
         "TPOT p99 ms |",
@@ -372,7 +385,8 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
             continue
         servers.append(await run_server(name, start, cells))
     result: dict[str, Any] = {
-        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT
+        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT,
+        "vllm_compile": VLLM_COMPILE,
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
     result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
@@ -391,9 +405,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-prompt-cache", action="store_true",
                    help="llama-server's prompt cache and the llamacpp engine's prefix cache "
                    "off: every prompt computed in full")  # fmt: skip
+    p.add_argument("--vllm-compile", action="store_true",
+                   help="both vLLM rows with torch.compile (enforce_eager off; configs/"
+                   "vllm-cpu.yaml runs eager)")  # fmt: skip
     args = p.parse_args(argv)
-    global CACHE_PROMPT
+    global CACHE_PROMPT, VLLM_COMPILE
     CACHE_PROMPT = not args.no_prompt_cache
+    VLLM_COMPILE = args.vllm_compile
     args.servers = args.servers.split(",")
     command = "python -m load_tests.llm " + " ".join(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(main_async(args, command.strip()))
