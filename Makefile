@@ -101,10 +101,11 @@ vllm-venv: $(VLLM_STAMP)
 test-vllm: $(VLLM_STAMP) assets-transformers
 	AIGC_REQUIRE_VLLM=1 $(VPY) -m pytest -q -ra tests/vllm -m vllm
 
-# vLLM's own OpenAI server beside aigc-serve + vllm, same weights and engine_args, one run
+# vLLM's own OpenAI server beside aigc-serve + vllm, same weights and engine_args, both up at
+# once and each cell run on each in turn, three rounds (load from other work falls on both)
 # (load_tests.llm's rows "vllm" and "aigc-vllm"; BENCHMARKS.md section 9).
 bench-vllm: $(VLLM_STAMP) assets-transformers
-	$(VPY) -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --requests-per-stream 4
+	$(VPY) -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
 
 demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fortune.py

@@ -1,7 +1,9 @@
 """`python -m load_tests.llm`: text engines side by side with the servers users would run
 instead, on the same weights and threads, driven by one OpenAI streaming client.
 
-Servers, one at a time in one run:
+Servers, one at a time in one run (with --interleave ROUNDS: all up at once, each cell run on
+each server in turn, ROUNDS times, so load from other work on a shared machine falls on every
+server alike):
 - `llama-server`, built from the llama.cpp source inside the pinned llama-cpp-python sdist
   (scripts/native_builds.py server; the same kernels as our engine), on SmolLM2's Q4_1 GGUF,
   `--parallel` = our max_batch_size, the same total context;
@@ -21,7 +23,7 @@ p50/p99. Results: bench-results/llm.json and llm.md (the table for BENCHMARKS.md
 
     python -m load_tests.llm                         # all rows, 1 thread
     python -m load_tests.llm --threads 2 --servers llama-server,aigc-llamacpp
-    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64
+    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
 """
 
 from __future__ import annotations
@@ -110,8 +112,11 @@ async def one_stream(base_url: str, model: str, prompt: str, max_tokens: int) ->
     return {"ttft": ttft, "tokens": tokens, "tpot": (end - t0 - ttft) / max(1, tokens - 1)}
 
 
-async def cell(base_url: str, model: str, concurrency: int, requests: int, max_tokens: int):
-    """A closed loop of `concurrency` streams until `requests` have finished."""
+async def run_cell(
+    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+) -> tuple[list[dict[str, float]], float]:
+    """A closed loop of `concurrency` streams until `requests` have finished: the streams'
+    figures and the seconds the loop took."""
     todo = list(range(requests))
     results: list[dict[str, float]] = []
 
@@ -123,7 +128,12 @@ async def cell(base_url: str, model: str, concurrency: int, requests: int, max_t
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - t0
+    return results, time.perf_counter() - t0
+
+
+def summarise(
+    results: list[dict[str, float]], seconds: float, concurrency: int, max_tokens: int
+) -> dict[str, Any]:
     ttft = [r["ttft"] * 1000 for r in results]
     tpot = [r["tpot"] * 1000 for r in results]
     tokens = sum(r["tokens"] for r in results)
@@ -140,6 +150,19 @@ async def cell(base_url: str, model: str, concurrency: int, requests: int, max_t
         "median_tpot_ms": round(statistics.median(tpot), 2),
         "p99_tpot_ms": round(percentile(tpot, 99), 2),
     }
+
+
+async def cell(
+    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+) -> dict[str, Any]:
+    results, seconds = await run_cell(base_url, model, concurrency, requests, max_tokens)
+    return summarise(results, seconds, concurrency, max_tokens)
+
+
+def report(name: str, row: dict[str, Any]) -> None:
+    print(f"[llm] {name} max_tokens={row['max_tokens']} c={row['concurrency']}: "
+          f"{row['output_throughput']:.1f} tok/s, TTFT p50 {row['median_ttft_ms']:.0f} ms, "
+          f"TPOT p50 {row['median_tpot_ms']:.1f} ms", flush=True)  # fmt: skip
 
 
 # ---- servers -----------------------------------------------------------------------------
@@ -307,12 +330,55 @@ async def run_server(
         for max_tokens, concurrency, requests in cells:
             row = await cell(server.base_url, server.model, concurrency, requests, max_tokens)
             rows.append(row)
-            print(f"[llm] {name} max_tokens={max_tokens} c={concurrency}: "
-                  f"{row['output_throughput']:.1f} tok/s, TTFT p50 {row['median_ttft_ms']:.0f} ms, "
-                  f"TPOT p50 {row['median_tpot_ms']:.1f} ms", flush=True)  # fmt: skip
+            report(name, row)
     finally:
         await asyncio.to_thread(server.stop)
     return {"server": name, "ready_seconds": round(ready_s, 1), "cells": rows}
+
+
+async def run_interleaved(
+    starts: dict[str, Callable[[Path], Running]],
+    cells: list[tuple[int, int, int]],
+    rounds: int,
+) -> list[dict[str, Any]]:
+    """Every server up at once (started one after another), then `rounds` rounds in which
+    each cell runs on each server in turn, the order alternating between rounds: on a shared
+    machine, load that comes and goes falls on every server alike. A server's cell is all its
+    rounds' streams together (tok/s: their tokens over their seconds)."""
+    running: dict[str, Running] = {}
+    ready: dict[str, float] = {}
+    samples: dict[tuple[str, int], tuple[list[dict[str, float]], float]] = {}
+    try:
+        for name, start in starts.items():
+            t0 = time.perf_counter()
+            running[name] = await asyncio.to_thread(start, RESULTS / "llm" / f"{name}.log")
+            ready[name] = round(time.perf_counter() - t0, 1)
+        for server in running.values():
+            await cell(server.base_url, server.model, 2, 2, 16)  # warm-up
+        names = list(running)
+        for r in range(rounds):
+            for i, (max_tokens, concurrency, requests) in enumerate(cells):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    srv = running[name]
+                    results, seconds = await run_cell(
+                        srv.base_url, srv.model, concurrency, requests, max_tokens
+                    )
+                    report(f"{name} (round {r + 1})",
+                           summarise(results, seconds, concurrency, max_tokens))  # fmt: skip
+                    before, spent = samples.get((name, i), ([], 0.0))
+                    samples[name, i] = (before + results, spent + seconds)
+    finally:
+        for server in running.values():
+            await asyncio.to_thread(server.stop)
+    return [
+        {
+            "server": name,
+            "ready_seconds": ready[name],
+            "rounds": rounds,
+            "cells": [summarise(*samples[name, i], c, mt) for i, (mt, c, _) in enumerate(cells)],
+        }
+        for name in running
+    ]
 
 
 def table(result: dict[str, Any]) -> str:
@@ -325,6 +391,11 @@ def table(result: dict[str, Any]) -> str:
     if vllm_rows:
         mode = "torch.compile" if result.get("vllm_compile") else "enforce_eager"
         notes.append(f"vLLM rows: vLLM's own CPU threads (VLLM_CPU_OMP_THREADS_BIND=auto), {mode}")
+    if result.get("interleave"):
+        notes.append(
+            f"servers up together, each cell run on each in turn, {result['interleave']} rounds "
+            "(order alternating); a cell is all its rounds' streams"
+        )
     ready = ", ".join(f"{s['server']} {s['ready_seconds']} s" for s in ran)
     lines = [
         f"Command: {heading(result['meta'])}; {'; '.join(notes)}. Ready after: {ready}.",
@@ -377,16 +448,22 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
     chosen = [s for s in SERVERS if s in args.servers]
     servers: list[dict[str, Any]] = []
     available = starters(args.threads)
+    to_run: dict[str, Callable[[Path], Running]] = {}
     for name in chosen:
         start = available[name]
         if isinstance(start, str):
             print(f"[llm] {name}: {start}", flush=True)
             servers.append({"server": name, "skipped": start})
-            continue
-        servers.append(await run_server(name, start, cells))
+        else:
+            to_run[name] = start
+    if args.interleave:
+        servers += await run_interleaved(to_run, cells, args.interleave)
+    else:
+        for name, start in to_run.items():
+            servers.append(await run_server(name, start, cells))
     result: dict[str, Any] = {
         "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT,
-        "vllm_compile": VLLM_COMPILE,
+        "vllm_compile": VLLM_COMPILE, "interleave": args.interleave,
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
     result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
@@ -405,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-prompt-cache", action="store_true",
                    help="llama-server's prompt cache and the llamacpp engine's prefix cache "
                    "off: every prompt computed in full")  # fmt: skip
+    p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                   help="every chosen server up at once, each cell run on each in turn, "
+                   "ROUNDS times (order alternating); 0: one server at a time")  # fmt: skip
     p.add_argument("--vllm-compile", action="store_true",
                    help="both vLLM rows with torch.compile (enforce_eager off; configs/"
                    "vllm-cpu.yaml runs eager)")  # fmt: skip

@@ -126,7 +126,9 @@ class VllmTextEngine(TextEngine):
 
         out: dict[str, float] = {"cancelled_requests_total": float(self.cancelled)}
         mine = ("", getattr(self, "_metric_model", None))
-        for family in REGISTRY.collect():
+        # only the bridged families: vLLM registers dozens, histograms with many buckets, and
+        # this runs on the loop that also carries vLLM's outputs
+        for family in REGISTRY.restricted_registry(BRIDGED_METRICS).collect():
             for sample in family.samples:
                 stat = BRIDGED_METRICS.get(sample.name)
                 if stat is not None and sample.labels.get("model_name", "") in mine:
