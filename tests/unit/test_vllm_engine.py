@@ -1,4 +1,5 @@
-"""Contract test of the vLLM adapter against a stand-in of vLLM's async API (named as such)."""
+"""Contract test of the vLLM adapter against a stand-in of vLLM's async API (named as such);
+tests/vllm checks the same adapter against the real engine (`make test-vllm`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from core.config import ModelConfig
-from core.errors import DeadlineExceeded, InvalidArgument
+from core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from core.types import ChatMessage, FinishReason, TextRequest
 from services.text.vllm_engine import VllmTextEngine
 from tests.unit import vllm_stand_in
@@ -40,7 +41,8 @@ def test_request_building_and_streamed_deltas():
     assert e.engine.args.model == "org/some-model" and e.engine.args.gpu_memory_utilization == 0.5
     ((_, params),) = e.engine.requests
     assert (params.n, params.temperature, params.top_k, params.max_tokens) == (2, 0.5, -1, 10)
-    assert params.stop == ["x"] and 0 <= params.seed < 2**63
+    assert params.output_kind == vllm_stand_in.RequestOutputKind.DELTA
+    assert params.stop == ["x"] and 0 <= params.seed and params.seed + params.n < 2**63
     for index in (0, 1):
         mine = [c for c in chunks if c.index == index]
         assert "".join(c.delta for c in mine) == "three two one"
@@ -79,7 +81,7 @@ def test_errors_map_to_our_table():
     async def main():
         e = _engine()
         await e.start()
-        with pytest.raises(InvalidArgument, match="maximum model length"):
+        with pytest.raises(InvalidArgument, match="maximum context length"):
             await e.generate(TextRequest("r", "chat", prompt="w " * 60))
         with pytest.raises(DeadlineExceeded):
             await e.generate(TextRequest("r", "chat", prompt="a b", deadline=time.time() - 1))
@@ -89,6 +91,25 @@ def test_errors_map_to_our_table():
         return chat
 
     assert asyncio.run(main()).completions[0].text == "there hi"
+
+
+def test_a_dead_engine_core_is_unavailable():
+    async def main():
+        e = _engine()
+        await e.start()
+        assert e.device == "cpu"  # from vLLM's device config, not assumed
+        e.engine.step_delay_s = 0.01
+        stream = e.stream(TextRequest("r", "chat", prompt="w " * 40, max_tokens=40))
+        await stream.__anext__()
+        e.engine.shutdown()  # the core dies mid-stream
+        with pytest.raises(Unavailable, match="dead"):
+            await stream.__anext__()
+        with pytest.raises(Unavailable):  # and later requests, and the health check
+            await e.generate(TextRequest("r2", "chat", prompt="a b"))
+        with pytest.raises(Unavailable):
+            await e.check_health()
+
+    asyncio.run(main())
 
 
 def test_vllm_metrics_are_bridged_into_stats():
