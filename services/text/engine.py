@@ -171,6 +171,15 @@ def next_chunk(
     return chunk, max(emitted, end)
 
 
+# Below this a temperature samples greedily (as vLLM's _SAMPLING_EPS): dividing logits by a
+# denormal such as 4.2e-45 (which Hypothesis sent) overflows them to inf and the draw to NaN.
+GREEDY_BELOW = 1e-5
+
+
+def greedy(temperature: float) -> bool:
+    return temperature < GREEDY_BELOW
+
+
 def checked_prompt(ids: list[int], max_context: int, model: str) -> list[int]:
     """A prompt's tokens, refused when empty or when they leave no room to generate."""
     if not ids:

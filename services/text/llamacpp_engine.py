@@ -42,6 +42,7 @@ from services.text.engine import (
     answer_budget,
     check_prompt_format,
     checked_prompt,
+    greedy,
     next_chunk,
     prompt_text,
 )
@@ -401,7 +402,7 @@ class LlamaCppTextEngine(TextEngine):
         ll, r = self._ll, s.request
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         temperature = self.options.temperature if r.temperature is None else r.temperature
-        if temperature <= 0:
+        if greedy(temperature):
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain
         # Temperature first, then top-k and top-p on the scaled distribution (as transformers

@@ -9,9 +9,11 @@ from typing import Protocol
 
 import torch
 
+from services.text.engine import greedy
+
 
 class SamplingParams(Protocol):
-    temperature: float  # <= 0: greedy
+    temperature: float  # below GREEDY_BELOW: greedy
     top_p: float
     top_k: int  # 0: off
     generator: torch.Generator
@@ -23,7 +25,7 @@ def sample(logits: torch.Tensor, rows: Sequence[SamplingParams]) -> torch.Tensor
     out = torch.empty(len(rows), dtype=torch.long)
     for row, s in enumerate(rows):
         scores = logits[row]
-        if s.temperature <= 0:
+        if greedy(s.temperature):
             out[row] = scores.argmax()
             continue
         scores = scores / s.temperature

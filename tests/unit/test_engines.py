@@ -232,3 +232,19 @@ def test_every_engine_option_is_typed_and_documented(modality, engine):
     for name, field in options.model_fields.items():
         assert field.description, f"{options.__name__}.{name} has no description"
         assert field.annotation is not Any, f"{options.__name__}.{name} is untyped"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 4.2e-45, 1e-6])
+def test_a_vanishing_temperature_samples_greedily(temperature: float) -> None:
+    """Hypothesis found 4.2e-45 turning logits into inf (INTERNAL); below 1e-5 is greedy."""
+    import torch
+
+    from services.text.sampling import sample
+
+    class Row:
+        top_p, top_k, generator = 1.0, 0, torch.Generator().manual_seed(0)
+
+    row = Row()
+    row.temperature = temperature  # type: ignore[attr-defined]
+    logits = torch.tensor([[0.1, 3.0, -2.0, 2.9]])
+    assert sample(logits, [row]).tolist() == [1]
