@@ -171,6 +171,37 @@ class Running:
         self.base_url, self.model, self.stop = base_url, model, stop
 
 
+def start_openai_server(
+    cmd: list[str], port: int, log: Path, what: str, model: str, ready_s: float
+) -> Running:
+    """Starts a server in its own process group (its log in `log`), waits until `/health`
+    answers 200, and returns how to reach and stop it (SIGTERM, then SIGKILL)."""
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited; see {log}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        return False
+
+    if not wait_for(healthy, ready_s):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError(f"{what} not healthy; see {log}")
+
+    def stop() -> None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+    return Running(f"http://127.0.0.1:{port}/v1", model, stop)
+
+
 def start_llama_server(threads: int, log: Path) -> Running:
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "native_builds.py"), "server"],
@@ -182,26 +213,7 @@ def start_llama_server(threads: int, log: Path) -> Running:
     cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
            "-t", str(threads), "-tb", str(threads), "--parallel", str(MAX_SEQS),
            "-c", str(MAX_SEQS * CONTEXT), "--kv-unified", "--no-webui"]  # fmt: skip
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited; see {log}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                return bool(r.status == 200)
-        return False
-
-    if not wait_for(healthy, 120):
-        proc.kill()
-        raise RuntimeError(f"llama-server not healthy; see {log}")
-
-    def stop() -> None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-
-    return Running(f"http://127.0.0.1:{port}/v1", gguf.name, stop)
+    return start_openai_server(cmd, port, log, "llama-server", gguf.name, ready_s=120)
 
 
 def vllm_spec() -> dict[str, Any]:
@@ -226,30 +238,7 @@ def start_vllm_server(log: Path) -> Running:
             cmd.append(flag)
         elif value is not False:
             cmd += [flag, str(value)]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"vLLM's server exited; see {log}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                return bool(r.status == 200)
-        return False
-
-    if not wait_for(healthy, 900):
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise RuntimeError(f"vLLM's server not healthy; see {log}")
-
-    def stop() -> None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-    return Running(f"http://127.0.0.1:{port}/v1", "smollm2", stop)
+    return start_openai_server(cmd, port, log, "vLLM's server", "smollm2", ready_s=900)
 
 
 def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine, Iterator
@@ -50,24 +51,35 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-models")
 
 
-@pytest.fixture(scope="session")
-def stack(tiny_dir: Path) -> Iterator[Any]:
-    """A started LocalStack (Ray + every Serve app + gateway); `.runner` runs coroutines on it."""
+@contextlib.contextmanager
+def started_stack(config: Any, ray_metrics_port: int, ready_s: float) -> Iterator[Any]:
+    """A LocalStack (Ray + every Serve app + gateway) on free ports, started on a loop thread
+    of its own (`.runner` runs coroutines there) and stopped at the end."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from control.stack import LocalStack
+
+    local = LocalStack(
+        config, port=0, metrics_port=0, http_port=0, ray_metrics_port=ray_metrics_port
+    )
+    runner = LoopThread()
+    local.runner = runner  # type: ignore[attr-defined]
+    try:
+        runner.run(local.start(timeout_s=ready_s), timeout=ready_s + 60)
+        yield local
+    finally:
+        runner.run(local.stop(grace_s=1), timeout=180)
+        runner.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_dir: Path) -> Iterator[Any]:
+    """The integration stack (tests/tiny_models.py's models), once per session."""
     from core.config import parse_config
     from tests.tiny_models import stack_config
 
     config = parse_config(stack_config(tiny_dir), source="tests")
-    local = LocalStack(config, port=0, metrics_port=0, http_port=0, ray_metrics_port=free_port())
-    runner = LoopThread()
-    local.runner = runner  # type: ignore[attr-defined]
-    try:
-        runner.run(local.start(timeout_s=600))
+    with started_stack(config, free_port(), ready_s=600) as local:
         yield local
-    finally:
-        runner.run(local.stop(grace_s=1), timeout=120)
-        runner.close()
 
 
 @pytest.fixture(scope="session")

