@@ -26,6 +26,7 @@ from core.options import TransformersTextOptions
 from core.replica import ModelFacts
 from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import past, resolve_dtype
+from services.text.detokenize import Detokenizer
 from services.text.engine import (
     Relay,
     TextEngine,
@@ -52,8 +53,8 @@ class _Sequence:
     top_k: int
     generator: torch.Generator
     sink: asyncio.Queue[TextChunk | BaseException]
+    detok: Detokenizer  # the completion's tokens and text
     enqueued: float = field(default_factory=time.perf_counter)
-    generated: list[int] = field(default_factory=list)
     sampled: int = 0  # tokens sampled, end-of-sequence included
     emitted_chars: int = 0
     unreported_tokens: int = 0
@@ -182,6 +183,7 @@ class TransformersTextEngine(TextEngine):
                 top_k=self.default_top_k if request.top_k is None else request.top_k,
                 generator=torch.Generator().manual_seed((seed + i) % 2**64),
                 sink=relay.sink,
+                detok=Detokenizer(self.tokenizer),
             )
             for i in range(request.n)
         ]
@@ -261,13 +263,12 @@ class TransformersTextEngine(TextEngine):
         s.sampled += 1
         s.unreported_tokens += 1
         finish: FinishReason | None = None
+        text_token: int | None = token
         if token in self.eos_ids and not s.request.ignore_eos:
-            finish = FinishReason.STOP
-        else:
-            s.generated.append(token)
+            finish, text_token = FinishReason.STOP, None
         if finish is None and s.sampled >= s.max_new_tokens:
             finish = FinishReason.LENGTH
-        text = str(self.tokenizer.decode(s.generated, skip_special_tokens=True))
+        text = s.detok.add(text_token, final=finish is not None)
         chunk, s.emitted_chars = next_chunk(
             s.index, text, s.request.stop, s.emitted_chars, finish, s.unreported_tokens,
             len(s.prompt_ids),
