@@ -99,6 +99,29 @@ def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | 
     return out
 
 
+class TokenizingTextEngine(TextEngine):
+    """A text engine that tokenizes prompts itself (llamacpp, transformers). `validate` renders
+    the chat template, tokenizes and checks the prompt; `stream` takes those tokens
+    (`prompt_of`) instead of doing it all again: the replica calls the two back to back, with
+    no await between, so the one held prompt is always this request's."""
+
+    _held: tuple[TextRequest, list[int]] | None = None
+
+    @abc.abstractmethod
+    def _prompt_ids(self, request: TextRequest) -> list[int]:
+        """The request's prompt tokens; raises InvalidArgument when empty or too long."""
+
+    def validate(self, request: TextRequest) -> None:
+        self._held = (request, self._prompt_ids(request))
+
+    def prompt_of(self, request: TextRequest) -> list[int]:
+        """The tokens `validate` checked for this request, else (a direct caller) new ones."""
+        held, self._held = self._held, None
+        if held is not None and held[0] is request:
+            return held[1]
+        return self._prompt_ids(request)
+
+
 class Relay:
     """Carries one request's chunks from the engine's scheduler to the consumer (`stream`).
 

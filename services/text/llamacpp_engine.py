@@ -38,7 +38,7 @@ from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import past
 from services.text.engine import (
     Relay,
-    TextEngine,
+    TokenizingTextEngine,
     answer_budget,
     check_prompt_format,
     checked_prompt,
@@ -92,7 +92,7 @@ class _Sequence:
         return [self, *self.siblings]
 
 
-class LlamaCppTextEngine(TextEngine):
+class LlamaCppTextEngine(TokenizingTextEngine):
     options: LlamaCppTextOptions
 
     def __init__(self, config: ModelConfig) -> None:
@@ -214,9 +214,6 @@ class LlamaCppTextEngine(TextEngine):
     def _piece(self, token: int, special: bool = False) -> bytes:
         return self.llama.piece(token, special)
 
-    def validate(self, request: TextRequest) -> None:
-        self._prompt_ids(request)  # an empty prompt, or one the context cannot hold
-
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         templated = prompt_text(
             request, self.tokenizer, self.options.prompt_format, self.config.name
@@ -229,7 +226,7 @@ class LlamaCppTextEngine(TextEngine):
 
     # ---- requests (event loop) -----------------------------------------------------------
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        prompt = self._prompt_ids(request)
+        prompt = self.prompt_of(request)
         max_new = answer_budget(
             request, self.options.default_max_tokens, self.max_context - len(prompt)
         )

@@ -29,7 +29,7 @@ from services.engine import past, resolve_dtype
 from services.text.detokenize import Detokenizer
 from services.text.engine import (
     Relay,
-    TextEngine,
+    TokenizingTextEngine,
     answer_budget,
     check_prompt_format,
     checked_prompt,
@@ -61,7 +61,7 @@ class _Sequence:
     done: bool = False  # finished, aborted or failed: leaves the batch at the next step
 
 
-class TransformersTextEngine(TextEngine):
+class TransformersTextEngine(TokenizingTextEngine):
     options: TransformersTextOptions
 
     async def _start(self) -> None:
@@ -148,9 +148,6 @@ class TransformersTextEngine(TextEngine):
         await super().stop()
 
     # ---- requests (event loop) -----------------------------------------------------------
-    def validate(self, request: TextRequest) -> None:
-        self._prompt_ids(request)  # an empty prompt, or one the context cannot hold
-
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         opts = self.options
         templated = prompt_text(request, self.tokenizer, opts.prompt_format, self.config.name)
@@ -164,7 +161,7 @@ class TransformersTextEngine(TextEngine):
         return checked_prompt(ids, self.max_context, self.config.name)
 
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        prompt_ids = self._prompt_ids(request)
+        prompt_ids = self.prompt_of(request)
         max_new = answer_budget(
             request, self.options.default_max_tokens, self.max_context - len(prompt_ids)
         )

@@ -128,6 +128,30 @@ def test_closing_a_stream_aborts_its_sequences(tiny_dir):
     assert after["generated_tokens_total"] == at_close["generated_tokens_total"] + 5
 
 
+def test_validate_refuses_bad_prompts_and_stream_reuses_its_tokens(tiny_dir):
+    """The replica calls validate, then stream: the prompt is rendered and tokenized once."""
+
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        with pytest.raises(InvalidArgument, match="tokens"):
+            engine.validate(TextRequest("x", "tiny", prompt="fox " * 500))
+        calls = []
+        tokenize = engine._prompt_ids
+        engine._prompt_ids = lambda r: calls.append(r) or tokenize(r)
+        request = TextRequest("v", "tiny", prompt="the quick brown fox", max_tokens=3)
+        engine.validate(request)
+        validated = await engine.generate(request)
+        alone = await engine.generate(TextRequest("w", "tiny", prompt="the quick brown fox",
+                                                  max_tokens=3))  # fmt: skip
+        await engine.stop()
+        return calls, validated, alone
+
+    calls, validated, alone = asyncio.run(main())
+    assert [r.request_id for r in calls] == ["v", "w"]  # once each: validate's tokens reused
+    assert validated.prompt_tokens == alone.prompt_tokens > 0
+
+
 def test_context_limit_deadline_and_chat_template(tiny_dir):
     async def main():
         engine = _text_engine(tiny_dir)
