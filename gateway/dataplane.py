@@ -140,7 +140,9 @@ class DataPlane:
 
     @staticmethod
     def _code_of(exc: BaseException, call: Call) -> str:
-        if isinstance(exc, asyncio.CancelledError):
+        # GeneratorExit: gRPC closed a streaming handler at its `yield` (the client went away
+        # while a message was being written) instead of cancelling its task
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             return "DEADLINE_EXCEEDED" if call.out_of_time() else "CANCELLED"
         return classify(exc).code
 

@@ -126,6 +126,9 @@ def test_a_cancellation_at_the_clients_deadline_is_counted_as_the_deadline():
     assert code_with(DEADLINE_TRANSIT_SLACK_S / 2) == "DEADLINE_EXCEEDED"
     assert code_with(DEADLINE_TRANSIT_SLACK_S + 5.0) == "CANCELLED"
     assert code_with(None) == "CANCELLED"
+    # a stream closed at its yield (gRPC's aclose() of the handler) is the client leaving too
+    gone = Call("grpc", "m", None, "r", None)
+    assert DataPlane._code_of(GeneratorExit(), gone) == "CANCELLED"
     assert DataPlane._code_of(errors.DeadlineExceeded("x"), Call("grpc", "m", None, "r", None)) == (
         "DEADLINE_EXCEEDED"
     )
