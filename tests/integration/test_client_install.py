@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from scripts import locks
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,8 +50,14 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("aigc_serve-*.whl")
     env_dir = tmp / "venv"
     venv.create(env_dir, with_pip=True)
+    # The client's requirements resolve within pyproject's ranges, held to the versions the
+    # main lock tested (a release on the registry cannot change what this test installs).
+    constraints = tmp / "constraints.txt"
+    pinned = locks.pins(locks.LOCKS["main"].path)
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pinned.items()))
+    python = str(env_dir / "bin" / "python")
     installed = run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        [python, "-m", "pip", "install", "-q", "-c", str(constraints), str(wheel)],
         cwd=tmp,
         timeout=600,
     )

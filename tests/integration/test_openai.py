@@ -21,6 +21,7 @@ from services.image.encode import decode_png
 from tests.integration.helpers import replica_stats, wait_until
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,10 @@ def test_pre_1_0_client_snippet(base: str, tmp_path_factory: pytest.TempPathFact
     """The seed's snippet, unchanged but for api_base, with openai==0.28.1 in its own dir."""
     target = tmp_path_factory.mktemp("openai028")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "openai==0.28.1"],
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--require-hashes"),
+            *("--target", str(target), "-r", str(ROOT / "requirements" / "openai-0.28.txt")),
+        ],
         check=True,
         timeout=600,
     )

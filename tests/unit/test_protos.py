@@ -1,32 +1,64 @@
-"""The committed stubs in aigc/v1 match protos/ (regenerate with `make protos`)."""
+"""The committed stubs in aigc/v1 match protos/ (regenerate with `make protos`).
+
+They are compared with what the locked grpcio-tools (requirements/main.lock) generates, so a
+release on the registry cannot make them stale; a .proto changed without `make protos` does."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from grpc_tools import protoc
 
+from scripts import locks
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_generated_stubs_are_fresh(tmp_path):
-    protos = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
+def test_the_generator_is_the_locked_one() -> None:
+    locked = locks.pins(locks.LOCKS["main"].path)["grpcio-tools"]
+    assert metadata.version("grpcio-tools") == locked, (
+        f"grpcio-tools {metadata.version('grpcio-tools')} is not the lock's {locked}: "
+        "rebuild the venv (`make venv`)"
+    )
+    generated = (ROOT / "aigc" / "v1" / "text_pb2_grpc.py").read_text()
+    assert f"GRPC_GENERATED_VERSION = '{locked}'" in generated, "stubs not from the locked tools"
+
+
+def stale_stubs(protos_dir: Path, out: Path) -> list[str]:
+    """The committed stubs that differ from what protoc makes of protos_dir now."""
+    protos = sorted(str(p.relative_to(protos_dir)) for p in protos_dir.rglob("*.proto"))
     args = [
         "protoc",
-        f"-I{ROOT / 'protos'}",
+        f"-I{protos_dir}",
         f"-I{Path(protoc.__file__).parent / '_proto'}",
-        f"--python_out={tmp_path}",
-        f"--pyi_out={tmp_path}",
-        f"--grpc_python_out={tmp_path}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
         *protos,
     ]
     assert protoc.main(args) == 0, "protoc failed"
-    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
+    generated = sorted(p.relative_to(out) for p in out.rglob("*.py*"))
     assert generated, "protoc wrote nothing"
-    stale = [
+    return [
         str(rel)
         for rel in generated
-        if not (ROOT / rel).exists() or (ROOT / rel).read_bytes() != (tmp_path / rel).read_bytes()
+        if not (ROOT / rel).exists() or (ROOT / rel).read_bytes() != (out / rel).read_bytes()
     ]
+
+
+def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
+    stale = stale_stubs(ROOT / "protos", tmp_path)
     assert not stale, f"stale stubs (run `make protos`): {stale} (python {sys.version_info[:2]})"
+
+
+def test_a_proto_changed_without_make_protos_is_caught(tmp_path: Path) -> None:
+    protos = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", protos)
+    text = protos / "aigc" / "v1" / "text.proto"
+    text.write_text(text.read_text() + "\nmessage NotYetGenerated { string field = 1; }\n")
+    (tmp_path / "out").mkdir()
+    stale = stale_stubs(protos, tmp_path / "out")
+    assert "aigc/v1/text_pb2.py" in stale and "aigc/v1/text_pb2.pyi" in stale, stale
