@@ -207,14 +207,18 @@ def native_version() -> str:
 
 
 def installed_mismatches(lock: Lock) -> list[str]:
-    """Every distribution of this interpreter's environment against the lock, both ways."""
+    """Every distribution of this interpreter's environment against the lock, both ways. Only
+    the environment's own site-packages count: a package vendoring others on sys.path (Ray's
+    thirdparty_files) installs nothing."""
+    import sysconfig
     from importlib import metadata
 
     from packaging.version import Version
 
     locked = pins(lock.path)
     have: dict[str, str] = {}
-    for dist in metadata.distributions():
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in metadata.distributions(path=paths):
         name = dist.metadata["Name"]
         if name:
             have[canonical(name)] = dist.version
