@@ -97,7 +97,7 @@ class DataPlane:
     def authorize(self, protocol: str, authorization: str | None, *, rated: bool = True) -> str:
         """The caller's key name from an `authorization` header value; raises Unauthenticated,
         or (when `rated`) Overloaded past the caller's rate. Every refusal is counted once, in
-        `aigc_gateway_rejected_total{reason}` with the same reasons for both front ends
+        `aigc_rejected_requests_total{reason}` with the same reasons for both front ends
         ("unauthenticated", "rate_limited")."""
         try:
             return self.auth.check(authorization) if rated else self.auth.identify(authorization)

@@ -148,9 +148,17 @@ class GatewayMetrics:
         self.registry.register(_GateCollector(gates))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Starts the /metrics HTTP server; returns the bound port (0 picks a free one)."""
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+        """Starts the /metrics HTTP server (its own thread); returns the bound port (0 picks a
+        free one). `close` stops it."""
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._http.server_port)
+
+    def close(self) -> None:
+        """Stops the /metrics HTTP server and frees its port (nothing when none was started)."""
+        server, self._http = getattr(self, "_http", None), None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 # (name, help, read): each model's admission state at this gateway (its share of the model),

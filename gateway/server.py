@@ -162,6 +162,7 @@ class Gateway:
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace + 5)
+        await asyncio.to_thread(self.metrics.close)  # last: the drain stays observable
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
@@ -198,7 +199,9 @@ def build_gateway(
     metrics_port: int | None = None,
     http_port: int | None = None,
 ) -> Gateway:
-    """Creates the server (not started). Port 0 picks a free port; the bound one is returned."""
+    """Creates the gateway: its /metrics endpoint already serves (so a starting gateway can be
+    watched; `Gateway.stop` closes it), the gRPC and HTTP front ends start with `start()`.
+    Port 0 picks a free port; the bound ones are on the returned Gateway."""
     gc = config.gateway
     limit = gc.max_message_mb * 2**20
     metrics = GatewayMetrics()

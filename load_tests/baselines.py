@@ -3,7 +3,8 @@
 - `PlainEchoServer`: a grpc.aio server calling the engines in its own process. No Ray: the
   floor any gRPC front end on this machine can reach.
 - `ServeProxyEcho`: a Serve deployment whose method names are the aigc.v1 RPC names, reached
-  through Ray Serve's built-in gRPC proxy (the path DESIGN.md chose not to take).
+  through Ray Serve's built-in gRPC proxy (the path the gateway does not take: README,
+  Architecture).
 Both do the same proto <-> domain conversion the gateway does, so the comparison isolates the
 transport and routing, not the conversion.
 """

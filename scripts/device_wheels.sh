@@ -38,7 +38,7 @@ PKGS=(
   # transformers >= 5.20 (pyproject); the image has 5.17.0. Its huggingface-hub (>=1.31,<3)
   # and tokenizers (>=0.23.1,<0.24) needs are met by the image's 1.33.0 and 0.23.2.
   transformers==5.24.0
-  # pydantic (aigc.config, Ray Serve); not in the image
+  # pydantic (core.config, Ray Serve); not in the image
   pydantic==2.14.4
   pydantic-core==2.50.5
   annotated-types==0.8.0

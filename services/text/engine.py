@@ -11,6 +11,7 @@ from core.errors import InvalidArgument
 from core.options import TextOptions
 from core.types import Completion, FinishReason, StreamUsage, TextChunk, TextRequest, TextResult
 from services.engine import Engine
+from services.text.sequences import Sequence, Sink, TextCounters
 
 
 class TextEngine(Engine):
@@ -100,16 +101,39 @@ def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | 
 
 
 class TokenizingTextEngine(TextEngine):
-    """A text engine that tokenizes prompts itself (llamacpp, transformers). `validate` renders
-    the chat template, tokenizes and checks the prompt; `stream` takes those tokens
-    (`prompt_of`) instead of doing it all again: the replica calls the two back to back, with
-    no await between, so the one held prompt is always this request's."""
+    """A text engine that tokenizes prompts itself and schedules its own sequences (llamacpp,
+    transformers). `validate` renders the chat template, tokenizes and checks the prompt;
+    `stream` takes those tokens (`prompt_of`) instead of doing it all again: the replica calls
+    the two back to back, with no await between, so the one held prompt is always this
+    request's. `stream` is written once here: the request becomes n `Sequence`s handed to the
+    engine's scheduler (`_submit`), and their chunks are relayed back; each engine supplies its
+    sequences (`_sequence`), its scheduler and the snapshot of that scheduler's state."""
 
     _held: tuple[TextRequest, list[int]] | None = None
+    max_context: int
+    counters: TextCounters
+    # What the scheduler last published about its own state (running, waiting, KV cells):
+    # replaced whole, never walked from another thread.
+    _snapshot: dict[str, float]
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.counters = TextCounters()
+        self._snapshot = {"running_sequences": 0.0, "waiting_sequences": 0.0}
 
     @abc.abstractmethod
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         """The request's prompt tokens; raises InvalidArgument when empty or too long."""
+
+    @abc.abstractmethod
+    def _sequence(
+        self, request: TextRequest, index: int, prompt: list[int], max_new: int, sink: Sink
+    ) -> Sequence:
+        """Completion `index` of the request, as this engine's scheduler keeps it."""
+
+    @abc.abstractmethod
+    def _submit(self, seqs: list[Sequence]) -> None:
+        """Hands sequences to the scheduler (none: only wakes it, to free what was aborted)."""
 
     def validate(self, request: TextRequest) -> None:
         self._held = (request, self._prompt_ids(request))
@@ -120,6 +144,31 @@ class TokenizingTextEngine(TextEngine):
         if held is not None and held[0] is request:
             return held[1]
         return self._prompt_ids(request)
+
+    def stats(self) -> dict[str, float]:
+        return {**self.counters.as_dict(), **self._snapshot}
+
+    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        prompt = self.prompt_of(request)
+        max_new = answer_budget(
+            request, self.options.default_max_tokens, self.max_context - len(prompt)
+        )
+        relay = Relay(request.n)
+        seqs = [self._sequence(request, i, prompt, max_new, relay.sink) for i in range(request.n)]
+        self.counters.prompt_tokens_total += len(prompt)
+        self._submit(seqs)
+        try:
+            async for chunk in relay.chunks():
+                yield chunk
+        finally:
+            if not relay.complete:
+                for s in seqs:
+                    s.done = True  # the scheduler frees their slots at its next step
+                if relay.failed:
+                    self.counters.failed_requests_total += 1
+                else:  # the client went away
+                    self.counters.cancelled_requests_total += 1
+                self._submit([])
 
 
 class Relay:
@@ -149,49 +198,6 @@ class Relay:
                 if item.finish_reason is not None:
                     self.finished += 1
                 yield item
-
-
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    """The text up to the earliest stop string in it, and whether one was found."""
-    cuts = [cut for cut in (text.find(stop) for stop in stops) if cut >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
-
-
-def releasable(text: str, stops: tuple[str, ...], emitted: int) -> int:
-    """How much of an unfinished completion's text may go to the client: all but what could
-    still turn out to start a stop string, and never half of a UTF-8 character."""
-    holdback = max((len(stop) - 1 for stop in stops), default=0)
-    end = max(emitted, len(text) - holdback)
-    if text.endswith("\ufffd"):  # an incomplete UTF-8 character
-        end = min(end, len(text) - 1)
-    return end
-
-
-def next_chunk(
-    index: int,
-    text: str,
-    stops: tuple[str, ...],
-    emitted: int,
-    finish: FinishReason | None,
-    tokens: int,
-    prompt_tokens: int,
-) -> tuple[TextChunk | None, int]:
-    """What a completion whose text is now `text` sends, given `emitted` characters sent: the
-    text is cut at the first stop string (which finishes it); an unfinished one holds back what
-    could still start a stop string. Returns the chunk (None: nothing to send yet) and the
-    characters sent after it. `tokens` are the tokens the chunk reports; a finishing chunk
-    carries the prompt's token count."""
-    text, stopped = cut_at_stop(text, stops)
-    if stopped:
-        finish = FinishReason.STOP
-    end = len(text) if finish is not None else releasable(text, stops, emitted)
-    delta = text[emitted:end]
-    if not delta and finish is None:
-        return None, emitted
-    chunk = TextChunk(index, delta, tokens, finish)
-    if finish is not None:
-        chunk.prompt_tokens = prompt_tokens
-    return chunk, max(emitted, end)
 
 
 # Below this a temperature samples greedily (as vLLM's _SAMPLING_EPS): dividing logits by a

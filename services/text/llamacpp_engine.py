@@ -20,66 +20,44 @@ does. Options: `core.options.LlamaCppTextOptions`.
 from __future__ import annotations
 
 import asyncio
-import codecs
-import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig
-from core.errors import DeadlineExceeded
 from core.options import LlamaCppTextOptions
 from core.replica import ModelFacts
-from core.types import FinishReason, TextChunk, TextRequest
-from services.engine import past
+from core.types import TextChunk, TextRequest
 from services.text.engine import (
-    Relay,
     TokenizingTextEngine,
-    answer_budget,
     check_prompt_format,
     checked_prompt,
     greedy,
-    next_chunk,
     prompt_text,
 )
 from services.text.llamacpp_model import LlamaModel, gguf_file
+from services.text.sequences import PieceDecoder, Sampling, Sequence, Sink, expired
 
-Delivery = list[tuple["asyncio.Queue[TextChunk | BaseException]", "TextChunk | BaseException"]]
+Delivery = list[tuple[Sink, "TextChunk | BaseException"]]
 
 
 @dataclass(eq=False)
-class _Sequence:
-    """One completion. `done` is set by either side; the rest belongs to the scheduler thread."""
+class _Sequence(Sequence):
+    """A sequence as llama.cpp holds it: a sequence id, its KV cells and its sampler chain.
+    Everything but `done` belongs to the scheduler thread."""
 
-    request: TextRequest
-    index: int
-    prompt: list[int]
-    max_new_tokens: int
-    seed: int
-    sink: asyncio.Queue[TextChunk | BaseException]
     # The request's first completion; n > 1: the others share its prompt's KV cells (copied
     # with llama_memory_seq_cp once it is prefilled) and sample from its last prompt logits.
     leader: _Sequence | None = None
     siblings: list[_Sequence] = field(default_factory=list)
-    enqueued: float = field(default_factory=time.perf_counter)
     seq_id: int = -1
     reserved: int = 0  # KV cells counted for it while it runs
     context: list[int] = field(default_factory=list)  # the tokens its KV cells hold, in order
     sampler: Any = None
     fed: int = 0  # tokens in the KV cache (len(context)), which is also the next position
-    next_token: int = -1  # sampled, not yet fed
-    sampled: int = 0  # tokens sampled, end-of-generation included
-    text: str = ""
-    decoder: codecs.IncrementalDecoder = field(
-        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
-    )
-    emitted: int = 0
-    unreported: int = 0
-    done: bool = False
 
     @property
     def cells(self) -> int:
@@ -104,10 +82,8 @@ class LlamaCppTextEngine(TokenizingTextEngine):
         self._stopping = False
         self._failure: BaseException | None = None
         self._reserved = 0
-        self._counters = {
-            "generated_tokens_total": 0.0,
-            "prompt_tokens_total": 0.0,
-            "cancelled_requests_total": 0.0,
+        # the scheduler thread's own counters, published with its snapshot
+        self._steps = {
             "steps_total": 0.0,
             "prefill_tokens_total": 0.0,
             "prefix_cache_hit_tokens_total": 0.0,
@@ -174,16 +150,16 @@ class LlamaCppTextEngine(TokenizingTextEngine):
             },
         )
 
-    def stats(self) -> dict[str, float]:
-        running = [s for s in self._running if not s.done]
-        cached = self.cached_cells()
-        used = float(sum(s.fed for s in running))
-        return {
-            **self._counters,
-            "running_sequences": float(len(running)),
-            "waiting_sequences": float(sum(not s.done for s in [*self._waiting, *self._incoming])),
+    def _publish(self) -> None:
+        """The scheduler's state as stats() reports it (scheduler thread, after each step)."""
+        used = float(sum(s.fed for s in self._running))
+        cached = float(self.cached_cells())
+        self._snapshot = {
+            **self._steps,
+            "running_sequences": float(len(self._running)),
+            "waiting_sequences": float(len(self._waiting) + len(self._incoming)),
             "kv_cells_used": used,
-            "kv_cells_cached": float(cached),
+            "kv_cells_cached": cached,
             "kv_cells_total": float(self.kv_cells),
             "kv_cache_usage": (used + cached) / self.kv_cells,
         }
@@ -225,33 +201,24 @@ class LlamaCppTextEngine(TokenizingTextEngine):
         return checked_prompt(ids, self.max_context, self.config.name)
 
     # ---- requests (event loop) -----------------------------------------------------------
-    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        prompt = self.prompt_of(request)
-        max_new = answer_budget(
-            request, self.options.default_max_tokens, self.max_context - len(prompt)
+    def _sequence(
+        self, request: TextRequest, index: int, prompt: list[int], max_new: int, sink: Sink
+    ) -> _Sequence:
+        sampling = Sampling.of(
+            request, index, temperature=self.options.temperature, top_p=1.0, top_k=0
         )
-        seed = request.seed if request.seed is not None else random.getrandbits(32)
-        relay = Relay(request.n)
-        seqs = [
-            _Sequence(request, i, prompt, max_new, (seed + i) % 2**32, relay.sink)
-            for i in range(request.n)
-        ]
-        for s in seqs[1:]:
-            s.leader = seqs[0]
-        seqs[0].siblings = seqs[1:]
-        self._counters["prompt_tokens_total"] += len(prompt)
+        return _Sequence(request, index, prompt, max_new, sampling, sink, PieceDecoder(self._piece))
+
+    def _submit(self, seqs: list[Sequence]) -> None:
+        if seqs:  # n > 1: the first completion prefills the prompt the others share
+            leader = seqs[0]
+            assert isinstance(leader, _Sequence)
+            leader.siblings = [s for s in seqs[1:] if isinstance(s, _Sequence)]
+            for s in leader.siblings:
+                s.leader = leader
         with self._cond:
-            self._incoming.extend(seqs)
+            self._incoming.extend(s for s in seqs if isinstance(s, _Sequence))
             self._cond.notify()
-        try:
-            async for chunk in relay.chunks():
-                yield chunk
-        finally:
-            if not relay.complete:
-                for s in seqs:
-                    s.done = True  # the scheduler frees their cells at its next step
-                if not relay.failed:
-                    self._counters["cancelled_requests_total"] += 1
 
     @staticmethod
     def _deliver(items: Delivery) -> None:
@@ -261,6 +228,7 @@ class LlamaCppTextEngine(TokenizingTextEngine):
     # ---- scheduling (scheduler thread) ---------------------------------------------------
     def _run(self) -> None:
         try:
+            self._publish()
             while True:
                 with self._cond:
                     while not (self._stopping or self._incoming or self._waiting or self._running):
@@ -273,12 +241,10 @@ class LlamaCppTextEngine(TokenizingTextEngine):
                 try:
                     self._step(out)
                 except Exception as exc:  # a failed step fails its sequences, not the engine
-                    for s in self._running:
-                        if not s.done:
-                            s.done = True
-                            out.append((s.sink, exc))
+                    out += [s.fail(exc) for s in self._running if not s.done]
                     for s in list(self._running):
                         self._retire(s, clear=True)
+                self._publish()  # before the step's chunks reach a consumer
                 if out:
                     self._loop.call_soon_threadsafe(self._deliver, out)
         except BaseException as exc:  # the engine is broken: health checks say so
@@ -286,11 +252,7 @@ class LlamaCppTextEngine(TokenizingTextEngine):
             raise
 
     def _step(self, out: Delivery) -> None:
-        now = time.time()
-        for s in [*self._running, *self._waiting]:
-            if not s.done and past(s.request.deadline, now):
-                s.done = True
-                out.append((s.sink, DeadlineExceeded("deadline passed during generation")))
+        out += expired([*self._running, *self._waiting])
         for s in [s for s in self._running if s.done]:
             self._retire(s)
         self._waiting = deque(s for s in self._waiting if not s.done)
@@ -303,8 +265,8 @@ class LlamaCppTextEngine(TokenizingTextEngine):
         if rc != 0:
             raise RuntimeError(f"llama_decode failed ({rc})")
         self.observer.batch(len(outputs), time.perf_counter() - started)
-        self._counters["steps_total"] += 1
-        self._counters["batch_occupancy_sum"] += len(outputs)
+        self._steps["steps_total"] += 1
+        self._steps["batch_occupancy_sum"] += len(outputs)
         for s, row in outputs:
             if s.fed == len(s.prompt):  # just prefilled: its siblings start from its prompt
                 for sibling in s.siblings:
@@ -342,7 +304,7 @@ class LlamaCppTextEngine(TokenizingTextEngine):
                 if len(cached) > kept:
                     self._ll.llama_memory_seq_rm(self._memory, seq_id, kept, -1)
                 s.seq_id, s.fed, s.context = seq_id, kept, cached[:kept]
-                self._counters["prefix_cache_hit_tokens_total"] += kept
+                self._steps["prefix_cache_hit_tokens_total"] += kept
                 s.sampler = self._sampler(s)
                 s.reserved = s.cells
                 self._reserved += s.reserved
@@ -396,20 +358,20 @@ class LlamaCppTextEngine(TokenizingTextEngine):
         self._reserved -= s.reserved
 
     def _sampler(self, s: _Sequence) -> Any:
-        ll, r = self._ll, s.request
+        ll, p = self._ll, s.sampling
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        temperature = self.options.temperature if r.temperature is None else r.temperature
+        temperature = s.sampling.temperature
         if greedy(temperature):
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain
         # Temperature first, then top-k and top-p on the scaled distribution (as transformers
         # and vLLM order them), then a draw from the sequence's own seeded generator.
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(temperature))
-        if r.top_k:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(r.top_k))
-        if r.top_p is not None and r.top_p < 1.0:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(r.top_p, 1))
-        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.seed))
+        if p.top_k:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(p.top_k))
+        if p.top_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(p.top_p, 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(s.sampling.seed % 2**32))
         return chain
 
     def _fill_batch(self) -> list[tuple[_Sequence, int]]:
@@ -432,38 +394,21 @@ class LlamaCppTextEngine(TokenizingTextEngine):
 
         for s in self._running:
             if s.fed >= len(s.prompt) and s.sampled:
-                add(s, s.next_token, True)
+                add(s, s.last_token, True)
         for s in self._running:
             if s.fed < len(s.prompt) and s.leader is None and n < budget:
                 take = min(len(s.prompt) - s.fed, budget - n)
-                self._counters["prefill_tokens_total"] += take
+                self._steps["prefill_tokens_total"] += take
                 for token in s.prompt[s.fed : s.fed + take]:
                     add(s, token, s.fed == len(s.prompt) - 1)
         b.n_tokens = n
         return outputs
 
     def _accept(self, s: _Sequence, token: int, out: Delivery) -> None:
-        """Adds one sampled token to a sequence and emits the text that is now certain."""
+        """Adds one sampled token to a sequence and sends the text that is now certain."""
         if s.done:
             return
-        self._counters["generated_tokens_total"] += 1
-        s.sampled += 1
-        s.unreported += 1
-        finish: FinishReason | None = None
-        if self._ll.llama_vocab_is_eog(self._vocab, token) and not s.request.ignore_eos:
-            finish = FinishReason.STOP
-        else:
-            s.next_token = token
-            s.text += s.decoder.decode(self._piece(token))
-        if finish is None and s.sampled >= s.max_new_tokens:
-            finish = FinishReason.LENGTH
-        if finish is not None:
-            s.text += s.decoder.decode(b"", final=True)
-        chunk, s.emitted = next_chunk(
-            s.index, s.text, s.request.stop, s.emitted, finish, s.unreported, len(s.prompt)
-        )
-        if chunk is None:
-            return
-        s.unreported = 0
-        s.done = chunk.finish_reason is not None
-        out.append((s.sink, chunk))
+        self.counters.generated_tokens_total += 1
+        chunk = s.accept(token, bool(self._ll.llama_vocab_is_eog(self._vocab, token)))
+        if chunk is not None:
+            out.append((s.sink, chunk))

@@ -10,20 +10,26 @@ from typing import Protocol
 import torch
 
 from services.text.engine import greedy
+from services.text.sequences import Sampling
 
 
-class SamplingParams(Protocol):
-    temperature: float  # below GREEDY_BELOW: greedy
-    top_p: float
-    top_k: int  # 0: off
-    generator: torch.Generator
+class SamplingRow(Protocol):
+    """A batch row's sequence: what it asks of the sampler, and its own seeded generator."""
+
+    @property
+    def sampling(self) -> Sampling: ...
+
+    @property
+    def generator(self) -> torch.Generator: ...
 
 
-def sample(logits: torch.Tensor, rows: Sequence[SamplingParams]) -> torch.Tensor:
-    """One token per row of `logits` (batch x vocab), drawn with that row's parameters."""
+def sample(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
+    """One token per row of `logits` (batch x vocab), drawn with that row's parameters
+    (temperature below GREEDY_BELOW: greedy; top_k 0: off)."""
     logits = logits.float().cpu()
     out = torch.empty(len(rows), dtype=torch.long)
-    for row, s in enumerate(rows):
+    for row, seq in enumerate(rows):
+        s, generator = seq.sampling, seq.generator
         scores = logits[row]
         if greedy(s.temperature):
             out[row] = scores.argmax()
@@ -39,5 +45,5 @@ def sample(logits: torch.Tensor, rows: Sequence[SamplingParams]) -> torch.Tensor
             sorted_scores[drop] = float("-inf")
             scores = torch.full_like(scores, float("-inf")).scatter(0, order, sorted_scores)
         probs = torch.softmax(scores, -1)
-        out[row] = torch.multinomial(probs, 1, generator=s.generator)[0]
+        out[row] = torch.multinomial(probs, 1, generator=generator)[0]
     return out

@@ -15,50 +15,32 @@ import asyncio
 import inspect
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from core.errors import DeadlineExceeded
 from core.options import TransformersTextOptions
 from core.replica import ModelFacts
-from core.types import FinishReason, TextChunk, TextRequest
-from services.engine import past, resolve_dtype
+from core.types import TextRequest
+from services.engine import resolve_dtype
 from services.text.detokenize import Detokenizer
 from services.text.engine import (
-    Relay,
     TokenizingTextEngine,
-    answer_budget,
     check_prompt_format,
     checked_prompt,
-    next_chunk,
     prompt_text,
 )
 from services.text.kv_batch import KvBatch
 from services.text.sampling import sample
+from services.text.sequences import Sampling, Sequence, Sink, expired
 
 
 @dataclass(eq=False)
-class _Sequence:
-    """One completion in flight. Flags are set by the event loop, read by the worker thread."""
+class _Sequence(Sequence):
+    """A sequence with its own seeded torch generator (the sampler's per-row parameters)."""
 
-    request: TextRequest
-    index: int
-    prompt_ids: list[int]
-    max_new_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
-    generator: torch.Generator
-    sink: asyncio.Queue[TextChunk | BaseException]
-    detok: Detokenizer  # the completion's tokens and text
-    enqueued: float = field(default_factory=time.perf_counter)
-    sampled: int = 0  # tokens sampled, end-of-sequence included
-    emitted_chars: int = 0
-    unreported_tokens: int = 0
-    done: bool = False  # finished, aborted or failed: leaves the batch at the next step
+    generator: torch.Generator = field(default_factory=torch.Generator)
 
 
 class TransformersTextEngine(TokenizingTextEngine):
@@ -69,14 +51,7 @@ class TransformersTextEngine(TokenizingTextEngine):
         self._waiting: deque[_Sequence] = deque()
         self._batch = KvBatch[_Sequence]()
         self._wake = asyncio.Event()
-        self._counters = {
-            "generated_tokens_total": 0.0,
-            "prompt_tokens_total": 0.0,
-            "cancelled_requests_total": 0.0,
-            "steps_total": 0.0,
-            "prefill_steps_total": 0.0,
-            "batch_occupancy_sum": 0.0,
-        }
+        self._steps = {"steps_total": 0.0, "prefill_steps_total": 0.0, "batch_occupancy_sum": 0.0}
         self._loop_task = asyncio.get_running_loop().create_task(self._schedule())
 
     # ---- loading (model thread) ----------------------------------------------------------
@@ -131,13 +106,6 @@ class TransformersTextEngine(TokenizingTextEngine):
             },
         )
 
-    def stats(self) -> dict[str, float]:
-        return {
-            **self._counters,
-            "running_sequences": float(sum(not s.done for s in self._batch.seqs)),
-            "waiting_sequences": float(sum(not s.done for s in self._waiting)),
-        }
-
     async def check_health(self) -> None:
         await super().check_health()
         if self._loop_task.done():
@@ -160,49 +128,40 @@ class TransformersTextEngine(TokenizingTextEngine):
                 ids.insert(0, bos)
         return checked_prompt(ids, self.max_context, self.config.name)
 
-    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        prompt_ids = self.prompt_of(request)
-        max_new = answer_budget(
-            request, self.options.default_max_tokens, self.max_context - len(prompt_ids)
+    def _sequence(
+        self, request: TextRequest, index: int, prompt: list[int], max_new: int, sink: Sink
+    ) -> _Sequence:
+        sampling = Sampling.of(
+            request,
+            index,
+            temperature=self.default_temperature,
+            top_p=self.default_top_p,
+            top_k=self.default_top_k,
         )
-        relay = Relay(request.n)
-        seed = request.seed if request.seed is not None else int(torch.seed() % (2**63))
-        seqs = [
-            _Sequence(
-                request=request,
-                index=i,
-                prompt_ids=prompt_ids,
-                max_new_tokens=max_new,
-                temperature=self.default_temperature
-                if request.temperature is None
-                else request.temperature,
-                top_p=self.default_top_p if request.top_p is None else request.top_p,
-                top_k=self.default_top_k if request.top_k is None else request.top_k,
-                generator=torch.Generator().manual_seed((seed + i) % 2**64),
-                sink=relay.sink,
-                detok=Detokenizer(self.tokenizer),
-            )
-            for i in range(request.n)
-        ]
-        self._waiting.extend(seqs)
-        self._counters["prompt_tokens_total"] += len(prompt_ids) * len(seqs)
+        return _Sequence(
+            request, index, prompt, max_new, sampling, sink, Detokenizer(self.tokenizer),
+            generator=torch.Generator().manual_seed(sampling.seed),
+        )  # fmt: skip
+
+    def _submit(self, seqs: list[Sequence]) -> None:
+        self._waiting.extend(seqs)  # type: ignore[arg-type]  # our own _sequence made them
         self._wake.set()
-        try:
-            async for chunk in relay.chunks():
-                yield chunk
-        finally:
-            if not relay.complete:
-                for s in seqs:
-                    s.done = True
-                if not relay.failed:  # the client went away: count it, free the slots
-                    self._counters["cancelled_requests_total"] += 1
-                self._wake.set()
+
+    def _publish(self) -> None:
+        """The scheduler's state as stats() reports it: rows held in the batch (a cancelled row
+        counts until the step that drops it), sequences waiting for a slot."""
+        self._snapshot = {
+            **self._steps,
+            "running_sequences": float(len(self._batch.seqs)),
+            "waiting_sequences": float(sum(not s.done for s in self._waiting)),
+        }
 
     # ---- scheduling (event loop) ---------------------------------------------------------
     async def _schedule(self) -> None:
         wait_s = self.config.batching.batch_wait_timeout_s
         max_batch = self.config.batching.max_batch_size
         while True:
+            self._publish()
             if not self._batch.seqs and not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
@@ -224,7 +183,7 @@ class TransformersTextEngine(TokenizingTextEngine):
                     for s in newcomers:
                         self.observer.queue_wait(started - s.enqueued)
                     tokens = await self.run_model(self._prefill, newcomers)
-                    self._counters["prefill_steps_total"] += 1
+                    self._steps["prefill_steps_total"] += 1
                 elif running:
                     tokens = await self.run_model(self._decode)
                 else:
@@ -233,59 +192,41 @@ class TransformersTextEngine(TokenizingTextEngine):
             except Exception as exc:  # a failed step fails its sequences, not the engine
                 for s in [*self._batch.seqs, *newcomers]:
                     if not s.done:
-                        s.done = True
                         s.sink.put_nowait(exc)
+                        s.done = True
                 self._batch = KvBatch[_Sequence]()
                 continue
             self.observer.batch(len(tokens), time.perf_counter() - started)
-            self._counters["steps_total"] += 1
-            self._counters["batch_occupancy_sum"] += len(tokens)
+            self._steps["steps_total"] += 1
+            self._steps["batch_occupancy_sum"] += len(tokens)
             for s, tok in zip(
                 self._batch.seqs if not newcomers else newcomers, tokens, strict=True
             ):
                 self._accept(s, tok)
 
     def _expire(self) -> None:
-        now = time.time()
-        for s in [*self._batch.seqs, *self._waiting]:
-            if not s.done and past(s.request.deadline, now):
-                s.done = True
-                s.sink.put_nowait(DeadlineExceeded("deadline passed during generation"))
+        for sink, error in expired([*self._batch.seqs, *self._waiting]):
+            sink.put_nowait(error)
 
     def _accept(self, s: _Sequence, token: int) -> None:
-        """Adds one sampled token to a sequence and emits the text that is now certain."""
+        """Adds one sampled token to a sequence and sends the text that is now certain."""
         if s.done:
             return
-        self._counters["generated_tokens_total"] += 1
-        s.sampled += 1
-        s.unreported_tokens += 1
-        finish: FinishReason | None = None
-        text_token: int | None = token
-        if token in self.eos_ids and not s.request.ignore_eos:
-            finish, text_token = FinishReason.STOP, None
-        if finish is None and s.sampled >= s.max_new_tokens:
-            finish = FinishReason.LENGTH
-        text = s.detok.add(text_token, final=finish is not None)
-        chunk, s.emitted_chars = next_chunk(
-            s.index, text, s.request.stop, s.emitted_chars, finish, s.unreported_tokens,
-            len(s.prompt_ids),
-        )  # fmt: skip
-        if chunk is None:
-            return
-        s.unreported_tokens = 0
-        s.done = chunk.finish_reason is not None
-        s.sink.put_nowait(chunk)
+        self.counters.generated_tokens_total += 1
+        chunk = s.accept(token, token in self.eos_ids)
+        if chunk is not None:
+            s.sink.put_nowait(chunk)
 
     # ---- model steps (worker thread) -----------------------------------------------------
     @torch.inference_mode()
     def _prefill(self, newcomers: list[_Sequence]) -> list[int]:
         self._compact()
-        length = max(len(s.prompt_ids) for s in newcomers)
+        length = max(len(s.prompt) for s in newcomers)
         ids = torch.full((len(newcomers), length), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(newcomers), length), dtype=torch.long)
         for row, s in enumerate(newcomers):
-            ids[row, length - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
-            mask[row, length - len(s.prompt_ids) :] = 1
+            ids[row, length - len(s.prompt) :] = torch.tensor(s.prompt)
+            mask[row, length - len(s.prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
             input_ids=ids.to(self.device),

@@ -42,6 +42,7 @@ from core.options import VllmTextOptions
 from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import check_deadline
 from services.text.engine import TextEngine, check_prompt_format, prompt_text
+from services.text.sequences import TextCounters
 
 _FINISH = {
     "length": FinishReason.LENGTH,
@@ -90,7 +91,9 @@ class VllmTextEngine(TextEngine):
     def __init__(self, config: ModelConfig, vllm_module: ModuleType | None = None) -> None:
         super().__init__(config)
         self._vllm = vllm_module  # unit tests inject a stand-in; production imports vllm
-        self.cancelled = 0
+        # cancelled and failed requests, with the meaning they have on every text engine
+        # (services/text/sequences.TextCounters); tokens and state come from vLLM's metrics
+        self.counters = TextCounters()
         self.engine: Any = None
 
     async def _start(self) -> None:
@@ -125,7 +128,10 @@ class VllmTextEngine(TextEngine):
     def stats(self) -> dict[str, float]:
         from prometheus_client import REGISTRY
 
-        out: dict[str, float] = {"cancelled_requests_total": float(self.cancelled)}
+        out: dict[str, float] = {
+            "cancelled_requests_total": self.counters.cancelled_requests_total,
+            "failed_requests_total": self.counters.failed_requests_total,
+        }
         mine = ("", getattr(self, "_metric_model", None))
         # only the bridged families: vLLM registers dozens, histograms with many buckets, and
         # this runs on the loop that also carries vLLM's outputs
@@ -173,6 +179,7 @@ class VllmTextEngine(TextEngine):
         pending = [0] * request.n  # tokens generated since the completion's last chunk
         done = [False] * request.n
         outputs = self.engine.generate(prompt, params, rid)
+        failed = False
         try:
             while True:
                 try:
@@ -195,8 +202,10 @@ class VllmTextEngine(TextEngine):
                         chunk.prompt_tokens = len(output.prompt_token_ids or [])
                     yield chunk
         except TimeoutError:
+            failed = True
             raise DeadlineExceeded("deadline passed during generation") from None
         except Exception as exc:
+            failed = True
             kind = _error_kind(exc)
             if kind == "client":
                 raise InvalidArgument(str(exc), field="prompt") from None
@@ -206,6 +215,9 @@ class VllmTextEngine(TextEngine):
         finally:
             await outputs.aclose()  # a generator left early aborts its request in vLLM
             if not all(done):
-                self.cancelled += 1
+                if failed:
+                    self.counters.failed_requests_total += 1
+                else:  # the client went away
+                    self.counters.cancelled_requests_total += 1
                 with contextlib.suppress(Exception):
                     await self.engine.abort(rid)

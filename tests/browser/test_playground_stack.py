@@ -16,7 +16,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.integration.helpers import scrape, total, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import scrape, total
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,6 @@ __all__ = [
     "rpc_error",
     "scrape",
     "total",
-    "wait_until",
 ]
 
 
@@ -43,18 +41,6 @@ def bad_fields(err: grpc.RpcError) -> list[str]:
             detail.Unpack(br)
             fields += [v.field for v in br.field_violations]
     return fields
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout_s: float = 30.0, step_s: float = 0.05
-) -> bool:
-    """Polls a condition (bounded); tests assert the condition, never the time it took."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
 
 
 def replica_stats(model: str, app: str) -> dict[str, float]:

@@ -18,7 +18,8 @@ import pytest
 from aigc import AsyncClient
 from core.types import Priority
 from gateway.admission import CostGate
-from tests.integration.helpers import retry_delay_s, rpc_error, scrape, total, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import retry_delay_s, rpc_error, scrape, total
 
 pytestmark = pytest.mark.integration
 MODEL = "slow-text"

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from services.image.encode import decode_png
-from tests.integration.helpers import scrape, total, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import scrape, total
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import threading
 import grpc
 import pytest
 
-from tests.integration.helpers import replica_stats, rpc_error, scrape, total, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import replica_stats, rpc_error, scrape, total
 
 pytestmark = pytest.mark.integration
 

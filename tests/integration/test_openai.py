@@ -18,7 +18,8 @@ import openai
 import pytest
 
 from services.image.encode import decode_png
-from tests.integration.helpers import replica_stats, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import replica_stats
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

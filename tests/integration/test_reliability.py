@@ -25,8 +25,9 @@ from aigc.v1 import audio_pb2, image_pb2, text_pb2
 from core.config import parse_config
 from gateway.server import build_gateway
 from tests.certs import make_pki
+from tests.conditions import wait_until
 from tests.conftest import LoopThread
-from tests.integration.helpers import replica_stats, rpc_error, scrape, total, wait_until
+from tests.integration.helpers import replica_stats, rpc_error, scrape, total
 from tests.tiny_models import stack_config
 
 pytestmark = pytest.mark.integration

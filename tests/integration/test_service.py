@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from aigc import cli
 from aigc.v1 import common_pb2
 from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
-from tests.integration.helpers import wait_until
+from tests.conditions import wait_until
 
 pytestmark = pytest.mark.integration
 

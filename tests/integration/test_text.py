@@ -8,7 +8,8 @@ import grpc
 import pytest
 
 from aigc.v1 import text_pb2
-from tests.integration.helpers import replica_stats, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import replica_stats
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Load-test helpers. The stack itself is the project's one per-session `stack` fixture
-(tests/integration/conftest.py); nothing here starts a second one."""
+(tests/conftest.py); nothing here starts a second one."""
 
 from __future__ import annotations
 

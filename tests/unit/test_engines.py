@@ -23,6 +23,7 @@ from core.types import (
 )
 from services.metrics import EngineObserver
 from services.text.transformers_engine import TransformersTextEngine
+from tests.conditions import until
 from tests.tiny_models import make_text_model
 
 
@@ -111,6 +112,9 @@ def test_closing_a_stream_aborts_its_sequences(tiny_dir):
             if got == 3:
                 break
         await stream.aclose()
+        # the scheduler drops the closed request's rows at its next step (stats are what it
+        # published, not the sequences' flags)
+        freed = await until(lambda: engine.stats()["running_sequences"] == 0)
         at_close = engine.stats()
         # the engine keeps stepping for a later request; the closed one must not gain a token
         follow = await engine.generate(
@@ -118,9 +122,10 @@ def test_closing_a_stream_aborts_its_sequences(tiny_dir):
         )
         after = engine.stats()
         await engine.stop()
-        return at_close, follow, after
+        return freed, at_close, follow, after
 
-    at_close, follow, after = asyncio.run(main())
+    freed, at_close, follow, after = asyncio.run(main())
+    assert freed, at_close
     assert at_close["cancelled_requests_total"] == 1
     assert at_close["running_sequences"] == 0
     assert at_close["generated_tokens_total"] < 200  # stopped well before max_tokens x n
@@ -264,11 +269,40 @@ def test_a_vanishing_temperature_samples_greedily(temperature: float) -> None:
     import torch
 
     from services.text.sampling import sample
+    from services.text.sequences import Sampling
 
     class Row:
-        top_p, top_k, generator = 1.0, 0, torch.Generator().manual_seed(0)
+        sampling = Sampling(temperature=temperature, top_p=1.0, top_k=0, seed=0)
+        generator = torch.Generator().manual_seed(0)
 
     row = Row()
-    row.temperature = temperature  # type: ignore[attr-defined]
     logits = torch.tensor([[0.1, 3.0, -2.0, 2.9]])
     assert sample(logits, [row]).tolist() == [1]
+
+
+def test_counters_have_the_meaning_every_text_engine_gives_them(tiny_dir):
+    """A request's prompt counts once whatever its n (as usage reports it); a passed deadline
+    is a failed request, not a cancelled one (services/text/sequences.TextCounters)."""
+
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        before = engine.stats()
+        result = await engine.generate(
+            TextRequest("p", "tiny", prompt="hello there", max_tokens=3, n=3, ignore_eos=True)
+        )
+        after_ok = engine.stats()
+        with pytest.raises(DeadlineExceeded):
+            await engine.generate(
+                TextRequest("d", "tiny", prompt="hi", max_tokens=5, deadline=time.time() - 1)
+            )
+        after_late = engine.stats()
+        await engine.stop()
+        return before, result, after_ok, after_late
+
+    before, result, after_ok, after_late = asyncio.run(main())
+    prompt = after_ok["prompt_tokens_total"] - before["prompt_tokens_total"]
+    assert prompt == result.prompt_tokens
+    assert after_ok["generated_tokens_total"] - before["generated_tokens_total"] == 9
+    assert after_late["failed_requests_total"] == before["failed_requests_total"] + 1
+    assert after_late["cancelled_requests_total"] == before["cancelled_requests_total"]

@@ -14,8 +14,8 @@ import pytest
 from core.config import ModelConfig
 from core.errors import DeadlineExceeded, InvalidArgument
 from core.types import ChatMessage, FinishReason, TextChunk, TextRequest
+from tests.conditions import wait_until
 from tests.conftest import LoopThread
-from tests.integration.helpers import wait_until
 from tests.tiny_models import SMOLLM2_GGUF, gguf_model_config
 
 pytestmark = pytest.mark.skipif(
@@ -156,7 +156,8 @@ def test_concurrent_requests_beyond_the_kv_cache_wait_and_all_finish(runner) -> 
         results = runner.run(together())
         assert all(r.completions[0].finish_reason is not None for r in results)
         assert all(r.completions[0].completion_tokens > 0 for r in results)
-        assert small.stats()["running_sequences"] == 0
+        # the scheduler retires finished sequences at its next step, and says so in its stats
+        assert wait_until(lambda: small.stats()["running_sequences"] == 0), small.stats()
         assert small.stats()["kv_cells_used"] == 0
         # Greedy answers do not depend on the company they ran in (allowing the rounding of
         # batched kernels to move a late token: the first words must agree).
@@ -198,3 +199,18 @@ def test_n_completions_share_one_prefill(engine, runner) -> None:
     assert [c.index for c in result.completions] == [0, 1, 2]
     assert len({c.text for c in result.completions}) == 3
     assert all(c.completion_tokens > 0 for c in result.completions)
+
+
+def test_counters_have_the_meaning_every_text_engine_gives_them(engine, runner) -> None:
+    """As tests/unit/test_engines.py asks of transformers: the prompt counts once whatever n,
+    a passed deadline is a failed request, not a cancelled one."""
+    before = engine.stats()
+    result = runner.run(engine.generate(ask("Hello there", max_tokens=3, n=3, ignore_eos=True)))
+    after_ok = engine.stats()
+    assert after_ok["prompt_tokens_total"] - before["prompt_tokens_total"] == result.prompt_tokens
+    assert after_ok["generated_tokens_total"] - before["generated_tokens_total"] == 9
+    with pytest.raises(DeadlineExceeded):
+        runner.run(engine.generate(ask("Hi", max_tokens=5, deadline=time.time() - 1)))
+    after_late = engine.stats()
+    assert after_late["failed_requests_total"] == before["failed_requests_total"] + 1
+    assert after_late["cancelled_requests_total"] == before["cancelled_requests_total"]

@@ -14,7 +14,8 @@ import openai
 import pytest
 
 from aigc.v1 import text_pb2
-from tests.integration.helpers import replica_stats, rpc_error, scrape, total, wait_until
+from tests.conditions import wait_until
+from tests.integration.helpers import replica_stats, rpc_error, scrape, total
 
 MODEL = "smollm2"
 # Greedy SmolLM2 keeps counting for hundreds of tokens: a stream that is certainly still
