@@ -170,13 +170,13 @@ class LocalStack:
         end = time.perf_counter() + timeout_s
 
         def show() -> None:
-            for name, st in gw.router.state.items():
+            for name, st in gw.registry.state.items():
                 if st.ready and not shown.get(name):
                     shown[name] = True
                     progress(f"  model {name} ready ({time.perf_counter() - t0:.0f}s)")
 
         while time.perf_counter() < end:
-            await gw.router.refresh()
+            await gw.status.refresh()
             show()
             if await gw.wait_ready(0.1):  # every modality can serve
                 show()  # the last ones may have turned ready while the gateway checked
@@ -186,7 +186,7 @@ class LocalStack:
                     return
                 # Wait for the models still loading; one with no replica starting (scaled to
                 # zero, or failed) is reported, not waited for.
-                if not any(gw.router.state[n].starting_replicas for n in pending):
+                if not any(gw.registry.state[n].starting_replicas for n in pending):
                     progress(
                         f"serving in {time.perf_counter() - t0:.1f}s; not ready: "
                         f"{', '.join(pending)} (no replica starting; see `aigc models`)"
@@ -199,7 +199,7 @@ class LocalStack:
         gw = self.gateway
         if gw is None:
             return []
-        return [n for n, st in gw.router.state.items() if not st.ready]
+        return [n for n, st in gw.registry.state.items() if not st.ready]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drains the gateway (in-flight calls finish), then removes what this stack started."""

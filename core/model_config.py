@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from core.registry import ENGINES
+from core.sizing import serve_requests_per_replica
 
 
 class Modality(StrEnum):
@@ -246,9 +247,7 @@ class ModelConfig(_Strict):
                 f"batching.max_concurrent_batches = {in_flight} (it caps every batch)"
             )
         s = self.scaling
-        # The gateway lets at most this many requests per live replica reach Serve (the rest
-        # wait in its admission queue), so that is all Serve's autoscaler ever sees.
-        per_replica = min(self.admission.inflight_batches * in_flight, self.max_ongoing_requests)
+        per_replica = serve_requests_per_replica(self)  # all Serve's autoscaler ever sees
         if s.min_replicas != s.max_replicas and s.target_ongoing_requests >= per_replica:
             raise ValueError(
                 f"scaling.target_ongoing_requests ({s.target_ongoing_requests:g}) must be below "

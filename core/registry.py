@@ -44,11 +44,12 @@ ENGINES: dict[str, dict[str, EngineSpec]] = {
 }
 
 
-# The Serve deployment class serving each modality.
+# The Serve deployment class serving each modality (each implements its modality's protocol in
+# core/replica.py: TextDeployment is a TextReplica).
 REPLICAS: dict[str, str] = {
-    "text": "services.text.deployment:TextReplica",
-    "image": "services.image.deployment:ImageReplica",
-    "audio": "services.audio.deployment:AudioReplica",
+    "text": "services.text.deployment:TextDeployment",
+    "image": "services.image.deployment:ImageDeployment",
+    "audio": "services.audio.deployment:AudioDeployment",
 }
 
 

@@ -113,7 +113,9 @@ class ImageRequest:
     request_id: str
     model: str
     count: int = 1
-    seed: int = 0  # fixed by the gateway, so a retry reproduces the same images
+    # None: the data plane draws one before the first attempt, so a retry reproduces the same
+    # images (an engine called directly reads None as 0)
+    seed: int | None = None
     label: str | None = None
     format: ImageFormat = ImageFormat.PNG
     deadline: float | None = None
@@ -150,7 +152,7 @@ class AudioRequest:
     text: str
     voice: str | None = None
     speed: float = 1.0
-    seed: int = 0
+    seed: int | None = None  # as ImageRequest.seed
     format: AudioFormat = AudioFormat.WAV
     deadline: float | None = None
     priority: Priority = Priority.INTERACTIVE

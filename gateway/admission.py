@@ -1,504 +1,129 @@
-"""Admission control per model: admit only what can finish before its deadline.
+"""Admission: the one owner of every model's gate (gateway/gate.py).
 
-Work is counted in cost units (`cost_of`). Per model the gate learns the service rate (cost
-units per second that the model drains) from the requests it saw complete, and is told the
-number of live replicas. From these it estimates, for each arriving request, when it would
-finish: the queued cost ahead of it drains at the rate, then it spends one service time in
-flight. A request whose estimate exceeds its remaining deadline is refused at once with
-`Overloaded` and a retry hint taken from the estimate, instead of queueing work that would
-expire. What is admitted either starts at once (within the in-flight bound) or waits in FIFO
-order in its tier's queue.
-
-Tiers (`Priority`): interactive work may use the whole in-flight bound and waits its turn in
-FIFO order when it does not fit. Batch work only uses idle capacity: it is admitted when it can
-start at once within the bound less a reserve kept free for interactive arrivals (and nothing
-interactive waits) and its estimate fits its deadline; otherwise it is refused at once. It
-never waits in the gate, so it never delays interactive work and never expires there.
-
-Rate measurement (Little's law): a completed request that spent W seconds in flight while the
-in-flight cost averaged L saw the model drain L / W cost units per second. A batched model
-drains faster the more it is given, up to its batch size, so a sample taken while the gate was
-not saturated is only a lower bound on the rate: it may raise the estimate, never lower it.
-Samples taken at the bound (or with a queue) move the EWMA both ways. The estimate is kept per
-replica, so `set_replicas` rescales it at once. Each gateway learns from its own completions,
-so several gateways on one stack each see their share of the rate.
-
-All times come from injectable clocks (`clock` for intervals, `wall` for absolute deadlines),
-so tests are deterministic. Serve's `max_queued_requests` stays as the second line.
+The data plane asks `async with admission.admit(call, model, requests):` and nothing else
+touches a gate: the Serve status reader tells `set_replicas`, the peer count `set_gateways`;
+a completion teaches the gate's rate when the admitted block ends without error; a request
+that runs out of time after admission is counted as expired. Every decision is counted once,
+by the observer the gates report to (the gateway's Prometheus metrics, `GatewayMetrics`), and
+the wait at the gate is timed on the same clock the gates use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
-from core.config import Modality, ModelConfig
+from core.clock import Clock, LoopClock
+from core.config import AigcConfig, ModelConfig
 from core.errors import DeadlineExceeded, Overloaded
-from core.types import AudioRequest, ImageRequest, Priority, TextRequest
+from core.sizing import cost_of
+from core.types import AudioRequest, ImageRequest, TextRequest
+from gateway.gate import AdmissionObserver, CostGate
 
-TYPICAL_TEXT_TOKENS = 64
-# Refusal reasons (bounded metric label values).
-REFUSED_DEADLINE = "deadline"  # the estimated completion exceeds the remaining deadline
-REFUSED_QUEUE = "queue_full"  # the queue-wait or queued-cost limit is reached
-REFUSED_BUSY = "busy"  # batch tier: no idle capacity (interactive work waits, or no room)
-REASONS = (REFUSED_DEADLINE, REFUSED_QUEUE, REFUSED_BUSY)
-# A sample counts as taken at capacity when the mean in-flight cost reached this share of the
-# bound available to it, or when requests were waiting for most of its life.
-SATURATED_SHARE = 0.7
-MIN_RETRY_S = 0.05
+AnyRequest = TextRequest | ImageRequest | AudioRequest
+MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
 
 
-def cost_of(request: TextRequest | ImageRequest | AudioRequest) -> float:
-    """Text: tokens asked for (n x max_tokens, default 64) + prompt chars / 4; image: images;
-    audio: characters / 100. Only consistency matters: the rate is learned in the same units."""
-    if isinstance(request, TextRequest):
-        chars = len(request.prompt or "") + sum(len(m.content) for m in request.messages)
-        return request.n * (request.max_tokens or TYPICAL_TEXT_TOKENS) + chars / 4
-    if isinstance(request, ImageRequest):
-        return float(request.count)
-    return float(max(1, math.ceil(len(request.text) / 100)))
+class Caller(Protocol):
+    """What admission needs of a call (gateway.calls.Call)."""
+
+    protocol: str
+    deadline: float | None
+
+    def remaining(self) -> float | None: ...
+
+    def out_of_time(self) -> bool: ...
 
 
-def typical_cost(model: ModelConfig) -> float:
-    return float(TYPICAL_TEXT_TOKENS) if model.modality == Modality.TEXT else 1.0
+class AdmissionMetrics(AdmissionObserver, Protocol):
+    """The observer, plus what only the controller sees: how long the decision took, and the
+    front door's refusals by protocol."""
+
+    def waited(self, model: str, outcome: str, seconds: float) -> None: ...
+
+    def turned_away(self, reason: str, protocol: str) -> None: ...
 
 
-def batch_counts_cost(model: ModelConfig) -> bool:
-    """Whether the model's batches are sized in cost units rather than requests: an image
-    replica's batcher counts images (services/image/deployment.py), which is the image cost, so
-    a batch of 64 holds 8 requests of 8 images. Text batches sequences, audio requests."""
-    return model.modality == Modality.IMAGE
-
-
-def admission_step(model: ModelConfig) -> float:
-    """Slots that free up at once at a replica, so that the gate's queue drains in such steps:
-    a text engine batches continuously (a finished sequence's slot is refilled at the next
-    decode step), so one; image and audio replicas run whole batches."""
-    return 1.0 if model.modality == Modality.TEXT else float(model.batching.max_batch_size)
-
-
-def requests_per_replica(model: ModelConfig) -> float:
-    """Batch slots per replica the in-flight bound allows: `inflight_batches` batches of every
-    concurrent batch slot, at most what the replica accepts (max_ongoing_requests). Slots are
-    requests (text: sequences), or cost units where `batch_counts_cost` (images)."""
-    b = model.batching
-    batches = model.admission.inflight_batches * b.max_batch_size * b.max_concurrent_batches
-    if batch_counts_cost(model):
-        return float(batches)  # images; the request cap applies in the gate, in requests
-    return float(min(batches, model.max_ongoing_requests))
-
-
-def inflight_requests_per_replica(model: ModelConfig, request_cost: float) -> int:
-    """Requests of `request_cost` each that one replica's share of the in-flight bound holds
-    (what a closed loop needs to keep its batches full without queueing at the gate)."""
-    slots = requests_per_replica(model)
-    if batch_counts_cost(model):
-        return max(1, min(int(slots // request_cost), model.max_ongoing_requests))
-    return max(1, int(slots))
-
-
-@dataclass
-class Counters:
-    """What the data plane exports; every key is a bounded label set (tier, reason)."""
-
-    admitted: Counter[Priority] = field(default_factory=Counter)  # started or queued
-    refused: Counter[tuple[str, Priority]] = field(default_factory=Counter)  # (reason, tier)
-    expired: Counter[Priority] = field(default_factory=Counter)  # admitted, then deadline passed
-    completed: Counter[Priority] = field(default_factory=Counter)  # ticket.completed() calls
-
-
-@dataclass(eq=False)
-class Ticket:
-    """An admitted request. Call `completed()` once it finished OK: it teaches the rate."""
-
-    gate: CostGate
-    cost: float
-    priority: Priority
-    deadline: float  # absolute, on the gate's wall clock
-    started: float = 0.0  # gate clock when it entered the in-flight set
-    area0: float = 0.0  # the gate's in-flight cost integral at that moment
-    busy0: float = 0.0  # the gate's time-with-waiters integral at that moment
-    running: bool = False
-    done: bool = False
-    future: asyncio.Future[None] | None = None  # while queued
-
-    def completed(self) -> None:
-        if self.running and not self.done:
-            self.done = True
-            self.gate._learn(self)
-
-
-class CostGate:
+class Admission:
     def __init__(
         self,
-        *,
-        requests_per_replica: float = 32.0,
-        batch_size: float | None = None,
-        counts_cost: bool = False,
-        max_requests_per_replica: float | None = None,
-        unit_cost: float = 1.0,
-        replicas: int = 1,
-        prior_service_s: float = 1.0,
-        max_inflight_cost: float | None = None,
-        max_queued_cost: float | None = None,
-        max_queue_wait_s: float | Literal["one_batch"] | None = None,
-        default_deadline_s: float = 60.0,
-        batch_reserve: float = 0.25,
-        smoothing: float = 0.2,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        config: AigcConfig,
+        metrics: AdmissionMetrics,
+        clock: Clock | None = None,
+        gates: dict[str, CostGate] | None = None,
     ) -> None:
-        # Batch slots per replica, and in a batch: requests, or cost units when `counts_cost`
-        # (the model batches images, not requests; see `batch_counts_cost`).
-        self.requests_per_replica = requests_per_replica
-        # Slots that enter a replica together: the queue drains in such steps.
-        self.batch_size = batch_size if batch_size is not None else requests_per_replica / 2
-        self.counts_cost = counts_cost
-        self.max_requests_per_replica = max_requests_per_replica
-        self.mean_cost = unit_cost  # EWMA of completed requests' cost
-        self.replicas = max(1, replicas)
-        self.gateways = 1  # gateways sharing the replicas (gateway/peers.py): this one's share
-        self.max_inflight_cost = max_inflight_cost
-        self.max_queued_cost = max_queued_cost
-        self.max_queue_wait_s = max_queue_wait_s
-        self.default_deadline_s = default_deadline_s
-        self.batch_reserve = batch_reserve
-        self.smoothing = smoothing
-        self.clock = clock
-        self.wall = wall
-        # Prior: the bound's worth of work drains in one assumed service time.
-        self.service_s = prior_service_s  # in-flight time of a request on an idle model
-        self.rate_per_replica = requests_per_replica * self.slot_cost / prior_service_s
-        self.samples = 0
-        self.inflight = 0.0
-        self.queued = 0.0
-        self.counters = Counters()
-        self._queue: deque[Ticket] = deque()  # interactive work waiting its turn (FIFO)
-        self._last = clock()
-        self._area = 0.0  # integral of in-flight cost over time
-        self._busy = 0.0  # integral of "someone is waiting" over time
-
-    @classmethod
-    def for_model(
-        cls,
-        model: ModelConfig,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ) -> CostGate:
-        a = model.admission
-        s = model.scaling
-        replicas = s.initial_replicas if s.initial_replicas is not None else s.min_replicas
-        return cls(
-            requests_per_replica=requests_per_replica(model),
-            batch_size=admission_step(model),
-            counts_cost=batch_counts_cost(model),
-            max_requests_per_replica=model.max_ongoing_requests,
-            unit_cost=typical_cost(model),
-            replicas=max(1, replicas),
-            prior_service_s=a.prior_service_s,
-            max_inflight_cost=a.max_inflight_cost,
-            max_queued_cost=a.max_queued_cost,
-            max_queue_wait_s=a.max_queue_wait_s,
-            default_deadline_s=a.default_deadline_s,
-            batch_reserve=a.batch_reserve,
-            smoothing=a.rate_smoothing,
-            clock=clock,
-            wall=wall,
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.metrics = metrics
+        self.gates = (
+            gates
+            if gates is not None
+            else {
+                m.name: CostGate.for_model(m, clock=self.clock, observer=metrics)
+                for m in config.models
+            }
         )
 
-    # ---- what the estimate is made of -------------------------------------------------------
-
-    @property
-    def rate(self) -> float:
-        """Cost units per second this gateway's share of the model drains: all live replicas
-        together, divided among the gateways in front of them."""
-        return self.rate_per_replica * self.replicas / self.gateways
-
-    @property
-    def slot_cost(self) -> float:
-        """Cost of one batch slot: the mean request's cost, or 1 where batches count cost."""
-        return 1.0 if self.counts_cost else self.mean_cost
-
-    @property
-    def bound(self) -> float:
-        """In-flight cost bound: live replicas x batch slots per replica x the cost of a slot
-        (at most `max_requests_per_replica` requests of the mean cost), this gateway's share
-        of it, capped by `max_inflight_cost`."""
-        per_replica = self.requests_per_replica * self.slot_cost
-        if self.max_requests_per_replica is not None:
-            per_replica = min(per_replica, self.max_requests_per_replica * self.mean_cost)
-        learned = self.replicas * per_replica / self.gateways
-        return learned if self.max_inflight_cost is None else min(learned, self.max_inflight_cost)
-
-    def _bound_for(self, priority: Priority) -> float:
-        if priority == Priority.BATCH:
-            return self.bound * (1.0 - self.batch_reserve)
-        return self.bound
+    def set_replicas(self, model: str, n: int) -> None:
+        """Live replicas of a model (gateway/serve_status.py, from the Serve controller)."""
+        self.gates[model].set_replicas(n)
 
     def set_gateways(self, n: int) -> None:
-        """Live gateways in front of the model's replicas (this one included); the bound and
-        the rate are this gateway's share."""
-        self.gateways = max(1, int(n))
-        self._wake()
-
-    def set_replicas(self, n: int) -> None:
-        """Live replica count (from Serve); the rate and the bound scale with it. 0 (none
-        running yet) counts as 1 so that work queues for the first replica."""
-        self.replicas = max(1, int(n))
-        self._wake()
-
-    def estimate(
-        self, cost: float, priority: Priority = Priority.INTERACTIVE
-    ) -> tuple[float, float]:
-        """(queue wait, completion) in seconds for a request arriving now: the cost ahead of it
-        and its own must drain until it fits under the bound; then it spends one service time in
-        flight, which at the bound is bound / rate (Little's law) and never less than on an
-        idle model."""
-        bound, rate = self._bound_for(priority), self.rate
-        entry = self.inflight + self.queued + cost
-        # A request larger than the whole bound runs alone: it waits for everything ahead.
-        wait = max(0.0, entry - max(bound, cost)) / rate
-        in_flight = max(self.own_service_s(cost), min(entry, max(bound, cost)) / rate)
-        # A batched model frees room a whole batch at a time, not smoothly: a queued request
-        # may enter up to one batch's drain time later than the even drain above says.
-        step = self.batch_drain_s() if wait > 0 else 0.0
-        return wait, wait + step + in_flight
-
-    def batch_drain_s(self) -> float:
-        """Time the model takes to drain one batch (of requests of the mean cost): at the
-        model's whole rate, whichever gateways sent its requests. As the queue's wait limit
-        this keeps what all gateways queue together at one batch: each gateway's queue drains
-        at its share of the rate, so in this time it drains its share of a batch."""
-        return self.batch_size * self.slot_cost / (self.rate * self.gateways)
-
-    def own_service_s(self, cost: float) -> float:
-        """In-flight time on an idle model: a request larger than the mean takes
-        proportionally longer (text: decode steps follow max_tokens)."""
-        return self.service_s * max(1.0, cost / self.mean_cost)
-
-    def queue_wait_limit(self, named_deadline_s: float | None = None) -> float | None:
-        """Longest estimated wait for admission that is queued; None: no cap.
-
-        `max_queue_wait_s` seconds, or "one_batch": one batch's drain time (the in-flight bound
-        already holds the batch that forms next at each replica, so a longer queue adds
-        latency, not throughput; before the first completion the rate is a guess and nothing
-        queues). Unset (the default): one batch for a request that named a deadline shorter
-        than `default_deadline_s` (the estimate's error grows with the queue, and a short
-        deadline has no slack for it: under 4x overload, queueing such requests to their
-        deadline let 7-26 % of them expire in load_tests.admission_sim), no cap for one that
-        named none or a longer one: it is refused only when its estimated completion passes
-        its deadline."""
-        cap = self.max_queue_wait_s
-        if cap is None:
-            tight = named_deadline_s is not None and named_deadline_s < self.default_deadline_s
-            cap = "one_batch" if tight else None
-        if cap == "one_batch":
-            return self.batch_drain_s() if self.samples else 0.0
-        return cap
-
-    # ---- admission --------------------------------------------------------------------------
-
-    def _refuse(
-        self, reason: str, priority: Priority, retry_after_s: float, why: str
-    ) -> Overloaded:
-        self.counters.refused[(reason, priority)] += 1
-        retry = round(max(MIN_RETRY_S, retry_after_s), 3)
-        return Overloaded(f"{why}; retry in {retry:g} s", retry_after_s=retry, reason=reason)
-
-    def _check(self, cost: float, remaining: float, priority: Priority, named: bool = True) -> None:
-        """Raises Overloaded (counted) when the request must not be admitted. `named`: the
-        request named its deadline (else `remaining` is the default deadline's)."""
-        wait, done = self.estimate(cost, priority)
-        if priority == Priority.BATCH and (self._queue or not self._fits(cost, priority)):
-            raise self._refuse(
-                REFUSED_BUSY,
-                priority,
-                wait + (self.batch_drain_s() if wait > 0 else 0.0),
-                "model has no idle capacity for batch work",
-            )
-        # An idle model always gets to try one request: the estimate may be stale (a slow
-        # first request, a model that got faster), and only completions can correct it.
-        idle = self.inflight == 0 and not self._queue
-        if done > remaining and not idle:
-            raise self._refuse(
-                REFUSED_DEADLINE,
-                priority,
-                done - remaining,
-                f"model cannot finish this request before its deadline (estimated {done:.2f} s, "
-                f"{remaining:.2f} s left)",
-            )
-        limit = self.queue_wait_limit(remaining if named else None)
-        if limit is not None and wait > limit:
-            raise self._refuse(
-                REFUSED_QUEUE,
-                priority,
-                wait - limit,
-                "model is at capacity and its admission queue is full",
-            )
-        if wait > 0 and self.max_queued_cost is not None:
-            if self.queued + cost > self.max_queued_cost:
-                over = self.queued + cost - self.max_queued_cost
-                raise self._refuse(
-                    REFUSED_QUEUE,
-                    priority,
-                    over / self.rate,
-                    "model is at capacity and its admission queue is full",
-                )
+        """Live gateways in front of the same models (gateway/peers.py), this one included."""
+        for gate in self.gates.values():
+            gate.set_gateways(n)
 
     @contextlib.asynccontextmanager
     async def admit(
-        self, cost: float, deadline: float | None, priority: Priority = Priority.INTERACTIVE
-    ) -> AsyncIterator[Ticket]:
-        """Enters when admitted (at once or after waiting its turn); raises `Overloaded` at once
-        when the request cannot finish in time, `DeadlineExceeded` when the deadline (absolute,
-        `time.time()` seconds; None = `default_deadline_s` from now) passes while queued."""
-        now = self.wall()
-        named = deadline is not None
-        if deadline is None:
-            deadline = now + self.default_deadline_s
-        remaining = deadline - now
-        if remaining <= 0:
-            raise DeadlineExceeded("deadline passed before admission")
-        self._touch()
-        self._expire_waiters()
-        self._check(cost, remaining, priority, named)
-        ticket = Ticket(self, cost, priority, deadline)
-        self.counters.admitted[priority] += 1
-        if not self._queue and self._fits(cost, priority):
-            self._start(ticket)
-        else:
-            await self._wait(ticket, remaining)
+        self, call: Caller, model: ModelConfig, requests: Sequence[AnyRequest]
+    ) -> AsyncIterator[None]:
+        """Through the model's gate, as one request whatever the number of parts (a
+        completion's list of prompts): refused at once (RESOURCE_EXHAUSTED with a retry hint)
+        when it cannot finish before its deadline; work admitted that then runs out of time
+        is counted as expired; a block that ends without error teaches the gate's rate."""
+        priority = requests[0].priority
+        remaining = call.remaining()
+        if remaining is not None and remaining < MIN_REMAINING_S:
+            self.metrics.turned_away("deadline", call.protocol)
+            raise DeadlineExceeded("deadline too short to start the request")
+        gate = self.gates[model.name]
+        arrived = self.clock.monotonic()
+
+        def waited(outcome: str) -> None:
+            self.metrics.waited(model.name, outcome, self.clock.monotonic() - arrived)
+
+        cost = sum(cost_of(r) for r in requests)
+        entered = False
         try:
-            yield ticket
-        finally:
-            self._release(ticket)
-
-    def queued_requests(self) -> int:
-        return len(self._queue)
-
-    def expired(self, priority: Priority = Priority.INTERACTIVE) -> None:
-        """The data plane reports an admitted request whose deadline passed while it ran."""
-        self.counters.expired[priority] += 1
-
-    def _fits(self, cost: float, priority: Priority) -> bool:
-        # A request larger than the whole bound may still run, alone.
-        return self.inflight + cost <= self._bound_for(priority) or self.inflight == 0
-
-    def _touch(self) -> None:
-        now = self.clock()
-        dt = max(0.0, now - self._last)
-        self._area += self.inflight * dt
-        if self.queued > 0:
-            self._busy += dt
-        self._last = now
-
-    def _start(self, ticket: Ticket) -> None:
-        self._touch()
-        self.inflight += ticket.cost
-        ticket.running = True
-        ticket.started = self._last
-        ticket.area0 = self._area
-        ticket.busy0 = self._busy
-
-    def _release(self, ticket: Ticket) -> None:
-        if ticket.running:
-            self._touch()
-            ticket.running = False
-            self.inflight -= ticket.cost
-            if self.inflight < 1e-9:
-                self.inflight = 0.0
-        self._wake()
-
-    async def _wait(self, ticket: Ticket, remaining: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        ticket.future = future
-        self._touch()
-        self._queue.append(ticket)
-        self.queued += ticket.cost
-        try:
-            await asyncio.wait_for(asyncio.shield(future), remaining)
-        except TimeoutError:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception() from None  # type: ignore[misc]
-            self._give_up(ticket)
-            self.counters.expired[ticket.priority] += 1
-            raise DeadlineExceeded("deadline passed while waiting for admission") from None
+            async with gate.admit(cost, call.deadline, priority) as ticket:
+                entered = True
+                waited("admitted")
+                try:
+                    yield
+                except BaseException as exc:
+                    if _ran_out_of_time(exc, call):  # admitted, then its deadline passed
+                        gate.expired(priority)
+                    raise
+                gate.completed(ticket)
+        except Overloaded:
+            if not entered:  # refused at once (the gate counted why)
+                waited("refused")
+                self.metrics.turned_away("admission", call.protocol)
+            raise
+        except DeadlineExceeded:
+            if not entered:  # queued, then its deadline passed (the gate counted it)
+                waited("expired")
+            raise
         except asyncio.CancelledError:
-            self._give_up(ticket)
+            if not entered and call.out_of_time():  # queued; the client left at its deadline
+                waited("expired")
+                gate.expired(priority)
             raise
 
-    def _give_up(self, ticket: Ticket) -> None:
-        """A waiter leaves: its place in the queue, or the capacity it was just given."""
-        if ticket.running:  # admitted in the same instant: give it back
-            self._release(ticket)
-        else:
-            self._dequeue(ticket)
-            if ticket.future is not None:
-                ticket.future.cancel()
-            self._wake()  # a smaller request behind it may fit now
 
-    def _dequeue(self, ticket: Ticket) -> None:
-        if ticket in self._queue:
-            self._touch()
-            self._queue.remove(ticket)
-            self.queued -= ticket.cost
-            if self.queued < 1e-9:
-                self.queued = 0.0
-
-    def _expire_waiters(self) -> None:
-        """Fails waiters whose deadline has passed on the gate's wall clock (the event loop's
-        timer does the same in real time; this keeps a fake clock authoritative)."""
-        now = self.wall()
-        for t in [t for t in self._queue if t.deadline <= now]:
-            self._dequeue(t)
-            if t.future is not None and not t.future.done():
-                self.counters.expired[t.priority] += 1
-                t.future.set_exception(
-                    DeadlineExceeded("deadline passed while waiting for admission")
-                )
-
-    def _wake(self) -> None:
-        self._expire_waiters()
-        while self._queue:
-            ticket = self._queue[0]
-            if ticket.future is None or ticket.future.done():  # cancelled or failed
-                self._dequeue(ticket)
-                continue
-            if not self._fits(ticket.cost, ticket.priority):
-                return  # FIFO
-            self._dequeue(ticket)
-            self._start(ticket)
-            ticket.future.set_result(None)
-
-    # ---- learning ---------------------------------------------------------------------------
-
-    def _learn(self, ticket: Ticket) -> None:
-        self._touch()
-        self.counters.completed[ticket.priority] += 1
-        life = self._last - ticket.started
-        a = self.smoothing
-        self.mean_cost += a * (ticket.cost - self.mean_cost)
-        if life <= 0:
-            return
-        mean_inflight = (self._area - ticket.area0) / life
-        waited_share = (self._busy - ticket.busy0) / life
-        # Little's law on this gateway's own traffic gives its share of the drain rate; the
-        # model's rate per replica is that times the gateways sharing it.
-        sample = mean_inflight / life / self.replicas * self.gateways
-        saturated = (
-            mean_inflight >= SATURATED_SHARE * self._bound_for(ticket.priority)
-            or waited_share >= 0.5
-        )
-        if saturated or sample > self.rate_per_replica:
-            self.rate_per_replica += a * (sample - self.rate_per_replica)
-        if mean_inflight <= ticket.cost * 1.5 or not saturated:
-            # A request that ran (nearly) alone or below capacity shows the idle service time.
-            normalised = life / max(1.0, ticket.cost / self.mean_cost)
-            self.service_s += a * (normalised - self.service_s)
-        self.samples += 1
+def _ran_out_of_time(exc: BaseException, call: Caller) -> bool:
+    # GeneratorExit: gRPC closed a streaming handler at its `yield` instead of cancelling it
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return call.out_of_time()
+    return isinstance(exc, DeadlineExceeded)

@@ -4,7 +4,6 @@ InvalidArgument naming the field (e.g. `chat.messages[1].role`)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
@@ -33,10 +32,6 @@ _FINISH = {
     FinishReason.STOP: text_pb2.FINISH_REASON_STOP,
     FinishReason.CANCELLED: text_pb2.FINISH_REASON_CANCELLED,
 }
-
-
-def random_seed() -> int:
-    return secrets.randbits(63)
 
 
 _PRIORITIES = {value: Priority(name) for name, value in TIERS.items()} | {
@@ -134,7 +129,7 @@ def image_request(
         request_id=request_id,
         model=model.name,
         count=req.count if req.HasField("count") else 1,
-        seed=req.seed if req.HasField("seed") else random_seed(),  # fixed here: retries repeat
+        seed=req.seed if req.HasField("seed") else None,  # None: the data plane draws one
         label=req.label or None,
         format=_IMAGE_FORMATS[req.format],
         deadline=deadline,
@@ -189,7 +184,7 @@ def audio_request(
         text=req.text,
         voice=req.voice or None,
         speed=req.speed if req.HasField("speed") else 1.0,
-        seed=req.seed if req.HasField("seed") else random_seed(),
+        seed=req.seed if req.HasField("seed") else None,
         format=fmt,
         deadline=deadline,
         priority=priority(req.priority),

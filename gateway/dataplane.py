@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from core.config import AigcConfig, Modality, ModelConfig
-from core.errors import AigcError, DeadlineExceeded, Overloaded
+from core.errors import AigcError, Failure
 from core.replica import AudioReplica, ImageReplica, ModelFacts, TextReplica
 from core.types import (
     AudioChunk,
@@ -37,7 +39,7 @@ from core.types import (
     TextRequest,
     TextResult,
 )
-from gateway.admission import CostGate, cost_of
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.calls import (
     Call,
@@ -49,14 +51,12 @@ from gateway.calls import (
     within_deadline,
 )
 from gateway.coalesce import Coalescer
-from gateway.errors import classify
+from gateway.errors import classify, client_failure
 from gateway.metrics import GatewayMetrics
-from gateway.router import ModelRouter, ModelState
+from gateway.registry import ModelRegistry, ModelState
 
 T = TypeVar("T")
 ALL = "all"  # metric label of calls about every modality (ListModels)
-MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
-AnyRequest = TextRequest | ImageRequest | AudioRequest
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,60 @@ class ModelView:
         return self.state.facts or ModelFacts()
 
 
+R = TypeVar("R", ImageRequest, AudioRequest)
+
+
+def seeded(request: R) -> R:
+    """The request with its seed fixed: the client's, else one drawn here, once, before the
+    first attempt, so a retry reproduces the same output."""
+    if request.seed is not None:
+        return request
+    return dataclasses.replace(request, seed=secrets.randbits(63))
+
+
+class TextStream:
+    """A text request's deltas as the data plane relays them, each tagged with its part's
+    index, and the stream's usage (`usage`), which the data plane keeps as the deltas pass:
+    complete once `complete` (the last completion has finished)."""
+
+    def __init__(
+        self, chunks: AsyncGenerator[tuple[int, TextChunk], None], usage: StreamUsage
+    ) -> None:
+        self._chunks = chunks
+        self.usage = usage
+
+    def __aiter__(self) -> TextStream:
+        return self
+
+    async def __anext__(self) -> tuple[int, TextChunk]:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    @property
+    def complete(self) -> bool:
+        return self.usage.finished == self.usage.completions
+
+
 class DataPlane:
     def __init__(
         self,
         config: AigcConfig,
-        router: ModelRouter,
+        registry: ModelRegistry,
         metrics: GatewayMetrics,
-        gates: dict[str, CostGate] | None = None,
         auth: Authenticator | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
-        self.router = router
+        self.registry = registry
         self.metrics = metrics
         self.auth = auth if auth is not None else Authenticator(config.gateway.security)
-        self.gates = (
-            gates if gates is not None else {m.name: CostGate.for_model(m) for m in config.models}
-        )
+        # the one owner of the models' admission gates
+        self.admission = admission if admission is not None else Admission(config, metrics)
         self.retries = config.gateway.retries
         self.coalescers: dict[str, Coalescer] = {}
-        router.replica_listeners.append(lambda name, n: self.gates[name].set_replicas(n))
-        metrics.watch_gates(lambda: self.gates)
+        metrics.watch_gates(lambda: self.admission.gates)
 
     # ---- who is calling -------------------------------------------------------------------
     def authorize(self, protocol: str, authorization: str | None, *, rated: bool = True) -> str:
@@ -121,7 +155,7 @@ class DataPlane:
         the in-flight gauge. Exceptions pass through for the front end to render."""
         call = Call(protocol, method, modality, request_id, deadline)
         modality_label = modality.value if modality else ALL
-        call.model = self.router.label(modality, model_name) if modality else ALL
+        call.model = self.registry.label(modality, model_name) if modality else ALL
         gauge = self.metrics.inflight.labels(modality_label, call.model, protocol)
         gauge.inc()
         code = "OK"
@@ -149,9 +183,21 @@ class DataPlane:
     def resolve(self, call: Call, name: str) -> ModelConfig:
         """The model a request names (a name or an alias; empty: the modality's default)."""
         assert call.modality is not None, "a call about one modality"
-        model = self.router.resolve(call.modality, name)
+        model = self.registry.resolve(call.modality, name)
         call.model = model.name
         return model
+
+    def facts(self, model: ModelConfig) -> ModelFacts:
+        """What the model's replicas reported about it (sizes, labels, voices, context)."""
+        return self.registry.facts(model)
+
+    @staticmethod
+    def failed_in_band(call: Call, exc: BaseException) -> Failure:
+        """A failure a front end reports inside a response that already began (an SSE error
+        event after HTTP 200): what the client is told, and the code the call ends with."""
+        failure = client_failure(exc, call.request_id)
+        call.code = failure.code
+        return failure
 
     def models(self, modality: Modality | None = None) -> list[ModelView]:
         out = []
@@ -160,61 +206,8 @@ class DataPlane:
                 continue
             default = self.config.default_model(m.modality)
             is_default = default is not None and default.name == m.name
-            out.append(ModelView(m, self.router.state[m.name], is_default))
+            out.append(ModelView(m, self.registry.state[m.name], is_default))
         return out
-
-    # ---- admission -----------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def admitted(
-        self, call: Call, model: ModelConfig, requests: Sequence[AnyRequest]
-    ) -> AsyncIterator[None]:
-        """Through the model's admission gate, as one request whatever the number of parts (a
-        completion's list of prompts): refused at once (RESOURCE_EXHAUSTED with a retry hint)
-        when it cannot finish before its deadline; work admitted that then runs out of time
-        is counted as admitted-then-expired."""
-        request = requests[0]
-        m, tier = self.metrics, request.priority.value
-        remaining = call.remaining()
-        if remaining is not None and remaining < MIN_REMAINING_S:
-            m.rejected.labels("deadline", call.protocol).inc()
-            raise DeadlineExceeded("deadline too short to start the request")
-        gate = self.gates[model.name]
-        cost = sum(cost_of(r) for r in requests)
-        admission = gate.admit(cost, call.deadline, request.priority)
-        arrived = time.perf_counter()
-        wait = m.admission_wait
-        try:
-            ticket = await admission.__aenter__()
-        except Overloaded as exc:
-            wait.labels(model.name, "refused").observe(time.perf_counter() - arrived)
-            reason = str(exc.details.get("reason", "admission"))
-            m.rejected.labels("admission", call.protocol).inc()
-            m.refused.labels(model.name, tier, reason).inc()
-            raise
-        except DeadlineExceeded:  # queued, then its deadline passed
-            wait.labels(model.name, "expired").observe(time.perf_counter() - arrived)
-            m.admitted_expired.labels(model.name, tier).inc()
-            raise
-        except asyncio.CancelledError:  # queued, then the client left: at its deadline?
-            if call.out_of_time():
-                wait.labels(model.name, "expired").observe(time.perf_counter() - arrived)
-                gate.expired(request.priority)
-                m.admitted_expired.labels(model.name, tier).inc()
-            raise
-        wait.labels(model.name, "admitted").observe(time.perf_counter() - arrived)
-        m.admitted.labels(model.name, tier).inc()
-        exc_info: tuple[Any, Any, Any] = (None, None, None)
-        try:
-            yield
-            ticket.completed()
-        except BaseException as exc:
-            exc_info = (type(exc), exc, exc.__traceback__)
-            if self._code_of(exc, call) == "DEADLINE_EXCEEDED":
-                gate.expired(request.priority)
-                m.admitted_expired.labels(model.name, tier).inc()
-            raise
-        finally:
-            await admission.__aexit__(*exc_info)
 
     # ---- text ----------------------------------------------------------------------------
     async def generate_text(
@@ -228,8 +221,8 @@ class DataPlane:
     ) -> list[TextResult]:
         """The parts of one request (a completion's list of prompts): admitted as one, run
         together; the first failure cancels the others."""
-        replica = self.router.replica(model)
-        async with self.admitted(call, model, requests):
+        replica = self.registry.replica(model)
+        async with self.admission.admit(call, model, requests):
             async with within_deadline(call):
                 results = await all_or_none(
                     [relay_unary(replica.unary(TextReplica.generate, r)) for r in requests]
@@ -239,25 +232,27 @@ class DataPlane:
         m.output_tokens.labels(*labels).inc(sum(r.completion_tokens for r in results))
         return results
 
-    async def stream_text(
-        self, call: Call, model: ModelConfig, request: TextRequest
-    ) -> AsyncGenerator[TextChunk, None]:
-        """Deltas of the request's n completions."""
-        async with contextlib.aclosing(self.stream_texts(call, model, [request])) as chunks:
-            async for _, chunk in chunks:
-                yield chunk
-
-    async def stream_texts(
+    def stream_texts(
         self, call: Call, model: ModelConfig, requests: Sequence[TextRequest]
-    ) -> AsyncGenerator[tuple[int, TextChunk], None]:
+    ) -> TextStream:
         """Deltas of every part's completions as they come, tagged with the part's index;
-        the parts are admitted as one. Records TTFT, ITL, TPOT and token counts."""
-        replica = self.router.replica(model)
-        m, labels = self.metrics, (model.name, call.protocol)
+        the parts are admitted as one (when the stream is first read). The stream's usage is
+        kept here, for every front end. Records TTFT, ITL, TPOT and token counts."""
         usage = StreamUsage(completions=sum(r.n for r in requests))
+        return TextStream(self._relay_texts(call, model, requests, usage), usage)
+
+    async def _relay_texts(
+        self,
+        call: Call,
+        model: ModelConfig,
+        requests: Sequence[TextRequest],
+        usage: StreamUsage,
+    ) -> AsyncGenerator[tuple[int, TextChunk], None]:
+        replica = self.registry.replica(model)
+        m, labels = self.metrics, (model.name, call.protocol)
         first: float | None = None
         last = 0.0
-        async with self.admitted(call, model, requests):
+        async with self.admission.admit(call, model, requests):
             streams = [  # admitted: now they may start
                 relay_stream(replica.stream(TextReplica.generate_stream, r), call) for r in requests
             ]
@@ -282,7 +277,7 @@ class DataPlane:
     def _coalescer(self, model: ModelConfig) -> Coalescer:
         c = self.coalescers.get(model.name)
         if c is None:
-            replica = self.router.replica(model)
+            replica = self.registry.replica(model)
             c = Coalescer(
                 lambda items: replica.unary(ImageReplica.generate_many, items),
                 max_items=model.batching.max_batch_size,
@@ -294,18 +289,19 @@ class DataPlane:
     async def generate_images(
         self, call: Call, model: ModelConfig, request: ImageRequest
     ) -> ImageResult:
+        request = seeded(request)
         if model.batching.gateway_coalescing:
             coalescer = self._coalescer(model)
 
             def attempt() -> Awaitable[ImageResult]:
                 return coalescer.submit(request)
         else:
-            replica = self.router.replica(model)
+            replica = self.registry.replica(model)
 
             def attempt() -> Awaitable[ImageResult]:
                 return relay_unary(replica.unary(ImageReplica.generate, request))
 
-        async with self.admitted(call, model, [request]):
+        async with self.admission.admit(call, model, [request]):
             async with within_deadline(call):
                 result = await retrying(attempt, self.retries)
         self.metrics.images.labels(model.name, call.protocol).inc(len(result.images))
@@ -315,8 +311,9 @@ class DataPlane:
     async def synthesize(
         self, call: Call, model: ModelConfig, request: AudioRequest
     ) -> AudioResult:
-        replica = self.router.replica(model)
-        async with self.admitted(call, model, [request]):
+        request = seeded(request)
+        replica = self.registry.replica(model)
+        async with self.admission.admit(call, model, [request]):
             async with within_deadline(call):
                 result = await retrying(
                     lambda: relay_unary(replica.unary(AudioReplica.synthesize, request)),
@@ -328,10 +325,11 @@ class DataPlane:
     async def stream_speech(
         self, call: Call, model: ModelConfig, request: AudioRequest
     ) -> AsyncGenerator[AudioChunk, None]:
-        replica = self.router.replica(model)
+        request = seeded(request)
+        replica = self.registry.replica(model)
         m, labels = self.metrics, (model.name, call.protocol)
         first = True
-        async with self.admitted(call, model, [request]):
+        async with self.admission.admit(call, model, [request]):
             chunks = replica.stream(AudioReplica.synthesize_stream, request)  # admitted: start
             async for chunk in relay_stream(chunks, call):
                 if first:

@@ -10,14 +10,15 @@ grpc or http and `code` a google.rpc.Code name for both front ends.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from gateway.admission import CostGate
+    from core.types import Priority
+    from gateway.gate import CostGate
 
 UNKNOWN_MODEL = "unknown"
 # Generative latencies: milliseconds (echo, ITL) to minutes (long generations).
@@ -101,13 +102,14 @@ class GatewayMetrics:
             ["reason", "protocol"],
             registry=r,
         )
-        self.admitted = Counter(
+        self.admitted_requests = Counter(
             "aigc_admitted_requests",
-            "Requests admitted by the gateway's admission gate, by tier.",
+            "Requests admitted by the gateway's admission gate (started at once or queued), "
+            "by tier.",
             ["model", "tier"],
             registry=r,
         )
-        self.refused = Counter(
+        self.refused_requests = Counter(
             "aigc_admission_refused_requests",
             "Requests the admission gate refused at once (reason: deadline = could not finish "
             "in time, queue_full, busy = no idle capacity for batch work), by tier.",
@@ -117,6 +119,12 @@ class GatewayMetrics:
         self.admitted_expired = Counter(
             "aigc_admitted_expired",
             "Requests admitted that then ran out of deadline (DEADLINE_EXCEEDED after admission).",
+            ["model", "tier"],
+            registry=r,
+        )
+        self.admission_completed = Counter(
+            "aigc_admission_completed_requests",
+            "Requests admitted that finished OK (what the gate's rate learns from), by tier.",
             ["model", "tier"],
             registry=r,
         )
@@ -142,6 +150,26 @@ class GatewayMetrics:
             registry=r,
         )
 
+    # ---- the admission gates' observer (gateway.admission.AdmissionMetrics): the one place
+    # admission is counted
+    def admitted(self, model: str, priority: Priority) -> None:
+        self.admitted_requests.labels(model, priority.value).inc()
+
+    def refused(self, model: str, priority: Priority, reason: str) -> None:
+        self.refused_requests.labels(model, priority.value, reason).inc()
+
+    def expired(self, model: str, priority: Priority) -> None:
+        self.admitted_expired.labels(model, priority.value).inc()
+
+    def completed(self, model: str, priority: Priority) -> None:
+        self.admission_completed.labels(model, priority.value).inc()
+
+    def waited(self, model: str, outcome: str, seconds: float) -> None:
+        self.admission_wait.labels(model, outcome).observe(seconds)
+
+    def turned_away(self, reason: str, protocol: str) -> None:
+        self.rejected.labels(reason, protocol).inc()
+
     def watch_gates(self, gates: Callable[[], Mapping[str, CostGate]]) -> None:
         """Exports each model's admission state, read from its gate at scrape time (nothing
         on the request path)."""
@@ -150,12 +178,14 @@ class GatewayMetrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Starts the /metrics HTTP server (its own thread); returns the bound port (0 picks a
         free one). `close` stops it."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._http.server_port)
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._http: Any = server
+        return int(server.server_port)
 
     def close(self) -> None:
         """Stops the /metrics HTTP server and frees its port (nothing when none was started)."""
-        server, self._http = getattr(self, "_http", None), None
+        server: Any = getattr(self, "_http", None)
+        self._http = None
         if server is not None:
             server.shutdown()
             server.server_close()

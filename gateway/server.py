@@ -37,7 +37,8 @@ from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServi
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
 from gateway.peers import Peers
-from gateway.router import ModelRouter
+from gateway.registry import ModelRegistry
+from gateway.serve_status import ServeStatus
 
 logger = logging.getLogger("aigc.gateway")
 
@@ -50,7 +51,8 @@ class Gateway:
     config: AigcConfig
     server: grpc.aio.Server
     health: health.aio.HealthServicer
-    router: ModelRouter
+    registry: ModelRegistry
+    status: ServeStatus
     metrics: GatewayMetrics
     plane: DataPlane
     port: int
@@ -73,11 +75,11 @@ class Gateway:
         await self.server.start()
         if self.http is not None:
             await self._start_http()
-        await self.router.refresh()
+        await self.status.refresh()
         await self._update_health()
         period = self.config.gateway.refresh_models_s
         self._tasks = (
-            asyncio.create_task(self.router.refresh_forever(period)),
+            asyncio.create_task(self.status.refresh_forever(period)),
             asyncio.create_task(self._health_forever(period)),
         )
         if Peers.available():
@@ -104,20 +106,19 @@ class Gateway:
             modality = Modality(name)
             if not self.config.models_of(modality):
                 continue
-            ready = self.router.modality_ready(modality)
+            ready = self.registry.modality_ready(modality)
             all_ready &= ready
             await self.health.set(service, SERVING if ready else NOT_SERVING)
         await self.health.set(MODELS_SERVICE, SERVING)
         await self.health.set("", SERVING if all_ready else NOT_SERVING)
-        self._ready = any(self.router.modality_ready(m) for m in self.config.modalities())
+        self._ready = any(self.registry.modality_ready(m) for m in self.config.modalities())
 
     async def _count_peers(self) -> None:
         """Admission counts on this gateway's share of each model (gateway/peers.py)."""
         assert self._peers is not None
         n = await self._peers.count()
         self.metrics.gateways.set(n)
-        for gate in self.plane.gates.values():
-            gate.set_gateways(n)
+        self.plane.admission.set_gateways(n)
 
     async def _peers_forever(self, period: float) -> None:
         while True:
@@ -136,9 +137,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         while loop.time() < end:
-            await self.router.refresh()
+            await self.status.refresh()
             await self._update_health()
-            if all(self.router.modality_ready(m) for m in self.config.modalities()):
+            if all(self.registry.modality_ready(m) for m in self.config.modalities()):
                 return True
             await asyncio.sleep(0.5)
         return False
@@ -210,8 +211,10 @@ def build_gateway(
     # Auth first (outermost); decoding innermost, so it sees the registered handlers only and
     # auth's refusals reuse its tolerant deserializer.
     interceptors: list[grpc.aio.ServerInterceptor] = []
-    router = ModelRouter(config, metrics)
-    plane = DataPlane(config, router, metrics, auth=auth)
+    registry = ModelRegistry(config)
+    plane = DataPlane(config, registry, metrics, auth=auth)
+    status = ServeStatus(registry, metrics)
+    status.replica_listeners.append(plane.admission.set_replicas)
     if auth.enabled:
         interceptors.append(AuthInterceptor(plane))
     interceptors.append(DecodeInterceptor())
@@ -244,7 +247,9 @@ def build_gateway(
         bound = server.add_insecure_port(address)
     mport = config.gateway.metrics_port if metrics_port is None else metrics_port
     bound_metrics = metrics.serve(mport, host=host)
-    gateway = Gateway(config, server, health_servicer, router, metrics, plane, bound, bound_metrics)
+    gateway = Gateway(
+        config, server, health_servicer, registry, status, metrics, plane, bound, bound_metrics
+    )
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
         api = OpenAIApi(config, plane, gateway.ready)

@@ -20,17 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from core.clock import ManualClock
 from core.errors import DeadlineExceeded, Overloaded
 from core.types import Priority
-from gateway.admission import CostGate, Ticket
-
-
-class SimClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from gateway.gate import CostGate, CountingObserver, Ticket
 
 
 async def _settle() -> None:
@@ -83,13 +76,14 @@ class Result:
 
 
 async def simulate(case: Case) -> Result:
-    clock = SimClock()
+    clock = ManualClock()
+    counts = CountingObserver()
     gate = CostGate(
         requests_per_replica=2 * case.batch,
         batch_size=case.batch,
         replicas=case.replicas,
         clock=clock,
-        wall=clock,
+        observer=counts,
     )
     rng = random.Random(case.seed)
     arrival_rate = case.load * case.batch * case.replicas / case.batch_s
@@ -110,7 +104,7 @@ async def simulate(case: Case) -> Result:
                     gate.expired(priority)
                     result.outcomes["expired", priority] += 1
                 else:
-                    ticket.completed()
+                    gate.completed(ticket)
                     result.outcomes["ok", priority] += 1
                     result.latency[priority].append(clock.t - sent)
         except Overloaded:
@@ -134,12 +128,12 @@ async def simulate(case: Case) -> Result:
         if not result.rate_midway and clock.t > start + case.duration_s / 2:
             result.rate_midway = gate.rate
         if arrive_at <= finish_at:
-            clock.t = arrive_at
+            clock.set(arrive_at)
             tier = Priority.BATCH if case.mix and rng.random() < 0.5 else Priority.INTERACTIVE
             tasks.append(asyncio.create_task(request(tier)))
             next_arrival = clock.t + rng.expovariate(arrival_rate)
         else:
-            clock.t = finish_at
+            clock.set(finish_at)
             batch = running[replica]
             assert batch is not None
             running[replica] = None
@@ -149,7 +143,7 @@ async def simulate(case: Case) -> Result:
         await _settle()
     await asyncio.gather(*tasks)
     result.elapsed = clock.t - start
-    result.admitted = sum(gate.counters.admitted.values())
+    result.admitted = sum(counts.admissions.values())
     return result
 
 

@@ -177,7 +177,7 @@ async def run(
     seconds: float, modalities: list[str], two_gateways: bool, inflight_batches: float | None
 ) -> dict[str, Any]:
     from core.config import load_config
-    from gateway.admission import inflight_requests_per_replica
+    from core.sizing import inflight_requests_per_replica
 
     names = [MODELS[m][0] for m in modalities]
     config = overload_config(RESULTS / "overload-config.yaml", names, inflight_batches)

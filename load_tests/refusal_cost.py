@@ -64,18 +64,18 @@ async def gateway_server() -> grpc.aio.Server:
     from gateway.grpc_api.decode import DecodeInterceptor
     from gateway.grpc_api.servicers import ImageServicer
     from gateway.metrics import GatewayMetrics
-    from gateway.router import ModelRouter
+    from gateway.registry import ModelRegistry
 
     config = parse_config(
         {"models": [{"name": MODEL, "modality": "image", "engine": "echo"}]}, source="bench"
     )
     metrics = GatewayMetrics()
 
-    router = ModelRouter(config, metrics, handle_factory=lambda model: _NoReplica())
-    router.state[MODEL].ready, router.state[MODEL].running_replicas = True, 1
-    plane = DataPlane(config, router, metrics)
-    gate = plane.gates[MODEL]
-    gate.samples, gate.inflight = 1, gate.bound  # learned, and full: every call must wait
+    registry = ModelRegistry(config, handle_factory=lambda model: _NoReplica())
+    registry.state[MODEL].ready, registry.state[MODEL].running_replicas = True, 1
+    plane = DataPlane(config, registry, metrics)
+    gate = plane.admission.gates[MODEL]
+    gate.learned.samples, gate.inflight = 1, gate.bound  # learned, and full: every call waits
     gate.max_queue_wait_s = 0.0  # ...and no call may
     server = grpc.aio.server(interceptors=[DecodeInterceptor()])
     image_pb2_grpc.add_ImageGenerationServicer_to_server(ImageServicer(plane), server)

@@ -26,7 +26,7 @@ Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
-class Replica:
+class ReplicaBase:
     """Base of the deployment classes; `async __init__` is supported by Ray actors."""
 
     engine: Engine

@@ -29,7 +29,7 @@ from core.types import (
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
-from gateway.router import ModelRouter
+from gateway.registry import ModelRegistry
 from gateway.server import http_server
 from tests.conftest import LoopThread
 
@@ -188,18 +188,18 @@ def echo_config(**gateway: Any) -> AigcConfig:
 
 
 async def standin_plane(config: AigcConfig) -> tuple[DataPlane, dict[str, StandInHandle]]:
-    """A data plane whose router hands out stand-in handles over started echo replicas."""
+    """A data plane whose model registry hands out stand-in handles over started echo replicas."""
     handles: dict[str, StandInHandle] = {}
     for m in config.models:
         replica = ECHO_REPLICAS[m.modality](m)
         await replica.start()
         handles[m.name] = StandInHandle(replica)
-    router = ModelRouter(config, GatewayMetrics(), handle_factory=lambda m: handles[m.name])
+    registry = ModelRegistry(config, handle_factory=lambda m: handles[m.name])
     for m in config.models:
-        st = router.state[m.name]
+        st = registry.state[m.name]
         st.ready, st.running_replicas = True, 1
         st.facts = await handles[m.name].replica.describe()
-    return DataPlane(config, router, router.metrics or GatewayMetrics()), handles
+    return DataPlane(config, registry, GatewayMetrics()), handles
 
 
 def modality_names() -> list[str]:

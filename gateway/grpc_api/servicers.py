@@ -7,6 +7,7 @@ deadline passes, grpc.aio cancels the handler task and the data plane cancels th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -25,7 +26,6 @@ from aigc.v1 import (
     text_pb2_grpc,
 )
 from core.config import Modality
-from core.types import StreamUsage
 from gateway import convert
 from gateway.calls import Call
 from gateway.dataplane import DataPlane, ModelView
@@ -111,12 +111,16 @@ class TextServicer(_Servicer, text_pb2_grpc.TextGenerationServicer):
     async def GenerateStream(self, request: Any, context: Any, call: Call) -> AsyncIterator[Any]:
         model = self.plane.resolve(call, request.model)
         domain = convert.text_request(request, model, call.request_id, call.deadline)
-        usage = StreamUsage(completions=domain.n)
-        async for chunk in self.plane.stream_text(call, model, domain):
-            message = convert.text_chunk(chunk, call.request_id, model.name)
-            if usage.add(chunk):  # the last message of the stream carries usage
-                message.usage.CopyFrom(convert.usage(usage.prompt_tokens, usage.completion_tokens))
-            yield message
+        stream = self.plane.stream_texts(call, model, [domain])
+        async with contextlib.aclosing(stream):
+            async for _, chunk in stream:
+                message = convert.text_chunk(chunk, call.request_id, model.name)
+                if chunk.finish_reason is not None and stream.complete:  # the last message
+                    usage = stream.usage  # carries the stream's usage
+                    message.usage.CopyFrom(
+                        convert.usage(usage.prompt_tokens, usage.completion_tokens)
+                    )
+                yield message
 
 
 class ImageServicer(_Servicer, image_pb2_grpc.ImageGenerationServicer):

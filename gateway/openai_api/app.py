@@ -26,11 +26,10 @@ from starlette.routing import BaseRoute, Route
 from aigc.wav import wav_header
 from core.config import AigcConfig, Modality
 from core.errors import AigcError
-from core.types import StreamUsage, TextChunk, TextRequest
 from gateway.calls import Call
 from gateway.dataplane import DataPlane
 from gateway.errors import client_failure
-from gateway.openai_api import convert, http, page
+from gateway.openai_api import convert, http, page, protocol
 from gateway.openai_api.models import model_entries
 from gateway.openai_api.schemas import (
     ChatCompletionRequest,
@@ -187,49 +186,34 @@ class OpenAIApi:
         rid = ("chatcmpl-" if chat else "cmpl-") + call.request_id
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            writer = convert.ChunkWriter(rid, served, chat=chat, include_usage=include)
-            return await self._stream_text(call, model, requests, writer)
+            writer = protocol.ChunkWriter(rid, served, chat=chat, include_usage=include)
+            stream = self.plane.stream_texts(call, model, requests)  # admitted as one request
+            first = await anext(stream)  # errors before the first token are HTTP errors
+            events = writer.events(
+                first,
+                stream,
+                requests[0].n,
+                lambda exc: self.plane.failed_in_band(call, exc),
+                http.error_body,
+            )
+            return StreamingResponse(events, media_type="text/event-stream")
         results = await self.plane.generate_texts(call, model, requests)
-        return JSONResponse(convert.completion_response(results, rid, served, chat=chat))
-
-    async def _stream_text(
-        self, call: Call, model: Any, requests: list[TextRequest], writer: convert.ChunkWriter
-    ) -> Response:
-        n = requests[0].n
-        chunks = self.plane.stream_texts(call, model, requests)  # admitted as one request
-        first = await anext(chunks)  # errors before the first token are HTTP errors
-
-        async def events(first: tuple[int, TextChunk]) -> AsyncIterator[bytes]:
-            usage = StreamUsage(completions=n * len(requests))
-            try:
-                item: tuple[int, TextChunk] | None = first
-                while item is not None:
-                    k, chunk = item
-                    usage.add(chunk, k)
-                    for data in writer.delta(k * n + chunk.index, chunk.delta, chunk.finish_reason):
-                        yield http.sse(data)
-                    item = await anext(chunks, None)
-                if writer.include_usage:
-                    yield http.sse(writer.usage(usage.prompt_tokens, usage.completion_tokens))
-            except Exception as exc:  # after the stream began: an error event, then [DONE]
-                failure = client_failure(exc, call.request_id)
-                call.code = failure.code  # the call ends with it, though HTTP said 200
-                yield http.sse(http.error_body(failure))
-            finally:
-                await chunks.aclose()
-            yield http.SSE_DONE
-
-        return StreamingResponse(events(first), media_type="text/event-stream")
+        return JSONResponse(
+            protocol.completion_response(results, rid, served, chat=chat).model_dump()
+        )
 
     # ---- images --------------------------------------------------------------------------
     async def images(self, request: Request) -> Response:
         async def work(call: Call, body: Any) -> Response:
             model = self.plane.resolve(call, body.model or "")
-            facts = self.plane.router.facts(model)
+            facts = self.plane.facts(model)
             domain = convert.image_request(body, model, facts, call.request_id, call.deadline)
             result = await self.plane.generate_images(call, model, domain)
-            images = [{"b64_json": base64.b64encode(i.data).decode()} for i in result.images]
-            return JSONResponse({"created": int(time.time()), "data": images})
+            images = [
+                protocol.ImageData(b64_json=base64.b64encode(i.data).decode())
+                for i in result.images
+            ]
+            return JSONResponse(protocol.ImagesResponse(data=images).model_dump())
 
         return await self._handle(
             request, "/v1/images/generations", Modality.IMAGE, ImageGenerationRequest, work

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
-from typing import Any
 
 from core.config import ModelConfig
 from core.errors import InvalidArgument
@@ -13,15 +11,12 @@ from core.types import (
     AudioFormat,
     AudioRequest,
     ChatMessage,
-    FinishReason,
     ImageFormat,
     ImageRequest,
     Priority,
     TextRequest,
-    TextResult,
 )
 from gateway import validate
-from gateway.convert import random_seed
 from gateway.openai_api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -36,20 +31,6 @@ ROLES = {"developer": "system"}  # OpenAI's newer name for the system role
 
 def priority(tier: str | None) -> Priority:
     return Priority.BATCH if tier == "flex" else Priority.INTERACTIVE
-
-
-def finish_reason(reason: FinishReason | None) -> str | None:
-    if reason is None:
-        return None
-    return "length" if reason == FinishReason.LENGTH else "stop"
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
 
 
 # ---- text ------------------------------------------------------------------------------
@@ -127,87 +108,6 @@ def chat_request(
     )
 
 
-def completion_response(
-    results: list[TextResult], request_id: str, model: str, *, chat: bool
-) -> dict[str, Any]:
-    choices = []
-    prompt_tokens = completion_tokens = 0
-    for k, result in enumerate(results):
-        prompt_tokens += result.prompt_tokens
-        completion_tokens += result.completion_tokens
-        n = len(result.completions)
-        for c in result.completions:
-            choice: dict[str, Any] = {
-                "index": k * n + c.index,
-                "finish_reason": finish_reason(c.finish_reason),
-                "logprobs": None,
-            }
-            if chat:
-                choice["message"] = {"role": "assistant", "content": c.text}
-            else:
-                choice["text"] = c.text
-            choices.append(choice)
-    return {
-        "id": request_id,
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-
-
-class ChunkWriter:
-    """Builds the SSE chunks of one streamed (chat) completion, OpenAI's shapes."""
-
-    def __init__(self, request_id: str, model: str, *, chat: bool, include_usage: bool) -> None:
-        self.request_id = request_id
-        self.model = model
-        self.chat = chat
-        self.include_usage = include_usage
-        self.created = int(time.time())
-        self.started: set[int] = set()
-
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.request_id,
-            "object": "chat.completion.chunk" if self.chat else "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.include_usage:
-            out["usage"] = None
-        return out
-
-    def delta(self, index: int, text: str, reason: FinishReason | None) -> list[dict[str, Any]]:
-        """The chunks for one delta of choice `index` (chat: the first one names the role;
-        the finish reason comes once, in its own chunk with an empty delta)."""
-        finish = finish_reason(reason)
-        if not self.chat:
-            choice = {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
-            return [self._chunk([choice])]
-        chunks = []
-        if index not in self.started:
-            self.started.add(index)
-            chunks.append(self._chat(index, {"role": "assistant", "content": ""}, None))
-        if text:
-            chunks.append(self._chat(index, {"content": text}, None))
-        if finish is not None:
-            chunks.append(self._chat(index, {}, finish))
-        return chunks
-
-    def _chat(self, index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return self._chunk(
-            [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]
-        )
-
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        out = self._chunk([])
-        out["usage"] = usage(prompt_tokens, completion_tokens)
-        return out
-
-
 # ---- images ----------------------------------------------------------------------------
 def _label_of(prompt: str, labels: list[str]) -> str | None:
     """The one label a prompt names (case-insensitive, as a whole word or phrase)."""
@@ -260,7 +160,7 @@ def image_request(
         request_id=request_id,
         model=model.name,
         count=body.n,
-        seed=body.seed if body.seed is not None else random_seed(),
+        seed=body.seed,  # None: the data plane draws one
         label=label,
         format=ImageFormat.PNG,
         deadline=deadline,
@@ -289,7 +189,7 @@ def speech_request(
         text=body.input,
         voice=body.voice or None,
         speed=body.speed,
-        seed=body.seed if body.seed is not None else random_seed(),
+        seed=body.seed,  # None: the data plane draws one
         format=AudioFormat.PCM16,
         deadline=deadline,
         priority=priority(body.service_tier),

@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, Response
 from core.errors import ClientGone, Failure, InvalidArgument, TooLarge
 
 TIMEOUT_HEADERS = ("x-request-timeout", "x-stainless-timeout")  # seconds; the openai SDK sends
-SSE_DONE = b"data: [DONE]\n\n"
 B = TypeVar("B", bound=BaseModel)
 T = TypeVar("T")
 
@@ -130,10 +129,6 @@ _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after"}
 
 
 # ---- streams ------------------------------------------------------------------------------
-def sse(data: Any) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
-
-
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """`work`'s result, unless the client disconnects first: then `work` is cancelled."""
     task = asyncio.ensure_future(work)

@@ -9,7 +9,7 @@ from typing import Any
 from core.config import Modality, ModelConfig
 from core.replica import ModelFacts
 from gateway.dataplane import DataPlane
-from gateway.router import ModelState
+from gateway.registry import ModelState
 
 
 def model_entries(plane: DataPlane, created: int) -> list[dict[str, Any]]:

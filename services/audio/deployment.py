@@ -11,11 +11,11 @@ from ray import serve
 from core.types import AudioChunk, AudioRequest, AudioResult
 from services.audio.engine import AudioEngine
 from services.engine import check_deadline
-from services.replica import Replica
+from services.replica import ReplicaBase
 
 
 @serve.deployment
-class AudioReplica(Replica):
+class AudioDeployment(ReplicaBase):
     engine: AudioEngine
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]

@@ -56,7 +56,7 @@ class AudioEngine(Engine):
                     mime_type="audio/wav" if wav else "audio/L16",
                     sample_rate=self.sample_rate,
                     duration_s=len(pcm) / 2 / self.sample_rate,
-                    seed=r.seed,
+                    seed=r.seed or 0,
                 )
             )
         return results

@@ -71,7 +71,7 @@ class HibariAudioEngine(AudioEngine):
     def _synthesize(self, r: AudioRequest) -> bytes:
         """Same as hibari's `tts(text, speed, seed)`, with the text step checked first."""
         tts = self._tts[r.voice or self.default_voice]
-        rng = np.random.default_rng(r.seed)
+        rng = np.random.default_rng(r.seed or 0)
         parts = [tts.from_ids(tts.ids(ps), r.speed, rng) for ps in self._phonemes(tts, r.text)]
         return to_pcm16(np.concatenate(parts) if parts else np.zeros(0, np.float32))
 
@@ -85,7 +85,7 @@ class HibariAudioEngine(AudioEngine):
     async def stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]:
         tts = self._tts[request.voice or self.default_voice]
         sentences = await self.run_in(self._pool, self._phonemes, tts, request.text)
-        rng = np.random.default_rng(request.seed)
+        rng = np.random.default_rng(request.seed or 0)
         if not sentences:
             yield AudioChunk(0, b"", self.sample_rate, last=True)
             return

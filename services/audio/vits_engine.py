@@ -96,7 +96,7 @@ class VitsAudioEngine(AudioEngine):
         pcm: list[bytes | Exception] = [b""] * len(requests)
         for (speed, voice), idx in groups.items():
             texts = [requests[i].text for i in idx]
-            seed = requests[idx[0]].seed
+            seed = requests[idx[0]].seed or 0
             waves = await self.run_model(self._forward, texts, speed, seed, voice)
             for i, w in zip(idx, await self._pcm(waves), strict=True):
                 pcm[i] = w
@@ -107,7 +107,7 @@ class VitsAudioEngine(AudioEngine):
         voice = request.voice or self.default_voice
         for i, sentence in enumerate(sentences):
             waves = await self.run_model(
-                self._forward, [sentence], request.speed, request.seed + i, voice
+                self._forward, [sentence], request.speed, (request.seed or 0) + i, voice
             )
             (pcm,) = await self._pcm(waves)
             yield AudioChunk(i, pcm, self.sample_rate, last=i == len(sentences) - 1)

@@ -10,7 +10,7 @@ from ray import serve
 
 from core.types import ImageRequest, ImageResult
 from services.image.engine import ImageEngine
-from services.replica import Replica
+from services.replica import ReplicaBase
 
 
 def _images(requests: list[ImageRequest]) -> int:
@@ -18,7 +18,7 @@ def _images(requests: list[ImageRequest]) -> int:
 
 
 @serve.deployment
-class ImageReplica(Replica):
+class ImageDeployment(ReplicaBase):
     engine: ImageEngine
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]

@@ -33,7 +33,7 @@ class EchoImageEngine(ImageEngine):
         for r in requests:
             images = []
             for i in range(r.count):
-                seed = (r.seed + i) % 2**64
+                seed = ((r.seed or 0) + i) % 2**64
                 color = np.frombuffer(seed.to_bytes(8, "little")[:3], dtype=np.uint8)
                 data, mime = encode_image(np.broadcast_to(color, (size, size, 3)).copy(), r.format)
                 images.append(GeneratedImage(data, mime, size, size, 3, seed, r.label))

@@ -100,7 +100,7 @@ class GanImageEngine(ImageEngine):
         zs, labels, plan = [], [], []
         for r in requests:
             for i in range(r.count):
-                seed = (r.seed + i) % _SEED_MOD
+                seed = ((r.seed or 0) + i) % _SEED_MOD
                 g = torch.Generator().manual_seed(seed)
                 zs.append(torch.randn(self.latent_dim, generator=g))
                 if self.labels:

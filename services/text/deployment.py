@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from ray import serve
 
 from core.types import TextChunk, TextRequest, TextResult
-from services.replica import Replica
+from services.replica import ReplicaBase
 from services.text.engine import TextEngine
 
 
 @serve.deployment
-class TextReplica(Replica):
+class TextDeployment(ReplicaBase):
     engine: TextEngine
 
     async def generate(self, request: TextRequest) -> TextResult:

@@ -158,7 +158,7 @@ def test_gateways_in_front_of_the_same_models_count_each_other(stack, secured):
     """Two gateways (the session's and `secured`) find each other through Ray and each admits
     against half of every model's bound; the count is exported as aigc_gateways."""
     gw, _ = secured
-    mine, theirs = stack.gateway.plane.gates["tiny"], gw.plane.gates["tiny"]
+    mine, theirs = stack.gateway.plane.admission.gates["tiny"], gw.plane.admission.gates["tiny"]
 
     def counted() -> bool:
         return mine.gateways >= 2 and theirs.gateways >= 2
@@ -193,7 +193,7 @@ def test_cancel_storm_stops_generation(stack, target):
     ends: Counter[grpc.StatusCode] = Counter()
     # Streams sized so that about four fit in the gate's in-flight bound now (it is counted in
     # cost, learned from earlier requests, and shared with any other gateway of the session).
-    gate = stack.gateway.plane.gates["tiny"]
+    gate = stack.gateway.plane.admission.gates["tiny"]
     tokens = max(8, min(100, int(gate.bound / 4) - 4))
 
     async def storm() -> int:

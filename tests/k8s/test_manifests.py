@@ -139,7 +139,7 @@ def test_dashboard_and_rules_name_only_metrics_the_gateway_exports() -> None:
 
     from prometheus_client.metrics_core import Metric
 
-    from gateway.admission import CostGate
+    from gateway.gate import CostGate
     from gateway.metrics import GatewayMetrics
 
     metrics = GatewayMetrics()

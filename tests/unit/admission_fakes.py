@@ -10,29 +10,28 @@ from typing import Any
 
 import pytest
 
+from core.clock import ManualClock
 from core.errors import DeadlineExceeded, Overloaded
 from core.types import Priority
-from gateway.admission import CostGate, Ticket
+from gateway.gate import CostGate, CountingObserver, Ticket
 
 INT, B = Priority.INTERACTIVE, Priority.BATCH
 FAR = 1e6  # a deadline that never matters
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
+Clock = ManualClock  # the gate's intervals, deadlines and timers
 
 
-def make_gate(clock: Clock, **kw: Any) -> CostGate:
-    """Bound 4 (4 requests of cost 1 per replica), prior rate 4/s, prior service time 1 s."""
+def make_gate(clock: ManualClock, **kw: Any) -> CostGate:
+    """Bound 4 (4 requests of cost 1 per replica), prior rate 4/s, prior service time 1 s;
+    what the gate decides is counted in `counts(gate)`."""
     args: dict[str, Any] = {"requests_per_replica": 4, "unit_cost": 1.0, "prior_service_s": 1.0}
-    return CostGate(**(args | kw), clock=clock, wall=clock)
+    return CostGate(**(args | kw), clock=clock, observer=CountingObserver())
+
+
+def counts(gate: CostGate) -> CountingObserver:
+    assert isinstance(gate.observer, CountingObserver)
+    return gate.observer
 
 
 def _where(task: asyncio.Task[Any]) -> tuple[Any, ...]:
@@ -76,7 +75,7 @@ class FakeModel:
 
     def submit(self, name: str, cost: float = 1, deadline: float | None = FAR, p=INT) -> None:
         if deadline is not None and deadline < FAR:
-            deadline = self.gate.wall() + deadline
+            deadline = self.gate.clock.wall() + deadline
         self.tasks.append(asyncio.create_task(self._job(name, cost, deadline, p)))
 
     async def _job(self, name: str, cost: float, deadline: float | None, p: Priority) -> None:
@@ -86,7 +85,7 @@ class FakeModel:
                 finish = asyncio.Event()
                 self.running.append((ticket, finish))
                 await finish.wait()
-                ticket.completed()
+                self.gate.completed(ticket)
             self.outcomes[("ok", p)] += 1
         except Overloaded:
             self.outcomes[("refused", p)] += 1

@@ -10,16 +10,18 @@ from collections import Counter
 import pytest
 
 from core.config import parse_config
+from core.sizing import cost_of, inflight_requests_per_replica, requests_per_replica
 from core.types import AudioRequest, ImageRequest, TextRequest
-from gateway.admission import (
-    REFUSED_DEADLINE,
-    REFUSED_QUEUE,
-    CostGate,
-    cost_of,
-    inflight_requests_per_replica,
-    requests_per_replica,
+from gateway.gate import REFUSED_DEADLINE, REFUSED_QUEUE, CostGate
+from tests.unit.admission_fakes import (
+    INT,
+    Clock,
+    FakeModel,
+    counts,
+    make_gate,
+    refuse_now,
+    settle,
 )
-from tests.unit.admission_fakes import INT, Clock, FakeModel, make_gate, refuse_now, settle
 
 
 def test_costs_follow_the_work_asked_for():
@@ -59,7 +61,7 @@ def test_prior_bound_comes_from_batching_and_replicas():
     assert gate.queue_wait_limit(10.0) == 0  # a short one: one batch (none before a sample)
     gate.max_queue_wait_s = "one_batch"
     assert gate.queue_wait_limit() == 0  # nothing queues before the first completion
-    gate.samples = 1
+    gate.learned.samples = 1
     assert gate.queue_wait_limit() == pytest.approx(64 / gate.rate)
     assert requests_per_replica(image) == 16  # images: the image batcher counts images
     gate = CostGate.for_model(image)
@@ -81,13 +83,13 @@ def test_image_bound_counts_images_not_requests():
     image, small = cfg.models
     gate = CostGate.for_model(image)
     assert gate.bound == 128  # images
-    gate.mean_cost = 8.0  # requests of 8 images seen
+    gate.learned.mean_cost = 8.0  # requests of 8 images seen
     assert gate.bound == 128
     assert gate.batch_drain_s() == pytest.approx(64 / gate.rate)  # one batch of 64 images
     assert inflight_requests_per_replica(image, 8.0) == 16
     # One-image requests: the replica's request cap (max_ongoing_requests) binds first.
     gate = CostGate.for_model(small)
-    gate.mean_cost = 1.0
+    gate.learned.mean_cost = 1.0
     assert gate.bound == 64
     assert inflight_requests_per_replica(small, 1.0) == 64
 
@@ -114,7 +116,7 @@ def test_rate_converges_to_the_measured_drain_rate():
         return gate, rates
 
     gate, rates = asyncio.run(main())
-    assert gate.counters.refused == Counter()
+    assert counts(gate).refusals == Counter()
     assert rates[-1] == pytest.approx(10, rel=0.01)
     assert abs(rates[40] - 10) < abs(rates[10] - 10)  # it converged, not jumped
     assert gate.service_s == pytest.approx(0.1)  # no unsaturated sample taught otherwise
@@ -158,10 +160,10 @@ def test_deadline_shorter_than_the_queue_is_refused_at_once_with_a_hint():
         err = refuse_now(gate, 1, clock() + 2.0, INT)
         assert err.details["retry_after_s"] == pytest.approx(0.75)  # 2.75 - 2.0
         assert "deadline" in err.message
-        assert gate.counters.refused[(REFUSED_DEADLINE, INT)] == 1
+        assert counts(gate).refusals[(REFUSED_DEADLINE, INT)] == 1
         model.submit("fits", deadline=2.8)  # 2.75 <= 2.8: queued
         await settle()
-        assert gate.queued == 5 and gate.counters.admitted[INT] == 9
+        assert gate.queued == 5 and counts(gate).admissions[INT] == 9
         await model.finish_all()
         assert model.started[-1] == "fits"
 
@@ -180,7 +182,7 @@ def test_no_deadline_means_the_default_deadline():
         gate.default_deadline_s = 0.5
         err = refuse_now(gate, 1, None, INT)  # 1 s in flight > 0.5 s
         assert err.details["retry_after_s"] == pytest.approx(0.5)
-        assert gate.counters.refused[(REFUSED_DEADLINE, INT)] == 1
+        assert counts(gate).refusals[(REFUSED_DEADLINE, INT)] == 1
         await model.finish_all()
 
     asyncio.run(main())
@@ -224,7 +226,7 @@ def test_the_opt_in_queue_cap_is_one_batch_deep_and_empty_before_the_first_compl
         assert gate.inflight == 4 and gate.queued == 2  # waits of 0.25 and 0.5 s
         err = refuse_now(gate, 1, None, INT)  # 0.75 s of waiting > 0.5 s
         assert err.details["retry_after_s"] == pytest.approx(0.25)
-        assert gate.counters.refused[(REFUSED_QUEUE, INT)] == 2
+        assert counts(gate).refusals[(REFUSED_QUEUE, INT)] == 2
         await model.finish_all()
 
     asyncio.run(main())

@@ -9,12 +9,22 @@ from collections import Counter
 
 import pytest
 
-from gateway.admission import (
+from gateway.gate import (
     REFUSED_BUSY,
     REFUSED_DEADLINE,
     CostGate,
 )
-from tests.unit.admission_fakes import FAR, INT, B, Clock, FakeModel, make_gate, refuse_now, settle
+from tests.unit.admission_fakes import (
+    FAR,
+    INT,
+    B,
+    Clock,
+    FakeModel,
+    counts,
+    make_gate,
+    refuse_now,
+    settle,
+)
 
 
 def test_batch_uses_idle_capacity_but_leaves_a_reserve():
@@ -29,7 +39,7 @@ def test_batch_uses_idle_capacity_but_leaves_a_reserve():
         err = refuse_now(gate, 1, FAR, B)  # beyond the batch share: refused, never queued
         # (6 + 1 - 6) / 8 s until it would fit if room freed smoothly, + one batch (4) at 8/s
         assert err.details["retry_after_s"] == pytest.approx(0.125 + 0.5)
-        assert gate.counters.refused[(REFUSED_BUSY, B)] == 1
+        assert counts(gate).refusals[(REFUSED_BUSY, B)] == 1
         model.submit("i0")
         model.submit("i1")
         await settle()
@@ -40,9 +50,9 @@ def test_batch_uses_idle_capacity_but_leaves_a_reserve():
         await model.finish_oldest()
         assert model.started[-1] == "i2" and gate.inflight == 8
         refuse_now(gate, 1, FAR, B)
-        assert gate.counters.refused[(REFUSED_BUSY, B)] == 2
+        assert counts(gate).refusals[(REFUSED_BUSY, B)] == 2
         await model.finish_all()
-        assert gate.counters.admitted == Counter({INT: 3, B: 6})
+        assert counts(gate).admissions == Counter({INT: 3, B: 6})
 
     asyncio.run(main())
 
@@ -90,7 +100,7 @@ def test_under_overload_batch_is_refused_and_interactive_is_not():
     assert out[("refused", B)] > 150
     assert out[("ok", B)] > 0  # batch used the capacity while the queue was idle
     assert out[("ok", INT)] == 200
-    refused = gate.counters.refused
+    refused = counts(gate).refusals
     assert sum(n for (_, p), n in refused.items() if p == B) == out[("refused", B)]
 
 
@@ -154,7 +164,7 @@ def test_gateways_sharing_a_model_together_queue_one_batch():
                 clock, requests_per_replica=8, batch_size=4, max_queue_wait_s="one_batch"
             )  # bound 8, rate 8/s
             gate.set_gateways(gateways)
-            gate.samples = 1  # a learned rate: queueing is allowed
+            gate.learned.samples = 1  # a learned rate: queueing is allowed
             model = FakeModel(gate)
             for k in range(int(gate.bound)):  # this gateway's share of the bound, running
                 model.submit(f"run{k}")
@@ -241,11 +251,12 @@ def test_deadline_and_cancel_while_queued_give_the_place_back():
         waiter.cancel()
         await settle()
         assert gate.queued == 1
-        clock.advance(6.0)  # past late's deadline; noticed at the next admission decision
-        model.submit("next")
+        clock.advance(6.0)  # past late's deadline: its timer (on the gate's clock) expires it
         await settle()
         assert model.outcomes[("expired", INT)] == 1
-        assert gate.counters.expired[INT] == 1
+        model.submit("next")
+        await settle()
+        assert counts(gate).expiries[INT] == 1
         await model.finish_all()
         assert model.started == ["holder", "next"]
         assert gate.inflight == 0 and gate.queued == 0
@@ -259,16 +270,16 @@ def test_counters_for_metrics():
         gate = make_gate(clock)
         async with gate.admit(1, None, B) as ticket:
             clock.advance(0.5)
-            ticket.completed()
+            gate.completed(ticket)
         async with gate.admit(1, None, INT):
             gate.expired(INT)  # the data plane saw DEADLINE_EXCEEDED inside the admitted block
         return gate
 
     gate = asyncio.run(main())
-    c = gate.counters
-    assert c.admitted == Counter({INT: 1, B: 1})
-    assert c.completed == Counter({B: 1})
-    assert c.expired == Counter({INT: 1})
+    c = counts(gate)
+    assert c.admissions == Counter({INT: 1, B: 1})
+    assert c.completions == Counter({B: 1})
+    assert c.expiries == Counter({INT: 1})
     assert gate.samples == 1  # only the completed request taught the rate
 
 
@@ -292,7 +303,7 @@ def test_without_a_deadline_only_the_default_deadline_refuses():
         for k in range(32, 48):
             model.submit(f"r{k}", deadline=None)
         await settle()
-        assert sum(gate.counters.refused.values()) == 0
+        assert sum(counts(gate).refusals.values()) == 0
         # More arrivals queue until the estimate passes 10 s: ~9 s of queue at 16/s.
         for k in range(48, 400):
             if gate.estimate(1)[1] > gate.default_deadline_s:
@@ -300,7 +311,7 @@ def test_without_a_deadline_only_the_default_deadline_refuses():
             model.submit(f"r{k}", deadline=None)
             await settle()
         assert gate.queued > 100
-        assert sum(gate.counters.refused.values()) == 0
+        assert sum(counts(gate).refusals.values()) == 0
         err = refuse_now(gate, 1, None, INT)
         assert err.details["reason"] == REFUSED_DEADLINE
         await model.finish_all()

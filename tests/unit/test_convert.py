@@ -234,12 +234,18 @@ def test_image_request_converts_every_field():
     assert out.deadline == 99.0 and out.priority is Priority.BATCH
 
 
-def test_image_defaults_fix_a_fresh_seed_here_so_retries_repeat():
-    a, b = image(), image()
+def test_image_defaults_leave_the_seed_to_the_data_plane():
+    from gateway.dataplane import seeded
+
+    a = image()
     assert a.count == 1 and a.label is None and a.format is ImageFormat.PNG
     assert image(format=image_pb2.IMAGE_FORMAT_PNG).format is ImageFormat.PNG
-    assert 0 <= a.seed < 2**63 and 0 <= b.seed < 2**63
-    assert a.seed != b.seed  # 63 random bits: equal only by a 2**-63 chance
+    assert a.seed is None
+    # the data plane draws the seed once, before the first attempt: retries repeat it
+    first, second = seeded(a), seeded(a)
+    assert 0 <= first.seed < 2**63 and 0 <= second.seed < 2**63
+    assert first.seed != second.seed  # 63 random bits: equal only by a 2**-63 chance
+    assert seeded(first) is first  # a fixed seed (the client's, or drawn) stays
 
 
 # ---- audio -------------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def test_audio_request_converts_every_field():
 
 def test_audio_defaults():
     out = audio(text="hi")
-    assert out.voice is None and out.speed == 1.0 and 0 <= out.seed < 2**63
+    assert out.voice is None and out.speed == 1.0 and out.seed is None  # drawn by the plane
 
 
 # ---- responses ---------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_models_describe_state_engine_replicas_labels_and_limits(front: HttpFron
 
 def test_model_state_words() -> None:
     from gateway.openai_api.models import model_state
-    from gateway.router import ModelState
+    from gateway.registry import ModelState
 
     assert model_state(ModelState(ready=True, running_replicas=1)) == "ready"
     assert model_state(ModelState(starting_replicas=1)) == "starting"

@@ -169,7 +169,7 @@ def test_cancelled_stream_cancels_the_model_call(front: Front) -> None:
 
 def test_the_admission_state_of_each_model_is_on_metrics(front: Front) -> None:
     """Read from the gate at scrape time: bound, in-flight and queued cost, the learned rate."""
-    gate = front.plane.gates["echo-image"]
+    gate = front.plane.admission.gates["echo-image"]
     samples = gate.samples
     with Client(front.target, timeout=30) as c:
         c.generate_images(model="echo-image", count=2)
@@ -179,7 +179,7 @@ def test_the_admission_state_of_each_model_is_on_metrics(front: Front) -> None:
     assert front.metric("aigc_admission_bound_cost", model="echo-image") == gate.bound > 0
     assert front.metric("aigc_admission_inflight_cost", model="echo-image") == 0.0
     assert front.metric("aigc_admission_queued_requests", model="echo-image") == 0.0
-    text = front.plane.gates["echo-text"]
+    text = front.plane.admission.gates["echo-text"]
     with Client(front.target, timeout=30) as c:
         # 400 tokens at 10 ms each: still running when its first chunk arrives, however
         # loaded the machine (six tokens once finished first under a parallel test run)
@@ -188,7 +188,7 @@ def test_the_admission_state_of_each_model_is_on_metrics(front: Front) -> None:
         running = front.metric("aigc_admission_inflight_cost", model="echo-text")
         assert running == text.inflight > 0
         stream.cancel()
-    for model in front.plane.gates:  # one series per configured model, nothing else
+    for model in front.plane.admission.gates:  # one series per configured model, nothing else
         assert front.metric("aigc_admission_bound_cost", model=model) > 0
 
 
