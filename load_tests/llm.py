@@ -71,7 +71,7 @@ SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-v
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest rank: an observed value (a cell has 4-32 samples; load_tests.summary's
+    """Nearest rank: an observed value (a cell has 4-32 samples; load_tests.bench.summary's
     np.percentile interpolates between two)."""
     if not values:
         return float("nan")

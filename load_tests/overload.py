@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 
 from load_tests import procs
+from load_tests.bench.workload import parse_item
 from load_tests.machine import facts, heading
 from load_tests.prom import scrape, total
-from load_tests.workload import parse_item
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"

@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from load_tests.records import RequestRecord
-from load_tests.runner import Progress
+from load_tests.bench.records import RequestRecord
+from load_tests.bench.runner import Progress
 
 
 async def show_progress(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from load_tests.records import RequestRecord
+from load_tests.bench.records import RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
 METRICS = ("ttft", "tpot", "itl", "e2el")

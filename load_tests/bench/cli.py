@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from aigc.client import DEFAULT_TARGET
-from load_tests.records import write_jsonl
-from load_tests.report import format_table, plot, show_progress
-from load_tests.runner import Progress, RunConfig, Runner
-from load_tests.summary import parse_goodput, summarize
-from load_tests.workload import PRIORITIES, Workload, load_prompts, parse_item
+from load_tests.bench.records import write_jsonl
+from load_tests.bench.report import format_table, plot, show_progress
+from load_tests.bench.runner import Progress, RunConfig, Runner
+from load_tests.bench.summary import parse_goodput, summarize
+from load_tests.bench.workload import PRIORITIES, Workload, load_prompts, parse_item
 
 
 def build_parser() -> argparse.ArgumentParser:
