@@ -46,9 +46,9 @@ from typing import Any
 
 import yaml
 
-from load_tests.cluster import AigcUp, wait_for
 from load_tests.machine import facts, heading
-from load_tests.procs import free_port
+from load_tests.procs import AigcUp, free_port
+from load_tests.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"

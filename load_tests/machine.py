@@ -8,6 +8,8 @@ import subprocess
 import time
 from typing import Any
 
+from load_tests.wait import wait_for
+
 
 def cpu_model() -> str:
     try:
@@ -38,17 +40,22 @@ def other_ray_running() -> bool:
 def wait_quiet(max_load: float = 0.5, limit_s: float = 900, log: Any = print) -> bool:
     """Waits (up to limit_s) for a 1-minute load average below max_load and no raylet: on a
     2-core machine another process's work would show up as our latency."""
-    end = time.time() + limit_s
-    while True:
-        load = os.getloadavg()[0]
-        busy = other_ray_running()
+
+    seen = ""
+
+    def quiet() -> bool:
+        nonlocal seen
+        load, busy = os.getloadavg()[0], other_ray_running()
+        seen = f"load {load:.2f}, raylet running: {busy}"
         if load < max_load and not busy:
             return True
-        if time.time() > end:
-            log(f"machine still busy (load {load:.2f}, raylet running: {busy}); going on")
-            return False
-        log(f"waiting for a quiet machine (load {load:.2f}, raylet running: {busy})")
-        time.sleep(30)
+        log(f"waiting for a quiet machine ({seen})")
+        return False
+
+    if wait_for(quiet, limit_s, step_s=30, retry_on=()):
+        return True
+    log(f"machine still busy ({seen}); going on")
+    return False
 
 
 def facts() -> dict[str, Any]:
