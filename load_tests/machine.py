@@ -8,6 +8,7 @@ import subprocess
 import time
 from typing import Any
 
+from load_tests.bench.cli import commit
 from load_tests.wait import wait_for
 
 
@@ -20,16 +21,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def other_ray_running() -> bool:
