@@ -10,7 +10,7 @@ grpc or http and `code` a google.rpc.Code name for both front ends.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -150,8 +150,9 @@ class GatewayMetrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Starts the /metrics HTTP server (its own thread); returns the bound port (0 picks a
         free one). `close` stops it."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._http.server_port)
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._http: Any = server  # None again once closed
+        return int(server.server_port)
 
     def close(self) -> None:
         """Stops the /metrics HTTP server and frees its port (nothing when none was started)."""
