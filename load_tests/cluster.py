@@ -1,7 +1,8 @@
-"""A Ray cluster of several nodes on one machine, and `aigc up --address` on it.
+"""A Ray cluster of several nodes on one machine, for `aigc up --address` (load_tests.procs's
+AigcUp) to run on: the multi-node tests (tests/cluster).
 
-Used by the multi-node tests (tests/cluster) and the `scaling` benchmark. Each node is a
-`ray start --block` process in a session of its own, with its own temp dir (short, under /tmp:
+Each node is a `ray start --block` process (a load_tests.procs.Child) in a session of its own,
+with its own temp dir (short, under /tmp:
 Ray's socket paths must stay under 108 bytes), its own ports and Ray auth off, as `aigc up`
 runs a local one. The head has no CPUs for replicas (like the KubeRay head) and runs the
 dashboard, whose REST API gives Serve's status (replicas with their node ids) without making
@@ -18,86 +19,34 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from load_tests.procs import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-# What `aigc up` sets for a local cluster (control/stack.py); on a cluster every node needs it.
-NODE_ENV = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "PYTHONUNBUFFERED": "1",
-}
-# Test-process settings that the real processes must not inherit (tests/conftest.py).
-DROP_ENV = ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "RAY_ADDRESS")
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, step_s: float = 0.2) -> Any:
-    """Polls until predicate() is truthy (returned) or timeout_s passes (returns the last)."""
-    end = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = predicate()
-        except Exception:  # a process not listening yet
-            value = None
-        if value or time.monotonic() >= end:
-            return value
-        time.sleep(step_s)
-
-
-def _env(temp_dir: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
-    env.update(NODE_ENV)
-    env.update(extra or {})
-    if temp_dir is not None:
-        env["RAY_TMPDIR"] = temp_dir
-    return env
-
-
-def _kill_session(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def session_processes(sid: int) -> list[str]:
-    """'PID ARGS' of every process in session `sid` (what a terminal's Ctrl-C reaches)."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,sid=,args="], capture_output=True, text=True)
-    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
-    return [f"{r[0]} {r[2]}" for r in rows if len(r) == 3 and int(r[1]) == sid]
-
-
-def session_pids(sid: int) -> list[int]:
-    return [int(p.split(None, 1)[0]) for p in session_processes(sid)]
+from load_tests.procs import PY, Child, free_port, node_env, session_pids
+from load_tests.wait import wait_for
 
 
 @dataclass
 class Node:
     name: str
-    proc: subprocess.Popen[Any]
+    child: Child  # `ray start --block`, its output in ROOT/NAME.log
     temp_dir: str
     num_cpus: float
 
+    @property
+    def pid(self) -> int:
+        """Its session's id (the session holds the raylet and every worker it started)."""
+        return self.child.proc.pid
+
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.child.proc.poll() is None
 
     def kill(self) -> None:
         """The node is lost: its raylet and its workers (the replicas on it) die together."""
-        _kill_session(self.proc)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(30)
+        self.child.kill()
 
 
 @dataclass
@@ -131,15 +80,8 @@ class RayCluster:
             f"--dashboard-agent-grpc-port={free_port()}",
             *args,
         ]  # fmt: skip
-        with open(os.path.join(self.root, f"{name}.log"), "w") as log:  # the child keeps it
-            proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_env(temp_dir, self.env),
-                start_new_session=True,
-            )
-        node = Node(name, proc, temp_dir, num_cpus)
+        log = Path(self.root) / f"{name}.log"
+        node = Node(name, Child(cmd, node_env(temp_dir, self.env), log=log), temp_dir, num_cpus)
         self.nodes[name] = node
         return node
 
@@ -149,7 +91,7 @@ class RayCluster:
             ["--head", f"--port={self.port}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"],
         )  # fmt: skip
-        if not wait_for(lambda: self.alive_nodes(), timeout_s):
+        if not wait_for(self.alive_nodes, timeout_s):  # OSError: the dashboard not up yet
             raise RuntimeError(f"Ray head did not start; see {self.root}/head.log")
 
     def add_worker(self, name: str, num_cpus: float) -> Node:
@@ -197,90 +139,9 @@ class RayCluster:
         for node in self.nodes.values():
             node.kill()
         for node in self.nodes.values():
-            sid = node.proc.pid
+            sid = node.pid
             if not wait_for(lambda: not session_pids(sid), 30):  # noqa: B023 (called here)
                 for pid in session_pids(sid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-@dataclass
-class AigcUp:
-    """`aigc up [--address CLUSTER] --config CONFIG` in a session of its own, as a terminal runs
-    it: it deploys the apps and runs the gateway (on a cluster, a Ray driver that holds no
-    resources). Used by the cluster tests, the Ctrl-C test and scripts/measure_shutdown.py."""
-
-    proc: subprocess.Popen[str]
-    lines: list[str]
-    port: int = 0
-    http_port: int = 0  # the OpenAI HTTP front end, when on
-    metrics_port: int = 0
-    reader: threading.Thread | None = None  # reads its output into `lines` until it exits
-
-    @classmethod
-    def start(
-        cls,
-        config: Path,
-        address: str | None = None,
-        *,
-        args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-        timeout_s: float = 300,
-        stamp: bool = False,
-    ) -> AigcUp:
-        """Returns once it prints that it is ready; raises (with its last lines) if it exits or
-        times out first. `stamp`: each kept line starts with time.perf_counter()."""
-        cmd = [PY, "-m", "aigc.cli", "up", "--config", str(config), *args]
-        if address is not None:
-            cmd += ["--address", address]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(None, env),
-            cwd=ROOT, start_new_session=True,
-        )  # fmt: skip
-        up = cls(proc, [])
-        ready = threading.Event()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                up.lines.append(
-                    f"{time.perf_counter():.2f} {line.rstrip()}" if stamp else line.rstrip()
-                )
-                if "] gateway      grpc://" in line:
-                    up.port = int(line.split("grpc://", 1)[1].split()[0].rsplit(":", 1)[1])
-                elif "] openai       http://" in line:
-                    url = line.split("http://", 1)[1].split("/", 1)[0]
-                    up.http_port = int(url.rsplit(":", 1)[1])
-                elif "] gateway metrics  http://" in line:
-                    url = line.split("http://", 1)[1].split("/", 1)[0]
-                    up.metrics_port = int(url.rsplit(":", 1)[1])
-                elif "ready; Ctrl-C stops" in line:
-                    ready.set()
-            ready.set()  # the process ended
-
-        up.reader = threading.Thread(target=read, daemon=True)
-        up.reader.start()
-        if not ready.wait(timeout_s) or proc.poll() is not None:
-            up.stop()
-            raise RuntimeError("aigc up did not become ready:\n" + "\n".join(up.lines[-40:]))
-        return up
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def stop(self, timeout_s: float = 120) -> int | None:
-        """SIGINT, as Ctrl-C (drain, delete the apps), then SIGKILL to the session if stuck."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_session(self.proc)
-                self.proc.wait(30)
-        return self.proc.returncode

@@ -18,7 +18,7 @@ from typing import Any
 from core.config import ModelConfig, load_config
 from core.registry import engine_class
 from gateway import convert
-from load_tests.workload import WorkItem, Workload
+from load_tests.bench.workload import WorkItem, Workload
 
 
 def _domain(model: ModelConfig, planned: Any, index: int) -> Any:

@@ -30,32 +30,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib.util
 import json
-import os
-import signal
-import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from load_tests.cluster import AigcUp, wait_for
+from load_tests.bench.summary import stats
+from load_tests.llm_servers import Running, Settings, starters
 from load_tests.machine import facts, heading
-from load_tests.procs import free_port
+from load_tests.openai_stream import one_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
-GGUF_DIR = ROOT / "models" / "smollm2-gguf"
-HF_DIR = ROOT / "models" / "smollm2"
-MAX_SEQS = 16
-CONTEXT = 2048  # per sequence
 PROMPTS = [
     f"Write a long story about {topic}."
     for topic in (
@@ -65,58 +53,14 @@ PROMPTS = [
         "the last bookshop", "a dragon who is afraid of fire", "a village fair", "a comet",
     )
 ]  # fmt: skip
-CACHE_PROMPT = True  # prompt caches on (both servers' default); --no-prompt-cache: off in both
-VLLM_COMPILE = False  # --vllm-compile: both vLLM rows without enforce_eager (torch.compile)
 SERVERS = ("llama-server", "aigc-llamacpp", "aigc-transformers", "vllm", "aigc-vllm")
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest rank: an observed value (a cell has 4-32 samples; load_tests.summary's
-    np.percentile interpolates between two)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-async def one_stream(base_url: str, model: str, prompt: str, max_tokens: int) -> dict[str, float]:
-    """One streamed chat completion on a connection of its own (llama-server closes kept-alive
-    connections after a stream, which a reused connection meets as a disconnect), so every
-    server pays the same connection setup."""
-    import openai
-
-    t0 = time.perf_counter()
-    first = None
-    tokens = 0
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=900)
-    stream = await client.chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": prompt}],
-        max_tokens=max_tokens,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-        # every answer runs to max_tokens; cache_prompt is llama-server's prompt cache switch
-        # (on by default there; ours is the llamacpp engine's prefix_cache option)
-        extra_body={"ignore_eos": True, "cache_prompt": CACHE_PROMPT},
-    )
-    async for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter()
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
-    end = time.perf_counter()
-    await client.close()
-    ttft = (first or end) - t0
-    return {"ttft": ttft, "tokens": tokens, "tpot": (end - t0 - ttft) / max(1, tokens - 1)}
-
-
 async def run_cell(
-    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+    server: Running, body: dict[str, Any], concurrency: int, requests: int, max_tokens: int
 ) -> tuple[list[dict[str, float]], float]:
     """A closed loop of `concurrency` streams until `requests` have finished: the streams'
-    figures and the seconds the loop took."""
+    figures and the seconds the loop took. `body`: what each request adds (Settings)."""
     todo = list(range(requests))
     results: list[dict[str, float]] = []
 
@@ -124,7 +68,9 @@ async def run_cell(
         while todo:
             i = todo.pop()
             prompt = PROMPTS[i % len(PROMPTS)]
-            results.append(await one_stream(base_url, model, prompt, max_tokens))
+            results.append(
+                await one_stream(server.base_url, server.model, prompt, max_tokens, extra_body=body)
+            )
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -134,8 +80,10 @@ async def run_cell(
 def summarise(
     results: list[dict[str, float]], seconds: float, concurrency: int, max_tokens: int
 ) -> dict[str, Any]:
-    ttft = [r["ttft"] * 1000 for r in results]
-    tpot = [r["tpot"] * 1000 for r in results]
+    # Nearest rank (np.percentile's "nearest"): an observed value, as a cell has 4-32 samples
+    # (aigc bench's summaries interpolate between two).
+    ttft = stats("ttft", [r["ttft"] for r in results], percentile_method="nearest")
+    tpot = stats("tpot", [r["tpot"] for r in results], percentile_method="nearest")
     tokens = sum(r["tokens"] for r in results)
     return {
         "concurrency": concurrency,
@@ -145,17 +93,17 @@ def summarise(
         "all_ran_to_max_tokens": all(r["tokens"] == max_tokens for r in results),
         "seconds": round(seconds, 2),
         "output_throughput": round(tokens / seconds, 2),
-        "median_ttft_ms": round(statistics.median(ttft), 1),
-        "p99_ttft_ms": round(percentile(ttft, 99), 1),
-        "median_tpot_ms": round(statistics.median(tpot), 2),
-        "p99_tpot_ms": round(percentile(tpot, 99), 2),
+        "median_ttft_ms": round(ttft["median_ttft_ms"], 1),
+        "p99_ttft_ms": round(ttft["p99_ttft_ms"], 1),
+        "median_tpot_ms": round(tpot["median_tpot_ms"], 2),
+        "p99_tpot_ms": round(tpot["p99_tpot_ms"], 2),
     }
 
 
 async def cell(
-    base_url: str, model: str, concurrency: int, requests: int, max_tokens: int
+    server: Running, body: dict[str, Any], concurrency: int, requests: int, max_tokens: int
 ) -> dict[str, Any]:
-    results, seconds = await run_cell(base_url, model, concurrency, requests, max_tokens)
+    results, seconds = await run_cell(server, body, concurrency, requests, max_tokens)
     return summarise(results, seconds, concurrency, max_tokens)
 
 
@@ -165,149 +113,11 @@ def report(name: str, row: dict[str, Any]) -> None:
           f"TPOT p50 {row['median_tpot_ms']:.1f} ms", flush=True)  # fmt: skip
 
 
-# ---- servers -----------------------------------------------------------------------------
-class Running:
-    def __init__(self, base_url: str, model: str, stop: Callable[[], None]) -> None:
-        self.base_url, self.model, self.stop = base_url, model, stop
-
-
-def start_openai_server(
-    cmd: list[str], port: int, log: Path, what: str, model: str, ready_s: float
-) -> Running:
-    """Starts a server in its own process group (its log in `log`), waits until `/health`
-    answers 200, and returns how to reach and stop it (SIGTERM, then SIGKILL)."""
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited; see {log}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                return bool(r.status == 200)
-        return False
-
-    if not wait_for(healthy, ready_s):
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise RuntimeError(f"{what} not healthy; see {log}")
-
-    def stop() -> None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-
-    return Running(f"http://127.0.0.1:{port}/v1", model, stop)
-
-
-def start_llama_server(threads: int, log: Path) -> Running:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "native_builds.py"), "server"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    binary = Path(out.stdout.strip().splitlines()[-1]) / "bin" / "llama-server"
-    gguf = next(GGUF_DIR.glob("*.gguf"))
-    port = free_port()
-    cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-           "-t", str(threads), "-tb", str(threads), "--parallel", str(MAX_SEQS),
-           "-c", str(MAX_SEQS * CONTEXT), "--kv-unified", "--no-webui"]  # fmt: skip
-    return start_openai_server(cmd, port, log, "llama-server", gguf.name, ready_s=120)
-
-
-def vllm_spec() -> dict[str, Any]:
-    """configs/vllm-cpu.yaml's smollm2 entry (engine: vllm), as written in the file (with
-    --vllm-compile: enforce_eager off)."""
-    data = yaml.safe_load((ROOT / "configs" / "vllm-cpu.yaml").read_text())
-    spec: dict[str, Any] = next(m for m in data["models"] if m["name"] == "smollm2")
-    if VLLM_COMPILE:
-        spec["options"]["engine_args"]["enforce_eager"] = False
-    return spec
-
-
-def start_vllm_server(log: Path) -> Running:
-    """vLLM's own OpenAI server on the engine_args our config gives `engine: vllm`."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(HF_DIR),
-           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           ]  # fmt: skip
-    for key, value in vllm_spec()["options"]["engine_args"].items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            cmd.append(flag)
-        elif value is not False:
-            cmd += [flag, str(value)]
-    return start_openai_server(cmd, port, log, "vLLM's server", "smollm2", ready_s=900)
-
-
-def smollm2_spec(engine: str, threads: int) -> dict[str, Any]:
-    from core.config import load_config
-
-    if engine == "vllm":  # vLLM's own threads, as in its server's row
-        spec = vllm_spec()
-        spec["weights"] = str(HF_DIR)
-        spec["scaling"]["max_ongoing_requests"] = 64
-        spec["limits"]["max_tokens"] = 512
-        return spec
-    base = next(m for m in load_config(ROOT / "configs" / "local.yaml").models
-                if m.name == "smollm2")  # fmt: skip
-    spec = base.model_dump(mode="json", exclude_none=True)
-    spec["scaling"]["max_ongoing_requests"] = 64
-    spec["resources"] = {"num_cpus": 1, "torch_threads": threads}
-    spec["limits"]["max_tokens"] = 512
-    if engine == "llamacpp":
-        same = {"threads": threads, "context_per_sequence": CONTEXT,
-                "kv_cells": MAX_SEQS * CONTEXT, "prefix_cache": CACHE_PROMPT}  # fmt: skip
-        spec["options"] = {**spec["options"], **same}
-    elif engine == "transformers":
-        spec.update(engine="transformers", weights=str(HF_DIR))
-        spec["options"] = {"prompt_format": "chat", "default_max_tokens": 64,
-                           "max_context": CONTEXT, "dtype": "float32"}  # fmt: skip
-        spec["batching"] = {"max_batch_size": MAX_SEQS, "batch_wait_timeout_s": 0.005}
-    return spec
-
-
-def start_aigc(engine: str, threads: int, log: Path) -> Running:
-    config = {
-        "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "http_port": 0},
-        "ray": {"num_cpus": 4, "metrics_export_port": 0, "namespace": "aigc-llm-bench"},
-        "models": [smollm2_spec(engine, threads)],
-    }
-    path = RESULTS / "llm" / f"config-{engine}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    up = AigcUp.start(path, timeout_s=600)
-
-    def stop() -> None:
-        up.stop()
-        log.write_text("\n".join(up.lines) + "\n")
-
-    assert up.http_port, "aigc up printed no OpenAI port"
-    return Running(f"http://127.0.0.1:{up.http_port}/v1", "smollm2", stop)
-
-
-def starters(threads: int) -> dict[str, Callable[[Path], Running] | str]:
-    """Each row's starter, or why the row is skipped."""
-    vllm_missing = (
-        "skipped: no vLLM in this Python (make bench-vllm runs these rows from .venv-vllm)"
-        if importlib.util.find_spec("vllm") is None
-        else "skipped: models/smollm2 missing (make assets-transformers)"
-        if not (HF_DIR / "config.json").exists()
-        else None
-    )
-    return {
-        "llama-server": lambda log: start_llama_server(threads, log),
-        "aigc-llamacpp": lambda log: start_aigc("llamacpp", threads, log),
-        "aigc-transformers": (lambda log: start_aigc("transformers", threads, log))
-        if (HF_DIR / "config.json").exists()
-        else "skipped: models/smollm2 missing (make assets-transformers)",
-        "vllm": vllm_missing or (lambda log: start_vllm_server(log)),
-        "aigc-vllm": vllm_missing or (lambda log: start_aigc("vllm", threads, log)),
-    }
-
-
 async def run_server(
-    name: str, start: Callable[[Path], Running], cells: list[tuple[int, int, int]]
+    name: str,
+    start: Callable[[Path], Running],
+    cells: list[tuple[int, int, int]],
+    body: dict[str, Any],
 ) -> dict[str, Any]:
     log = RESULTS / "llm" / f"{name}.log"
     t0 = time.perf_counter()
@@ -315,9 +125,9 @@ async def run_server(
     ready_s = time.perf_counter() - t0
     rows = []
     try:
-        await cell(server.base_url, server.model, 2, 2, 16)  # warm-up
+        await cell(server, body, 2, 2, 16)  # warm-up
         for max_tokens, concurrency, requests in cells:
-            row = await cell(server.base_url, server.model, concurrency, requests, max_tokens)
+            row = await cell(server, body, concurrency, requests, max_tokens)
             rows.append(row)
             report(name, row)
     finally:
@@ -329,6 +139,7 @@ async def run_interleaved(
     starts: dict[str, Callable[[Path], Running]],
     cells: list[tuple[int, int, int]],
     rounds: int,
+    body: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Every server up at once (started one after another), then `rounds` rounds in which
     each cell runs on each server in turn, the order alternating between rounds: on a shared
@@ -343,14 +154,13 @@ async def run_interleaved(
             running[name] = await asyncio.to_thread(start, RESULTS / "llm" / f"{name}.log")
             ready[name] = round(time.perf_counter() - t0, 1)
         for server in running.values():
-            await cell(server.base_url, server.model, 2, 2, 16)  # warm-up
+            await cell(server, body, 2, 2, 16)  # warm-up
         names = list(running)
         for r in range(rounds):
             for i, (max_tokens, concurrency, requests) in enumerate(cells):
                 for name in names if r % 2 == 0 else names[::-1]:
-                    srv = running[name]
                     results, seconds = await run_cell(
-                        srv.base_url, srv.model, concurrency, requests, max_tokens
+                        running[name], body, concurrency, requests, max_tokens
                     )
                     report(f"{name} (round {r + 1})",
                            summarise(results, seconds, concurrency, max_tokens))  # fmt: skip
@@ -426,7 +236,7 @@ def compare(servers: list[dict[str, Any]], ours: str, theirs: str) -> dict[str, 
     return out
 
 
-async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, settings: Settings, command: str) -> dict[str, Any]:
     (RESULTS / "llm").mkdir(parents=True, exist_ok=True)
     meta = {**facts(), "command": command}
     cells = [
@@ -436,7 +246,7 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
     ]
     chosen = [s for s in SERVERS if s in args.servers]
     servers: list[dict[str, Any]] = []
-    available = starters(args.threads)
+    available = starters(settings)
     to_run: dict[str, Callable[[Path], Running]] = {}
     for name in chosen:
         start = available[name]
@@ -446,13 +256,14 @@ async def main_async(args: argparse.Namespace, command: str) -> dict[str, Any]:
         else:
             to_run[name] = start
     if args.interleave:
-        servers += await run_interleaved(to_run, cells, args.interleave)
+        servers += await run_interleaved(to_run, cells, args.interleave, settings.extra_body)
     else:
         for name, start in to_run.items():
-            servers.append(await run_server(name, start, cells))
+            servers.append(await run_server(name, start, cells, settings.extra_body))
     result: dict[str, Any] = {
-        "meta": meta, "threads": args.threads, "servers": servers, "prompt_cache": CACHE_PROMPT,
-        "vllm_compile": VLLM_COMPILE, "interleave": args.interleave,
+        "meta": meta, "threads": settings.threads, "servers": servers,
+        "prompt_cache": settings.cache_prompt, "vllm_compile": settings.vllm_compile,
+        "interleave": args.interleave,
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
     result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
@@ -478,12 +289,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="both vLLM rows with torch.compile (enforce_eager off; configs/"
                    "vllm-cpu.yaml runs eager)")  # fmt: skip
     args = p.parse_args(argv)
-    global CACHE_PROMPT, VLLM_COMPILE
-    CACHE_PROMPT = not args.no_prompt_cache
-    VLLM_COMPILE = args.vllm_compile
+    settings = Settings(args.threads, not args.no_prompt_cache, args.vllm_compile)
     args.servers = args.servers.split(",")
     command = "python -m load_tests.llm " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = asyncio.run(main_async(args, command.strip()))
+    result = asyncio.run(main_async(args, settings, command.strip()))
     (RESULTS / "llm.json").write_text(json.dumps(result, indent=2) + "\n")
     md = table(result)
     (RESULTS / "llm.md").write_text(md)

@@ -22,7 +22,7 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import LoadTestShape, User, constant, task
 
 from aigc.client import Client
-from load_tests.workload import Workload, parse_item
+from load_tests.bench.workload import Workload, parse_item
 
 grpc_gevent.init_gevent()  # grpc's blocking calls must yield to Locust's gevent loop
 

@@ -8,6 +8,9 @@ import subprocess
 import time
 from typing import Any
 
+from load_tests.bench.cli import commit
+from load_tests.wait import wait_for
+
 
 def cpu_model() -> str:
     try:
@@ -20,16 +23,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def other_ray_running() -> bool:
     out = subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, text=True)
     return bool(out.stdout.strip())
@@ -38,17 +31,22 @@ def other_ray_running() -> bool:
 def wait_quiet(max_load: float = 0.5, limit_s: float = 900, log: Any = print) -> bool:
     """Waits (up to limit_s) for a 1-minute load average below max_load and no raylet: on a
     2-core machine another process's work would show up as our latency."""
-    end = time.time() + limit_s
-    while True:
-        load = os.getloadavg()[0]
-        busy = other_ray_running()
+
+    seen = ""
+
+    def quiet() -> bool:
+        nonlocal seen
+        load, busy = os.getloadavg()[0], other_ray_running()
+        seen = f"load {load:.2f}, raylet running: {busy}"
         if load < max_load and not busy:
             return True
-        if time.time() > end:
-            log(f"machine still busy (load {load:.2f}, raylet running: {busy}); going on")
-            return False
-        log(f"waiting for a quiet machine (load {load:.2f}, raylet running: {busy})")
-        time.sleep(30)
+        log(f"waiting for a quiet machine ({seen})")
+        return False
+
+    if wait_for(quiet, limit_s, step_s=30, retry_on=()):
+        return True
+    log(f"machine still busy ({seen}); going on")
+    return False
 
 
 def facts() -> dict[str, Any]:

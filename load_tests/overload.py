@@ -23,16 +23,16 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from load_tests import procs
+from load_tests.bench.workload import parse_item
 from load_tests.machine import facts, heading
 from load_tests.prom import scrape, total
-from load_tests.workload import parse_item
+from load_tests.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
@@ -144,11 +144,11 @@ async def gateways_counted(server: procs.Server, n: int, timeout_s: float = 90.0
     """Waits until the gateway counts `n` gateways in front of the models (its share of each
     model's bound follows that count; gateway/peers.py), bounded."""
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
-    end = time.monotonic() + timeout_s
-    while total(scrape(url), "aigc_gateways") != n:
-        if time.monotonic() > end:
-            raise TimeoutError(f"{server.target} did not count {n} gateways in {timeout_s} s")
-        await asyncio.sleep(0.5)
+    counted = await asyncio.to_thread(
+        wait_for, lambda: total(scrape(url), "aigc_gateways") == n, timeout_s, 0.5, retry_on=()
+    )
+    if not counted:
+        raise TimeoutError(f"{server.target} did not count {n} gateways in {timeout_s} s")
 
 
 async def over_two_gateways(

@@ -5,8 +5,9 @@ are up together: a cross-check of `load_tests.llm`'s c=1 cells with nothing else
         --server aigc-vllm=http://127.0.0.1:8071/v1 --model smollm2
 
 Each round sends `--requests` streamed chat completions (temperature 0, `--max-tokens`,
-ignore_eos) to each server in turn, the order alternating between rounds, a new client (and
-connection) per request as load_tests.llm does; TTFT is the first chunk with content.
+ignore_eos) to each server in turn, the order alternating between rounds, through
+load_tests.llm's client (load_tests.openai_stream: a new client and connection per request);
+TTFT is the first chunk with content.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
+
+from load_tests.openai_stream import one_stream
 
 PROMPTS = [
     "Tell me a story about a lighthouse keeper.",
@@ -25,19 +27,11 @@ PROMPTS = [
 
 
 async def ttft_ms(base_url: str, model: str, prompt: str, max_tokens: int) -> float:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="probe", max_retries=0)
-    t0, first = time.perf_counter(), None
-    stream = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-        temperature=0, stream=True, extra_body={"ignore_eos": True},
-    )  # fmt: skip
-    async for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter()
-    await client.close()
-    return ((first or time.perf_counter()) - t0) * 1000
+    """load_tests.llm's stream, without its usage and prompt-cache fields: only TTFT counts."""
+    timed = await one_stream(
+        base_url, model, prompt, max_tokens, extra_body={"ignore_eos": True}, usage=False
+    )
+    return timed["ttft"] * 1000
 
 
 async def main(a: argparse.Namespace) -> None:

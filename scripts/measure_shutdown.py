@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from load_tests.cluster import AigcUp, free_port, session_processes  # noqa: E402
+from load_tests.procs import AigcUp, free_port, session_processes  # noqa: E402
 
 
 def private_config(path: Path, out_dir: Path) -> Path:

@@ -30,8 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from load_tests.cluster import AigcUp  # noqa: E402
-from load_tests.procs import free_port  # noqa: E402
+from load_tests.procs import AigcUp, free_port  # noqa: E402
 
 PY = sys.executable
 AIGC = str(Path(PY).with_name("aigc"))
@@ -54,7 +53,7 @@ def config_copy(out: Path, only: str | None) -> Path:
 
 
 def up(config: Path, log: Path) -> tuple[AigcUp, float]:
-    """Starts `aigc up` (load_tests.cluster.AigcUp); returns it and the seconds it reported
+    """Starts `aigc up` (load_tests.procs.AigcUp); returns it and the seconds it reported
     until every model was ready."""
     server = AigcUp.start(
         config, args=("--port", str(free_port()), "--metrics-port", "0"), timeout_s=900

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from load_tests.cluster import AigcUp, RayCluster
+from load_tests.cluster import RayCluster
+from load_tests.procs import AigcUp
 
 WORKER_CPUS = 2
 # Serve pushes autoscaling metrics every 10 s by default (handles in the gateway, replicas on

@@ -18,7 +18,9 @@ import grpc
 import pytest
 
 from aigc import Client
-from load_tests.cluster import AigcUp, RayCluster, wait_for
+from load_tests.cluster import RayCluster
+from load_tests.procs import AigcUp
+from load_tests.wait import wait_for
 from tests.integration.helpers import scrape, total
 
 pytestmark = pytest.mark.cluster

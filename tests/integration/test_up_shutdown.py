@@ -1,6 +1,6 @@
 """Ctrl-C on `aigc up` stops everything it started, quietly.
 
-Runs `aigc up` (echo engines, its own RAY_TMPDIR) in a session of its own (load_tests.cluster's
+Runs `aigc up` (echo engines, its own RAY_TMPDIR) in a session of its own (load_tests.procs's
 AigcUp, as the multi-node tests do), sends SIGINT to the
 process group as a terminal does, and checks the exit, the output after the signal, and that
 no process of that session (Ray's included) outlives it.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from load_tests.cluster import AigcUp, session_processes
+from load_tests.procs import AigcUp, session_processes
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import pytest
 
 from aigc.v1 import common_pb2
 from load_tests.baselines import start_plain_server
-from load_tests.cli import main as bench_main
-from load_tests.records import RequestRecord, read_jsonl
-from load_tests.runner import RunConfig, Runner, arrival_offsets
-from load_tests.summary import summarize
-from load_tests.workload import Workload, parse_item
+from load_tests.bench.cli import main as bench_main
+from load_tests.bench.records import RequestRecord, read_jsonl
+from load_tests.bench.runner import RunConfig, Runner, arrival_offsets
+from load_tests.bench.summary import summarize
+from load_tests.bench.workload import Workload, parse_item
 
 
 def run_against_echo(config: dict, items: list[str], seed: int = 0) -> list[RequestRecord]:
@@ -108,7 +108,7 @@ def test_http_requests_carry_the_tier_and_records_keep_tier_and_deadline() -> No
     """The HTTP issuer asks for the batch tier as OpenAI's service_tier "flex", and its records
     carry the tier and deadline as the gRPC issuer's do (per-tier goodput needs both)."""
     pytest.importorskip("aiohttp")
-    from load_tests.http_calls import http_request
+    from load_tests.bench.http_calls import http_request
 
     items = [parse_item("text"), parse_item("image,count=2"), parse_item("audio")]
     for i in range(6):

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from load_tests.cli import main as bench_main
-from load_tests.records import RequestRecord, read_jsonl
-from load_tests.summary import METRICS, PERCENTILES, summarize
+from load_tests.bench.cli import main as bench_main
+from load_tests.bench.records import RequestRecord, read_jsonl
+from load_tests.bench.summary import METRICS, PERCENTILES, summarize
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from load_tests.records import RequestRecord
-from load_tests.summary import parse_goodput, summarize
+from load_tests.bench.records import RequestRecord
+from load_tests.bench.summary import parse_goodput, summarize
 
 
 def stream(index: int, chunks: list[float], tokens: int, send: float = 0.0, **kw) -> RequestRecord:

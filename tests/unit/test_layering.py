@@ -85,6 +85,19 @@ def test_bottom_packages_need_only_their_own_dependencies(package: str) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_shipped_bench_imports_nothing_else_of_load_tests() -> None:
+    """`aigc bench` (load_tests.bench, what the `bench` extra ships) stands apart from the
+    repository's own benchmarks, which build on it."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sources("load_tests/bench")
+        for line, module in imports_of(path)
+        if module.split(".")[0] == "load_tests" and not module.startswith("load_tests.bench")
+    ]
+    assert sources("load_tests/bench")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_package_graph_has_no_cycle() -> None:
     """Computed from the imports themselves, not from the table."""
     edges: dict[str, set[str]] = {p: set() for p in OURS}

@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from load_tests.records import RequestRecord
-from load_tests.runner import Progress
+from load_tests.bench.records import RequestRecord
+from load_tests.bench.runner import Progress
 
 
 async def show_progress(
@@ -117,12 +117,7 @@ def plot(records: list[RequestRecord], out_dir: Path, bin_s: float = 1.0) -> lis
         ax.set_xscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle("Latency CDF per modality")
-    fig.tight_layout()
-    path = out_dir / "latency_cdf.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, "Latency CDF per modality", out_dir / "latency_cdf.png"))
 
     start = min(r.send for r in measured)
     end = max(r.end for r in measured)
@@ -153,10 +148,13 @@ def plot(records: list[RequestRecord], out_dir: Path, bin_s: float = 1.0) -> lis
     ax2.set_xlabel("time since start (s)")
     ax2.legend()
     ax2.grid(True, alpha=0.3)
-    fig.suptitle("Throughput and latency over time")
+    written.append(_save(plt, fig, "Throughput and latency over time", out_dir / "over_time.png"))
+    return written
+
+
+def _save(plt: Any, fig: Any, title: str, path: Path) -> Path:
+    fig.suptitle(title)
     fig.tight_layout()
-    path = out_dir / "over_time.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path

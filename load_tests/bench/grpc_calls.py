@@ -12,8 +12,8 @@ from typing import Any
 import grpc
 
 from aigc.client import Stubs
-from load_tests.records import RequestRecord
-from load_tests.workload import PlannedRequest
+from load_tests.bench.records import RequestRecord
+from load_tests.bench.workload import PlannedRequest
 
 
 def _stub_method(stubs: Stubs, planned: PlannedRequest) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import subprocess
 import sys
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from aigc.client import DEFAULT_TARGET
-from load_tests.records import write_jsonl
-from load_tests.report import format_table, plot, show_progress
-from load_tests.runner import Progress, RunConfig, Runner
-from load_tests.summary import parse_goodput, summarize
-from load_tests.workload import PRIORITIES, Workload, load_prompts, parse_item
+from load_tests.bench.records import write_jsonl
+from load_tests.bench.report import format_table, plot, show_progress
+from load_tests.bench.runner import Progress, RunConfig, Runner
+from load_tests.bench.summary import parse_goodput, summarize
+from load_tests.bench.workload import PRIORITIES, Workload, load_prompts, parse_item
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,13 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _commit() -> str:
-    with contextlib.suppress(Exception):
+def commit() -> str:
+    """The checkout's short commit ("" outside a git checkout); every result names it."""
+    try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
         )
         return out.stdout.strip()
-    return ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 async def _run(runner: Runner, progress: Progress, quiet: bool) -> None:
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "deadline_s": args.timeout,
         "warmup_requests": sum(r.warmup for r in records),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(runner.wall_start)),
-        "commit": _commit(),
+        "commit": commit(),
     }
     # Measured phase starts at the runner's t0, so duration = last end (vLLM's definition).
     measured = [r for r in records if not r.warmup]

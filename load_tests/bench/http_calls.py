@@ -3,7 +3,7 @@
 Each aigc.v1 request of the workload becomes the OpenAI body that asks for the same work
 (completions or chat completions, streamed as SSE when the gRPC call streams; images; speech),
 so one harness compares both front ends on the same stack. Arrival times are taken as each SSE
-event or body chunk arrives, as `load_tests.calls` does for gRPC messages.
+event or body chunk arrives, as `load_tests.bench.grpc_calls` does for gRPC messages.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 
 from core.errors import HTTP_STATUS
-from load_tests.records import RequestRecord
-from load_tests.workload import PlannedRequest
+from load_tests.bench.records import RequestRecord
+from load_tests.bench.workload import PlannedRequest
 
 CODE_OF_HTTP = {status: code for code, (status, _) in HTTP_STATUS.items()}
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from load_tests.records import RequestRecord
+from load_tests.bench.records import RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
 METRICS = ("ttft", "tpot", "itl", "e2el")
 SLO_KEYS = ("ttft", "tpot", "e2el")
+Percentile = Literal["linear", "nearest"]  # np.percentile methods
 
 
 def parse_goodput(items: Sequence[str]) -> dict[str, float]:
@@ -44,8 +45,12 @@ def parse_goodput(items: Sequence[str]) -> dict[str, float]:
     return slos
 
 
-def stats(name: str, values_s: Sequence[float]) -> dict[str, Any]:
-    """mean/median/std/pNN of one metric in milliseconds, with vLLM's key names."""
+def stats(
+    name: str, values_s: Sequence[float], percentile_method: Percentile = "linear"
+) -> dict[str, Any]:
+    """mean/median/std/pNN of one metric in milliseconds, with vLLM's key names; pNN by
+    np.percentile's `percentile_method` (linear: interpolated between two samples, as vLLM;
+    nearest: the nearest-rank sample, for the few samples of a load_tests.llm cell)."""
     ms = np.asarray(values_s, dtype=float) * 1000.0
     empty = ms.size == 0
     out: dict[str, Any] = {
@@ -54,7 +59,9 @@ def stats(name: str, values_s: Sequence[float]) -> dict[str, Any]:
         f"std_{name}_ms": 0.0 if empty else float(np.std(ms)),
     }
     for p in PERCENTILES:
-        out[f"p{p}_{name}_ms"] = 0.0 if empty else float(np.percentile(ms, p))
+        out[f"p{p}_{name}_ms"] = (
+            0.0 if empty else float(np.percentile(ms, p, method=percentile_method))
+        )
     out[f"{name}_count"] = int(ms.size)
     return out
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aigc.client import AsyncClient, auth_metadata
-from load_tests.calls import issue
-from load_tests.records import RequestRecord, shift
-from load_tests.workload import PlannedRequest, Workload
+from load_tests.bench.grpc_calls import issue
+from load_tests.bench.records import RequestRecord, shift
+from load_tests.bench.workload import PlannedRequest, Workload
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Runner:
         if cfg.protocol == "http":
             import aiohttp
 
-            from load_tests.http_calls import served_labels
+            from load_tests.bench.http_calls import served_labels
 
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
@@ -131,7 +131,7 @@ class Runner:
         """One request over the configured front end (gRPC stubs, or the OpenAI HTTP API)."""
         cfg = self.config
         if self._session is not None:
-            from load_tests.http_calls import issue_http
+            from load_tests.bench.http_calls import issue_http
 
             headers = dict(self._metadata)
             return await issue_http(
