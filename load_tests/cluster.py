@@ -28,6 +28,10 @@ from typing import Any
 from load_tests.procs import PY, Child, free_port, node_env, session_pids
 from load_tests.wait import wait_for
 
+# While the head starts, its dashboard refuses connections (OSError) or its state API answers
+# without the node list yet (a body without the keys alive_nodes reads): "not yet", not an error.
+STARTING: tuple[type[BaseException], ...] = (OSError, KeyError, TypeError, ValueError)
+
 
 @dataclass
 class Node:
@@ -91,14 +95,14 @@ class RayCluster:
             ["--head", f"--port={self.port}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"],
         )  # fmt: skip
-        if not wait_for(self.alive_nodes, timeout_s):  # OSError: the dashboard not up yet
+        if not wait_for(self.alive_nodes, timeout_s, retry_on=STARTING):
             raise RuntimeError(f"Ray head did not start; see {self.root}/head.log")
 
     def add_worker(self, name: str, num_cpus: float) -> Node:
         return self._start(name, num_cpus, [f"--address={self.address}"])
 
     def wait_nodes(self, count: int, timeout_s: float = 120) -> None:
-        if not wait_for(lambda: len(self.alive_nodes()) == count, timeout_s):
+        if not wait_for(lambda: len(self.alive_nodes()) == count, timeout_s, retry_on=STARTING):
             raise RuntimeError(f"{count} Ray nodes not alive: {self.alive_nodes()}")
 
     def get(self, path: str) -> Any:
