@@ -17,6 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from gateway.admission import CostGate
 
 UNKNOWN_MODEL = "unknown"
@@ -36,6 +38,7 @@ TOKEN_LATENCY_BUCKETS = (
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._http: WSGIServer | None = None  # the /metrics server, once `serve` started it
         r = self.registry
         self.requests = Counter(
             "aigc_requests",
@@ -150,12 +153,13 @@ class GatewayMetrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Starts the /metrics HTTP server (its own thread); returns the bound port (0 picks a
         free one). `close` stops it."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(self._http.server_port)
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._http = server
+        return int(server.server_port)
 
     def close(self) -> None:
         """Stops the /metrics HTTP server and frees its port (nothing when none was started)."""
-        server, self._http = getattr(self, "_http", None), None
+        server, self._http = self._http, None
         if server is not None:
             server.shutdown()
             server.server_close()
