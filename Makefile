@@ -74,12 +74,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# The fast tier: no Ray stack, no cluster, no slow subprocess.
-unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit -m "not integration and not slow and not cluster"
+# The fast tier: no Ray stack, no cluster, no slow subprocess. Its llamacpp and demo-model tests
+# need `assets` (they fail, not skip, without them); -ra names any skip and its reason.
+unit: $(STAMP) assets
+	$(PY) -m pytest -q -ra tests/unit -m "not integration and not slow and not cluster"
 
 integration: $(STAMP) assets
-	$(PY) -m pytest -q tests -m "integration"
+	$(PY) -m pytest -q -ra tests -m "integration"
 
 # The playground page in a real browser (Debian's chromium driven by Playwright; skipped with
 # the reason where no browser can be had): tests/browser, also part of `make test`.

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pytest
@@ -35,7 +36,9 @@ def gauge(up: AigcUp, model: str, state: str = "running") -> int:
 
 @dataclass
 class Load:
-    """Steady calls from threads through the real client; outcomes counted per kind and code."""
+    """Steady calls from threads through the real client; outcomes counted per kind and code.
+    Anything else a call raises (a failed assertion on its reply, a client bug) ends its
+    thread and is kept: `finish()` re-raises it, so no failure dies silently with a thread."""
 
     target: str
     stop: threading.Event = field(default_factory=threading.Event)
@@ -43,6 +46,7 @@ class Load:
     messages: dict[str, Counter[str]] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
     def record(self, kind: str, code: str, message: str = "") -> None:
         with self.lock:
@@ -54,8 +58,16 @@ class Load:
         with self.lock:
             return self.codes.get(kind, Counter())["OK"]
 
+    def failed(self) -> bool:
+        with self.lock:
+            return bool(self.errors)
+
+    def until(self, predicate: Callable[[], Any], timeout_s: float) -> bool:
+        """wait_for under this load: False at once if a load thread died (finish() raises it)."""
+        return bool(wait_for(lambda: self.failed() or predicate(), timeout_s)) and not self.failed()
+
     def add(self, kind: str, call: Callable[[Client], str], pause_s: float = 0.0) -> None:
-        def loop() -> None:
+        def calls() -> None:
             with Client(self.target, timeout=60) as client:
                 while not self.stop.is_set():
                     pause = pause_s
@@ -68,22 +80,36 @@ class Load:
                     if pause:
                         self.stop.wait(pause)  # pacing of the load, not synchronisation
 
-        t = threading.Thread(target=loop, name=f"load-{kind}", daemon=True)
+        def loop() -> None:
+            try:
+                calls()
+            except BaseException as exc:  # kept for finish(), which raises it in the test
+                with self.lock:
+                    self.errors.append((threading.current_thread().name, exc))
+
+        t = threading.Thread(target=loop, name=f"load-{kind}-{len(self.threads)}", daemon=True)
         self.threads.append(t)
         t.start()
 
     def finish(self) -> dict[str, dict[str, int]]:
+        """Stops the load and returns the codes; raises what any load thread raised."""
         self.stop.set()
         for t in self.threads:
             t.join(120)
             assert not t.is_alive(), f"{t.name} hangs"
+        if self.errors:
+            names = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in self.errors)
+            raise BaseExceptionGroup(
+                f"{len(self.errors)} load thread(s) died ({names})",
+                [exc for _, exc in self.errors],
+            )
         return {k: dict(v) for k, v in self.codes.items()}
 
 
 def image_call(model: str) -> Callable[[Client], str]:
     def call(client: Client) -> str:
         resp = client.generate_images(model=model, count=1)
-        assert len(resp.images) == 1
+        assert len(resp.images) == 1, f"{len(resp.images)} images for count=1"
         return "OK"
 
     return call
@@ -91,7 +117,7 @@ def image_call(model: str) -> Callable[[Client], str]:
 
 def audio_call(client: Client) -> str:
     resp = client.synthesize("hello there", model="echo-audio")
-    assert resp.audio
+    assert resp.audio, "no audio"
     return "OK"
 
 
@@ -129,9 +155,9 @@ def test_autoscaling_follows_a_load_step(ray_cluster: RayCluster, aigc_up: AigcU
     for _ in range(8):
         load.add("scale", image_call("echo-scale"), pause_s=0.01)
     try:
-        assert wait_for(lambda: gauge(aigc_up, "echo-scale") >= 2, 120), "no replica added"
+        assert load.until(lambda: gauge(aigc_up, "echo-scale") >= 2, 120), "no replica added"
         t_first = time.monotonic() - t0
-        assert wait_for(lambda: gauge(aigc_up, "echo-scale") == 3, 120), "not at max_replicas"
+        assert load.until(lambda: gauge(aigc_up, "echo-scale") == 3, 120), "not at max_replicas"
         t_max = time.monotonic() - t0
         placed = wait_for(
             lambda: (
@@ -178,7 +204,7 @@ def test_node_loss_under_load(ray_cluster: RayCluster, aigc_up: AigcUp) -> None:
     client = Client(aigc_up.target, timeout=30)
     restored_s: float | None = None
     try:
-        assert wait_for(lambda: min(load.ok(k) for k in ("image", "audio", "stream")) >= 4, 120)
+        assert load.until(lambda: min(load.ok(k) for k in ("image", "audio", "stream")) >= 4, 120)
         before = {k: dict(v) for k, v in load.codes.items()}
         t_kill = time.monotonic()
         ray_cluster.nodes["w2"].kill()
@@ -196,7 +222,7 @@ def test_node_loss_under_load(ray_cluster: RayCluster, aigc_up: AigcUp) -> None:
         restored_s = time.monotonic() - t_kill
         ok_at_restore = {k: load.ok(k) for k in ("image", "audio", "stream")}
         # the restored replicas serve: every kind completes more calls afterwards
-        assert wait_for(
+        assert load.until(
             lambda: all(load.ok(k) >= ok_at_restore[k] + 4 for k in ok_at_restore), 120
         ), load.codes
     finally:

@@ -148,10 +148,10 @@ print("finish:", response.choices[0].finish_reason)
 
 @pytest.fixture()
 def gguf_model(stack: Any) -> str:
+    from tests.assets import require_asset
     from tests.tiny_models import SMOLLM2_GGUF
 
-    if not SMOLLM2_GGUF.is_dir():
-        pytest.skip("models/smollm2-gguf missing: run `make assets`")
+    require_asset(SMOLLM2_GGUF)  # `make integration` fetches it first: fail, never skip
     return "gguf"
 
 

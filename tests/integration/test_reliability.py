@@ -178,12 +178,20 @@ def test_rate_limit_per_key(side, tiny_dir, tmp_path):
         "api_keys_file": str(keys), "rate_limit_per_s": 0.5, "rate_limit_burst": 2,
     }  # fmt: skip
     gw = side.run(_started(cfg))
+    now = [1000.0]  # the rate buckets' clock, moved by the test alone: no real time counts
+    gw.plane.auth.clock = lambda: now[0]
     try:
         with Client(f"127.0.0.1:{gw.port}", api_key=KEY, timeout=30) as c:
             c.list_models()
-            c.list_models()
+            c.list_models()  # the burst of 2
             err = rpc_error(c.list_models)
-        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in err.details()
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.details()
+            assert "rate limit" in err.details()
+            now[0] += 1.5  # 0.75 of a token at 0.5/s: still refused
+            assert rpc_error(c.list_models).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            now[0] += 0.5  # one whole token: one call, then refused again
+            c.list_models()
+            assert rpc_error(c.list_models).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         side.run(gw.stop(0))
 
@@ -386,27 +394,48 @@ def test_undecodable_bytes_are_invalid_argument_and_server_stays_healthy(target)
 
 
 def test_graceful_shutdown_finishes_in_flight_work(side, tiny_dir):
+    """A call in flight when the gateway stops is still running after the drain delay, when
+    the server refuses new calls: the grace period, not the drain delay, lets it finish."""
     cfg = copy.deepcopy(stack_config(tiny_dir))
-    cfg["gateway"]["drain_delay_s"] = 1.0
+    cfg["gateway"]["drain_delay_s"] = 0.5
     gw = side.run(_started(cfg))
     target = f"127.0.0.1:{gw.port}"
-    words = " ".join(["word"] * 30)  # echo-text: 50 ms a word, about 1.5 s in all
+    # slow-text waits 250 ms before each word: this call runs at least 6 s once it reaches the
+    # replica, which is after the gateway counts it in flight, which is before stop() begins
+    words = " ".join(["word"] * 24)
     outcome: dict[str, Any] = {}
 
     def long_call() -> None:
         with Client(target, timeout=60) as c:
-            outcome["text"] = c.generate_text(words, model="echo-text").completions[0].text
+            try:
+                reply = c.generate_text(words, model="slow-text", max_tokens=24)
+                outcome["text"] = reply.completions[0].text
+            except grpc.RpcError as err:  # shown by the assertions below
+                outcome["error"] = f"{err.code().name}: {err.details()}"
+
+    def in_flight() -> float:
+        return gw.metrics.inflight.labels("text", "slow-text", "grpc")._value.get()
+
+    def refused() -> bool:
+        """A new call is refused: the drain delay is over and the grace period has begun."""
+        with Client(target, timeout=5) as c:
+            try:
+                c.list_models()
+            except grpc.RpcError as err:
+                return err.code() == grpc.StatusCode.UNAVAILABLE
+        return False
 
     t = threading.Thread(target=long_call)
     t.start()
     with Client(target, timeout=10) as c:
-        assert wait_until(
-            lambda: gw.metrics.inflight.labels("text", "echo-text", "grpc")._value.get() == 1
-        )
+        assert wait_until(lambda: in_flight() == 1)
         stopping = asyncio.run_coroutine_threadsafe(gw.stop(30), side.loop)
         assert wait_until(lambda: c.health() == "NOT_SERVING")  # balancers stop sending first
+    assert wait_until(refused)
+    # the condition this test is about: past the drain delay, the call is still running
+    assert in_flight() == 1 and not outcome, outcome
     stopping.result(60)
     t.join(60)
-    assert outcome.get("text") == words  # the in-flight call completed
+    assert outcome == {"text": words}  # the in-flight call completed in the grace period
     with Client(target, timeout=5) as c:
         assert rpc_error(c.list_models).code() == grpc.StatusCode.UNAVAILABLE

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from services.image.networks import GENERATORS, load_classifier, load_generator
+from tests.assets import require_asset
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 FORTUNE = MODELS / "fortune"
@@ -130,8 +131,7 @@ def test_fashion_generator_judged_accuracy() -> None:
 
 @torch.no_grad()
 def test_faces_match_reference() -> None:
-    if not (FACES / "model.safetensors").exists():
-        pytest.skip("models/faces/ missing: run `python scripts/demo_models/fetch_faces.py`")
+    require_asset(FACES / "model.safetensors")  # `make assets` fetches it: fail, never skip
     reference = json.loads((MODELS / "faces-reference.json").read_text())
     generator, config = load_generator(FACES)
     assert config["labels"] == [] and config["channels"] == 3
@@ -154,6 +154,8 @@ def test_committed_models_stay_small() -> None:
 
 
 def _smollm2() -> Path:
+    # the transformers conversion is no default engine's: `make eval` and `make bench-llm` make
+    # it (`make assets-transformers`), `make test` does not, so its tests skip, with the reason
     if not (SMOLLM2 / "source.json").exists():
         pytest.skip("models/smollm2/ (the transformers conversion) missing: run "
                     "`make assets-transformers`")  # fmt: skip
@@ -171,8 +173,7 @@ def _fetch_smollm2() -> object:
 
 def test_smollm2_gguf_records_its_pinned_source() -> None:
     fetch_smollm2: Any = _fetch_smollm2()
-    if not (SMOLLM2_GGUF / "source.json").exists():
-        pytest.skip("models/smollm2-gguf/ missing: run `make assets`")
+    require_asset(SMOLLM2_GGUF / "source.json")  # `make assets` fetches it: fail, never skip
     record = json.loads((SMOLLM2_GGUF / "source.json").read_text())
     assert record["wheel_sha256"] == fetch_smollm2.WHEEL_SHA256
     assert record["license"].startswith("Apache-2.0")

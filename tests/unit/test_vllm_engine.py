@@ -4,8 +4,12 @@ tests/vllm checks the same adapter against the real engine (`make test-vllm`).""
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
+import importlib.util
 import sys
 import time
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -125,8 +129,46 @@ def test_vllm_metrics_are_bridged_into_stats():
         REGISTRY.unregister(gauge)
 
 
-def test_registry_selects_the_adapter_without_importing_vllm():
+class _VllmFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First on sys.meta_path: records every import of `vllm` (or a submodule) and serves the
+    stand-in as `vllm`, so an import is seen whether or not vLLM is installed (in the main venv
+    it is not: there an import would fail, and a guarded one would pass unseen)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "vllm" and not name.startswith("vllm."):
+            return None
+        self.asked.append(name)
+        return importlib.util.spec_from_loader(name, self) if name == "vllm" else None
+
+    def create_module(self, spec: Any) -> None:
+        return None  # the default: a fresh module named vllm
+
+    def exec_module(self, module: ModuleType) -> None:
+        public = {k: v for k, v in vars(vllm_stand_in).items() if not k.startswith("__")}
+        module.__dict__.update(public)
+
+
+def test_registry_selects_the_adapter_without_importing_vllm(monkeypatch):
+    """Selecting the engine imports the adapter's module afresh but not vLLM; starting an
+    engine built without a stand-in imports `vllm` then (the production path)."""
+    import services.text as text_package
     from core.registry import engine_class
 
-    assert engine_class("text", "vllm") is VllmTextEngine
-    assert "vllm" not in sys.modules
+    monkeypatch.setattr(text_package, "vllm_engine", text_package.vllm_engine)  # restored after
+    for name in [n for n in sys.modules if n.split(".")[0] == "vllm"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "services.text.vllm_engine")  # imported again, below
+    finder = _VllmFinder()
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+
+    cls = engine_class("text", "vllm")
+    assert (cls.__module__, cls.__name__) == ("services.text.vllm_engine", "VllmTextEngine")
+    assert cls is not VllmTextEngine  # the module was imported again, with the finder in place
+    assert finder.asked == [] and "vllm" not in sys.modules, finder.asked
+
+    engine = cls(_engine().config)  # no stand-in injected: the engine imports vllm itself
+    asyncio.run(engine.start())
+    assert finder.asked == ["vllm"] and engine.engine.args.model == "org/some-model"
