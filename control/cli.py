@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 
-from control.stack import LocalStack
+from control.stack import Stack
 from core.config import AigcConfig, load_config
 
 DEFAULT_CONFIG = "configs/local.yaml"
@@ -27,7 +27,7 @@ def _load_config(args: argparse.Namespace) -> AigcConfig:
     return config
 
 
-def _serve(stack: LocalStack, args: argparse.Namespace, name: str) -> int:
+def _serve(stack: Stack, args: argparse.Namespace, name: str) -> int:
     """Starts the stack, prints where it listens, and stops it on Ctrl-C or SIGTERM."""
 
     def say(msg: str) -> None:
@@ -102,7 +102,7 @@ def up(argv: list[str]) -> int:
         help="with --address: leave the Serve apps running on Ctrl-C (default: delete them)",
     )
     args = p.parse_args(argv)
-    stack = LocalStack(
+    stack = Stack(
         _load_config(args),
         port=args.port,
         metrics_port=args.metrics_port,
@@ -122,7 +122,7 @@ def gateway(argv: list[str]) -> int:
     if not config.ray.address:
         print("aigc gateway: give --address (or ray.address in the config)", file=sys.stderr)
         return 1
-    stack = LocalStack(
+    stack = Stack(
         config,
         port=args.port,
         metrics_port=args.metrics_port,

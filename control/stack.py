@@ -31,7 +31,7 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class LocalStack:
+class Stack:
     config: AigcConfig
     port: int | None = None  # None: from config; 0: any free port
     metrics_port: int | None = None

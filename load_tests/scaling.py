@@ -1,6 +1,6 @@
 """`python -m load_tests.benchmarks scaling`: throughput against replica count, and autoscaling.
 
-One stack (`aigc up`'s LocalStack in a server process) with four copies of the echo image
+One stack (`aigc up`'s Stack in a server process) with four copies of the echo image
 engine, each with a fixed service time (`delay_s` per batch) and one request per batch, so a
 replica serves at most 1 / delay_s requests per second whatever the machine: `echo-r1`,
 `echo-r2`, `echo-r3` with a fixed replica count (min = max) and `echo-auto` autoscaled from 1

@@ -40,14 +40,14 @@ async def _until_signal() -> None:
 async def run_gateway(config_path: str, extra: bool = False) -> None:
     import ray
 
-    from control.stack import LocalStack
+    from control.stack import Stack
     from core.config import load_config
 
     config = load_config(config_path)
     if extra:
         ray_config = config.ray.model_copy(update={"address": os.environ["RAY_ADDRESS"]})
         config = config.model_copy(update={"ray": ray_config})
-    stack = LocalStack(
+    stack = Stack(
         config, port=0, metrics_port=0, http_port=0, ray_metrics_port=0, deploy_apps=not extra
     )
     try:

@@ -28,7 +28,7 @@ async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
         import ray  # noqa: F401
     except ImportError:
         return {"skipped": "ray is not installed on this machine"}
-    from control.stack import LocalStack
+    from control.stack import Stack
     from core.config import parse_config
     from load_tests.procs import bench
 
@@ -60,7 +60,7 @@ async def served(device: str, a: argparse.Namespace) -> dict[str, Any]:
     gpus = torch.cuda.device_count() if cuda else 0  # told to Ray, not left to its detection
     cfg = parse_config({"gateway": {"port": 0, "metrics_port": 0},
                         "ray": {"num_cpus": cpus, "num_gpus": gpus}, "models": models})  # fmt: skip
-    stack = LocalStack(cfg, port=0, metrics_port=0, ray_metrics_port=0)
+    stack = Stack(cfg, port=0, metrics_port=0, ray_metrics_port=0)
     conc = {
         "text": 8 if a.quick else 64,
         "image": 8 if a.quick else 64,

@@ -53,14 +53,12 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def started_stack(config: Any, ray_metrics_port: int, ready_s: float) -> Iterator[Any]:
-    """A LocalStack (Ray + every Serve app + gateway) on free ports, started on a loop thread
+    """A Stack (Ray + every Serve app + gateway) on free ports, started on a loop thread
     of its own (`.runner` runs coroutines there) and stopped at the end."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from control.stack import LocalStack
+    from control.stack import Stack
 
-    local = LocalStack(
-        config, port=0, metrics_port=0, http_port=0, ray_metrics_port=ray_metrics_port
-    )
+    local = Stack(config, port=0, metrics_port=0, http_port=0, ray_metrics_port=ray_metrics_port)
     runner = LoopThread()
     local.runner = runner  # type: ignore[attr-defined]
     try:

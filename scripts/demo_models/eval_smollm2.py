@@ -9,7 +9,7 @@ perplexity. Writes ``models/smollm2-eval.json``; ``make eval`` runs it.
    report shows what serving the quantized file as it is changes.
 2. Served: the same questions through the gRPC client (``aigc.Client``), as plain prompts,
    greedy. With ``--address`` the script asks a running stack (``make up``); without it, it
-   starts a ``LocalStack`` serving only this model (Ray + gateway in this process, about
+   starts a ``Stack`` serving only this model (Ray + gateway in this process, about
    40 s on 2 cores), asks, and stops it.
 3. Perplexity: the model scores the first ``--heldout`` quotes of fortune's held-out set
    (``models/fortune/heldout.txt``, Debian ``fortunes``), one quote per row; reported per token
@@ -138,13 +138,13 @@ async def served(
 async def served_own_stack(
     config: AigcConfig, name: str, questions: list[str], max_tokens: int, concurrency: int
 ) -> tuple[list[str], float, float]:
-    from control.stack import LocalStack
+    from control.stack import Stack
 
     only = config.model_copy(update={"models": [config.by_name()[name]]})
     with socket.socket() as s:  # a free port for Ray's metrics exporter
         s.bind(("127.0.0.1", 0))
         ray_metrics_port = s.getsockname()[1]
-    stack = LocalStack(only, port=0, metrics_port=0, ray_metrics_port=ray_metrics_port)
+    stack = Stack(only, port=0, metrics_port=0, ray_metrics_port=ray_metrics_port)
     t0 = time.perf_counter()
     try:
         await stack.start(progress=lambda s: print(f"  stack: {s}", flush=True))
