@@ -15,6 +15,11 @@ relays chunks, and llama.cpp's calls release the GIL, so Python stays off the mo
 Uses llama-cpp-python's C API (`llama_cpp.llama_cpp`), pinned in pyproject.toml; the chat
 template is the GGUF's own (`tokenizer.chat_template`), rendered with jinja2 as transformers
 does. Options: `core.options.LlamaCppTextOptions`.
+
+Why one file of ~410 lines: what a sequence is (text, stops, counters) is the shared sequence
+layer (services/text/sequences.py) and the C API is llamacpp_model.py; what stays here is the
+one scheduler thread's state (sequence ids, KV-cell reservations, the prompt cache, the batch),
+which every step reads and writes together.
 """
 
 from __future__ import annotations
