@@ -30,7 +30,7 @@ from gateway.calls import Call
 from gateway.dataplane import DataPlane
 from gateway.errors import client_failure
 from gateway.openai_api import convert, http, page, protocol
-from gateway.openai_api.models import model_entries
+from gateway.openai_api.models import ModelList, model_entries
 from gateway.openai_api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -122,7 +122,8 @@ class OpenAIApi:
     # ---- models and health ---------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:
         async def work(call: Call, body: None) -> Response:
-            return JSONResponse({"object": "list", "data": model_entries(self.plane, self.created)})
+            listed = ModelList(data=model_entries(self.plane, self.created))
+            return JSONResponse(listed.model_dump())
 
         return await self._handle(request, "/v1/models", None, None, work)
 
@@ -131,8 +132,8 @@ class OpenAIApi:
 
         async def work(call: Call, body: None) -> Response:
             for entry in model_entries(self.plane, self.created):
-                if entry["id"] == model_id:
-                    return JSONResponse(entry)
+                if entry.id == model_id:
+                    return JSONResponse(entry.model_dump())
             raise _not_found(model_id)
 
         return await self._handle(request, "/v1/models/{id}", None, None, work)

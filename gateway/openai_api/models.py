@@ -4,7 +4,9 @@ dashboard needs (state, engine, replicas, limits, labels, voices, image size), a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from core.config import Modality, ModelConfig
 from core.replica import ModelFacts
@@ -12,35 +14,67 @@ from gateway.dataplane import DataPlane
 from gateway.registry import ModelState
 
 
-def model_entries(plane: DataPlane, created: int) -> list[dict[str, Any]]:
+class Replicas(BaseModel):
+    running: int
+    starting: int
+    min: int
+    max: int
+
+
+class ModelEntry(BaseModel):
+    """One entry of /v1/models: OpenAI's fields (id, object, created, owned_by), vLLM's `root`,
+    then ours. labels, voices and image_size appear only where the model has them."""
+
+    model_config = ConfigDict(extra="allow")  # the facts a model has (see _shown_facts)
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "aigc-serve"
+    root: str
+    modality: str
+    ready: bool
+    default: bool
+    # What a playground or dashboard shows; OpenAI clients ignore these.
+    state: str
+    engine: str
+    description: str
+    replicas: Replicas
+    limits: dict[str, int]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+def model_entries(plane: DataPlane, created: int) -> list[ModelEntry]:
     """One entry per served name (each alias too), in config order."""
     out = []
     for view in plane.models():
         m, st = view.config, view.state
+        replicas = Replicas(
+            running=st.running_replicas,
+            starting=st.starting_replicas,
+            min=m.scaling.min_replicas,
+            max=m.scaling.max_replicas,
+        )
         for served in (m.name, *m.aliases):
             out.append(
-                {
-                    "id": served,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "aigc-serve",
-                    "root": m.name,
-                    "modality": m.modality.value,
-                    "ready": st.ready,
-                    "default": view.default,
-                    # What a playground or dashboard shows; OpenAI clients ignore these.
-                    "state": model_state(st),
-                    "engine": m.engine,
-                    "description": m.description,
-                    "replicas": {
-                        "running": st.running_replicas,
-                        "starting": st.starting_replicas,
-                        "min": m.scaling.min_replicas,
-                        "max": m.scaling.max_replicas,
-                    },
-                    "limits": _limits(m),
+                ModelEntry(
+                    id=served,
+                    created=created,
+                    root=m.name,
+                    modality=m.modality.value,
+                    ready=st.ready,
+                    default=view.default,
+                    state=model_state(st),
+                    engine=m.engine,
+                    description=m.description,
+                    replicas=replicas,
+                    limits=_limits(m),
                     **_shown_facts(view.facts),
-                }
+                )
             )
     return out
 
