@@ -127,10 +127,13 @@ demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fashion_gan.py
 	$(PY) scripts/demo_models/train_fashion_vae.py
 
-# Demo-model figures (models/eval-report.json), then smollm2's question set served (its own
-# one-model stack, about 1 GB) and in-process, and held-out perplexity (models/smollm2-eval.json).
+# Demo-model figures (models/eval-report.json); the default model's precision, the Q4_1 file as
+# shipped against the F16 file served (the seed's question, tok/s: models/smollm2-precision.json);
+# then smollm2's question set served (its own one-model stack, about 1 GB) and in-process, and
+# held-out perplexity (models/smollm2-eval.json).
 eval: $(STAMP) assets-transformers
 	$(PY) scripts/demo_models/eval_demo_models.py
+	$(PY) scripts/demo_models/eval_precision.py
 	$(PY) scripts/demo_models/eval_smollm2.py --compare models/smollm2
 
 # Side-by-side benchmarks (serving overhead, batching efficiency) -> bench-results/, BENCHMARKS.md

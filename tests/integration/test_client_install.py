@@ -7,6 +7,7 @@ venv's `aigc` against the test stack.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -31,6 +32,10 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv holding only the wheel and its install requirements (built once per session)."""
     tmp = tmp_path_factory.mktemp("client-install")
     wheels = tmp / "wheels"
+    # setuptools writes aigc_serve.egg-info into the source tree while it builds; left there, it
+    # would shadow the venv's own metadata (entry points) for anything run from the checkout
+    egg_info = ROOT / "aigc_serve.egg-info"
+    had_egg_info = egg_info.exists()
     built = run(
         [
             sys.executable,
@@ -46,6 +51,8 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=tmp,
         timeout=300,
     )
+    if not had_egg_info:
+        shutil.rmtree(egg_info, ignore_errors=True)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = wheels.glob("aigc_serve-*.whl")
     env_dir = tmp / "venv"

@@ -21,8 +21,10 @@ FORTUNE = MODELS / "fortune"
 FACES = MODELS / "faces"
 SMOLLM2 = MODELS / "smollm2"
 SMOLLM2_GGUF = MODELS / "smollm2-gguf"
+SMOLLM2_F16 = MODELS / "smollm2-f16"
 FETCHED = (  # `make assets` and `make assets-transformers`, gitignored
-    FACES, SMOLLM2, SMOLLM2_GGUF, MODELS / "smollm2.partial", MODELS / "smollm2-gguf.partial",
+    FACES, SMOLLM2, SMOLLM2_GGUF, SMOLLM2_F16, MODELS / "smollm2.partial",
+    MODELS / "smollm2-gguf.partial", MODELS / "smollm2-f16.partial",
 )  # fmt: skip
 
 
@@ -178,6 +180,31 @@ def test_smollm2_gguf_records_its_pinned_source() -> None:
     assert record["wheel_sha256"] == fetch_smollm2.WHEEL_SHA256
     assert record["license"].startswith("Apache-2.0")
     assert fetch_smollm2.gguf_up_to_date(SMOLLM2_GGUF)  # the file's hash matches the record
+
+
+def test_the_served_f16_gguf_is_the_shipped_tensors_in_float16() -> None:
+    """models/smollm2-f16 (what `make up` serves) holds the Q4_1 file's tensors, dequantized:
+    same names, shapes and metadata but the file type, each value the Q4_1 value in float16."""
+    import gguf
+    import numpy as np
+
+    fetch_smollm2: Any = _fetch_smollm2()
+    f16_dir = SMOLLM2_F16
+    require_asset(f16_dir / "source.json")  # `make assets` writes it: fail, never skip
+    record = json.loads((f16_dir / "source.json").read_text())
+    assert record["f16_sha256"] == fetch_smollm2.F16_SHA256
+    assert fetch_smollm2.f16_up_to_date(f16_dir, record["gguf_sha256"])
+    q4 = gguf.GGUFReader(SMOLLM2_GGUF / Path(fetch_smollm2.GGUF_MEMBER).name)
+    f16 = gguf.GGUFReader(f16_dir / fetch_smollm2.F16_FILE)
+    assert [t.name for t in q4.tensors] == [t.name for t in f16.tensors]
+    kinds = {t.tensor_type.name for t in f16.tensors}
+    assert kinds == {"F16", "F32"}, kinds
+    assert f16.fields["general.file_type"].contents() == int(gguf.LlamaFileType.MOSTLY_F16)
+    template = "tokenizer.chat_template"
+    assert f16.fields[template].contents() == q4.fields[template].contents()
+    for a, b in list(zip(q4.tensors, f16.tensors, strict=True))[:12]:
+        want = gguf.quants.dequantize(a.data, a.tensor_type).astype(np.float16)
+        assert np.array_equal(np.asarray(b.data), want), a.name
 
 
 def test_smollm2_records_its_pinned_source() -> None:
