@@ -52,18 +52,12 @@ class Admission:
         config: AigcConfig,
         metrics: AdmissionMetrics,
         clock: Clock | None = None,
-        gates: dict[str, CostGate] | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.metrics = metrics
-        self.gates = (
-            gates
-            if gates is not None
-            else {
-                m.name: CostGate.for_model(m, clock=self.clock, observer=metrics)
-                for m in config.models
-            }
-        )
+        self.gates = {
+            m.name: CostGate.for_model(m, clock=self.clock, observer=metrics) for m in config.models
+        }
 
     def set_replicas(self, model: str, n: int) -> None:
         """Live replicas of a model (gateway/serve_status.py, from the Serve controller)."""

@@ -115,14 +115,13 @@ class DataPlane:
         registry: ModelRegistry,
         metrics: GatewayMetrics,
         auth: Authenticator | None = None,
-        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.metrics = metrics
         self.auth = auth if auth is not None else Authenticator(config.gateway.security)
         # the one owner of the models' admission gates
-        self.admission = admission if admission is not None else Admission(config, metrics)
+        self.admission = Admission(config, metrics)
         self.retries = config.gateway.retries
         self.coalescers: dict[str, Coalescer] = {}
         metrics.watch_gates(lambda: self.admission.gates)

@@ -37,6 +37,7 @@ TOKEN_LATENCY_BUCKETS = (
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._http: Any = None  # the /metrics server, while it serves
         r = self.registry
         self.requests = Counter(
             "aigc_requests",
@@ -178,14 +179,12 @@ class GatewayMetrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Starts the /metrics HTTP server (its own thread); returns the bound port (0 picks a
         free one). `close` stops it."""
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        self._http: Any = server
-        return int(server.server_port)
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._http.server_port)
 
     def close(self) -> None:
         """Stops the /metrics HTTP server and frees its port (nothing when none was started)."""
-        server: Any = getattr(self, "_http", None)
-        self._http = None
+        server, self._http = self._http, None
         if server is not None:
             server.shutdown()
             server.server_close()

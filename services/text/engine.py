@@ -5,13 +5,15 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from core.errors import InvalidArgument
 from core.options import TextOptions
 from core.types import Completion, FinishReason, StreamUsage, TextChunk, TextRequest, TextResult
 from services.engine import Engine
 from services.text.sequences import Sequence, Sink, TextCounters
+
+S = TypeVar("S", bound=Sequence)
 
 
 class TextEngine(Engine):
@@ -100,7 +102,7 @@ def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | 
     return out
 
 
-class TokenizingTextEngine(TextEngine):
+class TokenizingTextEngine(TextEngine, Generic[S]):
     """A text engine that tokenizes prompts itself and schedules its own sequences (llamacpp,
     transformers). `validate` renders the chat template, tokenizes and checks the prompt;
     `stream` takes those tokens (`prompt_of`) instead of doing it all again: the replica calls
@@ -128,11 +130,11 @@ class TokenizingTextEngine(TextEngine):
     @abc.abstractmethod
     def _sequence(
         self, request: TextRequest, index: int, prompt: list[int], max_new: int, sink: Sink
-    ) -> Sequence:
+    ) -> S:
         """Completion `index` of the request, as this engine's scheduler keeps it."""
 
     @abc.abstractmethod
-    def _submit(self, seqs: list[Sequence]) -> None:
+    def _submit(self, seqs: list[S]) -> None:
         """Hands sequences to the scheduler (none: only wakes it, to free what was aborted)."""
 
     def validate(self, request: TextRequest) -> None:

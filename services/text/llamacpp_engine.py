@@ -75,7 +75,7 @@ class _Sequence(Sequence):
         return [self, *self.siblings]
 
 
-class LlamaCppTextEngine(TokenizingTextEngine):
+class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
     options: LlamaCppTextOptions
 
     def __init__(self, config: ModelConfig) -> None:
@@ -214,15 +214,14 @@ class LlamaCppTextEngine(TokenizingTextEngine):
         )
         return _Sequence(request, index, prompt, max_new, sampling, sink, PieceDecoder(self._piece))
 
-    def _submit(self, seqs: list[Sequence]) -> None:
+    def _submit(self, seqs: list[_Sequence]) -> None:
         if seqs:  # n > 1: the first completion prefills the prompt the others share
             leader = seqs[0]
-            assert isinstance(leader, _Sequence)
-            leader.siblings = [s for s in seqs[1:] if isinstance(s, _Sequence)]
+            leader.siblings = seqs[1:]
             for s in leader.siblings:
                 s.leader = leader
         with self._cond:
-            self._incoming.extend(s for s in seqs if isinstance(s, _Sequence))
+            self._incoming.extend(seqs)
             self._cond.notify()
 
     @staticmethod

@@ -43,7 +43,7 @@ class _Sequence(Sequence):
     generator: torch.Generator = field(default_factory=torch.Generator)
 
 
-class TransformersTextEngine(TokenizingTextEngine):
+class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
     options: TransformersTextOptions
 
     async def _start(self) -> None:
@@ -143,8 +143,8 @@ class TransformersTextEngine(TokenizingTextEngine):
             generator=torch.Generator().manual_seed(sampling.seed),
         )  # fmt: skip
 
-    def _submit(self, seqs: list[Sequence]) -> None:
-        self._waiting.extend(seqs)  # type: ignore[arg-type]  # our own _sequence made them
+    def _submit(self, seqs: list[_Sequence]) -> None:
+        self._waiting.extend(seqs)
         self._wake.set()
 
     def _publish(self) -> None:
@@ -192,8 +192,8 @@ class TransformersTextEngine(TokenizingTextEngine):
             except Exception as exc:  # a failed step fails its sequences, not the engine
                 for s in [*self._batch.seqs, *newcomers]:
                     if not s.done:
-                        s.sink.put_nowait(exc)
-                        s.done = True
+                        sink, error = s.fail(exc)
+                        sink.put_nowait(error)
                 self._batch = KvBatch[_Sequence]()
                 continue
             self.observer.batch(len(tokens), time.perf_counter() - started)
