@@ -20,12 +20,49 @@ class FinishReason(StrEnum):
     LENGTH = "length"
     STOP = "stop"
     CANCELLED = "cancelled"
+    TOOL_CALLS = "tool_calls"  # the answer is the completion's tool calls
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call of one of the request's tools: in an assistant message of the history, or as a
+    completion made it. `arguments` is JSON text (an object), as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: `parameters` is its arguments' JSON schema, as JSON text
+    (so the request stays hashable and cheap to pickle)."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object"}'
+
+
+class ToolChoice(StrEnum):
+    NONE = "none"  # the tools are not offered
+    AUTO = "auto"  # the model answers or calls tools
+    REQUIRED = "required"  # the model calls at least one tool
+    FUNCTION = "function"  # the model calls `TextRequest.tool_name`
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"  # any JSON object
+    JSON_SCHEMA = "json_schema"  # JSON matching `TextRequest.json_schema`
 
 
 @dataclass(frozen=True)
@@ -44,6 +81,55 @@ class TextRequest:
     deadline: float | None = None  # time.time() by which the client stops waiting
     priority: Priority = Priority.INTERACTIVE
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks, as vLLM's ignore_eos)
+    # Structured output: decoding is constrained to the format (a grammar), never checked after.
+    output_format: OutputFormat = OutputFormat.TEXT
+    json_schema: str | None = None  # JSON text of the schema (output_format JSON_SCHEMA)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = ToolChoice.AUTO
+    tool_name: str | None = None  # tool_choice FUNCTION: the function to call
+    parallel_tool_calls: bool = True
+    # Logprobs: None is off; k >= 0 gives each sampled token's logprob and its k most likely
+    # alternatives, from the model's raw distribution (before temperature, penalties, bias
+    # and grammar, as vLLM's default `raw_logprobs`).
+    logprobs: int | None = None
+    echo: bool = False  # completions: the prompt comes first in the text (as OpenAI's echo)
+    # Penalties over the tokens generated so far (OpenAI's definitions), vLLM's
+    # repetition_penalty over prompt and generated tokens, and a bias per token id.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def shapes_logits(self) -> bool:
+        """Whether sampling needs more than temperature, top-k and top-p."""
+        return bool(
+            self.presence_penalty
+            or self.frequency_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
+        )
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token (or an alternative to it): its text, UTF-8 bytes and logprob."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[TokenLogprob, ...] = ()  # the most likely tokens at its position, best first
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a completion's tool call `index`: its first piece has the id and name, then
+    pieces of the arguments' JSON text follow (as OpenAI streams them)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass
@@ -55,6 +141,8 @@ class TextChunk:
     token_count: int = 0  # tokens this delta represents
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0  # set on the final chunk of each completion
+    logprobs: list[TokenLogprob] | None = None  # the tokens of this delta (request.logprobs)
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 @dataclass
@@ -89,6 +177,8 @@ class Completion:
     text: str
     finish_reason: FinishReason
     completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass
