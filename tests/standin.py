@@ -31,6 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
 from gateway.registry import ModelRegistry
 from gateway.server import http_server
+from services.text.engine import collect
 from tests.conftest import LoopThread
 
 
@@ -121,12 +122,12 @@ class _EchoReplica:
 class EchoTextReplica(_EchoReplica):
     async def generate(self, request: TextRequest) -> TextResult:
         self.engine.validate(request)
-        result: TextResult = await self.engine.generate(request)
+        result: TextResult = await collect(request, self.engine.respond(request))
         return result
 
     async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         self.engine.validate(request)
-        async for chunk in self.engine.stream(request):
+        async for chunk in self.engine.respond(request):
             yield chunk
 
 

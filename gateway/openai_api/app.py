@@ -185,9 +185,10 @@ class OpenAIApi:
             requests = convert.completion_requests(body, model, call.request_id, call.deadline)
         served = body.model or model.name
         rid = ("chatcmpl-" if chat else "cmpl-") + call.request_id
+        echo = [r.prompt or "" for r in requests] if not chat and body.echo else None
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
-            writer = protocol.ChunkWriter(rid, served, chat=chat, include_usage=include)
+            writer = protocol.ChunkWriter(rid, served, chat=chat, include_usage=include, echo=echo)
             stream = self.plane.stream_texts(call, model, requests)  # admitted as one request
             first = await anext(stream)  # errors before the first token are HTTP errors
             events = writer.events(
@@ -200,7 +201,7 @@ class OpenAIApi:
             return StreamingResponse(events, media_type="text/event-stream")
         results = await self.plane.generate_texts(call, model, requests)
         return JSONResponse(
-            protocol.completion_response(results, rid, served, chat=chat).model_dump()
+            protocol.completion_response(results, rid, served, chat=chat, echo=echo).model_dump()
         )
 
     # ---- images --------------------------------------------------------------------------

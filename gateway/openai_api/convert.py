@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from core.config import ModelConfig
 from core.errors import InvalidArgument
@@ -13,8 +15,12 @@ from core.types import (
     ChatMessage,
     ImageFormat,
     ImageRequest,
+    OutputFormat,
     Priority,
     TextRequest,
+    Tool,
+    ToolCall,
+    ToolChoice,
 )
 from gateway import validate
 from gateway.openai_api.schemas import (
@@ -44,6 +50,8 @@ def _text_request(
     messages: tuple[ChatMessage, ...] = (),
     max_tokens: int | None,
     messages_field: str = "messages",
+    structure: dict[str, Any] | None = None,
+    fields: dict[str, str] | None = None,
 ) -> TextRequest:
     body.refuse_unsupported()
     request = TextRequest(
@@ -61,8 +69,13 @@ def _text_request(
         deadline=deadline,
         priority=priority(body.service_tier),
         ignore_eos=body.ignore_eos,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
+        logit_bias=body.bias,
+        **(structure or {}),
     )
-    validate.text(request, model, messages_field=messages_field)
+    validate.text(request, model, messages_field=messages_field, fields=fields)
     return request
 
 
@@ -75,6 +88,7 @@ def completion_requests(
         _text_request(
             body, model, request_id if len(prompts) == 1 else f"{request_id}-{i}", deadline,
             prompt=p, max_tokens=body.max_tokens,
+            structure={"logprobs": body.logprobs, "echo": body.echo},
         )
         for i, p in enumerate(prompts)
     ]  # fmt: skip
@@ -97,15 +111,65 @@ def _content(message: Message, i: int) -> str:
     return "".join(texts)
 
 
+def _message(m: Message, i: int) -> ChatMessage:
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
+    if m.role == "tool" and not m.tool_call_id:
+        raise InvalidArgument(
+            f"messages[{i}].tool_call_id is required for a tool message",
+            field=f"messages[{i}].tool_call_id",
+        )
+    return ChatMessage(ROLES.get(m.role, m.role), _content(m, i), calls, m.tool_call_id, m.name)
+
+
+def _json_text(value: dict[str, Any] | None, default: str) -> str:
+    return default if value is None else json.dumps(value)
+
+
+def structure(body: ChatCompletionRequest) -> dict[str, Any]:
+    """The chat request's structured output, tools and logprobs, as TextRequest fields."""
+    out: dict[str, Any] = {}
+    fmt = body.response_format
+    if fmt is not None and fmt.type == "json_object":
+        out["output_format"] = OutputFormat.JSON_OBJECT
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise InvalidArgument(
+                "response_format.json_schema.schema is required for type json_schema",
+                field="response_format.json_schema.schema",
+            )
+        out["output_format"] = OutputFormat.JSON_SCHEMA
+        out["json_schema"] = json.dumps(fmt.json_schema.schema_)
+    tools = []
+    for i, tool in enumerate(body.tools or ()):
+        if not tool.function.name:
+            raise InvalidArgument(
+                f"tools[{i}].function.name is required", field=f"tools[{i}].function.name"
+            )
+        parameters = _json_text(tool.function.parameters, '{"type": "object"}')
+        tools.append(Tool(tool.function.name, tool.function.description, parameters))
+    out["tools"] = tuple(tools)
+    choice = body.tool_choice
+    if isinstance(choice, str):
+        out["tool_choice"] = ToolChoice(choice)
+    elif choice is not None:
+        out["tool_choice"] = ToolChoice.FUNCTION
+        out["tool_name"] = choice.function.name
+    elif not tools:
+        out["tool_choice"] = ToolChoice.NONE
+    out["parallel_tool_calls"] = body.parallel_tool_calls
+    if body.logprobs:
+        out["logprobs"] = body.top_logprobs or 0
+    return out
+
+
 def chat_request(
     body: ChatCompletionRequest, model: ModelConfig, request_id: str, deadline: float | None
 ) -> TextRequest:
-    messages = tuple(
-        ChatMessage(ROLES.get(m.role, m.role), _content(m, i)) for i, m in enumerate(body.messages)
-    )
+    messages = tuple(_message(m, i) for i, m in enumerate(body.messages))
     return _text_request(
-        body, model, request_id, deadline, messages=messages, max_tokens=body.limit
-    )
+        body, model, request_id, deadline, messages=messages, max_tokens=body.limit,
+        structure=structure(body), fields={"logprobs": "top_logprobs"},
+    )  # fmt: skip
 
 
 # ---- images ----------------------------------------------------------------------------

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_serializer
 
 from core.errors import Failure
-from core.types import FinishReason, TextChunk, TextResult
+from core.types import (
+    FinishReason,
+    TextChunk,
+    TextResult,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+)
 from gateway.dataplane import TextStream
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -25,7 +32,115 @@ SSE_DONE = b"data: [DONE]\n\n"
 def finish_reason(reason: FinishReason | None) -> str | None:
     if reason is None:
         return None
+    if reason == FinishReason.TOOL_CALLS:
+        return "tool_calls"
     return "length" if reason == FinishReason.LENGTH else "stop"
+
+
+class _LeaveOutNone(BaseModel):
+    """Fields that are None are left out (OpenAI leaves them out rather than sending null)."""
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+# ---- logprobs ------------------------------------------------------------------------------
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    """A chat choice's logprobs: one entry per token of its content."""
+
+    content: list[ChatTokenLogprob] | None
+    refusal: None = None
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob] | None) -> ChoiceLogprobs | None:
+        if entries is None:
+            return None
+        return cls(
+            content=[
+                ChatTokenLogprob(
+                    token=e.token,
+                    logprob=e.logprob,
+                    bytes=list(e.bytes),
+                    top_logprobs=[
+                        TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes))
+                        for t in e.top
+                    ],
+                )
+                for e in entries
+            ]
+        )
+
+
+class CompletionLogprobs(BaseModel):
+    """A completion choice's logprobs, in the legacy completions shape."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob] | None, offset: int = 0) -> CompletionLogprobs | None:
+        if entries is None:
+            return None
+        offsets = []
+        for e in entries:
+            offsets.append(offset)
+            offset += len(e.token)
+        return cls(
+            tokens=[e.token for e in entries],
+            token_logprobs=[e.logprob for e in entries],
+            top_logprobs=[{t.token: t.logprob for t in e.top} for e in entries],
+            text_offset=offsets,
+        )
+
+
+# ---- tool calls ----------------------------------------------------------------------------
+class FunctionOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionOut
+
+    @classmethod
+    def of(cls, call: ToolCall) -> ToolCallOut:
+        return cls(id=call.id, function=FunctionOut(name=call.name, arguments=call.arguments))
+
+
+class FunctionDelta(_LeaveOutNone):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDeltaOut(_LeaveOutNone):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta
+
+    @classmethod
+    def of(cls, d: ToolCallDelta) -> ToolCallDeltaOut:
+        return cls(
+            index=d.index,
+            id=d.id,
+            type="function" if d.id else None,
+            function=FunctionDelta(name=d.name, arguments=d.arguments),
+        )
 
 
 def now() -> int:
@@ -51,19 +166,28 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _no_calls_left_out(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("tool_calls") is None:
+            out.pop("tool_calls", None)
+        return out
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class Completion(BaseModel):
@@ -85,15 +209,21 @@ class ChatCompletion(BaseModel):
 
 
 def completion_response(
-    results: list[TextResult], request_id: str, model: str, *, chat: bool
+    results: list[TextResult],
+    request_id: str,
+    model: str,
+    *,
+    chat: bool,
+    echo: list[str] | None = None,
 ) -> Completion | ChatCompletion:
     """The response to a (chat) completion whose parts (prompts) gave `results`: choices
-    numbered prompt-major, usage summed over the parts."""
+    numbered prompt-major, usage summed over the parts. `echo`: each part's prompt, which
+    comes first in its choices' text (completions' echo)."""
     usage = Usage.of(
         sum(r.prompt_tokens for r in results), sum(r.completion_tokens for r in results)
     )
     numbered = [
-        (k * len(result.completions) + c.index, c)
+        (k, k * len(result.completions) + c.index, c)
         for k, result in enumerate(results)
         for c in result.completions
     ]
@@ -105,38 +235,45 @@ def completion_response(
             choices=[
                 ChatChoice(
                     index=i,
-                    message=AssistantMessage(content=c.text),
+                    message=AssistantMessage(
+                        content=None if c.tool_calls and not c.text else c.text,
+                        tool_calls=[ToolCallOut.of(t) for t in c.tool_calls] or None,
+                    ),
                     finish_reason=finish_reason(c.finish_reason),
+                    logprobs=ChoiceLogprobs.of(c.logprobs),
                 )
-                for i, c in numbered
+                for _, i, c in numbered
             ],
         )
+    prefix = echo or [""] * len(results)
     return Completion(
         id=request_id,
         model=model,
         usage=usage,
         choices=[
-            CompletionChoice(index=i, text=c.text, finish_reason=finish_reason(c.finish_reason))
-            for i, c in numbered
+            CompletionChoice(
+                index=i,
+                text=prefix[k] + c.text,
+                finish_reason=finish_reason(c.finish_reason),
+                logprobs=CompletionLogprobs.of(c.logprobs, len(prefix[k])),
+            )
+            for k, i, c in numbered
         ],
     )
 
 
 # ---- streamed ------------------------------------------------------------------------------
-class ChatDelta(BaseModel):
+class ChatDelta(_LeaveOutNone):
     role: Literal["assistant"] | None = None
     content: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _unset_left_out(self, handler: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
+    tool_calls: list[ToolCallDeltaOut] | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -172,7 +309,17 @@ class ChunkWriter:
     first event names the role, its finish reason comes once in an event with an empty delta;
     with `include_usage` every event carries `usage: null` and a last event the usage."""
 
-    def __init__(self, request_id: str, model: str, *, chat: bool, include_usage: bool) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        model: str,
+        *,
+        chat: bool,
+        include_usage: bool,
+        echo: list[str] | None = None,
+    ) -> None:
+        self.echo = echo  # completions' echo: each part's prompt, sent first
+        self.offsets: dict[int, int] = {}  # completions' logprobs: text sent per choice
         self.request_id = request_id
         self.model = model
         self.chat = chat
@@ -181,18 +328,32 @@ class ChunkWriter:
         self.started: set[int] = set()
         self._exclude = None if include_usage else {"usage"}
 
-    def delta(self, index: int, text: str, reason: FinishReason | None) -> list[bytes]:
-        """The events for one delta of choice `index`."""
-        finish = finish_reason(reason)
+    def delta(self, index: int, chunk: TextChunk, part: int = 0) -> list[bytes]:
+        """The events for one delta of choice `index` (of prompt `part`)."""
+        text, finish = chunk.delta, finish_reason(chunk.finish_reason)
         if not self.chat:
-            choice = CompletionChoice(index=index, text=text, finish_reason=finish)
+            if self.echo is not None and index not in self.started:
+                self.started.add(index)
+                text = self.echo[part] + text
+            offset = self.offsets.get(index, 0)
+            self.offsets[index] = offset + len(text)
+            choice = CompletionChoice(
+                index=index,
+                text=text,
+                finish_reason=finish,
+                logprobs=CompletionLogprobs.of(chunk.logprobs, offset),
+            )
             return [self._event(CompletionChunk, [choice])]
         events = []
         if index not in self.started:
             self.started.add(index)
             events.append(self._chat(index, ChatDelta(role="assistant", content=""), None))
-        if text:
-            events.append(self._chat(index, ChatDelta(content=text), None))
+        logprobs = ChoiceLogprobs.of(chunk.logprobs) if chunk.logprobs else None
+        if text or logprobs is not None:
+            events.append(self._chat(index, ChatDelta(content=text), None, logprobs))
+        if chunk.tool_calls:
+            calls = [ToolCallDeltaOut.of(d) for d in chunk.tool_calls]
+            events.append(self._chat(index, ChatDelta(tool_calls=calls), None))
         if finish is not None:
             events.append(self._chat(index, ChatDelta(), finish))
         return events
@@ -209,8 +370,14 @@ class ChunkWriter:
             )
         )
 
-    def _chat(self, index: int, delta: ChatDelta, finish: str | None) -> bytes:
-        choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
+    def _chat(
+        self,
+        index: int,
+        delta: ChatDelta,
+        finish: str | None,
+        logprobs: ChoiceLogprobs | None = None,
+    ) -> bytes:
+        choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
         return self._event(ChatCompletionChunk, [choice])
 
     def _event(
@@ -235,7 +402,7 @@ class ChunkWriter:
             while item is not None:
                 k, chunk = item
                 index = k * per_part + chunk.index
-                for event in self.delta(index, chunk.delta, chunk.finish_reason):
+                for event in self.delta(index, chunk, k):
                     yield event
                 item = await anext(stream, None)
             if self.include_usage:

@@ -34,24 +34,33 @@ class _Sampling(_Body):
     stream_options: StreamOptions | None = None
     user: str | None = None
     service_tier: Literal["auto", "default", "flex", "priority"] | None = None
-    logit_bias: dict[str, Any] | None = None
+    logit_bias: dict[str, int | float] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     # Extensions that vLLM's and llama-server's OpenAI servers accept (`extra_body` in the
-    # openai client): top-k sampling, and generating exactly max_tokens (benchmarks).
+    # openai client): top-k sampling, generating exactly max_tokens (benchmarks), and the
+    # repetition penalty (vLLM's rule: over the prompt and the tokens so far, 1 is off).
     top_k: int | None = None
     ignore_eos: bool = False
+    repetition_penalty: float | None = None
 
     def refuse_unsupported(self) -> None:
-        if self.logit_bias:
-            unsupported("logit_bias")
-        for name in ("presence_penalty", "frequency_penalty"):
-            if getattr(self, name):
-                unsupported(name, "only 0 is supported")
         if self.stream_options is not None and not self.stream:
             raise InvalidArgument(
                 "stream_options is only allowed with stream: true", field="stream_options"
             )
+
+    @property
+    def bias(self) -> tuple[tuple[int, float], ...]:
+        """logit_bias as (token id, bias); a key that is not a token id is a 400."""
+        out = []
+        for key, value in (self.logit_bias or {}).items():
+            if not key.strip().isdigit():
+                raise InvalidArgument(
+                    f"logit_bias keys are token ids; {key!r} is not one", field="logit_bias"
+                )
+            out.append((int(key), float(value)))
+        return tuple(out)
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -70,10 +79,10 @@ class CompletionRequest(_Sampling):
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.logprobs is not None:
-            unsupported("logprobs")
-        if self.echo:
-            unsupported("echo")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 5:
+            raise InvalidArgument(
+                f"logprobs must be in [0, 5], got {self.logprobs}", field="logprobs"
+            )
         if self.suffix:
             unsupported("suffix")
         if self.best_of is not None and self.best_of != self.n:
@@ -96,10 +105,56 @@ class ContentPart(_Body):
     text: str | None = None
 
 
+class FunctionCall(_Body):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallBody(_Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(_Body):
     role: str
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallBody] | None = None  # an assistant's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
+
+
+class FunctionBody(_Body):
+    name: str | None = None
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolBody(_Body):
+    type: Literal["function"] = "function"
+    function: FunctionBody
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedTool(_Body):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JsonSchemaBody(_Body):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaBody | None = None
 
 
 class ChatCompletionRequest(_Sampling):
@@ -108,22 +163,20 @@ class ChatCompletionRequest(_Sampling):
     max_tokens: int | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
-    tools: list[Any] | None = None
+    tools: list[ToolBody] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedTool | None = None
+    parallel_tool_calls: bool = True
     functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    function_call: Any = None
+    response_format: ResponseFormat | None = None
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.logprobs:
-            unsupported("logprobs")
-        if self.top_logprobs is not None:
-            unsupported("top_logprobs")
-        if self.tools:
-            unsupported("tools")
-        if self.functions:
-            unsupported("functions")
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            unsupported("response_format", "only type 'text' is supported")
+        for name in ("functions", "function_call"):
+            if getattr(self, name):
+                unsupported(name, "it is deprecated; send tools and tool_choice instead")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidArgument("top_logprobs needs logprobs: true", field="top_logprobs")
 
     @property
     def limit(self) -> int | None:

@@ -8,7 +8,7 @@ from ray import serve
 
 from core.types import TextChunk, TextRequest, TextResult
 from services.replica import ReplicaBase
-from services.text.engine import TextEngine
+from services.text.engine import TextEngine, collect
 
 
 @serve.deployment
@@ -17,9 +17,9 @@ class TextDeployment(ReplicaBase):
 
     async def generate(self, request: TextRequest) -> TextResult:
         self.admit(request)
-        return await self.engine.generate(request)
+        return await collect(request, self.engine.respond(request))
 
     async def generate_stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         self.admit(request)
-        async for chunk in self.engine.stream(request):
+        async for chunk in self.engine.respond(request):
             yield chunk

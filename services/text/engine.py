@@ -9,15 +9,31 @@ from typing import Any, Generic, TypeVar
 
 from core.errors import InvalidArgument
 from core.options import TextOptions
-from core.types import Completion, FinishReason, StreamUsage, TextChunk, TextRequest, TextResult
+from core.types import (
+    Completion,
+    FinishReason,
+    OutputFormat,
+    StreamUsage,
+    TextChunk,
+    TextRequest,
+    TextResult,
+    TokenLogprob,
+    ToolCall,
+)
 from services.engine import Engine
+from services.text.constraints import Grammars, Shaper, check_logit_bias, offers_tools
 from services.text.sequences import Sequence, Sink, TextCounters
+from services.text.tools import tool_messages, with_tool_calls
 
 S = TypeVar("S", bound=Sequence)
 
 
 class TextEngine(Engine):
     options: TextOptions
+
+    def validate(self, request: TextRequest) -> None:
+        """An engine with no sampler of its own (echo) refuses what it cannot honour."""
+        refuse_structure(request, self.config.engine)
 
     @abc.abstractmethod
     def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
@@ -29,21 +45,73 @@ class TextEngine(Engine):
 
     async def generate(self, request: TextRequest) -> TextResult:
         """Unary generation: the stream, collected."""
-        texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
-        tokens = dict.fromkeys(range(request.n), 0)
-        reasons: dict[int, FinishReason] = {}
-        usage = StreamUsage(completions=request.n)
-        async for chunk in self.stream(request):
-            texts[chunk.index].append(chunk.delta)
-            tokens[chunk.index] += chunk.token_count
-            usage.add(chunk)
-            if chunk.finish_reason is not None:
-                reasons[chunk.index] = chunk.finish_reason
-        completions = [
-            Completion(i, "".join(texts[i]), reasons.get(i, FinishReason.CANCELLED), tokens[i])
-            for i in range(request.n)
-        ]
-        return TextResult(request.request_id, request.model, completions, usage.prompt_tokens)
+        return await collect(request, self.stream(request))
+
+    def respond(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+        """The stream a client gets: with tools offered, the generic tool format's JSON
+        becomes tool-call deltas and content (services/text/tools.py)."""
+        stream = self.stream(request)
+        return with_tool_calls(request, stream) if offers_tools(request) else stream
+
+
+def refuse_echo_logprobs(request: TextRequest, engine: str) -> None:
+    if request.echo and request.logprobs is not None:
+        raise InvalidArgument(
+            f"echo with logprobs (the prompt's logprobs) is not supported by the {engine} "
+            f"engine; ask for one of them",
+            field="echo",
+        )
+
+
+def refuse_structure(request: TextRequest, engine: str) -> None:
+    asked = {
+        "response_format": request.output_format != OutputFormat.TEXT,
+        "tools": offers_tools(request),
+        "logprobs": request.logprobs is not None,
+        "logit_bias": bool(request.logit_bias),
+        "presence_penalty": bool(request.presence_penalty),
+        "frequency_penalty": bool(request.frequency_penalty),
+        "repetition_penalty": request.repetition_penalty != 1.0,
+    }
+    for field, on in asked.items():
+        if on:
+            raise InvalidArgument(f"{field} is not supported by the {engine} engine", field=field)
+
+
+async def collect(request: TextRequest, chunks: AsyncIterator[TextChunk]) -> TextResult:
+    """A stream's chunks as one result per completion (text, tokens, finish reason, logprobs,
+    tool calls)."""
+    texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
+    tokens = dict.fromkeys(range(request.n), 0)
+    reasons: dict[int, FinishReason] = {}
+    logprobs: dict[int, list[TokenLogprob]] = {i: [] for i in range(request.n)}
+    calls: dict[int, dict[int, list[str]]] = {i: {} for i in range(request.n)}  # id, name, args
+    usage = StreamUsage(completions=request.n)
+    async for chunk in chunks:
+        i = chunk.index
+        texts[i].append(chunk.delta)
+        tokens[i] += chunk.token_count
+        usage.add(chunk)
+        logprobs[i].extend(chunk.logprobs or ())
+        for d in chunk.tool_calls or ():
+            call = calls[i].setdefault(d.index, ["", "", ""])
+            call[0] = d.id or call[0]
+            call[1] = d.name or call[1]
+            call[2] += d.arguments
+        if chunk.finish_reason is not None:
+            reasons[i] = chunk.finish_reason
+    completions = [
+        Completion(
+            i,
+            "".join(texts[i]),
+            reasons.get(i, FinishReason.CANCELLED),
+            tokens[i],
+            logprobs[i] if request.logprobs is not None else None,
+            [ToolCall(*calls[i][k]) for k in sorted(calls[i])],
+        )
+        for i in range(request.n)
+    ]
+    return TextResult(request.request_id, request.model, completions, usage.prompt_tokens)
 
 
 def prompt_text(request: TextRequest, tokenizer: Any, prompt_format: str, model: str) -> str | None:
@@ -51,7 +119,7 @@ def prompt_text(request: TextRequest, tokenizer: Any, prompt_format: str, model:
     `prompt_format: chat`) its plain prompt as one user message. None: a plain prompt that
     goes to the model as sent."""
     if request.messages:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = tool_messages(request)
     elif prompt_format == "chat":
         messages = [{"role": "user", "content": request.prompt or ""}]
     else:
@@ -113,6 +181,8 @@ class TokenizingTextEngine(TextEngine, Generic[S]):
 
     _held: tuple[TextRequest, list[int]] | None = None
     max_context: int
+    vocab_size: int  # rows of the model's logits
+    grammars: Grammars  # this model's compiled constraints
     counters: TextCounters
     # What the scheduler last published about its own state (running, waiting, KV cells):
     # replaced whole, never walked from another thread.
@@ -137,8 +207,22 @@ class TokenizingTextEngine(TextEngine, Generic[S]):
     def _submit(self, seqs: list[S]) -> None:
         """Hands sequences to the scheduler (none: only wakes it, to free what was aborted)."""
 
+    @abc.abstractmethod
+    def _piece(self, token: int) -> bytes:
+        """A token's bytes, as logprobs show it."""
+
     def validate(self, request: TextRequest) -> None:
+        check_logit_bias(request, self.vocab_size)
+        refuse_echo_logprobs(request, self.config.engine)
+        self.grammars.check(request)  # compiled once per schema, a 400 if it cannot be
         self._held = (request, self._prompt_ids(request))
+
+    def _shaper(self, request: TextRequest, prompt: list[int]) -> Shaper | None:
+        """The sequence's logit processing, if the request asks for any."""
+        matcher = self.grammars.matcher(request)
+        if not Shaper.needed(request, matcher):
+            return None
+        return Shaper(request, prompt, matcher, self._piece)
 
     def prompt_of(self, request: TextRequest) -> list[int]:
         """The tokens `validate` checked for this request, else (a direct caller) new ones."""

@@ -25,6 +25,7 @@ which every step reads and writes together.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 import time
 from collections import deque
@@ -32,10 +33,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from core.config import ModelConfig
 from core.options import LlamaCppTextOptions
 from core.replica import ModelFacts
 from core.types import TextChunk, TextRequest
+from services.text.constraints import Grammars
 from services.text.engine import (
     TokenizingTextEngine,
     check_prompt_format,
@@ -141,6 +146,8 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
         self.add_bos = llama.add_bos
         self.tokenizer = llama.chat_template
         check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
+        self.vocab_size = llama.n_vocab
+        self.grammars = Grammars(llama.grammar_tokenizer())
 
     def facts(self) -> ModelFacts:
         return replace(
@@ -192,8 +199,11 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
         return self.llama.tokenize(text, add_special)
 
-    def _piece(self, token: int, special: bool = False) -> bytes:
-        return self.llama.piece(token, special)
+    def _text_piece(self, token: int) -> bytes:
+        return self.llama.piece(token, False)
+
+    def _piece(self, token: int) -> bytes:
+        return self.llama.piece(token, True)
 
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         templated = prompt_text(
@@ -212,7 +222,10 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
         sampling = Sampling.of(
             request, index, temperature=self.options.temperature, top_p=1.0, top_k=0
         )
-        return _Sequence(request, index, prompt, max_new, sampling, sink, PieceDecoder(self._piece))
+        return _Sequence(
+            request, index, prompt, max_new, sampling, sink, PieceDecoder(self._text_piece),
+            shaper=self._shaper(request, prompt),
+        )  # fmt: skip
 
     def _submit(self, seqs: list[_Sequence]) -> None:
         if seqs:  # n > 1: the first completion prefills the prompt the others share
@@ -281,8 +294,22 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
             self._sample(s, row, out)
 
     def _sample(self, s: _Sequence, row: int, out: Delivery) -> None:
-        token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
+        if s.shaper is None:
+            token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
+        else:  # the sampler chain reads the logits the shaper processed in place
+            logits = self._logits(row)
+            raw = logits.clone()  # siblings (n > 1) sample from the same row
+            s.shaper.shape(logits)
+            token = int(self._ll.llama_sampler_sample(s.sampler, self._ctx, row))
+            logits.copy_(raw)
+            s.shaper.chose(token)
         self._accept(s, token, out)
+
+    def _logits(self, row: int) -> torch.Tensor:
+        """Row `row` of the last decode's logits, as a tensor over llama.cpp's own buffer."""
+        pointer = self._ll.llama_get_logits_ith(self._ctx, row)
+        buffer = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * self.vocab_size))
+        return torch.from_numpy(np.ctypeslib.as_array(buffer.contents))
 
     def _admit(self) -> None:
         """Starts waiting requests (all n completions together), in order, while sequence ids

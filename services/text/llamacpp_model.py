@@ -69,6 +69,7 @@ class LlamaModel:
         self.description = desc.value.decode(errors="replace")
         self.trained_context = int(ll.llama_model_n_ctx_train(self.model))
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
         template = ll.llama_model_chat_template(self.model, None)
         self.chat_template = GgufChatTemplate(
@@ -76,6 +77,15 @@ class LlamaModel:
             bos=self.piece(ll.llama_vocab_bos(self.vocab), special=True).decode(errors="ignore"),
             eos=self.piece(ll.llama_vocab_eos(self.vocab), special=True).decode(errors="ignore"),
         )
+
+    def grammar_tokenizer(self) -> Any:
+        """The vocabulary as llguidance's grammars see it (built once: ~0.25 s for 49k
+        tokens); every end-of-generation token ends a constrained answer."""
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        ll = self.ll
+        eog = [t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t)]
+        return lltokenizer_from_vocab(self.vocab, eos_token=eog or None)
 
     def open_context(
         self, cells: int, batch_tokens: int, sequences: int, threads: int, flash: str

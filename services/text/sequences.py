@@ -20,11 +20,14 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.errors import DeadlineExceeded
 from core.types import FinishReason, TextChunk, TextRequest
 from services.engine import past
+
+if TYPE_CHECKING:
+    from services.text.constraints import Shaper
 
 Sink = asyncio.Queue[TextChunk | BaseException]
 
@@ -136,6 +139,7 @@ class Sequence:
     unreported: int = 0  # tokens not yet counted in a chunk
     last_token: int = -1  # the last sampled token that is part of the text
     done: bool = False
+    shaper: Shaper | None = None  # grammar, penalties, bias, logprobs (None: none asked)
 
     def accept(self, token: int, end_of_generation: bool) -> TextChunk | None:
         """Adds one sampled token; returns the chunk that is now certain (None: nothing yet).
@@ -148,6 +152,12 @@ class Sequence:
             finish, text_token = FinishReason.STOP, None
         else:
             self.last_token = token
+        shaper = self.shaper
+        if shaper is not None:
+            if shaper.error is not None:
+                raise RuntimeError(f"structured output: {shaper.error}")
+            if finish is None and shaper.finished:  # the grammar allows nothing more
+                finish = FinishReason.STOP
         if finish is None and self.sampled >= self.max_new_tokens:
             finish = FinishReason.LENGTH
         text = self.decoder.add(text_token, final=finish is not None)
@@ -158,6 +168,8 @@ class Sequence:
         if chunk is None:
             return None
         self.unreported = 0
+        if shaper is not None and self.request.logprobs is not None:
+            chunk.logprobs = shaper.take_logprobs(drop_last=text_token is None)
         self.done = chunk.finish_reason is not None
         return chunk
 

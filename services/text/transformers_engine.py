@@ -24,6 +24,7 @@ from core.options import TransformersTextOptions
 from core.replica import ModelFacts
 from core.types import TextRequest
 from services.engine import resolve_dtype
+from services.text.constraints import Grammars
 from services.text.detokenize import Detokenizer
 from services.text.engine import (
     TokenizingTextEngine,
@@ -88,7 +89,21 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
         self.can_join = bool(layers) and all(
             type(layer).__name__ == "DynamicLayer" for layer in layers
         )
+        self.vocab_size = int(probe.logits.shape[-1])
+        self.grammars = Grammars(self._grammar_tokenizer())
         return model
+
+    def _grammar_tokenizer(self) -> Any:
+        """The vocabulary as llguidance's grammars see it; every end-of-sequence id ends a
+        constrained answer."""
+        from llguidance.hf import from_tokenizer
+
+        return from_tokenizer(
+            self.tokenizer,  # type: ignore[arg-type]  # a fast (tokenizers) one, as SmolLM2's n_vocab=self.vocab_size, eos_token=sorted(self.eos_ids) or None
+        )
+
+    def _piece(self, token: int) -> bytes:
+        return str(self.tokenizer.decode([token])).encode()
 
     @staticmethod
     def _cache_of(output: Any) -> Any:
@@ -141,6 +156,7 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
         return _Sequence(
             request, index, prompt, max_new, sampling, sink, Detokenizer(self.tokenizer),
             generator=torch.Generator().manual_seed(sampling.seed),
+            shaper=self._shaper(request, prompt),
         )  # fmt: skip
 
     def _submit(self, seqs: list[_Sequence]) -> None:

@@ -39,9 +39,15 @@ from typing import Any
 from core.config import ModelConfig
 from core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from core.options import VllmTextOptions
-from core.types import FinishReason, TextChunk, TextRequest
+from core.types import FinishReason, TextChunk, TextRequest, TokenLogprob
 from services.engine import check_deadline
-from services.text.engine import TextEngine, check_prompt_format, prompt_text
+from services.text.constraints import check_logit_bias, check_schema, output_schema
+from services.text.engine import (
+    TextEngine,
+    check_prompt_format,
+    prompt_text,
+    refuse_echo_logprobs,
+)
 from services.text.sequences import TextCounters
 
 _FINISH = {
@@ -63,6 +69,10 @@ BRIDGED_METRICS = {
 }
 # vLLM seeds child i of an n > 1 request with seed + i: keep that inside a signed 64-bit int.
 _SEED_RANGE = 2**63 - 64
+
+
+def _token(decoded: str | None) -> str:
+    return decoded or ""
 
 
 def _error_kind(exc: BaseException) -> str | None:
@@ -109,7 +119,12 @@ class VllmTextEngine(TextEngine):
         tokenizer = self.engine.get_tokenizer()  # plain in vLLM 0.32; a coroutine in 0.6-0.9
         self.tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         check_prompt_format(self.tokenizer, self.options.prompt_format, self.config.name)
-        device_config = getattr(getattr(self.engine, "vllm_config", None), "device_config", None)
+        vllm_config = getattr(self.engine, "vllm_config", None)
+        model_config = getattr(vllm_config, "model_config", None)
+        self.vocab_size = (
+            int(model_config.get_vocab_size()) if model_config is not None else len(self.tokenizer)
+        )
+        device_config = getattr(vllm_config, "device_config", None)
         self.device = str(getattr(device_config, "device_type", None) or "cuda")
 
     async def stop(self) -> None:
@@ -142,6 +157,14 @@ class VllmTextEngine(TextEngine):
                     out[stat] = out.get(stat, 0.0) + float(sample.value)
         return out
 
+    def validate(self, request: TextRequest) -> None:
+        """What vLLM would refuse with a message that names no field: a token id out of the
+        vocabulary, a schema its grammar backend cannot compile (checked by llguidance, the
+        library of vLLM's `guidance` backend, without the vocabulary)."""
+        check_logit_bias(request, self.vocab_size)
+        check_schema(request)
+        refuse_echo_logprobs(request, self.config.engine)
+
     def _prompt(self, request: TextRequest) -> str:
         templated = prompt_text(
             request, self.tokenizer, self.options.prompt_format, self.config.name
@@ -165,7 +188,50 @@ class VllmTextEngine(TextEngine):
             kwargs["top_k"] = request.top_k if request.top_k > 0 else -1  # vLLM: -1 = off
         if request.seed is not None:
             kwargs["seed"] = request.seed % _SEED_RANGE
+        if request.logprobs is not None:
+            kwargs["logprobs"] = request.logprobs
+        for name in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
+            if getattr(request, name) != (1.0 if name == "repetition_penalty" else 0.0):
+                kwargs[name] = getattr(request, name)
+        if request.logit_bias:  # -100 bans the token, as on the other engines
+            kwargs["logit_bias"] = {t: (-1e9 if b <= -100 else b) for t, b in request.logit_bias}
+        schema = output_schema(request)
+        if schema is not None:
+            structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
+            # JSON without free whitespace, as the other engines allow (JSON_OPTIONS)
+            kwargs["structured_outputs"] = structured(json=schema, disable_any_whitespace=True)
         return self._vllm.SamplingParams(**kwargs)
+
+    @staticmethod
+    def _logprobs(c: Any, finish: FinishReason | None, request_k: int) -> list[TokenLogprob]:
+        """vLLM's logprobs of a delta's tokens, in our shape: the sampled token's, and the
+        top-k alternatives by rank. The end-of-sequence token (a stop with no stop reason)
+        is not part of the text, as on the other engines."""
+        out = []
+        for token, position in zip(c.token_ids, c.logprobs or (), strict=False):
+            chosen = position[token]
+            ranked = sorted(
+                (p for p in position.values() if p.rank is not None and p.rank <= request_k),
+                key=lambda p: p.rank,
+            )
+            out.append(
+                TokenLogprob(
+                    _token(chosen.decoded_token),
+                    float(chosen.logprob),
+                    tuple(_token(chosen.decoded_token).encode()),
+                    tuple(
+                        TokenLogprob(
+                            _token(p.decoded_token),
+                            float(p.logprob),
+                            tuple(_token(p.decoded_token).encode()),
+                        )
+                        for p in ranked
+                    ),
+                )
+            )
+        if finish == FinishReason.STOP and c.stop_reason is None and out:
+            out.pop()
+        return out
 
     async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         prompt = self._prompt(request)
@@ -178,6 +244,7 @@ class VllmTextEngine(TextEngine):
         rid = f"{request.request_id}-{uuid.uuid4().hex[:8]}"
         pending = [0] * request.n  # tokens generated since the completion's last chunk
         done = [False] * request.n
+        held: list[list[TokenLogprob]] = [[] for _ in range(request.n)]  # sent with text
         outputs = self.engine.generate(prompt, params, rid)
         failed = False
         try:
@@ -194,9 +261,14 @@ class VllmTextEngine(TextEngine):
                     pending[i] += len(c.token_ids)
                     finish = _FINISH.get(c.finish_reason) if c.finish_reason else None
                     if not c.text and finish is None:
+                        if request.logprobs is not None:
+                            held[i] += self._logprobs(c, None, request.logprobs)
                         continue
                     chunk = TextChunk(i, c.text, pending[i], finish)
                     pending[i] = 0
+                    if request.logprobs is not None:
+                        chunk.logprobs = held[i] + self._logprobs(c, finish, request.logprobs)
+                        held[i] = []
                     if finish is not None:
                         done[i] = True
                         chunk.prompt_tokens = len(output.prompt_token_ids or [])

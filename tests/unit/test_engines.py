@@ -274,6 +274,7 @@ def test_a_vanishing_temperature_samples_greedily(temperature: float) -> None:
     class Row:
         sampling = Sampling(temperature=temperature, top_p=1.0, top_k=0, seed=0)
         generator = torch.Generator().manual_seed(0)
+        shaper = None
 
     row = Row()
     logits = torch.tensor([[0.1, 3.0, -2.0, 2.9]])

@@ -79,7 +79,6 @@ def test_completion_list_prompt_and_n(front: Front) -> None:
     ("extra", "param"),
     [
         ({"logprobs": 2}, "logprobs"),
-        ({"echo": True}, "echo"),
         ({"suffix": "x"}, "suffix"),
         ({"best_of": 3}, "best_of"),
         ({"logit_bias": {"1": 2}}, "logit_bias"),
@@ -96,6 +95,17 @@ def test_completion_refuses_what_it_does_not_do(
         front.client().completions.create(model="echo-text", prompt="a b", **extra)
     assert err.value.status_code == 400
     assert err.value.body["param"] == param
+
+
+def test_completion_echo_puts_each_prompt_first(front: Front) -> None:
+    c = front.client().completions.create(
+        model="echo-text", prompt=["a b", "c d"], max_tokens=1, echo=True
+    )
+    assert [ch.text for ch in c.choices] == ["a ba", "c dc"]
+    stream = front.client().completions.create(
+        model="echo-text", prompt="a b", max_tokens=2, echo=True, stream=True
+    )
+    assert "".join(ch.choices[0].text for ch in stream) == "a ba b"
 
 
 def test_streamed_list_prompt_is_admitted_once_and_counts_usage_per_prompt(front: Front) -> None:

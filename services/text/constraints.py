@@ -1,0 +1,276 @@
+"""What a request asks of each sampled token beyond temperature, top-k and top-p: a grammar
+(structured output, tool calls), penalties, a bias per token, and logprobs. Written once for
+the engines that sample themselves (llamacpp, transformers); vLLM does the same in its own
+sampler from the same request fields (services/text/vllm_engine.py).
+
+Grammars are llguidance's (the library vLLM's `guidance` backend and llama.cpp's optional
+LLGUIDANCE build use): a JSON schema is compiled against the model's vocabulary into a matcher
+that gives, before each token, the mask of tokens that keep the output valid. A compiled
+schema is cached per engine (`Grammars`); each sequence gets a copy of the cached matcher.
+A schema llguidance cannot compile (an unknown keyword or format, a bad `$ref`) is refused
+with a 400 naming the field and llguidance's reason: a request is never answered without its
+constraint.
+
+`Shaper` does one sequence's work on a row of logits in place, in this order: logprobs are
+read from the raw logits first (the model's own log-softmax, as vLLM's default
+`raw_logprobs`: the same meaning on every engine whatever the sampling settings), then the
+repetition penalty (vLLM's and transformers' rule: positive logits divided, negative ones
+multiplied, over the prompt and the tokens so far), presence and frequency penalties
+(OpenAI's definition, over the tokens generated so far), the bias (-100 bans the token), and
+the grammar's mask. The engine's sampler then draws from what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from core.errors import InvalidArgument
+from core.types import OutputFormat, TextRequest, TokenLogprob, Tool, ToolChoice
+
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
+
+# The JSON a constraint allows: `{"a": 1, "b": [2, 3]}`, as json.dumps writes it. Flexible
+# whitespace lets a small model loop on newlines and never close the object.
+JSON_OPTIONS: JsonCompileOptions = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
+CACHED_GRAMMARS = 256
+
+
+def offers_tools(request: TextRequest) -> bool:
+    return bool(request.tools) and request.tool_choice != ToolChoice.NONE
+
+
+def tool_call_schema(tools: tuple[Tool, ...]) -> dict[str, Any]:
+    """One call of any of `tools`: its name, then arguments matching its parameters."""
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": t.name},
+                "arguments": json.loads(t.parameters),
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+def output_schema(request: TextRequest) -> dict[str, Any] | None:
+    """The JSON schema the request's answer must match (None: free text). With tools offered,
+    the answer is the generic tool format (services/text/tools.py): `{"tool_calls": [...]}`,
+    or with tool_choice auto also `{"response": "..."}`."""
+    if offers_tools(request):
+        tools = request.tools
+        if request.tool_choice == ToolChoice.FUNCTION:
+            tools = tuple(t for t in tools if t.name == request.tool_name)
+        calls: dict[str, Any] = {"type": "array", "items": tool_call_schema(tools), "minItems": 1}
+        if not request.parallel_tool_calls:
+            calls["maxItems"] = 1
+        call = {
+            "type": "object",
+            "properties": {"tool_calls": calls},
+            "required": ["tool_calls"],
+            "additionalProperties": False,
+        }
+        if request.tool_choice != ToolChoice.AUTO:
+            return call
+        answer = {
+            "type": "object",
+            "properties": {"response": {"type": "string"}},
+            "required": ["response"],
+            "additionalProperties": False,
+        }
+        return {"anyOf": [call, answer]}
+    if request.output_format == OutputFormat.JSON_OBJECT:
+        return {"type": "object"}
+    if request.output_format == OutputFormat.JSON_SCHEMA:
+        schema: dict[str, Any] = json.loads(request.json_schema or "{}")
+        return schema
+    return None
+
+
+def schema_field(request: TextRequest) -> str:
+    return "tools" if offers_tools(request) else "response_format"
+
+
+def check_schema(request: TextRequest) -> None:
+    """The request's schema compiles (checked without a vocabulary, for an engine whose own
+    grammar backend compiles it later)."""
+    from llguidance import LLMatcher
+
+    schema = output_schema(request)
+    if schema is None:
+        return
+    field = schema_field(request)
+    try:
+        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}: the schema cannot be compiled: {exc}", field) from None
+    error = LLMatcher.validate_grammar(grammar)
+    if error and not error.startswith("WARNING"):
+        raise InvalidArgument(f"{field}: the schema cannot be compiled: {error}", field)
+
+
+class Grammars:
+    """Compiled constraints for one model's vocabulary, cached by schema (least recently used
+    dropped past CACHED_GRAMMARS). `matcher(request)` gives a sequence its own matcher."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer  # llguidance.LLTokenizer
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.compiled = 0  # schemas compiled (cache misses), for tests and stats
+
+    def check(self, request: TextRequest) -> None:
+        """Compiles (or finds) the request's constraint; a 400 naming the field if it fails."""
+        self.matcher(request)
+
+    def matcher(self, request: TextRequest) -> Any:
+        schema = output_schema(request)
+        if schema is None:
+            return None
+        key = json.dumps(schema, sort_keys=True)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found.deep_copy()
+        compiled = self._compile(schema, request)
+        with self._lock:
+            self._cache[key] = compiled
+            self.compiled += 1
+            while len(self._cache) > CACHED_GRAMMARS:
+                self._cache.popitem(last=False)
+        return compiled.deep_copy()
+
+    def _compile(self, schema: dict[str, Any], request: TextRequest) -> Any:
+        from llguidance import LLMatcher
+
+        field = schema_field(request)
+        try:
+            grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        except ValueError as exc:
+            raise InvalidArgument(f"{field}: the schema cannot be compiled: {exc}", field) from None
+        matcher = LLMatcher(self.tokenizer, grammar, log_level=0)
+        if matcher.is_error():
+            reason = matcher.get_error()
+            if field == "tools":  # name the tool whose parameters fail
+                for i, tool in enumerate(request.tools):
+                    alone = LLMatcher.grammar_from_json_schema(
+                        json.loads(tool.parameters), defaults=JSON_OPTIONS
+                    )
+                    error = LLMatcher.validate_grammar(alone, self.tokenizer)
+                    if error and not error.startswith("WARNING"):
+                        field = f"tools[{i}].function.parameters"
+                        reason = error
+                        break
+            raise InvalidArgument(f"{field}: the schema cannot be compiled: {reason}", field)
+        return matcher
+
+
+def check_logit_bias(request: TextRequest, vocab_size: int) -> None:
+    for token, _ in request.logit_bias:
+        if token >= vocab_size:
+            raise InvalidArgument(
+                f"logit_bias key {token} is not a token id of model {request.model!r} "
+                f"(0..{vocab_size - 1})",
+                field="logit_bias",
+            )
+
+
+class Shaper:
+    """One sequence's logit processing and logprobs (see the module's docstring). `shape` and
+    `chose` run on the scheduler's thread, in turn for each token."""
+
+    def __init__(
+        self,
+        request: TextRequest,
+        prompt: list[int],
+        matcher: Any,
+        piece: Callable[[int], bytes],
+    ) -> None:
+        self.request = request
+        self.matcher = matcher
+        self._piece = piece
+        self.counts: dict[int, int] = {}
+        self._seen = set(prompt) if request.repetition_penalty != 1.0 else set()
+        self._bias: tuple[torch.Tensor, torch.Tensor] | None = None
+        if request.logit_bias:
+            ids = torch.tensor([t for t, _ in request.logit_bias], dtype=torch.long)
+            values = torch.tensor([b for _, b in request.logit_bias], dtype=torch.float32)
+            self._bias = ids, values.masked_fill(values <= -100, float("-inf"))
+        self._raw: torch.Tensor | None = None
+        self.logprobs: list[TokenLogprob] = []  # sampled, not yet sent
+        self.finished = False  # the grammar is complete: nothing may follow
+        self.error: str | None = None
+
+    @staticmethod
+    def needed(request: TextRequest, matcher: Any) -> bool:
+        return matcher is not None or request.shapes_logits or request.logprobs is not None
+
+    def shape(self, logits: torch.Tensor) -> None:
+        """Processes one row of raw logits (1-D, float32) in place."""
+        r = self.request
+        if r.logprobs is not None:
+            self._raw = torch.log_softmax(logits, -1)
+        if r.repetition_penalty != 1.0 and self._seen:
+            ids = torch.tensor(sorted(self._seen), dtype=torch.long)
+            values = logits[ids]
+            p = r.repetition_penalty
+            logits[ids] = torch.where(values > 0, values / p, values * p)
+        if (r.presence_penalty or r.frequency_penalty) and self.counts:
+            ids = torch.tensor(list(self.counts), dtype=torch.long)
+            counts = torch.tensor(list(self.counts.values()), dtype=torch.float32)
+            logits[ids] -= counts * r.frequency_penalty + r.presence_penalty
+        if self._bias is not None:
+            ids, values = self._bias
+            logits[ids] += values
+        if self.matcher is not None:
+            mask = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+            allowed = np.unpackbits(mask, bitorder="little")[: logits.numel()]
+            logits.masked_fill_(torch.from_numpy(allowed == 0), float("-inf"))
+
+    def chose(self, token: int) -> None:
+        """Records the sampled token: its logprob, the penalties' counts, the grammar's state."""
+        self.counts[token] = self.counts.get(token, 0) + 1
+        if self.request.repetition_penalty != 1.0:
+            self._seen.add(token)
+        if self._raw is not None:
+            self.logprobs.append(self._logprob(self._raw, token))
+            self._raw = None
+        if self.matcher is not None:
+            if not self.matcher.consume_token(token):
+                self.error = self.matcher.get_error() or "the grammar refused a sampled token"
+            self.finished = self.matcher.is_stopped()
+
+    def _logprob(self, raw: torch.Tensor, token: int) -> TokenLogprob:
+        k = self.request.logprobs or 0
+        top: tuple[TokenLogprob, ...] = ()
+        if k:
+            values, ids = torch.topk(raw, k)
+            top = tuple(self.entry(int(i), float(v)) for v, i in zip(values, ids, strict=True))
+        chosen = self.entry(token, float(raw[token]))
+        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, top)
+
+    def entry(self, token: int, logprob: float) -> TokenLogprob:
+        data = self._piece(token)
+        return TokenLogprob(data.decode("utf-8", errors="replace"), logprob, tuple(data))
+
+    def take_logprobs(self, drop_last: bool = False) -> list[TokenLogprob]:
+        """The logprobs sampled since the last call (`drop_last`: the last token was the end
+        of generation, which is not part of the text)."""
+        out, self.logprobs = self.logprobs, []
+        return out[:-1] if drop_last and out else out
