@@ -9,16 +9,20 @@ extra is not installed says which install it needs.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import re
 import sys
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from aigc.client import DEFAULT_TARGET, Client
+from aigc.client import DEFAULT_TARGET, Client, StreamCollector, tool
 from aigc.png import Pixels, encode_png, grid
 from aigc.v1 import common_pb2, text_pb2
 from aigc.wav import wav_bytes
@@ -66,8 +70,10 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 # ---- calls -------------------------------------------------------------------------------
-def cmd_text(args: argparse.Namespace) -> int:
-    kw = {
+def text_call(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """What `aigc text` asks the SDK for: the prompt (None for a chat) and the keywords of
+    `Client.generate_text` / `stream_text`."""
+    kw: dict[str, Any] = {
         "model": args.model,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
@@ -77,22 +83,66 @@ def cmd_text(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "n": args.n,
         "priority": args.priority,
+        "json_schema": args.json_schema,
+        "json_object": args.json_object,
+        "tools": args.tools,
+        "tool_choice": args.tool_choice,
+        "logprobs": args.logprobs,
+        "presence_penalty": args.presence_penalty,
+        "frequency_penalty": args.frequency_penalty,
+        "repetition_penalty": args.repetition_penalty,
+        "logit_bias": dict(args.logit_bias) if args.logit_bias else None,
     }
     prompt: str | None = args.prompt
-    if args.chat:
+    if args.chat or args.tools:  # tools are offered in a chat
         messages = ([("system", args.system)] if args.system else []) + [("user", args.prompt)]
         kw["messages"] = messages
         prompt = None
+    return prompt, kw
+
+
+def shown(token: str) -> str:
+    """A token quoted, so that its spaces and newlines show."""
+    return json.dumps(token, ensure_ascii=False)
+
+
+def logprob_lines(logprobs: Sequence[text_pb2.TokenLogprob]) -> list[str]:
+    """One line per token: the token, its logprob and probability, then its alternatives."""
+    width = min(max((len(shown(t.token)) for t in logprobs), default=0), 20)
+    lines = []
+    for t in logprobs:
+        line = f"  {shown(t.token):<{width}} {t.logprob:8.3f} {math.exp(t.logprob):7.2%}"
+        if t.top:
+            line += "  | " + "  ".join(f"{shown(a.token)} {a.logprob:.3f}" for a in t.top)
+        lines.append(line)
+    return lines
+
+
+def print_extras(comp: text_pb2.Completion, prefix: str, logprobs: bool) -> None:
+    """A completion's tool calls, `name(arguments)`, and its tokens' logprobs."""
+    for call in comp.tool_calls:
+        print(f"{prefix}{call.name}({call.arguments})")
+    if logprobs:
+        print(f"-- {prefix}logprobs (token, logprob, probability | alternatives)")
+        print("\n".join(logprob_lines(comp.logprobs)))
+
+
+def cmd_text(args: argparse.Namespace) -> int:
+    prompt, kw = text_call(args)
+    several = (args.n or 1) > 1
     with _client(args) as c:
         if args.stream:
-            usage = None
+            collector = StreamCollector()
             for chunk in c.stream_text(prompt, **kw):
-                prefix = f"[{chunk.index}] " if (args.n or 1) > 1 and chunk.delta else ""
+                collector.add(chunk)
+                prefix = f"[{chunk.index}] " if several and chunk.delta else ""
                 print(prefix + chunk.delta, end="", flush=True)
-                if chunk.HasField("usage"):
-                    usage = chunk.usage
             print()
-            if usage is not None and args.verbose:
+            resp = collector.result()
+            for comp in resp.completions:
+                print_extras(comp, f"[{comp.index}] " if several else "", args.logprobs is not None)
+            if resp.HasField("usage") and args.verbose:
+                usage = resp.usage
                 print(
                     f"-- usage: {usage.prompt_tokens} prompt, {usage.completion_tokens} completion"
                 )
@@ -100,12 +150,53 @@ def cmd_text(args: argparse.Namespace) -> int:
         resp = c.generate_text(prompt, **kw)
         for comp in resp.completions:
             reason = text_pb2.FinishReason.Name(comp.finish_reason)
-            if len(resp.completions) > 1:
-                print(f"[{comp.index}] ", end="")
-            print(comp.text)
+            prefix = f"[{comp.index}] " if len(resp.completions) > 1 else ""
+            if comp.text or not comp.tool_calls:
+                print(prefix + comp.text)
+            print_extras(comp, prefix, args.logprobs is not None)
             if args.verbose:
                 print(f"-- {reason}, {comp.completion_tokens} tokens")
     return 0
+
+
+def json_file(kind: type) -> Any:
+    """An argparse type: the JSON value of kind (dict or list) in a file."""
+
+    def read(path: str) -> Any:
+        try:
+            value = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
+        if not isinstance(value, kind):
+            what = "a JSON object" if kind is dict else "a JSON list"
+            raise argparse.ArgumentTypeError(f"{path} must hold {what}")
+        return value
+
+    return read
+
+
+def tools_file(path: str) -> list[Any]:
+    """A JSON list of OpenAI tool objects, each checked as the SDK reads it."""
+    tools: list[Any] = json_file(list)(path)
+    for i, t in enumerate(tools):
+        try:
+            if not isinstance(t, dict):
+                raise ValueError("not a JSON object")
+            tool(t)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{path}: tool {i}: {exc}") from None
+    return tools
+
+
+def token_bias(text: str) -> tuple[int, float]:
+    """ID=BIAS, e.g. 198=-100."""
+    token, sep, bias = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return int(token), float(bias)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TOKEN_ID=BIAS, got {text!r}") from None
 
 
 def cmd_image(args: argparse.Namespace) -> int:
@@ -251,6 +342,48 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop", action="append", help="stop string (repeatable)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("-n", type=int, default=None, help="completions")
+    fmt = t.add_mutually_exclusive_group()
+    fmt.add_argument(
+        "--json-schema",
+        type=json_file(dict),
+        default=None,
+        metavar="FILE",
+        help="answer JSON that matches this JSON schema (a file)",
+    )
+    fmt.add_argument("--json-object", action="store_true", help="answer a JSON object")
+    t.add_argument(
+        "--tools",
+        type=tools_file,
+        default=None,
+        metavar="FILE",
+        help="a JSON list of OpenAI tool objects the model may call (implies --chat); "
+        "calls print as name(arguments)",
+    )
+    t.add_argument(
+        "--tool-choice",
+        default=None,
+        metavar="none|auto|required|NAME",
+        help="whether the model calls a tool, or which one (default auto)",
+    )
+    t.add_argument(
+        "--logprobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="print each token's logprob and its N best alternatives (0 to 20)",
+    )
+    t.add_argument("--presence-penalty", type=float, default=None, metavar="P", help="[-2, 2]")
+    t.add_argument("--frequency-penalty", type=float, default=None, metavar="P", help="[-2, 2]")
+    t.add_argument(
+        "--repetition-penalty", type=float, default=None, metavar="P", help="(0, 2], 1 is off"
+    )
+    t.add_argument(
+        "--logit-bias",
+        type=token_bias,
+        action="append",
+        metavar="ID=BIAS",
+        help="add BIAS ([-100, 100]) to token ID's logit (repeatable)",
+    )
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(fn=cmd_text)
 

@@ -5,11 +5,16 @@ with Client("127.0.0.1:50051") as c:
     print(c.generate_text("A computer is").completions[0].text)
     for chunk in c.stream_text("Once upon a time", max_tokens=32):
         print(chunk.delta, end="", flush=True)
+
+Text requests take structured output (`json_schema=`, `json_object=True`), tools (`tools=`,
+`tool_choice=`), `logprobs=`, penalties and `logit_bias=`; see `text_request`. A completion's
+`tool_calls` and `logprobs` are on the response; `StreamCollector` joins a stream's pieces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -48,10 +53,19 @@ def tier(priority: str | int | None) -> common_pb2.Priority:
     return cast(common_pb2.Priority, priority)
 
 
+Message = tuple[str, str] | Mapping[str, Any] | text_pb2.ChatMessage
+ToolSpec = Mapping[str, Any] | tuple[Any, ...] | text_pb2.Tool
+TOOL_CHOICE_MODES = {
+    "none": text_pb2.TOOL_CHOICE_MODE_NONE,
+    "auto": text_pb2.TOOL_CHOICE_MODE_AUTO,
+    "required": text_pb2.TOOL_CHOICE_MODE_REQUIRED,
+}
+
+
 def text_request(
     prompt: str | None = None,
     *,
-    messages: Sequence[tuple[str, str] | dict[str, str]] | None = None,
+    messages: Sequence[Message] | None = None,
     model: str = "",
     max_tokens: int | None = None,
     temperature: float | None = None,
@@ -61,13 +75,28 @@ def text_request(
     n: int | None = None,
     seed: int | None = None,
     priority: str | int | None = None,
+    json_schema: Mapping[str, Any] | str | None = None,
+    json_object: bool = False,
+    tools: Sequence[ToolSpec] | None = None,
+    tool_choice: str | Mapping[str, Any] | None = None,
+    parallel_tool_calls: bool | None = None,
+    logprobs: int | None = None,
+    presence_penalty: float | None = None,
+    frequency_penalty: float | None = None,
+    repetition_penalty: float | None = None,
+    logit_bias: Mapping[int | str, float] | None = None,
 ) -> text_pb2.GenerateTextRequest:
+    """A `GenerateTextRequest`. `messages` are (role, content) pairs, dicts as OpenAI's (with
+    `tool_calls`, `tool_call_id`, `name`) or `ChatMessage`s. `json_schema` (a dict or its JSON
+    text) or `json_object=True` constrain the output. `tools` are OpenAI tool objects
+    ({"type": "function", "function": {"name", "description", "parameters"}}), their inner
+    function dicts, (name, description, parameters) tuples or `Tool`s; `tool_choice` is
+    "none", "auto", "required", a tool's name or OpenAI's {"type": "function", ...}.
+    `logprobs=k` returns each token's logprob and its k best alternatives (0 to 20)."""
     req = text_pb2.GenerateTextRequest(model=model, stop=list(stop), priority=tier(priority))
     if messages is not None:
         req.chat.SetInParent()  # selects chat even when the list is empty
-        for m in messages:
-            role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
-            req.chat.messages.add(role=role, content=content)
+        req.chat.messages.extend(chat_message(m) for m in messages)
     elif prompt is not None:
         req.prompt = prompt
     for name, value in (
@@ -77,10 +106,133 @@ def text_request(
         ("top_k", top_k),
         ("n", n),
         ("seed", seed),
+        ("parallel_tool_calls", parallel_tool_calls),
+        ("logprobs", logprobs),
+        ("presence_penalty", presence_penalty),
+        ("frequency_penalty", frequency_penalty),
+        ("repetition_penalty", repetition_penalty),
     ):
         if value is not None:
             setattr(req, name, value)
+    if json_schema is not None and json_object:
+        raise ValueError("give json_schema or json_object, not both")
+    if json_schema is not None:
+        req.response_format.json_schema.schema_json = json_text(json_schema)
+    elif json_object:
+        req.response_format.json_object.SetInParent()
+    req.tools.extend(tool(t) for t in tools or ())
+    if tool_choice is not None:
+        req.tool_choice.CopyFrom(choice(tool_choice))
+    for token, bias in (logit_bias or {}).items():
+        req.logit_bias[int(token)] = bias
     return req
+
+
+def json_text(value: Any) -> str:
+    """JSON text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def chat_message(m: Message) -> text_pb2.ChatMessage:
+    if isinstance(m, text_pb2.ChatMessage):
+        return m
+    if not isinstance(m, Mapping):
+        role, content = m
+        return text_pb2.ChatMessage(role=role, content=content)
+    return text_pb2.ChatMessage(
+        role=m["role"],
+        content=m.get("content") or "",  # OpenAI's assistant message with tool calls: null
+        tool_calls=[tool_call(c) for c in m.get("tool_calls") or ()],
+        tool_call_id=m.get("tool_call_id") or "",
+        name=m.get("name") or "",
+    )
+
+
+def tool_call(c: Mapping[str, Any] | text_pb2.ToolCall) -> text_pb2.ToolCall:
+    """A call in an assistant message: a `ToolCall` (a completion's, sent back), OpenAI's
+    {"id", "type": "function", "function": {"name", "arguments"}} or {"id", "name",
+    "arguments"}; arguments as JSON text or a dict."""
+    if isinstance(c, text_pb2.ToolCall):
+        return c
+    fn = c.get("function", c)
+    return text_pb2.ToolCall(
+        id=c.get("id") or "", name=fn["name"], arguments=json_text(fn.get("arguments") or {})
+    )
+
+
+def tool(t: ToolSpec) -> text_pb2.Tool:
+    """A `Tool`, OpenAI's tool object, its inner function dict, or (name, description,
+    parameters) where description and parameters (a dict or JSON text) may be left off."""
+    if isinstance(t, text_pb2.Tool):
+        return t
+    if isinstance(t, tuple):
+        if not 1 <= len(t) <= 3:
+            raise ValueError(f"a tool tuple is (name, description, parameters), not {t!r}")
+        fn: Mapping[str, Any] = dict(zip(("name", "description", "parameters"), t, strict=False))
+    else:
+        if t.get("type", "function") != "function":
+            raise ValueError(f"only function tools are supported, not {t.get('type')!r}")
+        fn = t.get("function", t)
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+        raise ValueError(f"a tool needs a function name: {t!r}")
+    parameters = fn.get("parameters")
+    return text_pb2.Tool(
+        name=fn["name"],
+        description=fn.get("description") or "",
+        parameters_json="" if parameters is None else json_text(parameters),
+    )
+
+
+def choice(value: str | Mapping[str, Any]) -> text_pb2.ToolChoice:
+    """A tool choice: "none", "auto", "required", a function's name, or OpenAI's
+    {"type": "function", "function": {"name": ...}}."""
+    if isinstance(value, Mapping):
+        return text_pb2.ToolChoice(function=value["function"]["name"])
+    if value in TOOL_CHOICE_MODES:
+        return text_pb2.ToolChoice(mode=TOOL_CHOICE_MODES[value])
+    return text_pb2.ToolChoice(function=value)
+
+
+class StreamCollector:
+    """Joins `GenerateTextStreamResponse`s into the `GenerateTextResponse` that `Generate`
+    returns: each completion's text, logprobs, tool calls (their pieces joined), finish reason,
+    and the stream's usage. A completion's own `completion_tokens` stays 0 (a stream gives
+    only the total, in `usage`)."""
+
+    def __init__(self) -> None:
+        self.response = text_pb2.GenerateTextResponse()
+        self._completions: dict[int, text_pb2.Completion] = {}
+
+    def add(self, chunk: text_pb2.GenerateTextStreamResponse) -> None:
+        self.response.id, self.response.model = chunk.id, chunk.model
+        c = self._completions.setdefault(chunk.index, text_pb2.Completion(index=chunk.index))
+        c.text += chunk.delta
+        c.logprobs.extend(chunk.logprobs)
+        for piece in chunk.tool_calls:
+            while len(c.tool_calls) <= piece.index:
+                c.tool_calls.add()
+            call = c.tool_calls[piece.index]
+            call.id = piece.id or call.id
+            call.name = piece.name or call.name
+            call.arguments += piece.arguments
+        if chunk.finish_reason:
+            c.finish_reason = chunk.finish_reason
+        if chunk.HasField("usage"):
+            self.response.usage.CopyFrom(chunk.usage)
+
+    def result(self) -> text_pb2.GenerateTextResponse:
+        out = text_pb2.GenerateTextResponse()
+        out.CopyFrom(self.response)
+        out.completions.extend(self._completions[i] for i in sorted(self._completions))
+        return out
+
+
+def collect(chunks: Iterable[text_pb2.GenerateTextStreamResponse]) -> text_pb2.GenerateTextResponse:
+    """A whole stream as one response (see `StreamCollector`)."""
+    collector = StreamCollector()
+    for chunk in chunks:
+        collector.add(chunk)
+    return collector.result()
 
 
 def image_request(

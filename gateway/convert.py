@@ -1,9 +1,12 @@
 """aigc.v1 proto <-> domain conversion; the domain request is then checked against the model's
 limits by `gateway.validate` (shared with the OpenAI front end). Every check raises
-InvalidArgument naming the field (e.g. `chat.messages[1].role`)."""
+InvalidArgument naming the field in aigc.v1's terms (e.g. `chat.messages[1].role`,
+`tools[0].name`, `response_format.json_schema.schema_json`)."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from aigc.v1 import audio_pb2, common_pb2, image_pb2, text_pb2
@@ -24,13 +27,32 @@ from core.types import (
     TextChunk,
     TextRequest,
     TextResult,
+    TokenLogprob,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
 )
+from core.types import OutputFormat as Format
 from gateway import validate
 
 _FINISH = {
     FinishReason.LENGTH: text_pb2.FINISH_REASON_LENGTH,
     FinishReason.STOP: text_pb2.FINISH_REASON_STOP,
     FinishReason.CANCELLED: text_pb2.FINISH_REASON_CANCELLED,
+    FinishReason.TOOL_CALLS: text_pb2.FINISH_REASON_TOOL_CALLS,
+}
+_TOOL_CHOICES = {
+    text_pb2.TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoice.AUTO,
+    text_pb2.TOOL_CHOICE_MODE_NONE: ToolChoice.NONE,
+    text_pb2.TOOL_CHOICE_MODE_AUTO: ToolChoice.AUTO,
+    text_pb2.TOOL_CHOICE_MODE_REQUIRED: ToolChoice.REQUIRED,
+}
+_FORMATS = {
+    None: Format.TEXT,
+    "text": Format.TEXT,
+    "json_object": Format.JSON_OBJECT,
+    "json_schema": Format.JSON_SCHEMA,
 }
 
 
@@ -52,11 +74,13 @@ def text_request(
     which = req.WhichOneof("input")
     if which is None:
         raise InvalidArgument("one of prompt or chat is required", field="prompt")
+    output_format, json_schema = response_format(req.response_format)
+    choice, tool_name = tool_choice(req.tool_choice)
     domain = TextRequest(
         request_id=request_id,
         model=model.name,
         prompt=req.prompt if which == "prompt" else None,
-        messages=tuple(ChatMessage(m.role, m.content) for m in req.chat.messages),
+        messages=tuple(chat_message(m, i) for i, m in enumerate(req.chat.messages)),
         max_tokens=req.max_tokens if req.HasField("max_tokens") else None,
         temperature=req.temperature if req.HasField("temperature") else None,
         top_p=req.top_p if req.HasField("top_p") else None,
@@ -66,9 +90,109 @@ def text_request(
         seed=req.seed if req.HasField("seed") else None,
         deadline=deadline,
         priority=priority(req.priority),
+        output_format=output_format,
+        json_schema=json_schema,
+        tools=tuple(tool(t) for t in req.tools),
+        tool_choice=choice,
+        tool_name=tool_name,
+        parallel_tool_calls=(
+            req.parallel_tool_calls if req.HasField("parallel_tool_calls") else True
+        ),
+        logprobs=req.logprobs if req.HasField("logprobs") else None,
+        presence_penalty=req.presence_penalty if req.HasField("presence_penalty") else 0.0,
+        frequency_penalty=req.frequency_penalty if req.HasField("frequency_penalty") else 0.0,
+        repetition_penalty=(req.repetition_penalty if req.HasField("repetition_penalty") else 1.0),
+        logit_bias=tuple(sorted(req.logit_bias.items())),
     )
-    validate.text(domain, model)
+    try:
+        validate.text(domain, model)
+    except InvalidArgument as exc:
+        raise in_aigc_terms(exc, domain) from None
     return domain
+
+
+def chat_message(m: text_pb2.ChatMessage, i: int) -> ChatMessage:
+    calls = []
+    for j, c in enumerate(m.tool_calls):
+        where = f"chat.messages[{i}].tool_calls[{j}]"
+        if m.role != "assistant":
+            raise InvalidArgument(
+                f"{where}: only an assistant message carries tool calls, not {m.role!r}",
+                field=f"chat.messages[{i}].tool_calls",
+            )
+        if not c.name:
+            raise InvalidArgument(f"{where}.name must name a tool", field=f"{where}.name")
+        calls.append(ToolCall(c.id, c.name, json_object(c.arguments, f"{where}.arguments")))
+    return ChatMessage(
+        m.role,
+        m.content,
+        tool_calls=tuple(calls),
+        tool_call_id=m.tool_call_id or None,
+        name=m.name or None,
+    )
+
+
+def json_object(text: str, field: str) -> str:
+    """JSON text of an object (empty text: `{}`), as it came."""
+    if not text.strip():
+        return "{}"
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} is not JSON: {exc}", field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field} must be a JSON object", field=field)
+    return text
+
+
+def response_format(fmt: text_pb2.ResponseFormat) -> tuple[Format, str | None]:
+    which = fmt.WhichOneof("format")
+    schema = fmt.json_schema.schema_json if which == "json_schema" else ""
+    return _FORMATS[which], schema or None  # no schema: validate says it is required
+
+
+def tool(t: text_pb2.Tool) -> Tool:
+    return Tool(t.name, t.description, t.parameters_json or Tool.parameters)
+
+
+def tool_choice(choice: text_pb2.ToolChoice) -> tuple[ToolChoice, str | None]:
+    which = choice.WhichOneof("choice")
+    if which == "function":
+        return ToolChoice.FUNCTION, choice.function
+    if choice.mode not in _TOOL_CHOICES:
+        raise InvalidArgument(f"unknown tool choice mode {choice.mode}", field="tool_choice.mode")
+    return _TOOL_CHOICES[choice.mode], None
+
+
+# `validate` names the request's new fields as the OpenAI API does; aigc.v1 calls them so.
+_AIGC_FIELDS = [
+    (re.compile(r"tools\[(\d+)\]\.function\.name"), r"tools[\1].name"),
+    (re.compile(r"tools\[(\d+)\]\.function\.parameters"), r"tools[\1].parameters_json"),
+    (
+        re.compile(r"response_format\.json_schema\.schema"),
+        "response_format.json_schema.schema_json",
+    ),
+]
+
+
+def in_aigc_terms(exc: InvalidArgument, req: TextRequest) -> InvalidArgument:
+    """`exc` with its field (and the message that starts with it) in aigc.v1's names."""
+    field = exc.field
+    if field is None:
+        return exc
+    renamed = field
+    if field == "tool_choice":
+        function = req.tool_choice == ToolChoice.FUNCTION
+        renamed = "tool_choice.function" if function else "tool_choice.mode"
+    for pattern, name in _AIGC_FIELDS:
+        if pattern.fullmatch(field):
+            renamed = pattern.sub(name, field)
+    if renamed == field:
+        return exc
+    message = exc.message
+    if message.startswith(field) and field != "tool_choice":
+        message = renamed + message[len(field) :]
+    return type(exc)(message, renamed, **exc.details)
 
 
 def finish_reason(reason: FinishReason | None) -> Any:
@@ -83,6 +207,25 @@ def usage(prompt_tokens: int, completion_tokens: int) -> text_pb2.Usage:
     )
 
 
+def token_logprob(t: TokenLogprob) -> text_pb2.TokenLogprob:
+    return text_pb2.TokenLogprob(
+        token=t.token,
+        logprob=t.logprob,
+        bytes=bytes(t.bytes),
+        top=[token_logprob(alt) for alt in t.top],
+    )
+
+
+def tool_call(c: ToolCall) -> text_pb2.ToolCall:
+    return text_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments)
+
+
+def tool_call_delta(d: ToolCallDelta) -> text_pb2.ToolCallDelta:
+    return text_pb2.ToolCallDelta(
+        index=d.index, id=d.id or "", name=d.name or "", arguments=d.arguments
+    )
+
+
 def text_response(result: TextResult) -> text_pb2.GenerateTextResponse:
     return text_pb2.GenerateTextResponse(
         id=result.request_id,
@@ -93,6 +236,8 @@ def text_response(result: TextResult) -> text_pb2.GenerateTextResponse:
                 text=c.text,
                 finish_reason=finish_reason(c.finish_reason),
                 completion_tokens=c.completion_tokens,
+                logprobs=[token_logprob(t) for t in c.logprobs or ()],
+                tool_calls=[tool_call(t) for t in c.tool_calls],
             )
             for c in result.completions
         ],
@@ -109,6 +254,8 @@ def text_chunk(
         index=chunk.index,
         delta=chunk.delta,
         finish_reason=finish_reason(chunk.finish_reason),
+        logprobs=[token_logprob(t) for t in chunk.logprobs or ()],
+        tool_calls=[tool_call_delta(d) for d in chunk.tool_calls or ()],
     )
 
 

@@ -25,29 +25,53 @@ _sym_db = _symbol_database.Default()
 from aigc.v1 import common_pb2 as aigc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61igc/v1/text.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\".\n\x04\x43hat\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.aigc.v1.ChatMessage\"\xd1\x02\n\x13GenerateTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x1d\n\x04\x63hat\x18\x03 \x01(\x0b\x32\r.aigc.v1.ChatH\x00\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x0e\n\x01n\x18\t \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\x06\x88\x01\x01\x12#\n\x08priority\x18\x0b \x01(\x0e\x32\x11.aigc.v1.PriorityB\x07\n\x05inputB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x04\n\x02_nB\x07\n\x05_seed\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"r\n\nCompletion\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\"z\n\x14GenerateTextResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x13.aigc.v1.Completion\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.aigc.v1.Usage\"\xa2\x01\n\x1aGenerateTextStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12,\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x1d\n\x05usage\x18\x06 \x01(\x0b\x32\x0e.aigc.v1.Usage*|\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x32\xb0\x01\n\x0eTextGeneration\x12G\n\x08Generate\x12\x1c.aigc.v1.GenerateTextRequest\x1a\x1d.aigc.v1.GenerateTextResponse\x12U\n\x0eGenerateStream\x12\x1c.aigc.v1.GenerateTextRequest\x1a#.aigc.v1.GenerateTextStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61igc/v1/text.proto\x12\x07\x61igc.v1\x1a\x14\x61igc/v1/common.proto\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"w\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12%\n\ntool_calls\x18\x03 \x03(\x0b\x32\x11.aigc.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\".\n\x04\x43hat\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.aigc.v1.ChatMessage\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\x0c\n\nTextFormat\"\x12\n\x10JsonObjectFormat\"E\n\x10JsonSchemaFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bschema_json\x18\x02 \x01(\t\x12\x0e\n\x06strict\x18\x03 \x01(\x08\"\xa3\x01\n\x0eResponseFormat\x12#\n\x04text\x18\x01 \x01(\x0b\x32\x13.aigc.v1.TextFormatH\x00\x12\x30\n\x0bjson_object\x18\x02 \x01(\x0b\x32\x19.aigc.v1.JsonObjectFormatH\x00\x12\x30\n\x0bjson_schema\x18\x03 \x01(\x0b\x32\x19.aigc.v1.JsonSchemaFormatH\x00\x42\x08\n\x06\x66ormat\"S\n\nToolChoice\x12\'\n\x04mode\x18\x01 \x01(\x0e\x32\x17.aigc.v1.ToolChoiceModeH\x00\x12\x12\n\x08\x66unction\x18\x02 \x01(\tH\x00\x42\x08\n\x06\x63hoice\"\xbe\x06\n\x13GenerateTextRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x06prompt\x18\x02 \x01(\tH\x00\x12\x1d\n\x04\x63hat\x18\x03 \x01(\x0b\x32\r.aigc.v1.ChatH\x00\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\x12\n\x05top_k\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x0c\n\x04stop\x18\x08 \x03(\t\x12\x0e\n\x01n\x18\t \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\n \x01(\x04H\x06\x88\x01\x01\x12#\n\x08priority\x18\x0b \x01(\x0e\x32\x11.aigc.v1.Priority\x12\x30\n\x0fresponse_format\x18\x0c \x01(\x0b\x32\x17.aigc.v1.ResponseFormat\x12\x1c\n\x05tools\x18\r \x03(\x0b\x32\r.aigc.v1.Tool\x12(\n\x0btool_choice\x18\x0e \x01(\x0b\x32\x13.aigc.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x0f \x01(\x08H\x07\x88\x01\x01\x12\x15\n\x08logprobs\x18\x10 \x01(\x05H\x08\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x11 \x01(\x02H\t\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x12 \x01(\x02H\n\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x13 \x01(\x02H\x0b\x88\x01\x01\x12?\n\nlogit_bias\x18\x14 \x03(\x0b\x32+.aigc.v1.GenerateTextRequest.LogitBiasEntry\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x07\n\x05inputB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x04\n\x02_nB\x07\n\x05_seedB\x16\n\x14_parallel_tool_callsB\x0b\n\t_logprobsB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x15\n\x13_repetition_penalty\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"a\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x01(\x0c\x12\"\n\x03top\x18\x04 \x03(\x0b\x32\x15.aigc.v1.TokenLogprob\"\xc2\x01\n\nCompletion\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12\'\n\x08logprobs\x18\x05 \x03(\x0b\x32\x15.aigc.v1.TokenLogprob\x12%\n\ntool_calls\x18\x06 \x03(\x0b\x32\x11.aigc.v1.ToolCall\"z\n\x14GenerateTextResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x13.aigc.v1.Completion\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.aigc.v1.Usage\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\xf7\x01\n\x1aGenerateTextStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12,\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x15.aigc.v1.FinishReason\x12\x1d\n\x05usage\x18\x06 \x01(\x0b\x32\x0e.aigc.v1.Usage\x12\'\n\x08logprobs\x18\x07 \x03(\x0b\x32\x15.aigc.v1.TokenLogprob\x12*\n\ntool_calls\x18\x08 \x03(\x0b\x32\x16.aigc.v1.ToolCallDelta*\x87\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03*\x9a\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\xb0\x01\n\x0eTextGeneration\x12G\n\x08Generate\x12\x1c.aigc.v1.GenerateTextRequest\x1a\x1d.aigc.v1.GenerateTextResponse\x12U\n\x0eGenerateStream\x12\x1c.aigc.v1.GenerateTextRequest\x1a#.aigc.v1.GenerateTextStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aigc.v1.text_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=973
-  _globals['_FINISHREASON']._serialized_end=1097
-  _globals['_CHATMESSAGE']._serialized_start=53
-  _globals['_CHATMESSAGE']._serialized_end=97
-  _globals['_CHAT']._serialized_start=99
-  _globals['_CHAT']._serialized_end=145
-  _globals['_GENERATETEXTREQUEST']._serialized_start=148
-  _globals['_GENERATETEXTREQUEST']._serialized_end=485
-  _globals['_USAGE']._serialized_start=487
-  _globals['_USAGE']._serialized_end=566
-  _globals['_COMPLETION']._serialized_start=568
-  _globals['_COMPLETION']._serialized_end=682
-  _globals['_GENERATETEXTRESPONSE']._serialized_start=684
-  _globals['_GENERATETEXTRESPONSE']._serialized_end=806
-  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_start=809
-  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_end=971
-  _globals['_TEXTGENERATION']._serialized_start=1100
-  _globals['_TEXTGENERATION']._serialized_end=1276
+  _globals['_GENERATETEXTREQUEST_LOGITBIASENTRY']._loaded_options = None
+  _globals['_GENERATETEXTREQUEST_LOGITBIASENTRY']._serialized_options = b'8\001'
+  _globals['_TOOLCHOICEMODE']._serialized_start=2365
+  _globals['_TOOLCHOICEMODE']._serialized_end=2500
+  _globals['_FINISHREASON']._serialized_start=2503
+  _globals['_FINISHREASON']._serialized_end=2657
+  _globals['_TOOLCALL']._serialized_start=53
+  _globals['_TOOLCALL']._serialized_end=108
+  _globals['_CHATMESSAGE']._serialized_start=110
+  _globals['_CHATMESSAGE']._serialized_end=229
+  _globals['_CHAT']._serialized_start=231
+  _globals['_CHAT']._serialized_end=277
+  _globals['_TOOL']._serialized_start=279
+  _globals['_TOOL']._serialized_end=345
+  _globals['_TEXTFORMAT']._serialized_start=347
+  _globals['_TEXTFORMAT']._serialized_end=359
+  _globals['_JSONOBJECTFORMAT']._serialized_start=361
+  _globals['_JSONOBJECTFORMAT']._serialized_end=379
+  _globals['_JSONSCHEMAFORMAT']._serialized_start=381
+  _globals['_JSONSCHEMAFORMAT']._serialized_end=450
+  _globals['_RESPONSEFORMAT']._serialized_start=453
+  _globals['_RESPONSEFORMAT']._serialized_end=616
+  _globals['_TOOLCHOICE']._serialized_start=618
+  _globals['_TOOLCHOICE']._serialized_end=701
+  _globals['_GENERATETEXTREQUEST']._serialized_start=704
+  _globals['_GENERATETEXTREQUEST']._serialized_end=1534
+  _globals['_GENERATETEXTREQUEST_LOGITBIASENTRY']._serialized_start=1308
+  _globals['_GENERATETEXTREQUEST_LOGITBIASENTRY']._serialized_end=1356
+  _globals['_USAGE']._serialized_start=1536
+  _globals['_USAGE']._serialized_end=1615
+  _globals['_TOKENLOGPROB']._serialized_start=1617
+  _globals['_TOKENLOGPROB']._serialized_end=1714
+  _globals['_COMPLETION']._serialized_start=1717
+  _globals['_COMPLETION']._serialized_end=1911
+  _globals['_GENERATETEXTRESPONSE']._serialized_start=1913
+  _globals['_GENERATETEXTRESPONSE']._serialized_end=2035
+  _globals['_TOOLCALLDELTA']._serialized_start=2037
+  _globals['_TOOLCALLDELTA']._serialized_end=2112
+  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_start=2115
+  _globals['_GENERATETEXTSTREAMRESPONSE']._serialized_end=2362
+  _globals['_TEXTGENERATION']._serialized_start=2660
+  _globals['_TEXTGENERATION']._serialized_end=2836
 # @@protoc_insertion_point(module_scope)

@@ -100,6 +100,30 @@ def test_bad_field_names_the_field(front: Front) -> None:
     assert bad.field_violations[0].field == "temperature"
 
 
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"tools": [("get weather",)]}, "tools[0].name"),
+        ({"tools": [("f", "", "[]")]}, "tools[0].parameters_json"),
+        ({"tools": [("f",)], "tool_choice": "g"}, "tool_choice.function"),
+        ({"json_schema": "{"}, "response_format.json_schema.schema_json"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"logit_bias": {7: 101.0}}, "logit_bias[7]"),
+    ],
+)
+def test_structure_fields_are_named_in_aigc_terms_on_both_rpcs(
+    front: Front, kw: dict[str, Any], field: str
+) -> None:
+    with Client(front.target, timeout=30) as c:
+        for call in (c.generate_text, lambda **k: list(c.stream_text(**k))):
+            with pytest.raises(grpc.RpcError) as err:
+                call(messages=[("user", "hi")], model="echo-text", **kw)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            (bad,) = _details(err.value)
+            assert bad.field_violations[0].field == field
+            assert err.value.details().startswith(field) or field.startswith("tool_choice")
+
+
 def test_undecodable_bytes_are_invalid_argument_on_both_lookup_paths(front: Front) -> None:
     """Generated stubs call registered methods; a raw call goes through the generic handlers.
     The decode interceptor sees the handlers of both."""
