@@ -186,20 +186,14 @@ def test_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> N
             (t.logprob for t in e.top_logprobs), reverse=True
         )
         assert bytes(e.bytes).decode(errors="replace") == e.token
+    stream = oai.chat.completions.create(
+        model=model, messages=ask("What is the capital of France?"), temperature=0,
+        max_tokens=8, logprobs=True, top_logprobs=3, stream=True,
+    )  # fmt: skip
     streamed = [
-        lp
-        for chunk in oai.chat.completions.create(
-            model=model,
-            messages=ask("What is the capital of France?"),
-            temperature=0,
-            max_tokens=8,
-            logprobs=True,
-            top_logprobs=3,
-            stream=True,
-        )  # fmt: skip
-        for c in chunk.choices
-        for lp in (c.logprobs.content if c.logprobs else [])
-    ]
+        lp for chunk in stream for c in chunk.choices if c.logprobs
+        for lp in c.logprobs.content or []
+    ]  # fmt: skip
     assert [(e.token, round(e.logprob, 4)) for e in streamed] == [
         (e.token, round(e.logprob, 4)) for e in entries
     ]

@@ -94,7 +94,10 @@ class AsyncLLMEngine:
         self.requests: list[tuple[str, SamplingParams]] = []
         self.step_delay_s = 0.0
         self.dead = False
-        self.vllm_config = SimpleNamespace(device_config=SimpleNamespace(device_type="cpu"))
+        self.vllm_config = SimpleNamespace(
+            device_config=SimpleNamespace(device_type="cpu"),
+            model_config=SimpleNamespace(get_vocab_size=lambda: 256),  # vLLM's ModelConfig
+        )
 
     @classmethod
     def from_engine_args(cls, args: AsyncEngineArgs) -> AsyncLLMEngine:
