@@ -77,8 +77,8 @@ def test_error_classes(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         oai.completions.create(model="no-such-model", prompt="x")
     with pytest.raises(openai.BadRequestError) as err:
-        oai.completions.create(model="tiny", prompt="x", echo=True)
-    assert err.value.body["param"] == "echo"
+        oai.completions.create(model="tiny", prompt="x", suffix="y")
+    assert err.value.body["param"] == "suffix"
 
 
 def test_disconnect_mid_stream_frees_the_replica(base: str) -> None:
