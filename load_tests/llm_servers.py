@@ -7,6 +7,7 @@ own OpenAI server. The settings come in explicitly (`Settings`), nothing is a mo
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def start_vllm_server(settings: Settings, log: Path) -> Running:
         flag = "--" + key.replace("_", "-")
         if value is True:
             cmd.append(flag)
+        elif isinstance(value, dict):  # a config group, which vLLM's CLI takes as JSON
+            cmd += [flag, json.dumps(value)]
         elif value is not False:
             cmd += [flag, str(value)]
     return _openai_server(cmd, port, log, "vLLM's server", "smollm2", ready_s=900)

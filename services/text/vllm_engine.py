@@ -111,7 +111,14 @@ class VllmTextEngine(TextEngine):
         self._vllm = vllm
         self._delta = _output_kind_delta(vllm)
         model = self.require_weights()
-        args = vllm.AsyncEngineArgs(model=model, **self.options.engine_args)
+        engine_args = dict(self.options.engine_args)
+        structured = engine_args.get("structured_outputs_config")
+        if isinstance(structured, dict):  # YAML gives a mapping; vLLM wants its config class
+            config_module = importlib.import_module("vllm.config")
+            engine_args["structured_outputs_config"] = config_module.StructuredOutputsConfig(
+                **structured
+            )
+        args = vllm.AsyncEngineArgs(model=model, **engine_args)
         # vLLM labels its metrics with the served model name (default: the model argument)
         served = self.options.engine_args.get("served_model_name") or model
         self._metric_model = served[0] if isinstance(served, list | tuple) else served

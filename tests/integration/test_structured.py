@@ -1,47 +1,23 @@
-"""Structured outputs, tools, logprobs, penalties and logit bias through the real `openai`
-client on the real stack: SmolLM2's GGUF on llama.cpp (`gguf`) and the tiny transformers model
-(`tiny`, random weights: what it says is noise, but its grammar, logprobs and bias are real).
-tests/vllm/test_vllm_tier.py runs the same requests on vLLM."""
+"""Structured outputs, tools, logprobs, penalties and logit bias on the real stack: SmolLM2's
+GGUF on llama.cpp (`gguf`) and the tiny transformers model (`tiny`, random weights: what it
+says is noise, but its grammar, logprobs and bias are real). The checks are
+tests/structured_checks.py's, which the vllm tier runs on vLLM."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import openai
 import pytest
-from pydantic import BaseModel
 
+from tests import structured_checks as check
 from tests.tiny_models import SMOLLM2_GGUF
 
 pytestmark = pytest.mark.integration
 
 ENGINES = ["gguf", "tiny"]
-# Bounded values: even a model of random weights must close this object within a few tokens.
-CHOICE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "answer": {"enum": ["yes", "no"]},
-        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-    },
-    "required": ["answer", "digit"],
-    "additionalProperties": False,
-}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 20}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -50,186 +26,8 @@ def oai(stack: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=120)
 
 
-def ask(content: str) -> list[Any]:
-    return [{"role": "user", "content": content}]
-
-
-class Person(BaseModel):
-    name: str
-    age: int
-    city: str
-
-
-def test_parse_fills_a_pydantic_model_on_the_default_model(oai: openai.OpenAI) -> None:
-    done = oai.chat.completions.parse(
-        model="gguf",
-        messages=ask("Invent a person. Reply in JSON with name, age and city."),
-        response_format=Person,
-        max_tokens=120,
-        temperature=0.7,
-        seed=3,
-        n=3,
-    )
-    stopped = [c for c in done.choices if c.finish_reason == "stop"]
-    assert stopped, [c.message.content for c in done.choices]
-    for choice in stopped:  # every answer that ended by itself parses and validates
-        assert isinstance(choice.message.parsed, Person)
-        assert choice.message.parsed == Person.model_validate_json(choice.message.content)
-
-
-@pytest.mark.parametrize("model", ENGINES)
-def test_json_schema_streamed_and_unary_with_n_and_seed(oai: openai.OpenAI, model: str) -> None:
-    fmt = {"type": "json_schema", "json_schema": {"name": "choice", "schema": CHOICE_SCHEMA}}
-    kw: dict[str, Any] = dict(
-        model=model, messages=ask("Is the sky blue? Answer and give a digit."),
-        response_format=fmt, max_tokens=40, temperature=1.0, seed=11, n=2,
-    )  # fmt: skip
-    unary = oai.chat.completions.create(**kw)
-    texts = {c.index: "" for c in unary.choices}
-    for chunk in oai.chat.completions.create(**kw, stream=True):
-        for c in chunk.choices:
-            texts[c.index] += c.delta.content or ""
-    for c in unary.choices:
-        assert c.finish_reason == "stop"
-        jsonschema.validate(json.loads(c.message.content), CHOICE_SCHEMA)
-        assert texts[c.index] == c.message.content  # the same seed, the same answer
-
-
-@pytest.mark.parametrize("model", ENGINES)
-def test_json_object_and_a_max_tokens_cut(oai: openai.OpenAI, model: str) -> None:
-    whole = oai.chat.completions.create(
-        model=model, messages=ask("Describe a cat as JSON."), temperature=0, max_tokens=60,
-        response_format={"type": "json_object"},
-    )  # fmt: skip
-    choice = whole.choices[0]
-    if choice.finish_reason == "stop":
-        assert isinstance(json.loads(choice.message.content), dict)
-    cut = oai.chat.completions.create(
-        model=model, messages=ask("Describe a cat as JSON."), temperature=0, max_tokens=3,
-        response_format={"type": "json_object"},
-    )  # fmt: skip
-    assert cut.choices[0].finish_reason == "length"
-    assert cut.choices[0].message.content.startswith("{")  # the partial text, as it is
-    assert choice.message.content.startswith(cut.choices[0].message.content)
-
-
-def test_tools_round_trip_call_result_answer(oai: openai.OpenAI) -> None:
-    messages: list[Any] = ask("What is the weather in Paris?")
-    first = oai.chat.completions.create(
-        model="gguf", messages=messages, tools=[WEATHER], tool_choice="required",
-        temperature=0, max_tokens=60, parallel_tool_calls=False,
-    )  # fmt: skip
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls
-    assert call.type == "function" and call.id.startswith("call_")
-    assert call.function.name == "get_weather"
-    arguments = json.loads(call.function.arguments)
-    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
-    messages += [
-        choice.message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees C"},
-    ]
-    answer = oai.chat.completions.create(
-        model="gguf", messages=messages, tools=[WEATHER], tool_choice="none",
-        temperature=0, max_tokens=40,
-    )  # fmt: skip
-    assert answer.choices[0].message.tool_calls is None
-    assert answer.choices[0].message.content.strip()
-
-
-@pytest.mark.parametrize("model", ["gguf"])  # the tool prompt is longer than tiny's context
-def test_a_named_tool_streams_in_openai_deltas(oai: openai.OpenAI, model: str) -> None:
-    choice = {"type": "function", "function": {"name": "get_weather"}}
-    unary = oai.chat.completions.create(
-        model=model, messages=ask("Weather in Oslo?"), tools=[WEATHER], tool_choice=choice,
-        temperature=0, max_tokens=40,
-    )  # fmt: skip
-    calls: dict[int, dict[str, str]] = {}
-    finish = None
-    for chunk in oai.chat.completions.create(
-        model=model, messages=ask("Weather in Oslo?"), tools=[WEATHER], tool_choice=choice,
-        temperature=0, max_tokens=40, stream=True,
-    ):  # fmt: skip
-        for c in chunk.choices:
-            finish = c.finish_reason or finish
-            for d in c.delta.tool_calls or ():
-                entry = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-                if d.id:  # the first delta of a call names it
-                    assert d.function.name and not entry["id"]
-                    entry["id"], entry["name"] = d.id, d.function.name
-                entry["arguments"] += d.function.arguments or ""
-    (made,) = unary.choices[0].message.tool_calls
-    assert unary.choices[0].finish_reason == finish
-    assert [(c["name"], c["arguments"]) for c in calls.values()] == [
-        ("get_weather", made.function.arguments)
-    ]
-    if finish == "tool_calls":
-        jsonschema.validate(json.loads(made.function.arguments), WEATHER["function"]["parameters"])
-
-
-@pytest.mark.parametrize("model", ENGINES)
-def test_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> None:
-    done = oai.chat.completions.create(
-        model=model, messages=ask("What is the capital of France?"), temperature=0,
-        max_tokens=8, logprobs=True, top_logprobs=3,
-    )  # fmt: skip
-    choice = done.choices[0]
-    entries = choice.logprobs.content
-    assert entries and len(entries) <= done.usage.completion_tokens
-    assert "".join(e.token for e in entries) == choice.message.content
-    for e in entries:
-        assert len(e.top_logprobs) == 3 and e.logprob <= 0
-        assert e.top_logprobs[0].token == e.token
-        assert e.logprob == pytest.approx(max(t.logprob for t in e.top_logprobs), abs=1e-5)
-        assert [t.logprob for t in e.top_logprobs] == sorted(
-            (t.logprob for t in e.top_logprobs), reverse=True
-        )
-        assert bytes(e.bytes).decode(errors="replace") == e.token
-    stream = oai.chat.completions.create(
-        model=model, messages=ask("What is the capital of France?"), temperature=0,
-        max_tokens=8, logprobs=True, top_logprobs=3, stream=True,
-    )  # fmt: skip
-    streamed = [
-        lp for chunk in stream for c in chunk.choices if c.logprobs
-        for lp in c.logprobs.content or []
-    ]  # fmt: skip
-    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [
-        (e.token, round(e.logprob, 4)) for e in entries
-    ]
-
-
-def test_completions_logprobs_in_the_legacy_shape(oai: openai.OpenAI) -> None:
-    done = oai.completions.create(
-        model="gguf", prompt="The capital of France is", max_tokens=5, temperature=0, logprobs=2
-    )
-    lp = done.choices[0].logprobs
-    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
-    assert "".join(lp.tokens) == done.choices[0].text
-    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
-        assert len(top) == 2 and max(top.values()) == pytest.approx(logprob, abs=1e-5)
-        assert top[token] == pytest.approx(logprob, abs=1e-5)
-
-
-@pytest.mark.parametrize("model", ENGINES)
-def test_logit_bias_minus_100_bans_a_token(
-    oai: openai.OpenAI, model: str, tokenizers: dict[str, Any]
-) -> None:
-    kw: dict[str, Any] = dict(
-        model=model, messages=ask("What is the capital of France?"), temperature=0,
-        max_tokens=6, logprobs=True, top_logprobs=2,
-    )  # fmt: skip
-    free = oai.chat.completions.create(**kw).choices[0]
-    first = free.logprobs.content[0]
-    (banned,) = tokenizers[model](first.token)  # the greedy answer's first token
-    biased = oai.chat.completions.create(**kw, logit_bias={str(banned): -100}).choices[0]
-    assert biased.logprobs.content[0].token != first.token
-    # the raw distribution is reported, before the bias: the banned token is still top-1
-    assert biased.logprobs.content[0].top_logprobs[0].token == first.token
-
-
 @pytest.fixture(scope="module")
-def tokenizers(tiny_dir: Path) -> dict[str, Any]:
+def tokenizers(tiny_dir: Path) -> dict[str, Callable[[str], list[int]]]:
     """Text -> token ids with each model's own vocabulary (loaded here, vocabulary only)."""
     import llama_cpp
     from transformers import AutoTokenizer
@@ -240,88 +38,58 @@ def tokenizers(tiny_dir: Path) -> dict[str, Any]:
     tiny = AutoTokenizer.from_pretrained(tiny_dir / "tiny-text")
     return {
         "gguf": lambda text: vocab.tokenize(text.encode(), add_bos=False, special=True),
-        "tiny": lambda text: tiny(text, add_special_tokens=False).input_ids,
+        "tiny": lambda text: list(tiny(text, add_special_tokens=False).input_ids),
     }
 
 
-def repeats(oai: openai.OpenAI, **kw: Any) -> int:
-    """Tokens of the greedy answer that repeat an earlier token of it."""
-    done = oai.chat.completions.create(
-        model="gguf", messages=ask("Tell me about the sea, the sea, the sea."), temperature=0,
-        max_tokens=48, logprobs=True, **kw,
-    )  # fmt: skip
-    tokens = [e.token for e in done.choices[0].logprobs.content]
-    return len(tokens) - len(set(tokens))
+def test_parse_fills_a_pydantic_model_on_the_default_model(oai: openai.OpenAI) -> None:
+    check.check_parse_fills_a_pydantic_model(oai, "gguf")
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_json_schema_streamed_and_unary_with_n_and_seed(oai: openai.OpenAI, model: str) -> None:
+    check.check_json_schema_streamed_and_unary_with_n_and_seed(oai, model)
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_json_object_and_a_max_tokens_cut(oai: openai.OpenAI, model: str) -> None:
+    check.check_json_object_and_a_max_tokens_cut(oai, model)
+
+
+def test_tools_round_trip_call_result_answer(oai: openai.OpenAI) -> None:
+    check.check_tools_round_trip_call_result_answer(oai, "gguf")
+
+
+def test_a_named_tool_streams_in_openai_deltas(oai: openai.OpenAI) -> None:
+    check.check_a_named_tool_streams_in_openai_deltas(oai, "gguf")  # tiny's context is too short
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> None:
+    check.check_greedy_logprobs_pick_the_top_token(oai, model)
+
+
+def test_completions_logprobs_in_the_legacy_shape(oai: openai.OpenAI) -> None:
+    check.check_completions_logprobs_in_the_legacy_shape(oai, "gguf")
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_logit_bias_minus_100_bans_a_token(
+    oai: openai.OpenAI, model: str, tokenizers: dict[str, Callable[[str], list[int]]]
+) -> None:
+    check.check_logit_bias_minus_100_bans_a_token(oai, model, tokenizers[model])
 
 
 def test_penalties_change_repetition(oai: openai.OpenAI) -> None:
-    plain = repeats(oai)
-    assert plain >= 5  # prose repeats its words and commas
-    assert repeats(oai, frequency_penalty=2.0) < plain
-    assert repeats(oai, presence_penalty=2.0) < plain
-    assert repeats(oai, extra_body={"repetition_penalty": 1.8}) < plain
-    assert repeats(oai, frequency_penalty=-2.0) > plain  # a negative one rewards repeating
+    check.check_penalties_change_repetition(oai, "gguf")
 
 
-BAD = [
-    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
-    ({"top_logprobs": 2}, "top_logprobs"),
-    ({"logit_bias": {"abc": 1}}, "logit_bias"),
-    ({"logit_bias": {"999999999": 1}}, "logit_bias"),
-    ({"logit_bias": {"5": 101}}, "logit_bias[5]"),
-    ({"tools": [{"type": "function", "function": {"description": "x"}}]}, "tools[0].function.name"),
-    (
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 3}}}]},
-        "tools[0].function.parameters",
-    ),
-    (
-        {
-            "tools": [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": "f",
-                        "parameters": {"type": "object", "properties": {"a": {"$ref": "#/x"}}},
-                    },
-                }
-            ]
-        },
-        "tools[0].function.parameters",
-    ),
-    (
-        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
-        "tool_choice",
-    ),
-    (
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
-        "response_format.json_schema.schema",
-    ),
-    (
-        {
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "x", "schema": {"type": "string", "format": "nope"}},
-            }
-        },
-        "response_format",
-    ),
-    ({"presence_penalty": 2.5}, "presence_penalty"),
-    ({"functions": [{"name": "f"}]}, "functions"),
-]
-
-
-@pytest.mark.parametrize(("extra", "field"), BAD)
+@pytest.mark.parametrize(("extra", "field"), check.BAD)
 def test_bad_input_is_a_400_naming_the_field(
     oai: openai.OpenAI, extra: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(openai.BadRequestError) as err:
-        oai.chat.completions.create(model="gguf", messages=ask("hi"), max_tokens=4, **extra)
-    assert err.value.status_code == 400
-    assert err.value.body["param"] == field, err.value.body
+    check.check_bad_input_is_a_400_naming_the_field(oai, "gguf", extra, field)
 
 
 def test_echo_with_logprobs_is_refused_by_name(oai: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as err:
-        oai.completions.create(model="gguf", prompt="hi", echo=True, logprobs=1, max_tokens=2)
-    assert err.value.body["param"] == "echo"
-    assert "llamacpp" in err.value.body["message"]
+    check.check_echo_with_logprobs_is_refused_by_name(oai, "gguf", "llamacpp")
