@@ -77,8 +77,8 @@ def output_schema(request: TextRequest) -> dict[str, Any] | None:
         if request.tool_choice == ToolChoice.FUNCTION:
             tools = tuple(t for t in tools if t.name == request.tool_name)
         calls: dict[str, Any] = {"type": "array", "items": tool_call_schema(tools), "minItems": 1}
-        if not request.parallel_tool_calls:
-            calls["maxItems"] = 1
+        if not request.parallel_tool_calls or request.tool_choice == ToolChoice.FUNCTION:
+            calls["maxItems"] = 1  # a named function: that one call
         call = {
             "type": "object",
             "properties": {"tool_calls": calls},

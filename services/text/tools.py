@@ -61,6 +61,8 @@ def tool_messages(request: TextRequest) -> list[dict[str, Any]]:
     how = INSTRUCTIONS.get(choice) or INSTRUCTIONS[ToolChoice.REQUIRED].replace(
         "one or more tools", f"the tool {request.tool_name}"
     )
+    if not request.parallel_tool_calls:
+        how = how.replace("one or more tools", "one tool")
     system = f"You can call these tools:\n{tools}\n{how}"
     if out and out[0]["role"] == "system":
         out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{system}"}
