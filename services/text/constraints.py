@@ -112,16 +112,38 @@ def check_schema(request: TextRequest) -> None:
     from llguidance import LLMatcher
 
     schema = output_schema(request)
-    if schema is None:
-        return
-    field = schema_field(request)
+    if schema is not None:
+        error = LLMatcher.validate_grammar(_grammar(schema, request))
+        if error and not error.startswith("WARNING"):
+            raise refusal(request, error)
+
+
+def _grammar(schema: dict[str, Any], request: TextRequest, field: str | None = None) -> str:
+    from llguidance import LLMatcher
+
     try:
-        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
     except ValueError as exc:
-        raise InvalidArgument(f"{field}: the schema cannot be compiled: {exc}", field) from None
-    error = LLMatcher.validate_grammar(grammar)
-    if error and not error.startswith("WARNING"):
-        raise InvalidArgument(f"{field}: the schema cannot be compiled: {error}", field)
+        raise refusal(request, str(exc), field) from None
+
+
+def refusal(
+    request: TextRequest, reason: str, field: str | None = None, tokenizer: Any = None
+) -> InvalidArgument:
+    """The 400 for a schema that does not compile, naming the field: with tools, the first
+    tool whose parameters fail alone."""
+    from llguidance import LLMatcher
+
+    field = field or schema_field(request)
+    if field == "tools":
+        for i, tool in enumerate(request.tools):
+            name = f"tools[{i}].function.parameters"
+            alone = _grammar(json.loads(tool.parameters), request, name)
+            error = LLMatcher.validate_grammar(alone, tokenizer)
+            if error and not error.startswith("WARNING"):
+                field, reason = name, error
+                break
+    return InvalidArgument(f"{field}: the schema cannot be compiled: {reason}", field)
 
 
 class Grammars:
@@ -159,25 +181,9 @@ class Grammars:
     def _compile(self, schema: dict[str, Any], request: TextRequest) -> Any:
         from llguidance import LLMatcher
 
-        field = schema_field(request)
-        try:
-            grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
-        except ValueError as exc:
-            raise InvalidArgument(f"{field}: the schema cannot be compiled: {exc}", field) from None
-        matcher = LLMatcher(self.tokenizer, grammar, log_level=0)
+        matcher = LLMatcher(self.tokenizer, _grammar(schema, request), log_level=0)
         if matcher.is_error():
-            reason = matcher.get_error()
-            if field == "tools":  # name the tool whose parameters fail
-                for i, tool in enumerate(request.tools):
-                    alone = LLMatcher.grammar_from_json_schema(
-                        json.loads(tool.parameters), defaults=JSON_OPTIONS
-                    )
-                    error = LLMatcher.validate_grammar(alone, self.tokenizer)
-                    if error and not error.startswith("WARNING"):
-                        field = f"tools[{i}].function.parameters"
-                        reason = error
-                        break
-            raise InvalidArgument(f"{field}: the schema cannot be compiled: {reason}", field)
+            raise refusal(request, matcher.get_error(), tokenizer=self.tokenizer)
         return matcher
 
 

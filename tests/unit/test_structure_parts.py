@@ -109,7 +109,7 @@ def test_a_schema_that_cannot_compile_names_its_field() -> None:
     assert err.value.field == "response_format" and "/nope" in err.value.message
     with pytest.raises(InvalidArgument) as err:
         check_schema(request(tools=(Tool("f", "", bad),)))
-    assert err.value.field == "tools"
+    assert err.value.field == "tools[0].function.parameters"
 
 
 def test_tool_history_renders_in_the_generic_format() -> None:
