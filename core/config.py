@@ -74,6 +74,47 @@ class SecurityConfig(_Strict):
         return bool(self.api_keys_file or self.api_keys_env)
 
 
+class JobsConfig(_Strict):
+    """The job store (files and batches) and the batch runner."""
+
+    database: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job store: 'sqlite:///path' or "
+        "'postgresql+psycopg://user@host/db' (several gateways on one PostgreSQL share the "
+        "work). None: SQLite in state_dir.",
+    )
+    database_env: str | None = Field(
+        None, description="Environment variable holding the URL (a Kubernetes Secret), if set."
+    )
+    state_dir: str = Field(
+        "~/.local/state/aigc-serve",
+        description="Where the default SQLite database lives.",
+    )
+    files_dir: str | None = Field(
+        None, description="File bodies here (a directory or shared volume); None: in the database."
+    )
+    max_file_mb: int = Field(200, ge=1, le=4096, description="Largest upload to /v1/files.")
+    max_lines: int = Field(50_000, ge=1, description="Most request lines in one batch.")
+    lease_s: float = Field(
+        30.0, gt=0, description="A gateway's hold on a batch; another takes over after it."
+    )
+    concurrency: int = Field(
+        16, ge=1, le=1024, description="Lines of one batch in flight at once (flex tier)."
+    )
+    enabled: bool = Field(True, description="Serve /v1/files and /v1/batches, and run batches.")
+
+    def url(self) -> str:
+        import os
+
+        if self.database_env and os.environ.get(self.database_env):
+            return os.environ[self.database_env]
+        if self.database:
+            return self.database
+        path = os.path.join(os.path.expanduser(self.state_dir), "jobs.sqlite")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return f"sqlite:///{path}"
+
+
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535, description="gRPC (aigc.v1) port; 0 picks a free one.")
@@ -102,6 +143,7 @@ class GatewayConfig(_Strict):
     refresh_models_s: float = Field(5.0, gt=0, description="How often model readiness is read.")
     retries: int = Field(1, ge=0, le=3, description="Retries of unary image/audio on UNAVAILABLE.")
     security: SecurityConfig = SecurityConfig()
+    jobs: JobsConfig = JobsConfig()
 
 
 class RayConfig(_Strict):
