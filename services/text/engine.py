@@ -151,7 +151,8 @@ async def drain_queue(
 def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | BaseException]:
     """Joins queued deltas of the same completion into one chunk: when the client side is
     slower than generation, fewer, larger messages cross Ray and gRPC (vLLM streams the same
-    way). Token counts add up; a finish reason stays on the chunk that carries it."""
+    way). Token counts add up, as do the deltas' logprobs and tool call pieces; a finish reason
+    stays on the chunk that carries it."""
     out: list[TextChunk | BaseException] = []
     for item in items:
         last = out[-1] if out else None
@@ -165,6 +166,10 @@ def coalesce_deltas(items: list[TextChunk | BaseException]) -> list[TextChunk | 
             last.token_count += item.token_count
             last.finish_reason = item.finish_reason
             last.prompt_tokens = item.prompt_tokens
+            if item.logprobs is not None:
+                last.logprobs = [*(last.logprobs or ()), *item.logprobs]
+            if item.tool_calls:
+                last.tool_calls = [*(last.tool_calls or ()), *item.tool_calls]
         else:
             out.append(item)
     return out

@@ -19,7 +19,10 @@ from core.registry import ENGINES, options_class
 from core.types import (
     ChatMessage,
     FinishReason,
+    TextChunk,
     TextRequest,
+    TokenLogprob,
+    ToolCallDelta,
 )
 from services.metrics import EngineObserver
 from services.text.transformers_engine import TransformersTextEngine
@@ -279,6 +282,35 @@ def test_a_vanishing_temperature_samples_greedily(temperature: float) -> None:
     row = Row()
     logits = torch.tensor([[0.1, 3.0, -2.0, 2.9]])
     assert sample(logits, [row]).tolist() == [1]
+
+
+def test_queued_deltas_join_with_their_logprobs_and_tool_call_pieces() -> None:
+    """A slow client gets queued deltas as one chunk: every token's logprob stays with it (the
+    playground shows one per token), and so does every tool call piece."""
+    from services.text.engine import coalesce_deltas
+
+    def lp(token: str) -> TokenLogprob:
+        return TokenLogprob(token, -0.5, tuple(token.encode()))
+
+    err = RuntimeError("x")
+    joined = coalesce_deltas([
+        TextChunk(0, "L", 1, logprobs=[lp("L")]),
+        TextChunk(0, "'", 1, logprobs=[lp("'")]),
+        TextChunk(1, "a", 1, logprobs=[lp("a")]),
+        TextChunk(0, "", 0, tool_calls=[ToolCallDelta(0, "call_1", "f")]),
+        TextChunk(0, "", 0, tool_calls=[ToolCallDelta(0, arguments="{}")]),
+        TextChunk(0, "É", 2, FinishReason.LENGTH, 7, logprobs=[lp("É")]),
+        TextChunk(0, "after the finish", 1),
+        err,
+    ])  # fmt: skip
+    first, other, done, after, error = joined
+    assert first == TextChunk(0, "L'", 2, logprobs=[lp("L"), lp("'")])
+    assert other == TextChunk(1, "a", 1, logprobs=[lp("a")])
+    assert done == TextChunk(
+        0, "É", 2, FinishReason.LENGTH, 7, logprobs=[lp("É")],
+        tool_calls=[ToolCallDelta(0, "call_1", "f"), ToolCallDelta(0, arguments="{}")],
+    )  # fmt: skip
+    assert after == TextChunk(0, "after the finish", 1) and error is err
 
 
 def test_counters_have_the_meaning_every_text_engine_gives_them(tiny_dir):
