@@ -17,9 +17,14 @@ least one call. Goals: 100 % of the properly ended answers valid; >= 95 % end pr
 rest ran out of max_tokens: "length"). A missed goal prints MISSED with the figure (exit 0); a
 request the server refuses or fails exits 1 after the table. No network beyond --base-url.
 
+--start ENGINE starts aigc-serve itself first (`aigc up` on a one-model config: smollm2 on
+that engine, as load_tests.llm's aigc rows run it: llamacpp on the F16 GGUF, transformers on
+models/smollm2, vllm from .venv-vllm) and stops it afterwards.
+
     python -m load_tests.structured_goal --model smollm2 --base-url http://127.0.0.1:8000/v1
-    python -m load_tests.structured_goal --model smollm2-hf --base-url http://127.0.0.1:8000/v1 \
-        --concurrency 4 --json bench-results/structured-goal-transformers.json
+    python -m load_tests.structured_goal --start llamacpp
+    python -m load_tests.structured_goal --start transformers
+    .venv-vllm/bin/python -m load_tests.structured_goal --start vllm
 """
 
 from __future__ import annotations
@@ -211,7 +216,10 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m load_tests.structured_goal", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--model", required=True, help="the served model's name (or alias)")
+    p.add_argument("--model", help="the served model's name (or alias)")
+    p.add_argument("--start", choices=("llamacpp", "transformers", "vllm"),
+                   help="start aigc-serve with smollm2 on this engine first (then --model and "
+                   "--base-url are its own)")  # fmt: skip
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", default="structured-goal")
     p.add_argument("--samples", type=int, default=50)
@@ -228,6 +236,29 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    if args.start:
+        return started(args, cases)
+    if not args.model:
+        p.error("--model is needed (or --start ENGINE)")
+    return measure(args, cases)
+
+
+def started(args: argparse.Namespace, cases: list[str]) -> int:
+    """`measure` against aigc-serve started here on smollm2 with engine `args.start`."""
+    from load_tests.llm import RESULTS
+    from load_tests.llm_servers import Settings, start_aigc
+
+    log = RESULTS / "llm" / f"structured-goal-{args.start}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    running = start_aigc(args.start, Settings(), log)
+    try:
+        args.model, args.base_url = running.model, running.base_url
+        return measure(args, cases)
+    finally:
+        running.stop()
+
+
+def measure(args: argparse.Namespace, cases: list[str]) -> int:
     rows = []
     for case in cases:
         rows.append(run_case(args, case))
