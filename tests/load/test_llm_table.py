@@ -1,4 +1,5 @@
-"""load_tests.llm's table and ratios, from hand-made rows (the vLLM rows of issue 23)."""
+"""load_tests.llm's table, ratios and structured-output goals, from hand-made rows (the vLLM rows of
+issue 23; the schema rows of issue 31), and the schemas they use."""
 
 from __future__ import annotations
 
@@ -38,3 +39,74 @@ def test_vllm_rows_are_compared_and_their_threads_and_start_up_named() -> None:
     assert "- max_tokens=64 c=16: 0.95x tok/s, TTFT p50 +160 ms" in text
     assert "| aigc-vllm | 64 | 16 | 152.0 | 3360 |" in text
     assert "| llama-server | skipped: not chosen |" in text
+
+
+def test_structured_rows_give_the_goals_with_their_figures() -> None:
+    from load_tests.llm import goals, structured_ratios
+
+    servers = [
+        {"server": "llama-server", "ready_seconds": 1.0, "cells": cells(10.0, 100.0)},
+        {"server": "llama-server [person]", "ready_seconds": 1.0, "cells": cells(9.0, 100.0)},
+        {"server": "aigc-llamacpp", "ready_seconds": 9.0, "cells": cells(10.0, 100.0)},
+        {"server": "aigc-llamacpp [person]", "ready_seconds": 9.0, "cells": cells(7.5, 110.0)},
+    ]
+    lines = goals(servers, "person")
+    assert lines == [
+        "MISSED: constrained / unconstrained tok/s on aigc-llamacpp, max_tokens=64 c=1: 0.75x "
+        "(goal >= 0.8x; 7.5 / 10.0 tok/s)",
+        "MISSED: constrained / unconstrained tok/s on aigc-llamacpp, max_tokens=64 c=16: 0.75x "
+        "(goal >= 0.8x; 120.0 / 160.0 tok/s)",
+        "MISSED: aigc-llamacpp constrained / llama-server constrained tok/s, max_tokens=64 c=1: "
+        "0.83x (goal >= 0.9x; 7.5 / 9.0 tok/s)",
+        "MISSED: aigc-llamacpp constrained / llama-server constrained tok/s, max_tokens=64 c=16: "
+        "0.83x (goal >= 0.9x; 120.0 / 144.0 tok/s)",
+    ]
+    ratios = structured_ratios(servers, "person")
+    assert ratios["aigc-llamacpp [person] / llama-server [person]"]["max_tokens=64 c=1"] == (
+        "0.83x tok/s, TTFT p50 +10 ms"
+    )
+    assert ratios["aigc-vllm [person] / vllm [person]"] == {}
+    assert goals(servers[2:], "person")[-1] == (
+        "not measured: aigc-llamacpp constrained / llama-server constrained tok/s (needs the "
+        "rows 'aigc-llamacpp [person]' and 'llama-server [person]')"
+    )
+    meta = {"command": "python -m load_tests.llm --structured person", "date": "d", "cores": 2,
+            "cpu": "x", "commit": "abc", "load_at_start": 0.5}  # fmt: skip
+    text = table({"meta": meta, "threads": 1, "servers": servers, "prompt_cache": True,
+                  "ratios": {}, "vllm_compile": False,
+                  "structured": {"name": "person", "properties": 3, "schema_only": False},
+                  "structured_ratios": ratios, "goals": lines})  # fmt: skip
+    assert "rows [person]: response_format json_schema (3 properties)" in text
+    assert "| server | max_tokens | c | tok/s | tok/request | TTFT p50 ms |" in text
+    assert "| aigc-llamacpp [person] | 64 | 16 | 120.0 | 0.0 | 1760 |" in text
+    assert "aigc-llamacpp [person] / llama-server [person] (tok/s; TTFT p50 difference):" in text
+    assert "- MISSED: constrained / unconstrained tok/s on aigc-llamacpp, max_tokens=64 c=1" in text
+
+
+def test_the_constrained_variant_asks_for_the_schema_without_ignore_eos() -> None:
+    from load_tests.llm import variants
+    from load_tests.schemas import LARGE, PERSON, count_properties, variant
+
+    plain, constrained = variants(PERSON, "person", schema_only=False)
+    base = {"ignore_eos": True, "cache_prompt": True}
+    assert plain.matched and plain.body(base) == base and plain.label("x") == "x"
+    assert constrained.label("aigc-llamacpp") == "aigc-llamacpp [person]"
+    assert constrained.body(base) == {
+        "cache_prompt": True,
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "person", "schema": PERSON}},
+    }  # fmt: skip
+    assert [v.name for v in variants(PERSON, "person", schema_only=True)] == ["person"]
+    renamed = variant(PERSON, 7)
+    assert list(renamed["properties"]) == ["name_7", "age", "city"]
+    assert renamed["required"] == ["name_7", "age", "city"] and "name" in PERSON["properties"]
+    assert count_properties(PERSON) == 3 and count_properties(LARGE) == 50
+
+
+def test_every_schema_has_a_valid_example() -> None:
+    import jsonschema
+
+    from load_tests.schemas import SCHEMAS, example
+
+    for schema in SCHEMAS.values():
+        jsonschema.validate(example(schema), schema)
