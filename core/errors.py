@@ -95,6 +95,12 @@ class ModelNotFound(AigcError):
     code = "NOT_FOUND"
 
 
+class NotFound(AigcError):
+    """A stored object (a file, a batch) does not exist."""
+
+    code = "NOT_FOUND"
+
+
 class Overloaded(AigcError):
     """Admission or queue full; `retry_after_s` in details is a hint for the client."""
 

@@ -34,8 +34,12 @@ from gateway.dataplane import DataPlane
 from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
+from gateway.jobs.metrics import JobMetrics
+from gateway.jobs.runner import BatchRunner
+from gateway.jobs.store import JobStore
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
+from gateway.openai_api.jobs import JobsApi
 from gateway.peers import Peers
 from gateway.registry import ModelRegistry
 from gateway.serve_status import ServeStatus
@@ -64,6 +68,8 @@ class Gateway:
     _draining: bool = False
     _peers: Peers | None = None
     _ready: bool = False
+    jobs: JobStore | None = None  # files and batches (gateway.jobs)
+    runner: BatchRunner | None = None
 
     def ready(self) -> bool:
         """HTTP readiness for balancers: not draining, and some model can serve. Per-modality
@@ -72,6 +78,8 @@ class Gateway:
         return self._ready and not self._draining
 
     async def start(self) -> None:
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.migrate)
         await self.server.start()
         if self.http is not None:
             await self._start_http()
@@ -86,6 +94,8 @@ class Gateway:
             self._peers = Peers(period)
             await self._count_peers()
             self._tasks += (asyncio.create_task(self._peers_forever(period)),)
+        if self.runner is not None:
+            self.runner.start()
         logger.info("gateway serving on port %d, metrics on %d", self.port, self.metrics_port)
 
     async def _start_http(self) -> None:
@@ -159,10 +169,14 @@ class Gateway:
         if self.http is not None and self._http_task is not None:
             self.http.config.timeout_graceful_shutdown = grace
             self.http.should_exit = True
+        if self.runner is not None:  # lines in flight run again wherever the batch resumes
+            await self.runner.stop()
         await self.server.stop(grace)
         if self._http_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http_task, grace + 5)
+        if self.jobs is not None:
+            self.jobs.close()
         await asyncio.to_thread(self.metrics.close)  # last: the drain stays observable
 
 
@@ -250,8 +264,19 @@ def build_gateway(
     gateway = Gateway(
         config, server, health_servicer, registry, status, metrics, plane, bound, bound_metrics
     )
+    api = OpenAIApi(config, plane, gateway.ready)
+    routes = []
+    if gc.jobs.enabled:
+        jobs = gateway.jobs = JobStore(gc.jobs.url(), gc.jobs.files_dir)
+        gateway.runner = BatchRunner(
+            jobs, api.execute, lease_s=gc.jobs.lease_s, concurrency=gc.jobs.concurrency,
+            max_lines=gc.jobs.max_lines,
+        )  # fmt: skip
+        metrics.registry.register(JobMetrics(jobs, gateway.runner))
+        routes = JobsApi(
+            gc.jobs, jobs, gateway.runner, lambda header: plane.authorize("http", header)
+        ).routes()
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
-        api = OpenAIApi(config, plane, gateway.ready)
-        gateway.http = http_server(api.app(), host, hport, security.tls)
+        gateway.http = http_server(api.app(routes), host, hport, security.tls)
     return gateway

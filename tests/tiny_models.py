@@ -51,7 +51,13 @@ def stack_config(root: Path) -> dict:
     small = {"num_cpus": 0.25, "torch_threads": 1}
     gguf = [gguf_model_config()] if SMOLLM2_GGUF.is_dir() else []
     return {
-        "gateway": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "refresh_models_s": 1.0},
+        "gateway": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "metrics_port": 0,
+            "refresh_models_s": 1.0,
+            "jobs": {"state_dir": str(root / "state"), "lease_s": 3.0},
+        },
         "ray": {"num_cpus": 4},
         "models": [
             {

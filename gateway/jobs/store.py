@@ -57,10 +57,15 @@ batches = sa.Table(
     *(
         sa.Column(f"{stamp}_at", sa.BigInteger, nullable=True)
         for stamp in (
-            "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
+            "in_progress",
+            "finalizing",
+            "completed",
+            "failed",
+            "expired",
+            "cancelling",
             "cancelled",
         )
-    ),  # fmt: skip
+    ),
     sa.Column("total", sa.Integer, nullable=False, default=0),
     sa.Column("completed", sa.Integer, nullable=False, default=0),
     sa.Column("failed", sa.Integer, nullable=False, default=0),
@@ -303,7 +308,7 @@ class JobStore:
         }
         with self.engine.begin() as db:
             db.execute(batches.insert().values(**values))
-        record = self.get_batch(values["id"])
+        record = self.get_batch(str(values["id"]))
         assert record is not None
         return record
 
@@ -338,18 +343,21 @@ class JobStore:
         """Moves an unfinished batch to `cancelling` (its gateway then stops it); a finished
         one is returned as it is (the caller refuses)."""
         with self.engine.begin() as db:
+            running = batches.c.status.in_(("validating", "in_progress"))
             db.execute(
                 batches.update()
-                .where(batches.c.id == batch_id, batches.c.status.in_(("validating", "in_progress")))
+                .where(batches.c.id == batch_id, running)
                 .values(status="cancelling", cancelling_at=now())
-            )  # fmt: skip
+            )
         return self.get_batch(batch_id)
 
     # ---- the worker's side ---------------------------------------------------------------
     def claim(self, owner: str, lease_s: float) -> BatchRecord | None:
         """An unfinished batch no live gateway holds, now leased to `owner` (oldest first)."""
         t = time.time()
-        free = sa.or_(batches.c.owner.is_(None), batches.c.lease_until < t, batches.c.owner == owner)
+        free = sa.or_(
+            batches.c.owner.is_(None), batches.c.lease_until < t, batches.c.owner == owner
+        )
         query = (
             sa.select(batches.c.id)
             .where(batches.c.status.in_(ACTIVE), free)

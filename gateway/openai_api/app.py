@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -77,8 +78,11 @@ class OpenAIApi:
             *page.routes(),
         ]
 
-    def app(self) -> Starlette:
-        return Starlette(routes=self.routes(), exception_handlers={HTTPException: http.not_routed})
+    def app(self, extra: list[BaseRoute] | None = None) -> Starlette:
+        return Starlette(
+            routes=[*(extra or ()), *self.routes()],
+            exception_handlers={HTTPException: http.not_routed},
+        )
 
     async def _handle(
         self,
@@ -206,20 +210,19 @@ class OpenAIApi:
 
     # ---- images --------------------------------------------------------------------------
     async def images(self, request: Request) -> Response:
-        async def work(call: Call, body: Any) -> Response:
-            model = self.plane.resolve(call, body.model or "")
-            facts = self.plane.facts(model)
-            domain = convert.image_request(body, model, facts, call.request_id, call.deadline)
-            result = await self.plane.generate_images(call, model, domain)
-            images = [
-                protocol.ImageData(b64_json=base64.b64encode(i.data).decode())
-                for i in result.images
-            ]
-            return JSONResponse(protocol.ImagesResponse(data=images).model_dump())
-
         return await self._handle(
-            request, "/v1/images/generations", Modality.IMAGE, ImageGenerationRequest, work
+            request, "/v1/images/generations", Modality.IMAGE, ImageGenerationRequest, self._images
         )
+
+    async def _images(self, call: Call, body: Any) -> Response:
+        model = self.plane.resolve(call, body.model or "")
+        facts = self.plane.facts(model)
+        domain = convert.image_request(body, model, facts, call.request_id, call.deadline)
+        result = await self.plane.generate_images(call, model, domain)
+        images = [
+            protocol.ImageData(b64_json=base64.b64encode(i.data).decode()) for i in result.images
+        ]
+        return JSONResponse(protocol.ImagesResponse(data=images).model_dump())
 
     # ---- speech --------------------------------------------------------------------------
     async def speech(self, request: Request) -> Response:
@@ -245,6 +248,62 @@ class OpenAIApi:
             return StreamingResponse(audio(), media_type=media, headers=headers)
 
         return await self._handle(request, "/v1/audio/speech", Modality.AUDIO, SpeechRequest, work)
+
+    async def _speech_whole(self, call: Call, body: Any) -> Response:
+        """Speech as one JSON body (a batch line's response, our extension): the audio in
+        base64, its format and sample rate."""
+        model = self.plane.resolve(call, body.model or "")
+        domain = convert.speech_request(body, model, call.request_id, call.deadline)
+        pcm, rate = bytearray(), 0
+        chunks = self.plane.stream_speech(call, model, domain)
+        try:
+            async for chunk in chunks:
+                pcm += chunk.pcm16
+                rate = chunk.sample_rate
+        finally:
+            await chunks.aclose()
+        audio = (wav_header(rate, len(pcm)) if body.response_format == "wav" else b"") + pcm
+        return JSONResponse(
+            {
+                "object": "audio.speech",
+                "format": body.response_format,
+                "sample_rate": rate,
+                "audio": base64.b64encode(audio).decode(),
+            }
+        )
+
+    # ---- batch lines ---------------------------------------------------------------------
+    def batch_routes(self) -> dict[str, tuple[Modality, type[BaseModel], Any]]:
+        return {
+            "/v1/chat/completions": (Modality.TEXT, ChatCompletionRequest, self._chat),
+            "/v1/completions": (Modality.TEXT, CompletionRequest, self._completion),
+            "/v1/images/generations": (Modality.IMAGE, ImageGenerationRequest, self._images),
+            "/v1/audio/speech": (Modality.AUDIO, SpeechRequest, self._speech_whole),
+        }
+
+    async def execute(
+        self, endpoint: str, data: dict[str, Any], request_id: str
+    ) -> tuple[int, dict[str, Any], float | None]:
+        """One batch line, through the same conversion, data plane (flex tier) and errors as
+        the route: (HTTP status, body, retry hint of a refusal). Never raises."""
+        modality, body_model, work = self.batch_routes()[endpoint]
+        data = {**data, "service_tier": "flex"}
+        if modality == Modality.TEXT:
+            data["stream"] = False
+            data.pop("stream_options", None)
+        name = data.get("model")
+        deadline = None if self.default_timeout_s is None else time.time() + self.default_timeout_s
+        try:
+            async with self.plane.call(
+                "batch", endpoint, modality, name if isinstance(name, str) else "", request_id,
+                deadline,
+            ) as call:  # fmt: skip
+                body = http.parse(body_model, data)
+                response = await work(call, body)
+            return response.status_code, json.loads(bytes(response.body)), None
+        except Exception as exc:
+            failure = client_failure(exc, request_id)
+            return failure.http_status, http.error_body(failure), failure.retry_after_s
 
 
 def _not_found(model_id: str) -> AigcError:
