@@ -56,7 +56,7 @@ def stack_config(root: Path) -> dict:
             "port": 0,
             "metrics_port": 0,
             "refresh_models_s": 1.0,
-            "jobs": {"state_dir": str(root / "state"), "lease_s": 3.0},
+            "jobs": {"state_dir": str(root / "state"), "lease_s": 3.0, "max_file_mb": 1},
         },
         "ray": {"num_cpus": 4},
         "models": [

@@ -169,6 +169,13 @@ def test_cancel_a_running_batch_keeps_what_ran(oai: openai.OpenAI) -> None:
     assert out and all(x["error"]["code"] == "batch_cancelled" for x in errors)
 
 
+def test_an_upload_over_the_limit_is_a_413(oai: openai.OpenAI) -> None:
+    """The stack's limit is 1 MiB (tests/tiny_models.py)."""
+    with pytest.raises(openai.APIStatusError) as err:
+        oai.files.create(file=("big.jsonl", b"x" * (2**20 + 2**17)), purpose="batch")
+    assert err.value.status_code == 413
+
+
 def test_bad_requests_name_their_field(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         oai.files.create(file=("x.jsonl", b"{}\n"), purpose="fine-tune")
