@@ -47,18 +47,20 @@ async function errorOf(response) {
 }
 
 // fetch with the key; resolves to an ok Response, else throws ApiError (never a bare failure).
+// A FormData body goes as multipart (the browser writes its content type), any other as JSON.
 export async function call(path, { method = "GET", body, signal } = {}) {
   const headers = {};
   const key = apiKey();
   if (key) headers.authorization = `Bearer ${key}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["content-type"] = "application/json";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
       signal,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || form ? body : JSON.stringify(body),
     });
   } catch (err) {
     if (err.name === "AbortError") throw err;

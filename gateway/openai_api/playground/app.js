@@ -3,11 +3,12 @@
 import { ApiError, apiKey, fillModels, listModels, setApiKey, showError } from "./api.js";
 import { initChat } from "./chat.js";
 import { initImages } from "./images.js";
+import { initJobs } from "./jobs.js";
 import { initSpeech } from "./speech.js";
 import { initSystem } from "./system.js";
 
 const $ = (id) => document.getElementById(id);
-const TABS = ["chat", "images", "speech", "system"];
+const TABS = ["chat", "images", "speech", "jobs", "system"];
 let models = [];
 let current = "chat";
 
@@ -15,6 +16,7 @@ const refreshLabels = initImages(() => models);
 const refreshVoices = initSpeech(() => models);
 initChat();
 const system = initSystem(setModels, () => current === "system");
+const jobs = initJobs(() => current === "jobs");
 
 function setModels(list) {
   models = list;
@@ -46,6 +48,7 @@ function show(tab) {
   }
   if (location.hash !== `#${current}`) history.replaceState(null, "", `#${current}`);
   system.schedule();
+  jobs.schedule();
 }
 
 for (const t of TABS) $(`tab-${t}`).addEventListener("click", () => show(t));
@@ -57,6 +60,7 @@ $("key-form").addEventListener("submit", (e) => {
   setApiKey($("api-key").value.trim());
   loadModels();
   if (current === "system") system.refresh();
+  if (current === "jobs") jobs.refresh();
 });
 
 show(location.hash.slice(1));
