@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         up.stop()
-    return {"machine": facts(), "args": vars(args), "rounds": rounds}
+    command = "python -m load_tests.batch_mix " + " ".join(sys.argv[1:])
+    return {"machine": {**facts(), "command": command}, "args": vars(args), "rounds": rounds}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -209,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
-    print(heading(result["machine"]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "batch-mix.json").write_text(json.dumps(result, indent=2))
+    print(heading(result["machine"]))
     print(table(result))
     for r in result["rounds"]:
         print(

@@ -4,6 +4,11 @@ iteration-level batching across requests in one llama.cpp context.
 Decoding one stream on a CPU is bound by memory bandwidth (every weight is read per token), so
 quantized kernels are what make it fast: SmolLM2's Q4_1 file is 98 MB against 540 MB of float32.
 
+Batch-tier work (the flex tier: Batch API lines) takes the capacity left: interactive requests
+start first, a quarter of the sequence ids is kept for them, and while one runs the batch's
+sequences hold their KV cells but sit out the steps (on a CPU a step's time grows with its rows,
+so this is what keeps interactive TTFT near idle beside a running batch).
+
 One scheduler thread owns the context. Each step it retires finished, cancelled and expired
 sequences (their KV cells freed with `llama_memory_seq_rm`), starts waiting ones while a
 sequence id and KV cells are free, and decodes one batch: every running sequence's last
@@ -39,7 +44,7 @@ import torch
 from core.config import ModelConfig
 from core.options import LlamaCppTextOptions
 from core.replica import ModelFacts
-from core.types import TextChunk, TextRequest
+from core.types import Priority, TextChunk, TextRequest
 from services.text.constraints import Grammars
 from services.text.engine import (
     TokenizingTextEngine,
@@ -78,6 +83,11 @@ class _Sequence(Sequence):
     @property
     def group(self) -> list[_Sequence]:
         return [self, *self.siblings]
+
+    @property
+    def flex(self) -> bool:
+        """Batch work (the flex tier, the Batch API's lines): it uses the capacity left."""
+        return self.request.priority == Priority.BATCH
 
 
 class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
@@ -123,6 +133,8 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
                 f"the {trained} tokens it was trained on"
             )
         self.max_sequences = self.config.batching.max_batch_size
+        # sequence ids batch-tier work leaves free, so an interactive request starts at once
+        self.flex_reserve = max(1, self.max_sequences // 4) if self.max_sequences > 1 else 0
         if self.max_sequences > opts.batch_tokens:
             raise ValueError(
                 f"model {self.config.name}: batch_tokens {opts.batch_tokens} cannot hold a "
@@ -272,7 +284,10 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
         out += expired([*self._running, *self._waiting])
         for s in [s for s in self._running if s.done]:
             self._retire(s)
-        self._waiting = deque(s for s in self._waiting if not s.done)
+        # interactive requests first (stable: a request's n completions stay together)
+        self._waiting = deque(
+            sorted((s for s in self._waiting if not s.done), key=lambda s: s.flex)
+        )
         self._admit()
         if not self._running:
             return
@@ -320,6 +335,8 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
             group = self._waiting[0].group
             if len(group) > len(self._idle):
                 return
+            if group[0].flex and len(self._idle) - len(group) < self.flex_reserve:
+                return  # ids kept free for interactive requests
             leader = group[0]
             reuse, keep = self._best_prefix(leader.prompt)
             ids = [reuse] if reuse is not None else []
@@ -423,10 +440,14 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
                 outputs.append((s, n))
             n += 1
 
-        for s in self._running:
+        # Batch-tier sequences make way: while an interactive one runs they hold their cells
+        # but take no part in the step (a step's time grows with its rows on a CPU).
+        interactive = any(not s.flex and not s.done for s in self._running)
+        stepping = [s for s in self._running if not (interactive and s.flex)]
+        for s in stepping:
             if s.fed >= len(s.prompt) and s.sampled:
                 add(s, s.last_token, True)
-        for s in self._running:
+        for s in stepping:
             if s.fed < len(s.prompt) and s.leader is None and n < budget:
                 take = min(len(s.prompt) - s.fed, budget - n)
                 self._steps["prefill_tokens_total"] += take

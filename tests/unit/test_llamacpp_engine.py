@@ -15,7 +15,7 @@ from core.config import ModelConfig
 from core.errors import DeadlineExceeded, InvalidArgument
 from core.types import ChatMessage, FinishReason, TextChunk, TextRequest
 from tests.assets import require_asset
-from tests.conditions import wait_until
+from tests.conditions import until, wait_until
 from tests.conftest import LoopThread
 from tests.tiny_models import SMOLLM2_GGUF, gguf_model_config
 
@@ -218,3 +218,41 @@ def test_counters_have_the_meaning_every_text_engine_gives_them(engine, runner) 
     after_late = engine.stats()
     assert after_late["failed_requests_total"] == before["failed_requests_total"] + 1
     assert after_late["cancelled_requests_total"] == before["cancelled_requests_total"]
+
+
+def test_batch_tier_work_makes_way_for_an_interactive_request(engine, runner) -> None:
+    """16 batch-tier streams on 16 sequence ids: a quarter of the ids stay free, so the
+    interactive request starts at once, and while it runs the batch's sequences sit out: every
+    step then decodes one row (the scheduler's own counters, read well inside its run)."""
+    from core.types import Priority
+
+    flex = [
+        ask(f"Write a long story about {k}.", max_tokens=48, ignore_eos=True,
+            priority=Priority.BATCH, temperature=0)
+        for k in range(16)
+    ]  # fmt: skip
+    interactive = ask("Write a long story.", max_tokens=200, ignore_eos=True, temperature=0)
+    flex_tokens = {"n": 0}
+
+    async def run_flex(request: TextRequest) -> None:
+        async for chunk in engine.stream(request):
+            flex_tokens["n"] += chunk.token_count
+
+    async def scenario() -> tuple[int, dict[str, float], dict[str, float]]:
+        tasks = [asyncio.ensure_future(run_flex(r)) for r in flex]
+        assert await until(lambda: flex_tokens["n"] >= 12, 120)  # the batch is decoding
+        running = int(engine.stats()["running_sequences"])
+        seen = 0
+        marks: list[dict[str, float]] = []
+        async for chunk in engine.stream(interactive):
+            seen += chunk.token_count
+            if (not marks and seen >= 4) or (len(marks) == 1 and seen >= 24):
+                marks.append(engine.stats())
+        await asyncio.gather(*tasks)
+        return running, marks[0], marks[1]
+
+    running, a, b = runner.run(scenario())
+    assert running == 16 - engine.flex_reserve  # the batch left ids free
+    steps = b["steps_total"] - a["steps_total"]
+    assert steps >= 10
+    assert b["batch_occupancy_sum"] - a["batch_occupancy_sum"] == steps  # one row a step
