@@ -100,4 +100,7 @@ def _limits(m: ModelConfig) -> dict[str, int]:
         return {"max_tokens": lim.max_tokens, "max_n": lim.max_n}
     if m.modality == Modality.IMAGE:
         return {"max_images": lim.max_images}
+    if m.modality == Modality.VIDEO:
+        seconds = m.options.get("max_seconds", 12)
+        return {"max_seconds": int(seconds), "max_prompt_chars": lim.max_prompt_chars}
     return {"max_text_chars": lim.max_text_chars}
