@@ -286,6 +286,10 @@ class VideoRequest:
     seed: int | None = None  # as ImageRequest.seed: the walk's points
     deadline: float | None = None
     priority: Priority = Priority.INTERACTIVE
+    # the clip's audio track: PCM16 mono (the gateway has the speech model say the narration),
+    # cut or padded with silence to the clip's length; empty: no audio track
+    narration: bytes = b""
+    narration_rate: int = 0
 
 
 @dataclass

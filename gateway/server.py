@@ -34,7 +34,7 @@ from gateway.dataplane import DataPlane
 from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
-from gateway.jobs.metrics import JobMetrics
+from gateway.jobs.metrics import JobMetrics, VideoMetrics
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
 from gateway.jobs.video_runner import VideoRunner
@@ -293,6 +293,7 @@ def build_gateway(
                 clips, videos.make, lease_s=gc.jobs.lease_s,
                 concurrency=gc.jobs.video_concurrency, ttl_s=gc.jobs.video_ttl_s,
             )  # fmt: skip
+            metrics.registry.register(VideoMetrics(clips, gateway.video_runner))
             routes += videos.routes()
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:

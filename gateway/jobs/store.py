@@ -102,6 +102,8 @@ videos = sa.Table(  # video jobs (gateway/jobs/videos.py); revision 0002
     sa.Column("completed_at", sa.BigInteger, nullable=True),
     sa.Column("expires_at", sa.BigInteger, nullable=True),
     sa.Column("remixed_from", sa.String(64), nullable=True),
+    sa.Column("narration", sa.Text, nullable=True),  # spoken as the clip's audio track
+    sa.Column("voice", sa.String(64), nullable=True),
     # the clip's three files (the files table, purpose "video")
     sa.Column("video_file_id", sa.String(64), nullable=True),
     sa.Column("thumbnail_file_id", sa.String(64), nullable=True),

@@ -41,6 +41,8 @@ class VideoRecord:
     completed_at: int | None = None
     expires_at: int | None = None
     remixed_from: str | None = None
+    narration: str | None = None
+    voice: str | None = None
     files: dict[str, str | None] | None = None  # variant -> file id
     owner: str | None = None
 
@@ -59,6 +61,7 @@ class VideoRecord:
             "expires_at": self.expires_at,
             "error": self.error,
             "remixed_from_video_id": self.remixed_from,
+            "narration": self.narration,  # our extension
         }
 
 
@@ -78,6 +81,8 @@ def _record(row: Any) -> VideoRecord:
         completed_at=m["completed_at"],
         expires_at=m["expires_at"],
         remixed_from=m["remixed_from"],
+        narration=m["narration"],
+        voice=m["voice"],
         files={v: m[f"{v}_file_id"] for v in VARIANTS},
         owner=m["owner"],
     )
@@ -90,12 +95,13 @@ class VideoStore:
 
     def create(
         self, model: str, prompt: str, seconds: int, size: str, seed: int,
-        remixed_from: str | None = None,
+        remixed_from: str | None = None, narration: str | None = None, voice: str | None = None,
     ) -> VideoRecord:  # fmt: skip
         values = {
             "id": new_id("video_"), "model": model, "prompt": prompt, "seconds": seconds,
             "size": size, "seed": seed, "status": "queued", "progress": 0,
-            "created_at": now(), "remixed_from": remixed_from,
+            "created_at": now(), "remixed_from": remixed_from, "narration": narration,
+            "voice": voice,
         }  # fmt: skip
         with self.engine.begin() as db:
             db.execute(table.insert().values(**values))

@@ -26,7 +26,7 @@ from core.config import JobsConfig, Modality, ModelConfig
 from core.errors import InvalidArgument, NotFound, Unavailable
 from core.options import VideoOptions
 from core.registry import options_class
-from core.types import Priority, VideoRequest, VideoResult
+from core.types import AudioFormat, AudioRequest, Priority, VideoRequest, VideoResult
 from core.video import read_labels
 from gateway.dataplane import DataPlane
 from gateway.errors import client_failure
@@ -127,13 +127,43 @@ class VideosApi:
         if facts.labels:
             read_labels(prompt, facts.labels, model.name)
         seed = _seed(body.get("seed"), source)
+        narration, voice = self._narration(body, source)
         record = await asyncio.to_thread(
             self.store.create, model.name, prompt, seconds, native, seed,
-            source.id if source else None,
+            source.id if source else None, narration, voice,
         )  # fmt: skip
         if self.runner is not None:
             self.runner.wake()
         return _polled(JSONResponse(record.openai()))
+
+    def _narration(
+        self, body: dict[str, Any], source: VideoRecord | None
+    ) -> tuple[str | None, str | None]:
+        """`narration` (our extension): text the default speech model says as the clip's
+        audio track, in `voice` (the model's default when none)."""
+        text = body.get("narration")
+        voice = body.get("voice") or (source.voice if source else None)
+        if text in (None, ""):
+            return (source.narration, voice) if source else (None, None)
+        if not isinstance(text, str):
+            raise InvalidArgument("narration must be a string", field="narration")
+        if not self.plane.config.models_of(Modality.AUDIO):
+            raise InvalidArgument("no speech model is served to say a narration", "narration")
+        speech = self.plane.registry.resolve(Modality.AUDIO, "")
+        if len(text) > speech.limits.max_text_chars:
+            raise InvalidArgument(
+                f"narration has {len(text)} characters; the limit is "
+                f"{speech.limits.max_text_chars}",
+                field="narration",
+            )
+        if voice is not None and not isinstance(voice, str):
+            raise InvalidArgument("voice must be a string", field="voice")
+        voices = self.plane.facts(speech).voices
+        if voice and voices and voice not in voices:
+            raise InvalidArgument(
+                f"unknown voice {voice!r}; valid voices: {', '.join(voices)}", field="voice"
+            )
+        return text, voice
 
     async def remix(self, request: Request) -> Response:
         video_id = request.path_params["video_id"]
@@ -198,15 +228,32 @@ class VideosApi:
             "jobs", "/v1/videos", Modality.VIDEO, job.model, rid, deadline
         ) as call:
             model = self.plane.resolve(call, job.model)
+            pcm, rate = await self._say(job, deadline) if job.narration else (b"", 0)
             request = VideoRequest(
                 rid, model.name, job.prompt, job.seconds, seed=job.seed, deadline=deadline,
-                priority=Priority.BATCH,
+                priority=Priority.BATCH, narration=pcm, narration_rate=rate,
             )  # fmt: skip
             async for chunk in self.plane.stream_video(call, model, request):
                 if chunk.result is not None:
                     return chunk.result
                 await report(chunk.progress)
         raise Unavailable(f"model {job.model!r} ended the clip's stream without the clip")
+
+    async def _say(self, job: VideoRecord, deadline: float) -> tuple[bytes, int]:
+        """The narration as PCM16 mono, said by the default speech model."""
+        rid = new_id("video_req_")
+        async with self.plane.call(
+            "jobs", "/v1/audio/speech", Modality.AUDIO, "", rid, deadline
+        ) as call:
+            speech = self.plane.resolve(call, "")
+            said = await self.plane.synthesize(
+                call, speech,
+                AudioRequest(
+                    rid, speech.name, job.narration or "", voice=job.voice, seed=job.seed,
+                    format=AudioFormat.PCM16, deadline=deadline, priority=Priority.BATCH,
+                ),
+            )  # fmt: skip
+        return said.audio, said.sample_rate
 
 
 def video_options(model: ModelConfig) -> VideoOptions:

@@ -38,7 +38,8 @@ class EchoVideoEngine(VideoEngine):
             if o.delay_s:
                 await asyncio.sleep(o.delay_s)
             yield VideoChunk(progress=90 * (second + 1) // request.seconds)
-        video = await asyncio.to_thread(encode_mp4, frames, o.fps, o.crf)
+        audio = (request.narration, request.narration_rate) if request.narration else None
+        video = await asyncio.to_thread(encode_mp4, frames, o.fps, o.crf, audio)
         yield VideoChunk(
             progress=100,
             result=VideoResult(

@@ -25,18 +25,23 @@ def _rgb(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def encode_mp4(frames: np.ndarray, fps: int, crf: int = 18) -> bytes:
+def encode_mp4(
+    frames: np.ndarray, fps: int, crf: int = 18, audio: tuple[bytes, int] | None = None
+) -> bytes:
     """H.264 (yuv420p, the profile every browser plays) in MP4 with the index first
-    (`faststart`: a player starts before the whole file arrives); one frame per 1/fps s."""
+    (`faststart`: a player starts before the whole file arrives); one frame per 1/fps s.
+    `audio` (PCM16 mono, sample rate): an AAC track, cut or padded to the clip's length."""
     rgb = _rgb(frames)
     # faststart rewrites the file once written, which needs a real file, not a BytesIO
     with tempfile.TemporaryDirectory(prefix="aigc-video-") as folder:
         path = Path(folder) / "clip.mp4"
-        _write(path, rgb, fps, crf)
+        _write(path, rgb, fps, crf, audio)
         return path.read_bytes()
 
 
-def _write(path: Path, rgb: np.ndarray, fps: int, crf: int) -> None:
+def _write(
+    path: Path, rgb: np.ndarray, fps: int, crf: int, audio: tuple[bytes, int] | None
+) -> None:
     import av
 
     _, height, width, _ = rgb.shape
@@ -45,10 +50,23 @@ def _write(path: Path, rgb: np.ndarray, fps: int, crf: int) -> None:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
         stream.codec_context.thread_count = 1
+        sound = None
+        if audio is not None and audio[1] > 0:  # every stream is added before the first packet
+            sound = out.add_stream("aac", rate=audio[1])
+            sound.layout = "mono"  # type: ignore[union-attr]
         for pixels in rgb:
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+        if sound is not None and audio is not None:
+            pcm, rate = audio
+            samples = np.frombuffer(pcm, dtype=np.int16)
+            length = len(rgb) * rate // fps
+            samples = np.pad(samples[:length], (0, max(0, length - len(samples))))
+            chunk = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = rate, 0
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
 
 
 def thumbnail(frames: np.ndarray) -> bytes:

@@ -134,10 +134,12 @@ class GanVideoEngine(VideoEngine):
         pixels = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()  # type: ignore[no-any-return]
 
-    def _encode(self, frames: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    def _encode(
+        self, frames: np.ndarray, audio: tuple[bytes, int] | None
+    ) -> tuple[bytes, bytes, bytes]:
         o = self.options
         return (
-            encode_mp4(frames, o.fps, o.crf),
+            encode_mp4(frames, o.fps, o.crf, audio),
             thumbnail(frames),
             spritesheet(frames, o.sprite_columns, o.sprite_frames),
         )
@@ -151,7 +153,8 @@ class GanVideoEngine(VideoEngine):
             parts.append(await self.run_model(self._frames, walk, lo, min(lo + step, total)))
             yield VideoChunk(progress=math.floor(FRAMES_SHARE * min(lo + step, total) / total))
         frames = np.concatenate(parts)
-        video, thumb, sheet = await self.run_in(self._encoder, self._encode, frames)
+        audio = (request.narration, request.narration_rate) if request.narration else None
+        video, thumb, sheet = await self.run_in(self._encoder, self._encode, frames, audio)
         height, width = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
         yield VideoChunk(
             progress=100,

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from services.image.encode import decode_png
+from tests.integration.helpers import scrape, total
 
 pytestmark = pytest.mark.integration
 av = pytest.importorskip("av")
@@ -24,7 +25,7 @@ def oai(stack: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=60)
 
 
-def test_a_label_turning_into_another(oai: openai.OpenAI) -> None:
+def test_a_label_turning_into_another(oai: openai.OpenAI, stack: Any) -> None:
     video = oai.videos.create_and_poll(
         model="shapes-video", prompt="a circle turning into a triangle", seconds="4",
         size="28x28", poll_interval_ms=100, extra_body={"seed": 11},
@@ -53,6 +54,8 @@ def test_a_label_turning_into_another(oai: openai.OpenAI) -> None:
     assert again.status == "completed" and again.remixed_from_video_id == video.id
     for v in (video, remix):
         assert oai.videos.delete(v.id).deleted
+    metrics = scrape(f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics")
+    assert total(metrics, "aigc_video_clips_made_total") >= 2
     with pytest.raises(openai.NotFoundError):
         oai.videos.retrieve(video.id)
 
@@ -69,3 +72,20 @@ def test_bad_input_names_the_field(oai: openai.OpenAI) -> None:
             oai.videos.create(**args)
         body = bad.value.body
         assert isinstance(body, dict) and body["param"] == field and says in body["message"]
+
+
+def test_a_narrated_clip(oai: openai.OpenAI) -> None:
+    """The stack's speech model says the narration; the MP4 carries it as an AAC track as
+    long as the clip."""
+    video = oai.videos.create_and_poll(
+        model="shapes-video", prompt="a square", seconds="3", poll_interval_ms=100,
+        extra_body={"narration": "A square, turning slowly.", "seed": 2},
+    )  # fmt: skip
+    assert video.status == "completed", video
+    container = av.open(io.BytesIO(oai.videos.download_content(video.id).read()))
+    assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+    audio = container.streams.audio[0]
+    assert float(audio.duration * audio.time_base) == pytest.approx(3.0, abs=0.05)
+    samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio)])
+    assert np.abs(samples).max() > 0.01  # speech, not silence
+    oai.videos.delete(video.id)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 
@@ -42,6 +43,7 @@ class VideoFront:
                     {"name": "echo-video", "modality": "video", "engine": "echo",
                      "options": {"size": 16, "fps": 4, "max_seconds": 6, "labels": LABELS,
                                  "delay_s": 0.05}},
+                    {"name": "echo-audio", "modality": "audio", "engine": "echo"},
                 ],
             },
             source="test",
@@ -115,6 +117,25 @@ def test_create_poll_download(front: VideoFront) -> None:
     assert oai.videos.delete(video.id).deleted
     with pytest.raises(openai.NotFoundError):
         oai.videos.retrieve(video.id)
+
+
+def test_a_narrated_clip_has_an_audio_track_as_long_as_the_clip(front: VideoFront) -> None:
+    video = front.client.videos.create_and_poll(
+        model="echo-video", prompt="a bag", seconds="2", poll_interval_ms=50,
+        extra_body={"narration": "A bag, and then another bag.", "voice": "tone"},
+    )  # fmt: skip
+    assert video.status == "completed", video
+    container = av.open(io.BytesIO(front.client.videos.download_content(video.id).read()))
+    audio = container.streams.audio[0]
+    assert audio.codec_context.name == "aac" and audio.sample_rate > 0
+    assert float(audio.duration * audio.time_base) == pytest.approx(2.0, abs=0.05)
+    samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio)])
+    assert np.abs(samples).max() > 0  # the tone, not silence
+    with pytest.raises(openai.BadRequestError) as bad:
+        front.client.videos.create(
+            model="echo-video", prompt="a bag", extra_body={"narration": "x", "voice": "nope"}
+        )
+    assert isinstance(bad.value.body, dict) and bad.value.body["param"] == "voice"
 
 
 def test_bad_input_names_the_field(front: VideoFront) -> None:

@@ -32,6 +32,8 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.BigInteger, nullable=True),
         sa.Column("expires_at", sa.BigInteger, nullable=True),
         sa.Column("remixed_from", sa.String(64), nullable=True),
+        sa.Column("narration", sa.Text, nullable=True),
+        sa.Column("voice", sa.String(64), nullable=True),
         sa.Column("video_file_id", sa.String(64), nullable=True),
         sa.Column("thumbnail_file_id", sa.String(64), nullable=True),
         sa.Column("spritesheet_file_id", sa.String(64), nullable=True),
