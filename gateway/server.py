@@ -37,6 +37,7 @@ from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServi
 from gateway.jobs.metrics import JobMetrics, VideoMetrics
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
+from gateway.jobs.video_jobs import VideoJobs
 from gateway.jobs.video_runner import VideoRunner
 from gateway.jobs.videos import VideoStore
 from gateway.metrics import GatewayMetrics
@@ -285,16 +286,13 @@ def build_gateway(
             gc.jobs, jobs, gateway.runner, lambda header: plane.authorize("http", header)
         ).routes()
         if config.models_of(Modality.VIDEO):
-            clips = VideoStore(jobs)
-            videos = VideosApi(
-                gc.jobs, plane, clips, None, lambda header: plane.authorize("http", header)
-            )
-            videos.runner = gateway.video_runner = VideoRunner(
-                clips, videos.make, lease_s=gc.jobs.lease_s,
+            clips = VideoJobs(gc.jobs, plane, VideoStore(jobs))
+            clips.runner = gateway.video_runner = VideoRunner(
+                clips.store, clips.make, lease_s=gc.jobs.lease_s,
                 concurrency=gc.jobs.video_concurrency, ttl_s=gc.jobs.video_ttl_s,
             )  # fmt: skip
-            metrics.registry.register(VideoMetrics(clips, gateway.video_runner))
-            routes += videos.routes()
+            metrics.registry.register(VideoMetrics(clips.store, gateway.video_runner))
+            routes += VideosApi(clips, lambda header: plane.authorize("http", header)).routes()
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
         gateway.http = http_server(api.app(routes), host, hport, security.tls)

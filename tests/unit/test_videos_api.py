@@ -19,6 +19,7 @@ import pytest
 from core.config import parse_config
 from core.types import VideoResult
 from gateway.jobs.store import JobStore
+from gateway.jobs.video_jobs import VideoJobs
 from gateway.jobs.video_runner import VideoRunner
 from gateway.jobs.videos import VideoStore
 from gateway.openai_api.app import OpenAIApi
@@ -52,11 +53,12 @@ class VideoFront:
         self.jobs = JobStore(self.config.gateway.jobs.url())
         self.jobs.migrate()
         self.store = VideoStore(self.jobs)
-        self.api = VideosApi(self.config.gateway.jobs, self.plane, self.store, None, lambda h: h)
-        self.api.runner = self.runner = VideoRunner(
-            self.store, self.api.make, lease_s=1.0, poll_s=0.1
+        self.videos = VideoJobs(self.config.gateway.jobs, self.plane, self.store)
+        self.videos.runner = self.runner = VideoRunner(
+            self.store, self.videos.make, lease_s=1.0, poll_s=0.1
         )
-        app = OpenAIApi(self.config, self.plane, lambda: True).app(self.api.routes())
+        routes = VideosApi(self.videos, lambda h: h).routes()
+        app = OpenAIApi(self.config, self.plane, lambda: True).app(routes)
         self.server = http_server(app, "127.0.0.1", 0, None)
         self.loop.run(self._start())
 
