@@ -222,3 +222,29 @@ async def until(predicate: Any, timeout_s: float = 10) -> bool:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+def test_expired_content_is_gone(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from core.errors import NotFound
+    from gateway.jobs.store import videos
+
+    jobs = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+    jobs.migrate()
+    store = VideoStore(jobs)
+    clips = VideoJobs(parse_config({"models": [{"name": "m", "modality": "video",
+                                                "engine": "echo"}]}).gateway.jobs,
+                      None, store)  # type: ignore[arg-type]  # fmt: skip
+    record = store.create("echo-video", "a bag", 1, "16x16", 0)
+    assert store.claim("me", 30, set()) is not None
+    assert store.complete(record.id, "me", {"video": b"mp4", "thumbnail": b"t"}, ttl_s=60)
+    assert asyncio.run(clips.content(record.id, "video")) == b"mp4"
+    with jobs.engine.begin() as db:
+        db.execute(sa.update(videos).where(videos.c.id == record.id).values(expires_at=1))
+    with pytest.raises(NotFound, match="expired"):
+        asyncio.run(clips.content(record.id, "video"))
+    assert store.expired() == [record.id]
+    store.delete(record.id)
+    assert store.get(record.id) is None and not jobs.list_files(purpose="video")
+    jobs.close()
