@@ -26,6 +26,7 @@ from aigc.v1 import (
     image_pb2_grpc,
     models_pb2_grpc,
     text_pb2_grpc,
+    video_pb2_grpc,
 )
 from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
 from core.config import AigcConfig, Modality, TlsConfig
@@ -34,6 +35,7 @@ from gateway.dataplane import DataPlane
 from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
+from gateway.grpc_api.videos import VideoServicer
 from gateway.jobs.metrics import JobMetrics, VideoMetrics
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
@@ -293,6 +295,9 @@ def build_gateway(
             )  # fmt: skip
             metrics.registry.register(VideoMetrics(clips.store, gateway.video_runner))
             routes += VideosApi(clips, lambda header: plane.authorize("http", header)).routes()
+            video_pb2_grpc.add_VideoGenerationServicer_to_server(
+                VideoServicer(plane, clips), server
+            )
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
         gateway.http = http_server(api.app(routes), host, hport, security.tls)

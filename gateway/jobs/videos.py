@@ -24,6 +24,7 @@ from gateway.jobs.store import videos as table
 
 ACTIVE = ("queued", "in_progress")
 VARIANTS = ("video", "thumbnail", "spritesheet")
+MEDIA = {"video": "video/mp4", "thumbnail": "image/png", "spritesheet": "image/png"}
 
 
 @dataclass

@@ -20,10 +20,9 @@ from starlette.routing import BaseRoute, Route
 from core.errors import InvalidArgument
 from gateway.errors import client_failure
 from gateway.jobs.video_jobs import VideoJobs
-from gateway.jobs.videos import VideoRecord
+from gateway.jobs.videos import MEDIA, VideoRecord
 from gateway.openai_api import http
 
-MEDIA = {"video": "video/mp4", "thumbnail": "image/png", "spritesheet": "image/png"}
 POLL_AFTER_MS = "250"  # the openai client's create_and_poll reads it
 
 
