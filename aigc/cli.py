@@ -260,6 +260,29 @@ def cmd_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    """Creates the job, draws its progress until it is done, writes the MP4."""
+    with _client(args) as c:
+        job = c.create_video(
+            args.prompt, model=args.model, seconds=args.seconds or 0, seed=args.seed,
+            narration=args.narration or "",
+        )  # fmt: skip
+        while job.status in ("queued", "in_progress"):
+            bar = "#" * (job.progress // 5)
+            print(f"\r{job.id} [{bar:<20}] {job.progress:3d}% {job.status:<11}", end="", flush=True)
+            time.sleep(args.poll)
+            job = c.get_video(job.id)
+        print(f"\r{job.id} [{'#' * 20}] {job.progress:3d}% {job.status:<11}")
+        if job.status != "completed":
+            field = f" ({job.error_field})" if job.error_field else ""
+            print(f"failed: {job.error_message}{field}", file=sys.stderr)
+            return 1
+        data = b"".join(part.data for part in c.video_content(job.id, args.variant))
+    Path(args.output).write_bytes(data)
+    print(f"wrote {args.output} ({job.seconds}s, {job.size}, {len(data)} bytes)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     with _client(args) as c:
         resp = c.list_models()
@@ -414,6 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands owned by other packages take the rest of the command line.
     for name in plugin_commands():
         sub.add_parser(name, help=COMMAND_HELP.get(name, f"see `aigc {name} --help`"))
+
+    v = call("video", "make a clip (a job: progress shown until it is done)")
+    v.add_argument(
+        "prompt", help="a conditional model's labels in turn: 'a sneaker turning into a bag'"
+    )
+    v.add_argument("--model", default="")
+    v.add_argument("--seconds", type=int, default=None)
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--narration", default=None, help="text spoken as the clip's audio track")
+    v.add_argument("--variant", choices=("video", "thumbnail", "spritesheet"), default="video")
+    v.add_argument("--poll", type=float, default=0.25, help="seconds between polls")
+    v.add_argument("-o", "--output", default="clip.mp4")
+    v.set_defaults(fn=cmd_video)
 
     call("models", "list served models").set_defaults(fn=cmd_models)
     call("health", "gateway and per-service health").set_defaults(fn=cmd_health)

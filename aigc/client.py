@@ -30,6 +30,8 @@ from aigc.v1 import (
     models_pb2_grpc,
     text_pb2,
     text_pb2_grpc,
+    video_pb2,
+    video_pb2_grpc,
 )
 from aigc.wire import PRIORITIES, TIERS
 
@@ -292,6 +294,7 @@ class Stubs:
         self.image = image_pb2_grpc.ImageGenerationStub(channel)
         self.audio = audio_pb2_grpc.AudioSynthesisStub(channel)
         self.models = models_pb2_grpc.ModelsStub(channel)
+        self.video = video_pb2_grpc.VideoGenerationStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
 
@@ -348,6 +351,38 @@ class _Calls:
         """`AudioChunk`s of 16-bit PCM, one per sentence."""
         req = speech_request(text, pcm16=True, **kw)
         return self.stubs.audio.SynthesizeStream(req, **self._kw(timeout))
+
+    def create_video(
+        self, prompt: str, *, timeout: float | None = None, seed: int | None = None, **kw: Any
+    ) -> Any:
+        """`Video` (a queued job); keywords: `model`, `seconds`, `size`, `narration`, `voice`,
+        `remix_of`. Poll with `get_video` until its status is completed or failed."""
+        req = video_pb2.CreateVideoRequest(prompt=prompt, **kw)
+        if seed is not None:
+            req.seed = seed
+        return self.stubs.video.CreateVideo(req, **self._kw(timeout))
+
+    def get_video(self, video_id: str, *, timeout: float | None = None) -> Any:
+        """`Video`: status (queued, in_progress, completed, failed), progress 0-100, error."""
+        return self.stubs.video.GetVideo(
+            video_pb2.GetVideoRequest(id=video_id), **self._kw(timeout)
+        )
+
+    def list_videos(self, limit: int = 20, after: str = "", *, timeout: float | None = None) -> Any:
+        """`ListVideosResponse`: jobs newest first (`after`: those created before that one)."""
+        req = video_pb2.ListVideosRequest(limit=limit, after=after)
+        return self.stubs.video.ListVideos(req, **self._kw(timeout))
+
+    def delete_video(self, video_id: str, *, timeout: float | None = None) -> Any:
+        req = video_pb2.GetVideoRequest(id=video_id)
+        return self.stubs.video.DeleteVideo(req, **self._kw(timeout))
+
+    def video_content(
+        self, video_id: str, variant: str = "video", *, timeout: float | None = None
+    ) -> Any:
+        """`VideoContent` chunks of a completed job's MP4 (or `thumbnail`, `spritesheet` PNG)."""
+        req = video_pb2.GetVideoContentRequest(id=video_id, variant=variant)
+        return self.stubs.video.GetVideoContent(req, **self._kw(timeout))
 
     def list_models(self, *, timeout: float | None = None) -> Any:
         """`ListModelsResponse`."""

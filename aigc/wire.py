@@ -7,13 +7,14 @@ Kubernetes checks and the SDK all read these from one place.
 
 from __future__ import annotations
 
-from aigc.v1 import audio_pb2, common_pb2, image_pb2, models_pb2, text_pb2
+from aigc.v1 import audio_pb2, common_pb2, image_pb2, models_pb2, text_pb2, video_pb2
 
 # Modality -> its generation service's full name.
 SERVICE_NAMES: dict[str, str] = {
     "text": text_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name,
     "image": image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name,
     "audio": audio_pb2.DESCRIPTOR.services_by_name["AudioSynthesis"].full_name,
+    "video": video_pb2.DESCRIPTOR.services_by_name["VideoGeneration"].full_name,
 }
 MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
 # Services the gateway reports in grpc.health.v1 (besides "" for the whole server).

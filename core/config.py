@@ -75,7 +75,7 @@ class SecurityConfig(_Strict):
 
 
 class JobsConfig(_Strict):
-    """The job store (files and batches) and the batch runner."""
+    """The job store (files, batches, videos) and the batch and video runners."""
 
     database: str | None = Field(
         None,
@@ -101,7 +101,20 @@ class JobsConfig(_Strict):
     concurrency: int = Field(
         16, ge=1, le=1024, description="Lines of one batch in flight at once (flex tier)."
     )
-    enabled: bool = Field(True, description="Serve /v1/files and /v1/batches, and run batches.")
+    enabled: bool = Field(
+        True,
+        description="Serve /v1/files, /v1/batches and /v1/videos (with a video model), and "
+        "run their jobs.",
+    )
+    video_concurrency: int = Field(
+        2, ge=1, le=256, description="Video jobs one gateway makes at once (batch tier)."
+    )
+    video_ttl_s: int = Field(
+        24 * 3600, ge=60, description="How long a completed clip's content is kept (expires_at)."
+    )
+    video_timeout_s: float = Field(
+        1800.0, gt=0, description="Deadline of one clip's making; past it the job fails."
+    )
 
     def url(self) -> str:
         import os

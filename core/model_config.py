@@ -26,6 +26,7 @@ class Modality(StrEnum):
     TEXT = "text"
     IMAGE = "image"
     AUDIO = "audio"
+    VIDEO = "video"
 
 
 class _Strict(BaseModel):

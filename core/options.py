@@ -229,3 +229,48 @@ class EchoAudioOptions(AudioOptions):
     seconds_per_char: float = Field(
         0.05, gt=0, le=10, description="Audio seconds per character of text."
     )
+
+
+# ---- video -----------------------------------------------------------------------------------
+class VideoOptions(EngineOptions):
+    """What every video engine takes: the clip's frame rate, the lengths a request may ask
+    for, and how the MP4 and the spritesheet are made."""
+
+    fps: int = Field(8, ge=1, le=60, description="Frames per second of every clip.")
+    min_seconds: int = Field(1, ge=1, le=600, description="Shortest clip a request may ask for.")
+    max_seconds: int = Field(12, ge=1, le=600, description="Longest clip a request may ask for.")
+    default_seconds: int = Field(4, ge=1, le=600, description="A request that names no length.")
+    crf: int = Field(18, ge=0, le=51, description="x264's constant rate factor (0: lossless).")
+    sprite_columns: int = Field(8, ge=1, le=64, description="Frames per row of the spritesheet.")
+    sprite_frames: int = Field(32, ge=1, le=1024, description="Most frames in the spritesheet.")
+
+    @model_validator(mode="after")
+    def _range(self) -> VideoOptions:
+        if not self.min_seconds <= self.default_seconds <= self.max_seconds:
+            raise ValueError("need min_seconds <= default_seconds <= max_seconds")
+        return self
+
+
+class GanVideoOptions(VideoOptions):
+    """Clips from a GAN generator (`services.video.gan_engine`): a walk through its latent
+    space between seeded points (and, for a conditional model, between the labels the prompt
+    names), at the generator's native size, encoded H.264 in MP4."""
+
+    seconds_per_point: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two seeded points of an unconditional walk (a "
+        "conditional walk spends the clip evenly on the labels the prompt names).",
+    )
+    max_forward_batch: int = Field(64, ge=1, description="Most frames per forward pass.")
+
+
+class EchoVideoOptions(VideoOptions):
+    """Model-free video engine: flat frames whose colour walks from the seed's."""
+
+    size: int = Field(16, ge=2, le=1024, description="Width and height of the frames (even).")
+    labels: list[str] = Field(
+        default_factory=list, description="Labels it accepts (to exercise prompt reading)."
+    )
+    delay_s: float = Field(0.0, ge=0, le=60, description="Each second of clip takes this long.")

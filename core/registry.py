@@ -41,6 +41,10 @@ ENGINES: dict[str, dict[str, EngineSpec]] = {
         "vits": EngineSpec("services.audio.vits_engine:VitsAudioEngine", o.VitsAudioOptions),
         "echo": EngineSpec("services.audio.echo_engine:EchoAudioEngine", o.EchoAudioOptions),
     },
+    "video": {
+        "gan": EngineSpec("services.video.gan_engine:GanVideoEngine", o.GanVideoOptions),
+        "echo": EngineSpec("services.video.echo_engine:EchoVideoEngine", o.EchoVideoOptions),
+    },
 }
 
 
@@ -50,6 +54,7 @@ REPLICAS: dict[str, str] = {
     "text": "services.text.deployment:TextDeployment",
     "image": "services.image.deployment:ImageDeployment",
     "audio": "services.audio.deployment:AudioDeployment",
+    "video": "services.video.deployment:VideoDeployment",
 }
 
 

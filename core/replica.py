@@ -4,7 +4,7 @@ facts a replica reports about its model.
 The Serve deployments (`services/<modality>/deployment.py`) implement these; the data plane
 calls them through `gateway.replicas.ReplicaHandle`, which names each method by the protocol's
 attribute, never by a string; the front-end tests' stand-in (`tests/standin.py`) implements the
-same protocols over the echo engines. `tests/unit/test_replica_protocol.py` checks all three
+same protocols over the echo engines. `tests/unit/test_replica_protocol.py` checks them
 against these signatures.
 """
 
@@ -23,6 +23,8 @@ from core.types import (
     TextChunk,
     TextRequest,
     TextResult,
+    VideoChunk,
+    VideoRequest,
 )
 
 Detail = str | int | float | bool
@@ -41,9 +43,9 @@ class ModelFacts:
     load_seconds: float = 0.0
     source: str = ""  # where the weights came from (`<weights>/source.json`, an engine's own)
     license: str = ""
-    labels: tuple[str, ...] = ()  # image: the classes a request may name
+    labels: tuple[str, ...] = ()  # image, video: the classes a request may name
     voices: tuple[str, ...] = ()  # audio: the voices a request may name
-    image_size: int | None = None  # image: the native (square) size in pixels
+    image_size: int | None = None  # image, video: the native (square) size in pixels
     channels: int | None = None  # image: 1, 3 or 4
     sample_rate: int | None = None  # audio: Hz
     max_context: int | None = None  # text: prompt + completion tokens one sequence may hold
@@ -74,3 +76,9 @@ class AudioReplica(Replica, Protocol):
     async def synthesize(self, request: AudioRequest) -> AudioResult: ...
 
     def synthesize_stream(self, request: AudioRequest) -> AsyncIterator[AudioChunk]: ...
+
+
+class VideoReplica(Replica, Protocol):
+    def generate_stream(self, request: VideoRequest) -> AsyncIterator[VideoChunk]:
+        """Progress as the frames are made, then the encoded clip (the last chunk)."""
+        ...

@@ -1,7 +1,8 @@
 """How big a model's work is, per modality: the one policy that admission (gateway/admission.py)
 counts in and config validation (core/model_config.py) checks against.
 
-Work is counted in cost units: text in tokens, images in images, audio in characters / 100.
+Work is counted in cost units: text in tokens, images in images, audio in characters / 100,
+video in seconds of clip.
 A replica's capacity is counted in batch slots: requests (text: sequences; audio: utterances),
 or images where the model's batcher counts images (`batch_counts_cost`).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from core.types import AudioRequest, ImageRequest, TextRequest
+from core.types import AudioRequest, ImageRequest, TextRequest, VideoRequest
 
 if TYPE_CHECKING:
     from core.model_config import ModelConfig
@@ -19,14 +20,17 @@ if TYPE_CHECKING:
 TYPICAL_TEXT_TOKENS = 64
 
 
-def cost_of(request: TextRequest | ImageRequest | AudioRequest) -> float:
+def cost_of(request: TextRequest | ImageRequest | AudioRequest | VideoRequest) -> float:
     """Text: tokens asked for (n x max_tokens, default 64) + prompt chars / 4; image: images;
-    audio: characters / 100. Only consistency matters: the rate is learned in the same units."""
+    audio: characters / 100; video: seconds of clip. Only consistency matters: the rate is
+    learned in the same units."""
     if isinstance(request, TextRequest):
         chars = len(request.prompt or "") + sum(len(m.content) for m in request.messages)
         return request.n * (request.max_tokens or TYPICAL_TEXT_TOKENS) + chars / 4
     if isinstance(request, ImageRequest):
         return float(request.count)
+    if isinstance(request, VideoRequest):
+        return float(max(1, request.seconds))
     return float(max(1, math.ceil(len(request.text) / 100)))
 
 

@@ -271,3 +271,49 @@ class AudioResult:
     sample_rate: int
     duration_s: float
     seed: int
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """A clip: a walk through the model's latent space, `seconds` long at the model's frame
+    rate. `prompt` names the labels to pass through, in order ("a sneaker turning into a
+    bag"), for a conditional model; an unconditional one walks between seeded points."""
+
+    request_id: str
+    model: str
+    prompt: str
+    seconds: int
+    seed: int | None = None  # as ImageRequest.seed: the walk's points
+    deadline: float | None = None
+    priority: Priority = Priority.INTERACTIVE
+    # the clip's audio track: PCM16 mono (the gateway has the speech model say the narration),
+    # cut or padded with silence to the clip's length; empty: no audio track
+    narration: bytes = b""
+    narration_rate: int = 0
+
+
+@dataclass
+class VideoResult:
+    request_id: str
+    model: str
+    video: bytes  # H.264 in MP4
+    thumbnail: bytes  # PNG, the middle frame
+    spritesheet: bytes  # PNG, a grid of frames
+    width: int
+    height: int
+    fps: int
+    frames: int
+    seed: int
+    labels: tuple[str, ...] = ()  # the labels the walk passed through
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass
+class VideoChunk:
+    """A clip's progress (0-100) while it is made; the last one carries the result."""
+
+    progress: int
+    result: VideoResult | None = None

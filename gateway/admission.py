@@ -19,10 +19,10 @@ from core.clock import Clock, LoopClock
 from core.config import AigcConfig, ModelConfig
 from core.errors import DeadlineExceeded, Overloaded
 from core.sizing import cost_of
-from core.types import AudioRequest, ImageRequest, TextRequest
+from core.types import AudioRequest, ImageRequest, TextRequest, VideoRequest
 from gateway.gate import AdmissionObserver, CostGate
 
-AnyRequest = TextRequest | ImageRequest | AudioRequest
+AnyRequest = TextRequest | ImageRequest | AudioRequest | VideoRequest
 MIN_REMAINING_S = 0.001  # a deadline closer than this cannot be met: refuse without work
 
 

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from core.config import AigcConfig, Modality, ModelConfig
 from core.errors import AigcError, Failure
-from core.replica import AudioReplica, ImageReplica, ModelFacts, TextReplica
+from core.replica import AudioReplica, ImageReplica, ModelFacts, TextReplica, VideoReplica
 from core.types import (
     AudioChunk,
     AudioRequest,
@@ -38,6 +38,8 @@ from core.types import (
     TextChunk,
     TextRequest,
     TextResult,
+    VideoChunk,
+    VideoRequest,
 )
 from gateway.admission import Admission
 from gateway.auth import Authenticator
@@ -72,7 +74,7 @@ class ModelView:
         return self.state.facts or ModelFacts()
 
 
-R = TypeVar("R", ImageRequest, AudioRequest)
+R = TypeVar("R", ImageRequest, AudioRequest, VideoRequest)
 
 
 def seeded(request: R) -> R:
@@ -335,4 +337,17 @@ class DataPlane:
                     m.ttfa.labels(*labels).observe(time.perf_counter() - call.start)
                     first = False
                 m.audio_seconds.labels(*labels).inc(chunk.duration_s)
+                yield chunk
+
+    # ---- video ---------------------------------------------------------------------------
+    async def stream_video(
+        self, call: Call, model: ModelConfig, request: VideoRequest
+    ) -> AsyncGenerator[VideoChunk, None]:
+        """A clip's progress, then the clip (the last chunk). Admitted as one request costing
+        its seconds; not retried here (the job runner makes the clip again)."""
+        request = seeded(request)
+        replica = self.registry.replica(model)
+        async with self.admission.admit(call, model, [request]):
+            chunks = replica.stream(VideoReplica.generate_stream, request)  # admitted: start
+            async for chunk in relay_stream(chunks, call):
                 yield chunk

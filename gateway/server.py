@@ -26,6 +26,7 @@ from aigc.v1 import (
     image_pb2_grpc,
     models_pb2_grpc,
     text_pb2_grpc,
+    video_pb2_grpc,
 )
 from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
 from core.config import AigcConfig, Modality, TlsConfig
@@ -34,12 +35,17 @@ from gateway.dataplane import DataPlane
 from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
-from gateway.jobs.metrics import JobMetrics
+from gateway.grpc_api.videos import VideoServicer
+from gateway.jobs.metrics import JobMetrics, VideoMetrics
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
+from gateway.jobs.video_jobs import VideoJobs
+from gateway.jobs.video_runner import VideoRunner
+from gateway.jobs.videos import VideoStore
 from gateway.metrics import GatewayMetrics
 from gateway.openai_api.app import OpenAIApi
 from gateway.openai_api.jobs import JobsApi
+from gateway.openai_api.videos import VideosApi
 from gateway.peers import Peers
 from gateway.registry import ModelRegistry
 from gateway.serve_status import ServeStatus
@@ -70,6 +76,7 @@ class Gateway:
     _ready: bool = False
     jobs: JobStore | None = None  # files and batches (gateway.jobs)
     runner: BatchRunner | None = None
+    video_runner: VideoRunner | None = None  # with a video model
 
     def ready(self) -> bool:
         """HTTP readiness for balancers: not draining, and some model can serve. Per-modality
@@ -96,6 +103,8 @@ class Gateway:
             self._tasks += (asyncio.create_task(self._peers_forever(period)),)
         if self.runner is not None:
             self.runner.start()
+        if self.video_runner is not None:
+            self.video_runner.start()
         logger.info("gateway serving on port %d, metrics on %d", self.port, self.metrics_port)
 
     async def _start_http(self) -> None:
@@ -171,6 +180,8 @@ class Gateway:
             self.http.should_exit = True
         if self.runner is not None:  # lines in flight run again wherever the batch resumes
             await self.runner.stop()
+        if self.video_runner is not None:  # clips in flight: their jobs are given back
+            await self.video_runner.stop()
         await self.server.stop(grace)
         if self._http_task is not None:
             with contextlib.suppress(Exception):
@@ -276,6 +287,17 @@ def build_gateway(
         routes = JobsApi(
             gc.jobs, jobs, gateway.runner, lambda header: plane.authorize("http", header)
         ).routes()
+        if config.models_of(Modality.VIDEO):
+            clips = VideoJobs(gc.jobs, plane, VideoStore(jobs))
+            clips.runner = gateway.video_runner = VideoRunner(
+                clips.store, clips.make, lease_s=gc.jobs.lease_s,
+                concurrency=gc.jobs.video_concurrency, ttl_s=gc.jobs.video_ttl_s,
+            )  # fmt: skip
+            metrics.registry.register(VideoMetrics(clips.store, gateway.video_runner))
+            routes += VideosApi(clips, lambda header: plane.authorize("http", header)).routes()
+            video_pb2_grpc.add_VideoGenerationServicer_to_server(
+                VideoServicer(plane, clips), server
+            )
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
         gateway.http = http_server(api.app(routes), host, hport, security.tls)

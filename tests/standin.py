@@ -25,6 +25,8 @@ from core.types import (
     TextChunk,
     TextRequest,
     TextResult,
+    VideoChunk,
+    VideoRequest,
 )
 from gateway.dataplane import DataPlane
 from gateway.metrics import GatewayMetrics
@@ -163,10 +165,18 @@ class EchoAudioReplica(_EchoReplica):
             yield chunk
 
 
+class EchoVideoReplica(_EchoReplica):
+    async def generate_stream(self, request: VideoRequest) -> AsyncIterator[VideoChunk]:
+        self.engine.validate(request)
+        async for chunk in self.engine.generate_stream(request):
+            yield chunk
+
+
 ECHO_REPLICAS: dict[Modality, type[_EchoReplica]] = {
     Modality.TEXT: EchoTextReplica,
     Modality.IMAGE: EchoImageReplica,
     Modality.AUDIO: EchoAudioReplica,
+    Modality.VIDEO: EchoVideoReplica,
 }
 
 

@@ -45,7 +45,8 @@ def gguf_model_config(name: str = "gguf") -> dict:
 
 def stack_config(root: Path) -> dict:
     """The integration stack: tiny text and image models, SmolLM2's GGUF on llama.cpp (when
-    `make assets` fetched it), real speech, an echo per modality."""
+    `make assets` fetched it), real speech, a video model over the tiny GAN, an echo per
+    modality but video."""
     text = make_text_model(root / "tiny-text")
     image = make_image_model(root / "tiny-gan")
     small = {"num_cpus": 0.25, "torch_threads": 1}
@@ -118,6 +119,15 @@ def stack_config(root: Path) -> dict:
                 # eight 4-image requests at once are queued at the gateway, not refused
                 "admission": {"max_queue_wait_s": 10},
                 "resources": {"num_cpus": 0.1},
+            },
+            {
+                # clips walked through the tiny GAN (labels circle, square, triangle), 28x28
+                "name": "shapes-video",
+                "modality": "video",
+                "engine": "gan",
+                "weights": str(image),
+                "options": {"fps": 8, "max_seconds": 4, "max_forward_batch": 8},
+                "resources": small,
             },
             {
                 "name": "speech",

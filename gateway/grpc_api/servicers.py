@@ -36,6 +36,7 @@ _MODALITY_PB = {
     Modality.TEXT: common_pb2.MODALITY_TEXT,
     Modality.IMAGE: common_pb2.MODALITY_IMAGE,
     Modality.AUDIO: common_pb2.MODALITY_AUDIO,
+    Modality.VIDEO: common_pb2.MODALITY_VIDEO,
 }
 _MODALITY_OF_PB = {v: k for k, v in _MODALITY_PB.items()}
 

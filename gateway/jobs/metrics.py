@@ -5,6 +5,8 @@ gateway on one PostgreSQL reports the same figures: alert rules take `max` over 
     aigc_batch_lines{state}             lines of unfinished batches: pending, done, error
     aigc_batch_oldest_waiting_seconds   age of the oldest batch still validating or in progress
     aigc_batch_lines_run_total          lines this gateway ran to a result (rate: progress)
+    aigc_videos{status}                 video jobs by status
+    aigc_video_clips_made_total         clips this gateway made
 """
 
 from __future__ import annotations
@@ -64,4 +66,32 @@ class JobMetrics(Collector):
                 "aigc_batch_lines_run",
                 "Batch lines this gateway ran to a result.",
                 value=float(self.runner.lines_run),
+            )
+
+
+class VideoMetrics(Collector):
+    """aigc_videos{status} (video jobs by status, from the store) and
+    aigc_video_clips_made_total (clips this gateway made)."""
+
+    STATUSES = ("queued", "in_progress", "completed", "failed")
+
+    def __init__(self, store: Any, runner: Any = None) -> None:
+        self.store = store  # gateway.jobs.videos.VideoStore
+        self.runner = runner
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            by_status = self.store.count()
+        except Exception:
+            logger.exception("video job metrics unavailable")
+            return
+        family = GaugeMetricFamily("aigc_videos", "Video jobs by status.", labels=["status"])
+        for status in self.STATUSES:
+            family.add_metric([status], float(by_status.get(status, 0)))
+        yield family
+        if self.runner is not None:
+            yield CounterMetricFamily(
+                "aigc_video_clips_made",
+                "Clips this gateway made.",
+                value=float(self.runner.clips_made),
             )

@@ -1,4 +1,5 @@
-"""The job store: files and batches (the OpenAI Batch API), durable in a real database.
+"""The job store: files, batches (the OpenAI Batch API) and videos (gateway/jobs/videos.py),
+durable in a real database.
 
 SQLite (embedded, the default: `make up` needs no set-up) or PostgreSQL (several gateways, one
 database), through SQLAlchemy Core; the schema is Alembic's (gateway/jobs/migrations), brought
@@ -83,6 +84,32 @@ lines = sa.Table(
     sa.Column("state", sa.String(8), nullable=False),  # pending | done | error
     sa.Column("result", sa.Text, nullable=True),  # the output or error line (JSON)
     sa.Index("batch_lines_state", "batch_id", "state"),
+)
+
+videos = sa.Table(  # video jobs (gateway/jobs/videos.py); revision 0002
+    "videos",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("seconds", sa.Integer, nullable=False),
+    sa.Column("size", sa.String(32), nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued | in_progress | ...
+    sa.Column("progress", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=True),  # JSON: {"code", "message", "param"}
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("remixed_from", sa.String(64), nullable=True),
+    sa.Column("narration", sa.Text, nullable=True),  # spoken as the clip's audio track
+    sa.Column("voice", sa.String(64), nullable=True),
+    # the clip's three files (the files table, purpose "video")
+    sa.Column("video_file_id", sa.String(64), nullable=True),
+    sa.Column("thumbnail_file_id", sa.String(64), nullable=True),
+    sa.Column("spritesheet_file_id", sa.String(64), nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
 )
 
 # OpenAI's batch states; the ones a gateway still has work to do in.

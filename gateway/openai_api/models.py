@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from core.config import Modality, ModelConfig
+from core.registry import options_class
 from core.replica import ModelFacts
 from gateway.dataplane import DataPlane
 from gateway.registry import ModelState
@@ -100,4 +101,12 @@ def _limits(m: ModelConfig) -> dict[str, int]:
         return {"max_tokens": lim.max_tokens, "max_n": lim.max_n}
     if m.modality == Modality.IMAGE:
         return {"max_images": lim.max_images}
+    if m.modality == Modality.VIDEO:
+        options = options_class(m.modality.value, m.engine).model_validate(m.options)
+        return {
+            "min_seconds": int(getattr(options, "min_seconds", 1)),
+            "max_seconds": int(getattr(options, "max_seconds", 1)),
+            "fps": int(getattr(options, "fps", 1)),
+            "max_prompt_chars": lim.max_prompt_chars,
+        }
     return {"max_text_chars": lim.max_text_chars}

@@ -101,7 +101,16 @@ class CGAN28Generator(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if labels is None:
             raise ValueError("cgan28 needs labels: an int64 tensor of shape (N,)")
-        h = torch.cat([z.reshape(z.shape[0], self.latent_dim), self.embed(labels.long())], dim=1)
+        return self._decode(z, self.embed(labels.long()))
+
+    def blend(self, z: Tensor, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+        """Images between label ``a`` and label ``b`` (each ``(N,)``): the label embeddings
+        mixed by ``t`` (``(N,)``, 0 = a, 1 = b), so a clip can turn one label into another."""
+        mixed = torch.lerp(self.embed(a.long()), self.embed(b.long()), t[:, None].to(z.dtype))
+        return self._decode(z, mixed)
+
+    def _decode(self, z: Tensor, condition: Tensor) -> Tensor:
+        h = torch.cat([z.reshape(z.shape[0], self.latent_dim), condition.to(z.dtype)], dim=1)
         out: Tensor = self.up(self.fc(h).view(-1, self.base, 7, 7))
         return out
 

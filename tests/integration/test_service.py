@@ -59,6 +59,7 @@ def test_list_models_reports_every_model(client):
         "echo-image",
         "speech",
         "echo-audio",
+        "shapes-video",
         *gguf,
     }
     assert all(m.ready for m in models.values())
@@ -67,6 +68,9 @@ def test_list_models_reports_every_model(client):
     assert models["tiny"].batching.max_batch_size == 8
     assert models["tiny"].scaling.max_ongoing_requests >= 8
     assert list(models["shapes"].labels) == ["circle", "square", "triangle"]
+    video = models["shapes-video"]
+    assert video.modality == common_pb2.MODALITY_VIDEO and video.default
+    assert list(video.labels) == ["circle", "square", "triangle"]
     assert "heart" in models["speech"].voices
     assert models["speech"].license == "Apache-2.0"
     if gguf:

@@ -23,7 +23,8 @@ def test_local_config_loads_and_resolves_weights_next_to_the_file():
     fortune = cfg.by_name()["fortune"]
     assert fortune.weights == str(ROOT / "models/fortune")
     assert cfg.default_model(Modality.IMAGE).name == "faces"
-    assert {m.value for m in cfg.modalities()} == {"text", "image", "audio"}
+    assert {m.value for m in cfg.modalities()} == {"text", "image", "audio", "video"}
+    assert cfg.default_model(Modality.VIDEO).name == "fashion-video"
 
 
 def _error(tmp_path: Path, data: dict) -> str:

@@ -18,6 +18,7 @@ PROTOCOLS: dict[Modality, type] = {
     Modality.TEXT: protocol.TextReplica,
     Modality.IMAGE: protocol.ImageReplica,
     Modality.AUDIO: protocol.AudioReplica,
+    Modality.VIDEO: protocol.VideoReplica,
 }
 
 

@@ -6,14 +6,16 @@ import { initImages } from "./images.js";
 import { initJobs } from "./jobs.js";
 import { initSpeech } from "./speech.js";
 import { initSystem } from "./system.js";
+import { initVideo } from "./video.js";
 
 const $ = (id) => document.getElementById(id);
-const TABS = ["chat", "images", "speech", "jobs", "system"];
+const TABS = ["chat", "images", "speech", "jobs", "video", "system"];
 let models = [];
 let current = "chat";
 
 const refreshLabels = initImages(() => models);
 const refreshVoices = initSpeech(() => models);
+const refreshVideo = initVideo(() => models);
 initChat();
 const system = initSystem(setModels, () => current === "system");
 const jobs = initJobs(() => current === "jobs");
@@ -23,8 +25,10 @@ function setModels(list) {
   fillModels($("chat-model"), models, "text");
   fillModels($("image-model"), models, "image");
   fillModels($("speech-model"), models, "audio");
+  fillModels($("video-model"), models, "video");
   refreshLabels();
   refreshVoices();
+  refreshVideo();
 }
 
 async function loadModels() {
