@@ -1,0 +1,336 @@
+"""aigc.v1 Batches and google.longrunning.Operations without Ray: the servicers on an
+in-process grpc.aio server over a real job store (SQLite in the test's directory) and a real
+batch runner whose lines go to a stand-in `execute` (no model), driven through the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
+
+from aigc.client import Client, batch_metadata, batch_of, batch_status, upload_requests
+from aigc.v1 import batches_pb2
+from core.config import JobsConfig
+from gateway.grpc_api import jobs as grpc_jobs
+from gateway.grpc_api.decode import DecodeInterceptor
+from gateway.jobs.runner import BatchRunner
+from gateway.jobs.store import INLINE_PURPOSE, JobStore
+from tests.conftest import LoopThread
+
+CHAT = "/v1/chat/completions"
+
+
+class Backend:
+    """The runner's `execute`: echoes each body; model "nope" is a 404, model "held" waits
+    until `release()`."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.held: asyncio.Event | None = None
+
+    async def execute(
+        self, endpoint: str, body: dict[str, Any], request_id: str
+    ) -> tuple[int, dict[str, Any], float | None]:
+        self.seen.append(body)
+        if body.get("model") == "held":
+            if self.held is None:
+                self.held = asyncio.Event()
+            await self.held.wait()
+        if body.get("model") == "nope":
+            return 404, {"error": {"message": "no model", "param": "model"}}, None
+        return 200, {"object": "chat.completion", "echo": body}, None
+
+
+class Jobs:
+    def __init__(self, root: Path) -> None:
+        self.loop = LoopThread()
+        self.backend = Backend()
+        self.config = JobsConfig(state_dir=str(root), max_file_mb=2, lease_s=5.0)
+        self.store = JobStore(self.config.url())
+        self.store.migrate()
+        self.port = self.loop.run(self._start())
+        self.target = f"127.0.0.1:{self.port}"
+
+    async def _start(self) -> int:
+        self.runner = BatchRunner(
+            self.store, self.backend.execute, lease_s=5.0, poll_s=0.05, concurrency=2
+        )
+        self.server = grpc.aio.server(interceptors=[DecodeInterceptor()])
+        grpc_jobs.add_to_server(self.server, self.config, self.store, self.runner)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        self.runner.start()
+        return port
+
+    def release(self) -> None:
+        async def go() -> None:
+            if self.backend.held is not None:
+                self.backend.held.set()
+
+        self.loop.run(go())
+
+    def close(self) -> None:
+        self.release()
+        self.loop.run(self.runner.stop())
+        self.loop.run(self.server.stop(0))
+        self.loop.close()
+        self.store.close()
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
+    j = Jobs(tmp_path_factory.mktemp("jobs"))
+    yield j
+    j.close()
+
+
+@pytest.fixture()
+def c(jobs: Jobs) -> Iterator[Client]:
+    with Client(jobs.target, timeout=30) as client:
+        yield client
+
+
+def chat(text: str, model: str = "echo-text", **kw: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **kw}
+
+
+def field_of(err: grpc.RpcError) -> str:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        found = error_details_pb2.BadRequest()
+        if detail.Unpack(found):
+            return str(found.field_violations[0].field)
+    return ""
+
+
+def refused(fn: Any, *args: Any, **kw: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        fn(*args, **kw)
+    return err.value.code(), field_of(err.value)  # type: ignore[attr-defined]
+
+
+def lines_of(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in data.decode().splitlines()]
+
+
+def test_inline_lines_run_to_a_completed_operation(c: Client, jobs: Jobs) -> None:
+    struct = struct_pb2.Struct()
+    struct.update(chat("as a struct", max_tokens=4))
+    lines: list[Any] = [
+        ("a", chat("first")),
+        {"custom_id": "b", "method": "POST", "url": CHAT, "body": chat("second")},
+        batches_pb2.BatchLine(custom_id="c", body_struct=struct),
+        ("d", json.dumps(chat("json text"))),
+        ("e", chat("x", model="nope")),
+    ]
+    op = c.submit_batch(lines, metadata={"job": "unit"})
+    meta = batch_metadata(op)
+    assert op.name == f"operations/{meta.batch_id}" and not op.done
+    assert meta.endpoint == CHAT and batch_status(op) == "validating"
+    done = c.wait_operation(op.name, 20)
+    assert done.done and done.HasField("response") and not done.HasField("error")
+    batch = batch_of(done)
+    assert batch is not None and batch.status == batches_pb2.BATCH_STATUS_COMPLETED
+    assert batch.metadata == {"job": "unit"} and batch.endpoint == CHAT
+    counts = batch_metadata(done).request_counts
+    assert (counts.total, counts.completed, counts.failed) == (5, 4, 1)
+    assert batch.times.created_at and batch.times.completed_at and not batch.times.cancelled_at
+    out = lines_of(c.file_content(batch.output_file_id))
+    assert [x["custom_id"] for x in out] == ["a", "b", "c", "d"]
+    by_id = {x["custom_id"]: x["response"]["body"]["echo"] for x in out}
+    assert by_id["c"]["max_tokens"] == 4 and isinstance(by_id["c"]["max_tokens"], int)
+    assert by_id["d"]["messages"][0]["content"] == "json text"
+    (error,) = lines_of(c.file_content(batch.error_file_id))
+    assert error["custom_id"] == "e" and error["response"]["status_code"] == 404
+    assert c.get_operation(meta.batch_id) == done  # by its batch id too
+    input_file = jobs.store.get_file(batch.input_file_id)
+    assert input_file is not None and input_file.purpose == INLINE_PURPOSE
+
+
+def test_a_file_uploaded_in_pieces_and_read_back(c: Client, tmp_path: Path) -> None:
+    rows = [{"custom_id": f"r{i}", "url": CHAT, "body": chat("y" * 9000)} for i in range(150)]
+    rows.append({"custom_id": "bad-url", "url": "/v1/completions", "body": chat("x")})
+    data = ("\n".join(json.dumps(r) for r in rows) + "\nnot json\n").encode()
+    assert 2**20 < len(data) <= 2 * 2**20  # two upload pieces, within max_file_mb
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(data)
+    uploaded = c.upload_file(path)
+    assert uploaded.purpose == "batch" and uploaded.filename == "requests.jsonl"
+    assert uploaded.bytes == len(data) and c.file_content(uploaded.id) == data
+    chunks = list(c.file_chunks(uploaded.id))
+    assert len(chunks) == 2 and chunks[0].total_bytes == len(data)
+    op = c.wait_operation(c.submit_batch(path).name, 30)
+    assert batch_status(op) == "completed"
+    meta = batch_metadata(op)
+    assert (meta.request_counts.completed, meta.request_counts.failed) == (150, 2)
+    codes = sorted(x["error"]["code"] for x in lines_of(c.file_content(meta.error_file_id)))
+    assert codes == ["invalid_json_line", "invalid_url"]
+
+
+def test_bad_requests_name_their_field(c: Client, jobs: Jobs) -> None:
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert refused(c.create_batch, [("a", chat("x")), ("a", chat("y"))]) == (
+        invalid,
+        "lines[1].custom_id",
+    )
+    assert refused(c.create_batch, [("", chat("x"))]) == (invalid, "lines[0].custom_id")
+    assert refused(c.create_batch, [("a", "[1, 2]")]) == (invalid, "lines[0].body_json")
+    assert refused(c.create_batch, [("a", "{not json")]) == (invalid, "lines[0].body_json")
+    assert refused(c.create_batch, [batches_pb2.BatchLine(custom_id="a")]) == (
+        invalid,
+        "lines[0].body_json",
+    )
+    assert refused(c.create_batch, []) == (invalid, "lines")
+    assert refused(c.create_batch, [("a", chat("x"))], endpoint="/v1/embeddings") == (
+        invalid,
+        "endpoint",
+    )
+    assert refused(c.create_batch, [("a", chat("x"))], completion_window="1h") == (
+        invalid,
+        "completion_window",
+    )
+    many = {str(i): "v" for i in range(17)}
+    assert refused(c.create_batch, [("a", chat("x"))], metadata=many) == (invalid, "metadata")
+    assert refused(c.create_batch, input_file_id="file-nope") == (
+        grpc.StatusCode.NOT_FOUND,
+        "input_file_id",
+    )
+    uploaded = c.upload_file(b'{"custom_id": "a"}\n')
+    assert refused(c.create_batch, [("a", chat("x"))], input_file_id=uploaded.id) == (
+        invalid,
+        "input_file_id",
+    )
+    with pytest.raises(ValueError, match="url"):
+        c.create_batch([{"custom_id": "a", "url": "/v1/completions", "body": {}}])
+    assert refused(c.upload_file, b"x", purpose="fine-tune") == (invalid, "purpose")
+    too_big = b"x" * (jobs.config.max_file_mb * 2**20 + 1)
+    assert refused(c.upload_file, too_big) == (invalid, "data")
+    assert refused(c.stubs.batches.UploadFile, iter(())) == (invalid, "purpose")
+    big_line = [("a", chat("x" * (2**21)))]  # inline lines past max_file_mb
+    assert refused(c.create_batch, big_line) == (invalid, "lines")
+    assert refused(c.get_operation, "operations/batch_nope") == (grpc.StatusCode.NOT_FOUND, "name")
+    assert refused(c.get_operation, "operations/") == (invalid, "name")
+    assert refused(c.file_content, "file-nope") == (grpc.StatusCode.NOT_FOUND, "file_id")
+    assert refused(c.list_operations, "colour = red") == (invalid, "filter")
+    assert refused(c.list_operations, "status = done") == (invalid, "filter")
+    assert refused(c.list_operations, page_token="batch_nope") == (invalid, "page_token")
+
+
+def test_a_failed_batch_is_an_operation_error(c: Client) -> None:
+    dup = b'{"custom_id": "x", "url": "/v1/completions", "body": {}}\n' * 2
+    op = c.wait_operation(c.submit_batch(dup, endpoint="/v1/completions").name, 20)
+    assert op.done and op.HasField("error") and not op.HasField("response")
+    assert op.error.code == code_pb2.INVALID_ARGUMENT and "line 2" in op.error.message
+    batch = batch_of(op)
+    assert batch is not None and batch.status == batches_pb2.BATCH_STATUS_FAILED
+    assert batch.errors[0].code == "duplicate_custom_id" and batch.errors[0].line == 2
+
+
+def test_cancel_keeps_what_ran_and_delete_removes_a_finished_batch(c: Client, jobs: Jobs) -> None:
+    lines = [("first", chat("runs"))] + [(f"h{i}", chat("waits", model="held")) for i in range(3)]
+    op = c.submit_batch(lines)
+    name = op.name
+
+    def started() -> bool:
+        return batch_metadata(c.get_operation(name)).request_counts.completed == 1
+
+    assert c.wait_operation(name, 0).done is False  # timeout 0: as it is now
+    assert wait_for(started)
+    assert refused(c.delete_operation, name) == (grpc.StatusCode.FAILED_PRECONDITION, "name")
+    c.cancel_operation(name)
+    assert batch_status(c.get_operation(name)) == "cancelling"
+    c.cancel_operation(name)  # again: still fine
+    jobs.release()  # the held lines running finish; h2 (no room to start) never runs
+    done = c.wait_operation(name, 20)
+    assert batch_status(done) == "cancelled" and done.error.code == code_pb2.CANCELLED
+    meta = batch_metadata(done)
+    out = lines_of(c.file_content(meta.output_file_id))
+    errors = lines_of(c.file_content(meta.error_file_id)) if meta.error_file_id else []
+    assert sorted(x["custom_id"] for x in out + errors) == ["first", "h0", "h1", "h2"]
+    assert "h2" in {x["custom_id"] for x in errors} and "first" in {x["custom_id"] for x in out}
+    assert all(x["error"]["code"] == "batch_cancelled" for x in errors)
+    c.cancel_operation(name)  # a cancelled batch: as over HTTP, no error
+    batch = batch_of(done)
+    assert batch is not None
+    c.delete_operation(name)
+    assert refused(c.get_operation, name) == (grpc.StatusCode.NOT_FOUND, "name")
+    assert refused(c.delete_operation, name) == (grpc.StatusCode.NOT_FOUND, "name")
+    assert refused(c.file_content, meta.output_file_id)[0] == grpc.StatusCode.NOT_FOUND
+    assert jobs.store.get_file(batch.input_file_id) is None  # the inline lines' file too
+
+
+def test_deleting_a_batch_keeps_an_uploaded_input_file(c: Client, jobs: Jobs) -> None:
+    uploaded = c.upload_file(b'{"custom_id": "a", "url": "/v1/chat/completions", "body": {}}\n')
+    op = c.wait_operation(c.create_batch(input_file_id=uploaded.id).name, 20)
+    assert batch_status(op) == "completed"
+    assert refused(c.cancel_operation, op.name) == (grpc.StatusCode.FAILED_PRECONDITION, "name")
+    c.delete_operation(op.name)
+    assert c.file_content(uploaded.id).startswith(b'{"custom_id"')
+
+
+def test_list_filters_and_pages(c: Client) -> None:
+    names = [c.wait_operation(c.submit_batch([("a", chat("x"))]).name, 20).name for _ in range(3)]
+    assert all(c.get_operation(n).done for n in names)
+    listed = c.list_operations("done = true", page_size=100).operations
+    assert set(names) <= {o.name for o in listed}
+    assert not c.list_operations("done = false AND status = completed").operations
+    assert all(
+        batch_status(o) == "completed"
+        for o in c.list_operations("status = BATCH_STATUS_COMPLETED").operations
+    )
+    seen, token = [], ""
+    while True:
+        page = c.list_operations("status = completed", page_size=2, page_token=token)
+        assert len(page.operations) <= 2
+        seen += [o.name for o in page.operations]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [o.name for o in c.list_operations("status = completed").operations]
+    assert len(seen) == len(set(seen)) and set(names) <= set(seen)
+
+
+def test_upload_requests_split_in_pieces() -> None:
+    pieces = list(upload_requests(b"x" * (2**20 + 5), filename="f.jsonl"))
+    assert [len(p.data) for p in pieces] == [2**20, 5]
+    assert (pieces[0].purpose, pieces[0].filename) == ("batch", "f.jsonl")
+    assert not pieces[1].purpose and not pieces[1].filename
+
+
+@pytest.mark.parametrize(
+    ("text", "statuses"),
+    [
+        ("", None),
+        ("done = true", ["cancelled", "completed", "expired", "failed"]),
+        ("done=false", ["cancelling", "finalizing", "in_progress", "validating"]),
+        ('status = "in_progress"', ["in_progress"]),
+        ("status = BATCH_STATUS_FAILED", ["failed"]),
+        ("done = true AND status != completed", ["cancelled", "expired", "failed"]),
+        ("done = true and status = validating", []),
+    ],
+)
+def test_list_filter(text: str, statuses: list[str] | None) -> None:
+    assert grpc_jobs.list_filter(text) == statuses
+
+
+def test_struct_numbers_that_are_whole_go_on_as_integers() -> None:
+    struct = struct_pb2.Struct()
+    struct.update({"max_tokens": 4, "temperature": 0.5, "stop": ["a"], "x": {"n": 2}})
+    body = grpc_jobs.line_body(batches_pb2.BatchLine(custom_id="a", body_struct=struct), 0)
+    assert body == {"max_tokens": 4, "temperature": 0.5, "stop": ["a"], "x": {"n": 2}}
+    assert isinstance(body["max_tokens"], int) and isinstance(body["x"]["n"], int)
+
+
+def wait_for(predicate: Any) -> bool:
+    from tests.conditions import wait_until
+
+    return wait_until(predicate, 20)
+
