@@ -5,6 +5,7 @@ batch runner whose lines go to a stand-in `execute` (no model), driven through t
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from google.protobuf import struct_pb2
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
+from aigc import cli
 from aigc.client import Client, batch_metadata, batch_of, batch_status, upload_requests
 from aigc.v1 import batches_pb2
 from core.config import JobsConfig
@@ -334,3 +336,132 @@ def wait_for(predicate: Any) -> bool:
 
     return wait_until(predicate, 20)
 
+
+# ---- the CLI -----------------------------------------------------------------------------
+def test_cli_batch_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    requests = tmp_path / "in.jsonl"
+    requests.write_text("{}\n")
+    args = cli.build_parser().parse_args(
+        ["batch", "submit", str(requests), "--endpoint", "/v1/completions", "--wait",
+         "--metadata", "job=nightly", "--metadata", "k=a=b", "--target", "h:1"]
+    )  # fmt: skip
+    assert args.fn is cli.cmd_batch_submit and args.file == requests and args.wait
+    assert args.endpoint == "/v1/completions" and dict(args.metadata) == {
+        "job": "nightly",
+        "k": "a=b",
+    }
+    assert args.target == "h:1" and args.poll == 1.0
+    args = cli.build_parser().parse_args(["batch", "submit", str(requests)])
+    assert args.endpoint == "/v1/chat/completions" and not args.wait and args.metadata is None
+    args = cli.build_parser().parse_args(["batch", "results", "b1", "-o", "o.jsonl"])
+    assert (args.fn, args.id, args.output, args.errors) == (
+        cli.cmd_batch_results,
+        "b1",
+        "o.jsonl",
+        None,
+    )
+    args = cli.build_parser().parse_args(["batch", "list", "--filter", "done = false"])
+    assert (args.filter, args.limit) == ("done = false", 20)
+    for argv in (
+        ["batch"],
+        ["batch", "submit", str(tmp_path / "missing.jsonl")],
+        ["batch", "submit", str(requests), "--metadata", "novalue"],
+        ["batch", "results", "b1"],  # -o is required
+        ["batch", "status"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.build_parser().parse_args(argv)
+        assert exit_.value.code == 2, argv
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def metadata(total: int, completed: int, failed: int, status: str) -> batches_pb2.BatchMetadata:
+    return batches_pb2.BatchMetadata(
+        status=batches_pb2.BatchStatus.Value(f"BATCH_STATUS_{status.upper()}"),
+        request_counts=batches_pb2.RequestCounts(total=total, completed=completed, failed=failed),
+    )
+
+
+def test_progress_bar() -> None:
+    plain = Stream(tty=False)
+    bar = cli.Progress(plain, width=10)
+    for meta in (
+        metadata(0, 0, 0, "validating"),
+        metadata(4, 1, 0, "in_progress"),
+        metadata(4, 1, 0, "in_progress"),  # no change: no line
+        metadata(4, 3, 1, "completed"),
+    ):
+        bar.show(meta)
+    bar.end()
+    assert plain.getvalue().splitlines() == [
+        "[..........] 0/0 validating",
+        "[##........] 1/4 in_progress",
+        "[##########] 4/4, 1 failed completed",
+    ]
+    tty = Stream(tty=True)
+    bar = cli.Progress(tty, width=4)
+    bar.show(metadata(2, 0, 0, "in_progress"))
+    bar.show(metadata(2, 2, 0, "completed"))
+    bar.end()
+    assert tty.getvalue() == "\r[....] 0/2 in_progress\r[####] 2/2 completed  \n"
+
+
+def test_cli_batch_commands(jobs: Jobs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = ["--target", jobs.target]
+    rows = [{"custom_id": f"q{i}", "url": CHAT, "body": chat(f"n{i}")} for i in range(3)]
+    rows.append({"custom_id": "bad", "url": CHAT, "body": chat("x", model="nope")})
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["batch", "submit", str(requests), "--wait", "--poll", "0.2", *t]) == 0
+    out, err = capsys.readouterr()
+    batch_id, summary = out.splitlines()
+    assert (
+        batch_id.startswith("batch_")
+        and summary == f"{batch_id} completed: 3 completed, 1 failed of 4"
+    )
+    assert err.splitlines()[-1] == "[" + "#" * 30 + "] 4/4, 1 failed completed"
+    assert cli.main(["batch", "results", batch_id, "-o", str(tmp_path / "o.jsonl"), *t]) == 0
+    out, _ = capsys.readouterr()
+    record = jobs.store.get_batch(batch_id)
+    assert record is not None
+    assert out.splitlines() == [
+        f"wrote {tmp_path / 'o.jsonl'} (3 lines)",
+        f"1 error line in {record.error_file_id} (--errors FILE writes them)",
+    ]
+    outputs = lines_of((tmp_path / "o.jsonl").read_bytes())
+    assert [x["custom_id"] for x in outputs] == ["q0", "q1", "q2"]
+    argv = ["batch", "results", batch_id, "-o", str(tmp_path / "o2.jsonl"), "--errors",
+            str(tmp_path / "e.jsonl"), *t]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert [x["custom_id"] for x in lines_of((tmp_path / "e.jsonl").read_bytes())] == ["bad"]
+    capsys.readouterr()
+    assert cli.main(["batch", "status", batch_id, *t]) == 0
+    out, _ = capsys.readouterr()
+    assert f"batch       {batch_id}  (operations/{batch_id})" in out
+    assert "status      completed" in out and "requests    4 total, 3 completed, 1 failed" in out
+    assert cli.main(["batch", "list", "--limit", "3", "--filter", "done = true", *t]) == 0
+    out, _ = capsys.readouterr()
+    header, *listed = out.splitlines()
+    assert header.split()[:2] == ["BATCH", "STATUS"] and 1 <= len(listed) <= 3
+    assert [batch_id, "completed", CHAT, "4/4", "1"] in [row.split()[:5] for row in listed]
+    assert cli.main(["batch", "cancel", batch_id, *t]) == 2  # finished
+    _, err = capsys.readouterr()
+    assert err.startswith("aigc: FAILED_PRECONDITION: ") and "only a validating" in err
+    assert cli.main(["batch", "delete", batch_id, *t]) == 0
+    assert cli.main(["batch", "status", batch_id, *t]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("aigc: NOT_FOUND: ")
+    failing = tmp_path / "dup.jsonl"
+    failing.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[0]) + "\n")
+    assert cli.main(["batch", "submit", str(failing), "--wait", "--poll", "0.2", *t]) == 1
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[1].endswith("failed: 0 completed, 0 failed of 0 (INVALID_ARGUMENT: "
+                                        "custom_id 'q0' is on lines 1 and 2 (line 2))")  # fmt: skip
