@@ -34,7 +34,15 @@ from gateway.grpc_api.servicers import _request_id
 from gateway.grpc_api.status import abort
 from gateway.jobs import checks
 from gateway.jobs.runner import BatchRunner
-from gateway.jobs.store import ACTIVE, DONE, INLINE_PURPOSE, STAMPS, BatchRecord, JobStore
+from gateway.jobs.store import (
+    ACTIVE,
+    DONE,
+    INLINE_PURPOSE,
+    STAMPS,
+    BatchRecord,
+    FileRecord,
+    JobStore,
+)
 
 PREFIX = "operations/"
 STATUS: dict[str, batches_pb2.BatchStatus] = {
@@ -238,7 +246,7 @@ def _bad_filter(text: str, why: str) -> InvalidArgument:
     return InvalidArgument(f"filter {text!r}: {why}", field="filter")
 
 
-def file_message(record: Any) -> batches_pb2.File:
+def file_message(record: FileRecord) -> batches_pb2.File:
     return batches_pb2.File(
         id=record.id,
         purpose=record.purpose,

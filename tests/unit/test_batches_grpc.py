@@ -21,7 +21,9 @@ from aigc import cli
 from aigc.client import Client, batch_metadata, batch_of, batch_status, upload_requests
 from aigc.v1 import batches_pb2
 from core.config import JobsConfig
+from core.errors import Unauthenticated
 from gateway.grpc_api import jobs as grpc_jobs
+from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import INLINE_PURPOSE, JobStore
@@ -465,3 +467,48 @@ def test_cli_batch_commands(jobs: Jobs, tmp_path: Path, capsys: pytest.CaptureFi
     out, _ = capsys.readouterr()
     assert out.splitlines()[1].endswith("failed: 0 completed, 0 failed of 0 (INVALID_ARGUMENT: "
                                         "custom_id 'q0' is on lines 1 and 2 (line 2))")  # fmt: skip
+
+
+class KeyPlane:
+    """What AuthInterceptor asks of the data plane: one key, "k"."""
+
+    def authorize(self, protocol: str, header: str | None) -> None:
+        if header != "Bearer k":
+            raise Unauthenticated("a valid API key is required")
+
+
+def test_api_keys_guard_every_batch_call(tmp_path: Path) -> None:
+    loop = LoopThread()
+    config = JobsConfig(state_dir=str(tmp_path))
+    store = JobStore(config.url())
+    store.migrate()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        auth = AuthInterceptor(KeyPlane())  # type: ignore[arg-type]
+        server = grpc.aio.server(interceptors=[auth, DecodeInterceptor()])
+        grpc_jobs.add_to_server(server, config, store, None)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    try:
+        with Client(f"127.0.0.1:{port}", timeout=10) as c:
+            calls: dict[str, Any] = {
+                "UploadFile": lambda: c.upload_file(b"x" * (2 * 2**20)),  # in pieces
+                "CreateBatch": lambda: c.create_batch([("a", chat("x"))]),
+                "GetFileContent": lambda: c.file_content("file-x"),
+                "ListOperations": lambda: c.list_operations(),
+                "WaitOperation": lambda: c.wait_operation("operations/batch_x", 0),
+            }
+            for name, call in calls.items():
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, name  # type: ignore[attr-defined]
+        with Client(f"127.0.0.1:{port}", timeout=10, api_key="k") as c:
+            uploaded = c.upload_file(b"x")
+            assert c.file_content(uploaded.id) == b"x"
+    finally:
+        loop.run(server.stop(0))
+        loop.close()
+        store.close()
