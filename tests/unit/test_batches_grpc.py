@@ -18,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
 from aigc import cli
-from aigc.client import Client, batch_metadata, batch_of, batch_status, upload_requests
+from aigc.client import AsyncClient, Client, batch_metadata, batch_of, batch_status, upload_requests
 from aigc.v1 import batches_pb2
 from core.config import JobsConfig
 from core.errors import Unauthenticated
@@ -512,3 +512,25 @@ def test_api_keys_guard_every_batch_call(tmp_path: Path) -> None:
         loop.run(server.stop(0))
         loop.close()
         store.close()
+
+
+def test_the_async_client_submits_waits_and_reads(jobs: Jobs) -> None:
+    async def go() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+        async with AsyncClient(jobs.target, timeout=30) as c:
+            inline = await c.submit_batch([("a", chat("async"))])
+            uploaded = await c.submit_batch(
+                b'{"custom_id": "f", "url": "/v1/chat/completions", "body": {"model": "m"}}\n'
+            )
+            done = [await c.wait_operation(op.name, 20) for op in (inline, uploaded)]
+            assert all(op.done for op in done)
+            outputs = [
+                lines_of(await c.file_content(batch_metadata(op).output_file_id)) for op in done
+            ]
+            listed = await c.list_operations("done = true", page_size=100)
+            assert inline.name in {o.name for o in listed.operations}
+            return batch_status(done[0]), outputs[0], outputs[1]
+
+    status, inline_out, uploaded_out = asyncio.run(go())
+    assert status == "completed"
+    assert inline_out[0]["response"]["body"]["echo"]["messages"][0]["content"] == "async"
+    assert uploaded_out[0]["custom_id"] == "f"
