@@ -1,6 +1,7 @@
 """aigc.v1 Batches and google.longrunning.Operations without Ray: the servicers on an
 in-process grpc.aio server over a real job store (SQLite in the test's directory) and a real
-batch runner whose lines go to a stand-in `execute` (no model), driven through the SDK."""
+batch runner whose lines go to a stand-in `execute` (no model), driven through the SDK and the
+CLI; /v1/files and /v1/batches over the same store, through the `openai` client."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import openai
 import pytest
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
+from starlette.applications import Starlette
 
 from aigc import cli
 from aigc.client import AsyncClient, Client, batch_metadata, batch_of, batch_status, upload_requests
@@ -27,6 +30,8 @@ from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import INLINE_PURPOSE, JobStore
+from gateway.openai_api.jobs import JobsApi
+from gateway.server import http_server
 from tests.conftest import LoopThread
 
 CHAT = "/v1/chat/completions"
@@ -72,7 +77,19 @@ class Jobs:
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         self.runner.start()
+        # /v1/files and /v1/batches over the same store and runner (no model behind either)
+        routes = JobsApi(self.config, self.store, self.runner, lambda header: None).routes()
+        self.http = http_server(Starlette(routes=routes), "127.0.0.1", 0, None)
+        self.http_task = asyncio.ensure_future(self.http.serve())
+        while not self.http.started:
+            if self.http_task.done():
+                self.http_task.result()
+            await asyncio.sleep(0.01)
+        self.http_base = f"http://127.0.0.1:{self.http.servers[0].sockets[0].getsockname()[1]}/v1"
         return port
+
+    def openai(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.http_base, api_key="none", max_retries=0, timeout=30)
 
     def release(self) -> None:
         async def go() -> None:
@@ -83,6 +100,12 @@ class Jobs:
 
     def close(self) -> None:
         self.release()
+        self.http.should_exit = True
+
+        async def http_stopped() -> None:
+            await self.http_task
+
+        self.loop.run(http_stopped(), timeout=30)
         self.loop.run(self.runner.stop())
         self.loop.run(self.server.stop(0))
         self.loop.close()
@@ -534,3 +557,48 @@ def test_the_async_client_submits_waits_and_reads(jobs: Jobs) -> None:
     assert status == "completed"
     assert inline_out[0]["response"]["body"]["echo"]["messages"][0]["content"] == "async"
     assert uploaded_out[0]["custom_id"] == "f"
+
+
+def test_both_front_ends_share_the_batches(c: Client, jobs: Jobs) -> None:
+    oai = jobs.openai()
+    op = c.wait_operation(c.submit_batch([("a", chat("shared"))], metadata={"k": "v"}).name, 20)
+    meta = batch_metadata(op)
+    seen = oai.batches.retrieve(meta.batch_id)
+    assert seen.status == "completed" and seen.metadata == {"k": "v"}
+    assert seen.request_counts is not None and seen.request_counts.completed == 1
+    assert seen.output_file_id == meta.output_file_id
+    assert oai.files.content(meta.output_file_id).content == c.file_content(meta.output_file_id)
+    batch = batch_of(op)
+    assert batch is not None and seen.input_file_id == batch.input_file_id
+    with pytest.raises(openai.BadRequestError) as err:  # lines given over gRPC: not an upload
+        oai.batches.create(
+            input_file_id=batch.input_file_id, endpoint=CHAT, completion_window="24h"
+        )
+    assert err.value.body["param"] == "input_file_id"  # type: ignore[index]
+    up = oai.files.create(
+        file=("in.jsonl", b'{"custom_id": "h", "url": "/v1/chat/completions", "body": {}}\n'),
+        purpose="batch",
+    )
+    created = oai.batches.create(input_file_id=up.id, endpoint=CHAT, completion_window="24h")
+    assert batch_status(c.wait_operation(created.id, 20)) == "completed"  # an HTTP batch over gRPC
+
+
+@pytest.mark.parametrize(
+    ("create", "param"),
+    [
+        ({"input_file_id": ""}, "input_file_id"),
+        ({"endpoint": "/v1/embeddings"}, "endpoint"),
+        ({"completion_window": "1h"}, "completion_window"),
+        ({"metadata": {"k": 1}}, "metadata"),
+        ({"input_file_id": "file-nope"}, "input_file_id"),
+    ],
+)
+def test_http_batch_checks_name_their_param(jobs: Jobs, create: dict[str, Any], param: str) -> None:
+    """The checks the two front ends share (gateway/jobs/checks.py), as HTTP renders them."""
+    oai = jobs.openai()
+    up = oai.files.create(file=("x.jsonl", b"{}\n"), purpose="batch")
+    body = {"input_file_id": up.id, "endpoint": CHAT, "completion_window": "24h", **create}
+    with pytest.raises(openai.APIStatusError) as err:
+        oai.post("/batches", body=body, cast_to=object)
+    assert err.value.body["param"] == param  # type: ignore[index]
+    assert err.value.status_code == (404 if create.get("input_file_id") == "file-nope" else 400)
