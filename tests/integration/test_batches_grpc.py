@@ -17,9 +17,13 @@ import grpc
 import pytest
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from aigc.client import Client, batch_metadata, batch_of, batch_status
 from aigc.v1 import batches_pb2
+from aigc.wire import BATCHES_SERVICE, OPERATIONS_SERVICE
 from tests.conditions import wait_until
 
 pytestmark = pytest.mark.integration
@@ -133,3 +137,10 @@ def test_cli_submit_wait_and_results(target: str, tmp_path: Path) -> None:
     assert [x["custom_id"] for x in lines_of(err.read_bytes())] == ["bad"]
     status = aigc("batch", "status", batch_id, *t)
     assert status.returncode == 0 and "status      completed" in status.stdout
+
+
+def test_reflection_lists_batches_and_operations(target: str) -> None:
+    with grpc.insecure_channel(target) as channel:
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert {BATCHES_SERVICE, OPERATIONS_SERVICE} <= set(services)
+    assert OPERATIONS_SERVICE == "google.longrunning.Operations"
