@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
 PORT ?= 50051
-PROTOS := $(wildcard protos/aigc/v1/*.proto)
 
 .PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets \
 	assets-transformers demo-models eval bench bench-llm llama-server clean lock \
@@ -65,7 +64,7 @@ up: $(STAMP) assets
 	$(VENV)/bin/aigc up --config $(CONFIG) --port $(PORT)
 
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	$(PY) scripts/protos.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

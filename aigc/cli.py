@@ -1,6 +1,6 @@
 """The `aigc` command: call every API from a shell, and run the commands other packages add.
 
-The calling commands (text, image, audio, models, health) need only the client install
+The calling commands (text, image, audio, models, health, batch) need only the client install
 (grpcio, protobuf). The server's commands (up, gateway, k8s) and `bench` are entry points in
 the `aigc.commands` group: this module imports nothing of the server, and a command whose
 extra is not installed says which install it needs.
@@ -18,15 +18,26 @@ from collections.abc import Sequence
 from importlib import metadata
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import grpc
+from google.longrunning import operations_pb2
+from google.rpc import code_pb2
 
-from aigc.client import DEFAULT_TARGET, Client, StreamCollector, tool
+from aigc.client import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_TARGET,
+    Client,
+    StreamCollector,
+    batch_metadata,
+    batch_of,
+    batch_status,
+    tool,
+)
 from aigc.png import Pixels, encode_png, grid
-from aigc.v1 import common_pb2, text_pb2
+from aigc.v1 import batches_pb2, common_pb2, text_pb2
 from aigc.wav import wav_bytes
-from aigc.wire import HEALTH_SERVICES, PRIORITIES
+from aigc.wire import BATCH_ENDPOINTS, HEALTH_SERVICES, PRIORITIES
 
 # Commands other packages add: entry points in this group, each `main(argv) -> int`. The
 # server's (`up`, `gateway`, `k8s`) and the load harness's (`bench`) are declared in
@@ -331,16 +342,223 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
+# ---- batches -----------------------------------------------------------------------------
+NEWLINE = b"\n"
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """KEY=VALUE, e.g. job=nightly."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def existing_file(path: str) -> Path:
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"{path}: no such file")
+    return Path(path)
+
+
+def counted(n: int, what: str = "line") -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else "-"
+
+
+class Progress:
+    """A batch's progress from its request counts, on a stream (stderr): one line redrawn in
+    place on a terminal, a line per change otherwise."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.last = ""
+
+    def line(self, meta: batches_pb2.BatchMetadata) -> str:
+        counts = meta.request_counts
+        done = counts.completed + counts.failed
+        filled = self.width * done // counts.total if counts.total else 0  # full when all are
+        bar = "#" * filled + "." * (self.width - filled)
+        status = batches_pb2.BatchStatus.Name(meta.status).removeprefix("BATCH_STATUS_").lower()
+        failed = f", {counts.failed} failed" if counts.failed else ""
+        return f"[{bar}] {done}/{counts.total}{failed} {status}"
+
+    def show(self, meta: batches_pb2.BatchMetadata) -> None:
+        text = self.line(meta)
+        if text == self.last:
+            return
+        if self.tty:
+            self.stream.write("\r" + text.ljust(len(self.last)))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = text
+
+    def end(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def wait_batch(
+    c: Client, name: str, poll_s: float, progress: Progress | None = None
+) -> operations_pb2.Operation:
+    """Waits (WaitOperation, `poll_s` at a time) until the batch is done, showing progress."""
+    try:
+        while True:
+            op = c.wait_operation(name, poll_s)
+            if progress is not None:
+                progress.show(batch_metadata(op))
+            if op.done:
+                return op
+    finally:
+        if progress is not None:
+            progress.end()
+
+
+def summary(op: operations_pb2.Operation) -> str:
+    meta = batch_metadata(op)
+    counts = meta.request_counts
+    text = (
+        f"{meta.batch_id} {batch_status(op)}: {counts.completed} completed, "
+        f"{counts.failed} failed of {counts.total}"
+    )
+    if op.HasField("error"):
+        text += f" ({code_pb2.Code.Name(op.error.code)}: {op.error.message})"
+    return text
+
+
+def cmd_batch_submit(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        op = c.submit_batch(
+            args.file,
+            endpoint=args.endpoint,
+            completion_window=args.completion_window,
+            metadata=dict(args.metadata or ()),
+        )
+        print(batch_metadata(op).batch_id, flush=True)
+        if not args.wait:
+            return 0
+        op = wait_batch(c, op.name, args.poll, Progress(sys.stderr))
+    print(summary(op))
+    return 0 if batch_status(op) == "completed" else 1
+
+
+def cmd_batch_list(args: argparse.Namespace) -> int:
+    ops: list[operations_pb2.Operation] = []
+    token = ""
+    with _client(args) as c:
+        while len(ops) < args.limit:
+            page = c.list_operations(
+                args.filter, page_size=min(args.limit - len(ops), 100), page_token=token
+            )
+            ops += page.operations
+            token = page.next_page_token
+            if not token:
+                break
+    rows = [("BATCH", "STATUS", "ENDPOINT", "DONE/TOTAL", "FAILED", "CREATED (UTC)")]
+    for op in ops:
+        meta = batch_metadata(op)
+        counts = meta.request_counts
+        rows.append(
+            (
+                meta.batch_id,
+                batch_status(op),
+                meta.endpoint,
+                f"{counts.completed + counts.failed}/{counts.total}",
+                str(counts.failed),
+                when(meta.times.created_at),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_batch_status(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        op = c.get_operation(args.id)
+    meta = batch_metadata(op)
+    counts = meta.request_counts
+    print(f"batch       {meta.batch_id}  ({op.name})")
+    print(f"status      {batch_status(op)}")
+    print(f"endpoint    {meta.endpoint}")
+    print(f"requests    {counts.total} total, {counts.completed} completed, {counts.failed} failed")
+    for field in batches_pb2.BatchTimes.DESCRIPTOR.fields:
+        stamp = getattr(meta.times, field.name)
+        if stamp:
+            print(f"{field.name.removesuffix('_at') + ':':<11} {when(stamp)} UTC")
+    if meta.output_file_id:
+        print(f"output      {meta.output_file_id}")
+    if meta.error_file_id:
+        print(f"errors      {meta.error_file_id}")
+    batch = batch_of(op)
+    for error in batch.errors if batch is not None else ():
+        line = f" (line {error.line})" if error.line else ""
+        print(f"failed      {error.code}: {error.message}{line}")
+    for key, value in sorted(batch.metadata.items()) if batch is not None else ():
+        print(f"metadata    {key}={value}")
+    return 0
+
+
+def cmd_batch_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        c.cancel_operation(args.id)
+        op = c.get_operation(args.id)
+    print(f"{batch_metadata(op).batch_id} {batch_status(op)}")
+    return 0
+
+
+def cmd_batch_delete(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        c.delete_operation(args.id)
+    print(f"deleted {args.id}")
+    return 0
+
+
+def cmd_batch_results(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        op = c.get_operation(args.id)
+        meta = batch_metadata(op)
+        if not op.done:
+            print(
+                f"aigc: batch {meta.batch_id} is {batch_status(op)}; its results are written when "
+                "it ends (aigc batch submit --wait, aigc batch status)",
+                file=sys.stderr,
+            )
+            return 1
+        wanted = [(args.output, meta.output_file_id)]
+        if args.errors:
+            wanted.append((args.errors, meta.error_file_id))
+        written = []
+        for path, file_id in wanted:
+            data = c.file_content(file_id) if file_id else b""
+            Path(path).write_bytes(data)
+            written.append(f"{path} ({counted(data.count(NEWLINE))})")
+    print("wrote " + ", ".join(written))
+    if meta.error_file_id and not args.errors:
+        failed = counted(meta.request_counts.failed, "error line")
+        print(f"{failed} in {meta.error_file_id} (--errors FILE writes them)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aigc", description="aigc-serve: generative models over gRPC")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def call(name: str, help_text: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_text)
+    def connected(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--target", default=DEFAULT_TARGET, help="gateway HOST:PORT")
         sp.add_argument("--api-key", default=None, help="sent as 'authorization: Bearer KEY'")
         sp.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
         return sp
+
+    def call(name: str, help_text: str) -> argparse.ArgumentParser:
+        return connected(sub.add_parser(name, help=help_text))
 
     def tiered(name: str, help_text: str) -> argparse.ArgumentParser:
         sp = call(name, help_text)
@@ -453,6 +671,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     call("models", "list served models").set_defaults(fn=cmd_models)
     call("health", "gateway and per-service health").set_defaults(fn=cmd_health)
+
+    b = sub.add_parser(
+        "batch", help="batches of requests (OpenAI's Batch API): submit, list, status, results"
+    )
+    bsub = b.add_subparsers(dest="batch_command", required=True)
+
+    def batch(name: str, help_text: str) -> argparse.ArgumentParser:
+        return connected(bsub.add_parser(name, help=help_text))
+
+    bs = batch("submit", "start a batch from a JSONL file of request lines; prints its id")
+    bs.add_argument("file", type=existing_file, help="OpenAI's batch input: one JSON line each")
+    bs.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        metavar="PATH",
+        help=f"what every line calls: {', '.join(BATCH_ENDPOINTS)} (default {DEFAULT_ENDPOINT})",
+    )
+    bs.add_argument("--completion-window", default="24h")
+    bs.add_argument(
+        "--metadata", type=key_value, action="append", metavar="KEY=VALUE", help="(repeatable)"
+    )
+    bs.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until it ends, progress on stderr; exit 0 only when it completed",
+    )
+    bs.add_argument(
+        "--poll", type=float, default=1.0, metavar="SECONDS", help="progress interval (--wait)"
+    )
+    bs.set_defaults(fn=cmd_batch_submit)
+    bl = batch("list", "batches, newest first")
+    bl.add_argument(
+        "--filter", default="", help='e.g. "done = false", "status = in_progress" (AND joins)'
+    )
+    bl.add_argument("--limit", type=int, default=20)
+    bl.set_defaults(fn=cmd_batch_list)
+    for name, help_text, fn in (
+        ("status", "a batch's status, counts, times and result files", cmd_batch_status),
+        ("cancel", "stop a running batch (what ran is kept)", cmd_batch_cancel),
+        ("delete", "remove a finished batch and its result files", cmd_batch_delete),
+    ):
+        sp = batch(name, help_text)
+        sp.add_argument("id", help="batch id (or operations/ID)")
+        sp.set_defaults(fn=fn)
+    br = batch("results", "write a finished batch's output (and error) lines")
+    br.add_argument("id", help="batch id (or operations/ID)")
+    br.add_argument("-o", "--output", required=True, help="the output lines (JSONL)")
+    br.add_argument("--errors", default=None, metavar="FILE", help="the error lines (JSONL)")
+    br.set_defaults(fn=cmd_batch_results)
     return p
 
 

@@ -9,20 +9,34 @@ with Client("127.0.0.1:50051") as c:
 Text requests take structured output (`json_schema=`, `json_object=True`), tools (`tools=`,
 `tool_choice=`), `logprobs=`, penalties and `logit_bias=`; see `text_request`. A completion's
 `tool_calls` and `logprobs` are on the response; `StreamCollector` joins a stream's pieces.
+
+Batches (OpenAI's Batch API): `submit_batch` takes request lines or a JSONL file and returns a
+google.longrunning `Operation` ("operations/<batch id>"); `wait_operation`, `get_operation`,
+`list_operations`, `cancel_operation`, `delete_operation` work on it, `batch_metadata(op)`
+reads its progress and `file_content` a result file:
+
+    op = c.submit_batch([("q1", {"model": "smollm2", "messages": [...]})])
+    while not (op := c.wait_operation(op.name, 10)).done:
+        print(batch_metadata(op).request_counts)
+    print(c.file_content(batch_metadata(op).output_file_id).decode())
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aigc.v1 import (
     audio_pb2,
     audio_pb2_grpc,
+    batches_pb2,
+    batches_pb2_grpc,
     common_pb2,
     image_pb2,
     image_pb2_grpc,
@@ -281,6 +295,106 @@ def speech_request(
     return req
 
 
+# ---- batches ------------------------------------------------------------------------------
+DEFAULT_ENDPOINT = "/v1/chat/completions"
+OPERATION_PREFIX = "operations/"
+UPLOAD_CHUNK = 2**20
+# (custom_id, body), OpenAI's input line {"custom_id", "body", "method", "url"}, or a BatchLine;
+# a body is a dict or its JSON text
+LineSpec = tuple[str, Mapping[str, Any] | str] | Mapping[str, Any] | batches_pb2.BatchLine
+# OpenAI's batch states, as BatchStatus names them
+BATCH_STATES = {
+    v: k.removeprefix("BATCH_STATUS_").lower()
+    for k, v in batches_pb2.BatchStatus.items()
+    if v != batches_pb2.BATCH_STATUS_UNSPECIFIED
+}
+
+
+def operation_name(name: str) -> str:
+    """An operation's name from itself or from its batch's id."""
+    return name if name.startswith(OPERATION_PREFIX) else OPERATION_PREFIX + name
+
+
+def batch_line(spec: LineSpec, endpoint: str | None = None) -> batches_pb2.BatchLine:
+    """A `BatchLine` from (custom_id, body) or from a line of OpenAI's input file (whose url,
+    if given, must be the batch's endpoint)."""
+    if isinstance(spec, batches_pb2.BatchLine):
+        return spec
+    body: Any
+    if isinstance(spec, tuple):
+        custom_id, body = spec
+    else:
+        custom_id, body = spec.get("custom_id", ""), spec.get("body")
+        url, method = spec.get("url"), spec.get("method", "POST")
+        if url is not None and endpoint is not None and url != endpoint:
+            raise ValueError(f"line {custom_id!r}: url {url!r} is not the endpoint {endpoint}")
+        if method != "POST":
+            raise ValueError(f"line {custom_id!r}: method must be POST, not {method!r}")
+    if not isinstance(body, Mapping | str):
+        raise ValueError(f"line {custom_id!r}: the body is a JSON object (dict or JSON text)")
+    return batches_pb2.BatchLine(custom_id=str(custom_id), body_json=json_text(body))
+
+
+def batch_request(
+    lines: Iterable[LineSpec] | None = None,
+    *,
+    input_file_id: str = "",
+    endpoint: str = DEFAULT_ENDPOINT,
+    completion_window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+) -> batches_pb2.CreateBatchRequest:
+    """A `CreateBatchRequest` over lines given here or an uploaded file (one of the two)."""
+    return batches_pb2.CreateBatchRequest(
+        endpoint=endpoint,
+        lines=[batch_line(x, endpoint) for x in lines or ()],
+        input_file_id=input_file_id,
+        completion_window=completion_window,
+        metadata=dict(metadata or {}),
+    )
+
+
+def upload_requests(
+    data: bytes, purpose: str = "batch", filename: str = "upload.jsonl"
+) -> Iterator[batches_pb2.UploadFileRequest]:
+    """UploadFile's request stream: the purpose and name first, the bytes in pieces."""
+    yield batches_pb2.UploadFileRequest(
+        purpose=purpose, filename=filename, data=data[:UPLOAD_CHUNK]
+    )
+    for start in range(UPLOAD_CHUNK, len(data), UPLOAD_CHUNK):
+        yield batches_pb2.UploadFileRequest(data=data[start : start + UPLOAD_CHUNK])
+
+
+def batch_metadata(op: operations_pb2.Operation) -> batches_pb2.BatchMetadata:
+    """A batch operation's progress: status, request counts, times, result file ids."""
+    meta = batches_pb2.BatchMetadata()
+    if not op.metadata.Unpack(meta):
+        raise ValueError(f"operation {op.name} is not a batch (metadata {op.metadata.type_url})")
+    return meta
+
+
+def batch_of(op: operations_pb2.Operation) -> batches_pb2.Batch | None:
+    """The `Batch` of a done operation (its response, or the one its error carries)."""
+    batch = batches_pb2.Batch()
+    if op.HasField("response") and op.response.Unpack(batch):
+        return batch
+    for detail in op.error.details if op.HasField("error") else ():
+        if detail.Unpack(batch):
+            return batch
+    return None
+
+
+def batch_status(op: operations_pb2.Operation) -> str:
+    """OpenAI's name of a batch operation's status: "in_progress", "completed", ..."""
+    return BATCH_STATES.get(batch_metadata(op).status, "unspecified")
+
+
+def _file_bytes(source: bytes | str | Path) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, "upload.jsonl"
+    path = Path(source)
+    return path.read_bytes(), path.name
+
+
 def auth_metadata(api_key: str | None) -> list[tuple[str, str]]:
     """gRPC metadata that carries an API key (empty without one)."""
     return [("authorization", f"Bearer {api_key}")] if api_key else []
@@ -296,6 +410,8 @@ class Stubs:
         self.models = models_pb2_grpc.ModelsStub(channel)
         self.video = video_pb2_grpc.VideoGenerationStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
+        self.batches = batches_pb2_grpc.BatchesStub(channel)
+        self.operations = operations_pb2_grpc.OperationsStub(channel)
 
 
 class _Calls:
@@ -393,6 +509,74 @@ class _Calls:
         req = health_pb2.HealthCheckRequest(service=service)
         return self.stubs.health.Check(req, **self._kw(timeout))
 
+    # ---- batches and their operations ----------------------------------------------------
+    def create_batch(
+        self, lines: Iterable[LineSpec] | None = None, *, timeout: float | None = None, **kw: Any
+    ) -> Any:
+        """`Operation` of a new batch; keywords as for `batch_request`."""
+        return self.stubs.batches.CreateBatch(batch_request(lines, **kw), **self._kw(timeout))
+
+    def upload_file(
+        self,
+        source: bytes | str | Path,
+        *,
+        purpose: str = "batch",
+        filename: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """`File`: bytes, or a file's path, stored (for a batch: JSONL request lines)."""
+        data, name = _file_bytes(source)
+        requests = upload_requests(data, purpose, filename or name)
+        return self.stubs.batches.UploadFile(requests, **self._kw(timeout))
+
+    def file_chunks(self, file_id: str, *, timeout: float | None = None) -> Any:
+        """A stored file's `FileChunk`s (`file_content` joins them)."""
+        req = batches_pb2.GetFileContentRequest(file_id=file_id)
+        return self.stubs.batches.GetFileContent(req, **self._kw(timeout))
+
+    def get_operation(self, name: str, *, timeout: float | None = None) -> Any:
+        """`Operation` by its name or its batch's id."""
+        req = operations_pb2.GetOperationRequest(name=operation_name(name))
+        return self.stubs.operations.GetOperation(req, **self._kw(timeout))
+
+    def list_operations(
+        self,
+        filter: str = "",
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> Any:
+        """`ListOperationsResponse`, newest first; `filter`: e.g. "done = false",
+        "status = in_progress" (terms joined by AND); `next_page_token` pages on."""
+        req = operations_pb2.ListOperationsRequest(
+            name="operations", filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self.stubs.operations.ListOperations(req, **self._kw(timeout))
+
+    def cancel_operation(self, name: str, *, timeout: float | None = None) -> Any:
+        """Asks a running batch to stop (what ran is kept); `get_operation` shows it end."""
+        req = operations_pb2.CancelOperationRequest(name=operation_name(name))
+        return self.stubs.operations.CancelOperation(req, **self._kw(timeout))
+
+    def delete_operation(self, name: str, *, timeout: float | None = None) -> Any:
+        """Removes a finished batch and its result files (FAILED_PRECONDITION while it runs)."""
+        req = operations_pb2.DeleteOperationRequest(name=operation_name(name))
+        return self.stubs.operations.DeleteOperation(req, **self._kw(timeout))
+
+    def wait_operation(
+        self, name: str, wait_s: float | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """`Operation` once done, or as it is after `wait_s` seconds (None: the server's
+        bound, 60 s); the call's deadline is `timeout`, else `wait_s` and 10 s more."""
+        req = operations_pb2.WaitOperationRequest(name=operation_name(name))
+        if wait_s is not None:
+            req.timeout.SetInParent()  # a wait of 0 is set too: the operation as it is now
+            req.timeout.FromNanoseconds(int(wait_s * 1e9))
+        if timeout is None and wait_s is not None:
+            timeout = max(wait_s + 10, self.timeout or 0)
+        return self.stubs.operations.WaitOperation(req, **self._kw(timeout))
+
 
 def status_name(resp: health_pb2.HealthCheckResponse) -> str:
     """SERVING, NOT_SERVING, ... for a health response."""
@@ -414,6 +598,34 @@ class Client(_Calls):
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         return status_name(self.health_check(service, timeout=timeout))
 
+    def submit_batch(
+        self,
+        source: str | Path | bytes | Iterable[LineSpec],
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> operations_pb2.Operation:
+        """Starts a batch: `source` is request lines (see `batch_line`), or a JSONL file of
+        OpenAI's input lines (a path, or its bytes), uploaded first. Returns its `Operation`."""
+        kw: dict[str, Any] = {
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+            "metadata": metadata,
+            "timeout": timeout,
+        }
+        if isinstance(source, str | Path | bytes):
+            uploaded = self.upload_file(source, timeout=timeout)
+            return cast(
+                operations_pb2.Operation, self.create_batch(input_file_id=uploaded.id, **kw)
+            )
+        return cast(operations_pb2.Operation, self.create_batch(source, **kw))
+
+    def file_content(self, file_id: str, *, timeout: float | None = None) -> bytes:
+        """A stored file's bytes (a batch's output or error file)."""
+        return b"".join(chunk.data for chunk in self.file_chunks(file_id, timeout=timeout))
+
 
 class AsyncClient(_Calls):
     """asyncio client with the same methods as `Client` (awaitable / async-iterable)."""
@@ -431,3 +643,30 @@ class AsyncClient(_Calls):
 
     async def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         return status_name(await self.health_check(service, timeout=timeout))
+
+    async def submit_batch(
+        self,
+        source: str | Path | bytes | Iterable[LineSpec],
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        completion_window: str = "24h",
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> operations_pb2.Operation:
+        """As `Client.submit_batch`."""
+        kw: dict[str, Any] = {
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+            "metadata": metadata,
+            "timeout": timeout,
+        }
+        if isinstance(source, str | Path | bytes):
+            uploaded = await self.upload_file(source, timeout=timeout)
+            return cast(
+                operations_pb2.Operation, await self.create_batch(input_file_id=uploaded.id, **kw)
+            )
+        return cast(operations_pb2.Operation, await self.create_batch(source, **kw))
+
+    async def file_content(self, file_id: str, *, timeout: float | None = None) -> bytes:
+        """A stored file's bytes (a batch's output or error file)."""
+        return b"".join([chunk.data async for chunk in self.file_chunks(file_id, timeout=timeout)])

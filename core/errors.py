@@ -21,6 +21,7 @@ HTTP_STATUS: dict[str, tuple[int, str]] = {
     "UNAUTHENTICATED": (401, "authentication_error"),
     "PERMISSION_DENIED": (403, "permission_error"),
     "NOT_FOUND": (404, "not_found_error"),
+    "FAILED_PRECONDITION": (400, "invalid_request_error"),
     "RESOURCE_EXHAUSTED": (429, "rate_limit_error"),
     "CANCELLED": (499, "cancelled"),
     "INTERNAL": (500, "server_error"),
@@ -99,6 +100,12 @@ class NotFound(AigcError):
     """A stored object (a file, a batch) does not exist."""
 
     code = "NOT_FOUND"
+
+
+class FailedPrecondition(AigcError):
+    """The object is not in a state that allows this (deleting a batch that still runs)."""
+
+    code = "FAILED_PRECONDITION"
 
 
 class Overloaded(AigcError):

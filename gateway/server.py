@@ -1,5 +1,6 @@
 """The gateway server: both front ends (gRPC aigc.v1 and the OpenAI HTTP API) over one data
-plane, health, reflection, metrics, graceful shutdown.
+plane, health, reflection, metrics, graceful shutdown; with a job store (`gateway.jobs`), the
+Batch API on both (/v1/files and /v1/batches; aigc.v1 Batches and google.longrunning.Operations).
 
 Runs in a process that is a Ray driver (it holds Serve handles): `aigc up` locally, or a pod
 that joined the cluster as a zero-resource node on Kubernetes. Both servers run on one asyncio
@@ -32,6 +33,7 @@ from aigc.wire import MODELS_SERVICE, SERVICE_NAMES
 from core.config import AigcConfig, Modality, TlsConfig
 from gateway.auth import Authenticator
 from gateway.dataplane import DataPlane
+from gateway.grpc_api import jobs as grpc_jobs
 from gateway.grpc_api.auth import AuthInterceptor
 from gateway.grpc_api.decode import DecodeInterceptor
 from gateway.grpc_api.servicers import AudioServicer, ImageServicer, ModelsServicer, TextServicer
@@ -263,7 +265,6 @@ def build_gateway(
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     ]
-    reflection.enable_server_reflection(names, server)
     host = gc.host
     address = f"{host}:{gc.port if port is None else port}"
     if security.tls is not None:
@@ -298,6 +299,8 @@ def build_gateway(
             video_pb2_grpc.add_VideoGenerationServicer_to_server(
                 VideoServicer(plane, clips), server
             )
+        names += grpc_jobs.add_to_server(server, gc.jobs, jobs, gateway.runner)
+    reflection.enable_server_reflection(names, server)  # before the server starts
     hport = gc.http_port if http_port is None else http_port
     if hport >= 0:
         gateway.http = http_server(api.app(routes), host, hport, security.tls)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,9 @@ videos = sa.Table(  # video jobs (gateway/jobs/videos.py); revision 0002
 # OpenAI's batch states; the ones a gateway still has work to do in.
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 DONE = ("completed", "failed", "expired", "cancelled")
+# The purpose of an input file made from the request lines a batch was created with (aigc.v1
+# CreateBatch), which goes when its batch is deleted; uploads are purpose "batch".
+INLINE_PURPOSE = "batch_inline"
 
 
 def new_id(prefix: str) -> str:
@@ -344,8 +347,13 @@ class JobStore:
             row = db.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
         return _batch(row) if row is not None else None
 
-    def list_batches(self, after: str | None = None, limit: int = 20) -> list[BatchRecord]:
+    def list_batches(
+        self, after: str | None = None, limit: int = 20, statuses: Sequence[str] | None = None
+    ) -> list[BatchRecord]:
+        """Newest first, after the batch `after`; only those in `statuses` when given."""
         query = _after(sa.select(batches), batches, after)
+        if statuses is not None:
+            query = query.where(batches.c.status.in_(statuses))
         query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
         with self.engine.connect() as db:
             return [_batch(r) for r in db.execute(query)]
@@ -377,6 +385,34 @@ class JobStore:
                 .values(status="cancelling", cancelling_at=now())
             )
         return self.get_batch(batch_id)
+
+    def delete_batch(self, batch_id: str) -> BatchRecord | None:
+        """Removes a finished batch, its lines and the files it made: its output and error
+        files, and its input file when that was made from lines given with the batch (purpose
+        `INLINE_PURPOSE`) and no other batch reads it. An unfinished batch is returned as it
+        is, not removed (the caller refuses); None: no such batch."""
+        record = self.get_batch(batch_id)
+        if record is None or record.status not in DONE:
+            return record
+        with self.engine.begin() as db:
+            gone = db.execute(
+                batches.delete().where(batches.c.id == batch_id, batches.c.status.in_(DONE))
+            ).rowcount
+            if not gone:  # removed meanwhile by another caller
+                return None
+            db.execute(lines.delete().where(lines.c.batch_id == batch_id))
+            made = [f for f in (record.output_file_id, record.error_file_id) if f]
+            source = db.execute(
+                sa.select(files.c.purpose).where(files.c.id == record.input_file_id)
+            ).scalar()
+            shared = db.execute(
+                sa.select(batches.c.id).where(batches.c.input_file_id == record.input_file_id)
+            ).first()
+            if source == INLINE_PURPOSE and shared is None:
+                made.append(record.input_file_id)
+        for file_id in made:
+            self.delete_file(file_id)
+        return record
 
     # ---- the worker's side ---------------------------------------------------------------
     def claim(self, owner: str, lease_s: float) -> BatchRecord | None:

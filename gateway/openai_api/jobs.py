@@ -6,7 +6,8 @@ taken (what the batch runner reads); its outputs are `batch_output` files. A bat
 uploaded file, an endpoint (`/v1/chat/completions`, `/v1/completions`, `/v1/images/generations`,
 and `/v1/audio/speech` as our extension) and `completion_window: "24h"`; the batch runner
 (gateway/jobs/runner.py) does the rest. Shapes and errors are OpenAI's; every refusal names its
-field, a missing file or batch is a 404.
+field, a missing file or batch is a 404. The checks are aigc.v1 Batches' too
+(gateway/jobs/checks.py; gateway/grpc_api/jobs.py serves the same store over gRPC).
 """
 
 from __future__ import annotations
@@ -21,15 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.config import JobsConfig
-from core.errors import AigcError, InvalidArgument, NotFound
+from core.errors import AigcError, InvalidArgument
 from gateway.errors import client_failure
-from gateway.jobs.runner import ENDPOINTS, BatchRunner
+from gateway.jobs import checks
+from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
 from gateway.openai_api import http
-
-PURPOSES = ("batch",)
-WINDOWS = {"24h": 24 * 3600}
-MAX_METADATA = 16  # pairs, as OpenAI's
 
 
 class JobsApi:
@@ -101,15 +99,8 @@ class JobsApi:
                 raise http.too_large(self.max_file, self.max_file) from None
             raise InvalidArgument(f"the body is not a multipart form: {exc}", "file") from None
         try:
-            purpose = form.get("purpose")
+            purpose = checks.purpose(form.get("purpose"))
             upload = form.get("file")
-            if not isinstance(purpose, str) or not purpose:
-                raise InvalidArgument("purpose is required", field="purpose")
-            if purpose not in PURPOSES:
-                raise InvalidArgument(
-                    f"purpose {purpose!r} is not accepted here; use one of {', '.join(PURPOSES)}",
-                    field="purpose",
-                )
             if not isinstance(upload, UploadFile):
                 raise InvalidArgument("file is required (a multipart file part)", field="file")
             data = await _read(upload, self.max_file)
@@ -125,11 +116,11 @@ class JobsApi:
         async def work() -> Response:
             if request.method == "DELETE":
                 if not await asyncio.to_thread(self.store.delete_file, file_id):
-                    raise _missing("file", file_id)
+                    raise checks.missing("file", file_id)
                 return JSONResponse({"id": file_id, "object": "file", "deleted": True})
             record = await asyncio.to_thread(self.store.get_file, file_id)
             if record is None:
-                raise _missing("file", file_id)
+                raise checks.missing("file", file_id)
             return JSONResponse(record.openai())
 
         return await self._guarded(request, work)
@@ -140,7 +131,7 @@ class JobsApi:
         async def work() -> Response:
             data = await asyncio.to_thread(self.store.file_content, file_id)
             if data is None:
-                raise _missing("file", file_id)
+                raise checks.missing("file", file_id)
             return Response(data, media_type="application/octet-stream")
 
         return await self._guarded(request, work)
@@ -167,40 +158,13 @@ class JobsApi:
         return await self._guarded(request, work)
 
     async def _create(self, body: dict[str, Any]) -> Response:
-        file_id = body.get("input_file_id")
-        if not isinstance(file_id, str) or not file_id:
-            raise InvalidArgument("input_file_id is required", field="input_file_id")
-        endpoint = body.get("endpoint")
-        if endpoint not in ENDPOINTS:
-            raise InvalidArgument(
-                f"endpoint {endpoint!r} is not batched here; use one of {', '.join(ENDPOINTS)}",
-                field="endpoint",
-            )
-        window = body.get("completion_window")
-        if window not in WINDOWS:
-            raise InvalidArgument(
-                f"completion_window must be one of {', '.join(WINDOWS)}, got {window!r}",
-                field="completion_window",
-            )
-        meta = body.get("metadata")
-        if meta is not None and (
-            not isinstance(meta, dict)
-            or len(meta) > MAX_METADATA
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
-        ):
-            raise InvalidArgument(
-                f"metadata is at most {MAX_METADATA} string keys and values", field="metadata"
-            )
-        source = await asyncio.to_thread(self.store.get_file, file_id)
-        if source is None:
-            raise _missing("file", file_id, field="input_file_id")
-        if source.purpose != "batch":
-            raise InvalidArgument(
-                f"file {file_id} has purpose {source.purpose!r}; a batch reads purpose 'batch'",
-                field="input_file_id",
-            )
+        file_id = checks.input_file_id(body.get("input_file_id"))
+        endpoint = checks.endpoint(body.get("endpoint"))
+        window = checks.window(body.get("completion_window"))
+        meta = checks.metadata(body.get("metadata"))
+        await asyncio.to_thread(checks.input_file, self.store, file_id)
         record = await asyncio.to_thread(
-            self.store.create_batch, str(endpoint), file_id, str(window), WINDOWS[str(window)], meta
+            self.store.create_batch, endpoint, file_id, window, checks.WINDOWS[window], meta
         )
         if self.runner is not None:
             self.runner.wake()
@@ -212,7 +176,7 @@ class JobsApi:
         async def work() -> Response:
             record = await asyncio.to_thread(self.store.get_batch, batch_id)
             if record is None:
-                raise _missing("batch", batch_id)
+                raise checks.missing("batch", batch_id)
             return JSONResponse(record.openai())
 
         return await self._guarded(request, work)
@@ -223,7 +187,7 @@ class JobsApi:
         async def work() -> Response:
             record = await asyncio.to_thread(self.store.request_cancel, batch_id)
             if record is None:
-                raise _missing("batch", batch_id)
+                raise checks.missing("batch", batch_id)
             if record.status not in ("cancelling", "cancelled"):
                 raise InvalidArgument(
                     f"batch {batch_id} is {record.status}; only a validating or in-progress "
@@ -235,10 +199,6 @@ class JobsApi:
             return JSONResponse(record.openai())
 
         return await self._guarded(request, work)
-
-
-def _missing(kind: str, ident: str, field: str | None = None) -> NotFound:
-    return NotFound(f"no {kind} with id {ident!r}", field=field or f"{kind}_id")
 
 
 def _limit(query: Any, most: int, default: int | None = None) -> int:

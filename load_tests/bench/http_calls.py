@@ -18,7 +18,11 @@ from core.errors import HTTP_STATUS
 from load_tests.bench.records import RequestRecord
 from load_tests.bench.workload import PlannedRequest
 
-CODE_OF_HTTP = {status: code for code, (status, _) in HTTP_STATUS.items()}
+# HTTP status -> the code it reads back as: the table's first with that status (400 is
+# INVALID_ARGUMENT, not FAILED_PRECONDITION)
+CODE_OF_HTTP: dict[int, str] = {}
+for _code, (_status, _) in HTTP_STATUS.items():
+    CODE_OF_HTTP.setdefault(_status, _code)
 
 
 def _text_body(req: Any, stream: bool) -> tuple[str, dict[str, Any]]:

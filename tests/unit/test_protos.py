@@ -10,9 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from grpc_tools import protoc
-
-from scripts import locks
+from scripts import locks, protos
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,19 +26,9 @@ def test_the_generator_is_the_locked_one() -> None:
 
 
 def stale_stubs(protos_dir: Path, out: Path) -> list[str]:
-    """The committed stubs that differ from what protoc makes of protos_dir now."""
-    protos = sorted(str(p.relative_to(protos_dir)) for p in protos_dir.rglob("*.proto"))
-    args = [
-        "protoc",
-        f"-I{protos_dir}",
-        f"-I{Path(protoc.__file__).parent / '_proto'}",
-        f"--python_out={out}",
-        f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        *protos,
-    ]
-    assert protoc.main(args) == 0, "protoc failed"
-    generated = sorted(p.relative_to(out) for p in out.rglob("*.py*"))
+    """The committed stubs that differ from what protoc makes of protos_dir now (the same
+    generation as `make protos`: scripts/protos.py)."""
+    generated = [p.relative_to(out) for p in protos.generate(protos_dir, out)]
     assert generated, "protoc wrote nothing"
     return [
         str(rel)
@@ -55,10 +43,24 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
 
 
 def test_a_proto_changed_without_make_protos_is_caught(tmp_path: Path) -> None:
-    protos = tmp_path / "protos"
-    shutil.copytree(ROOT / "protos", protos)
-    text = protos / "aigc" / "v1" / "text.proto"
+    copy = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", copy)
+    text = copy / "aigc" / "v1" / "text.proto"
     text.write_text(text.read_text() + "\nmessage NotYetGenerated { string field = 1; }\n")
     (tmp_path / "out").mkdir()
-    stale = stale_stubs(protos, tmp_path / "out")
+    stale = stale_stubs(copy, tmp_path / "out")
     assert "aigc/v1/text_pb2.py" in stale and "aigc/v1/text_pb2.pyi" in stale, stale
+
+
+def test_operations_are_google_longrunning() -> None:
+    """A batch is a google.longrunning operation: aigc.v1 imports the messages and service of
+    googleapis-common-protos (what any gRPC tooling knows), it defines no Operations of its own."""
+    from google.longrunning import operations_pb2
+
+    from aigc.v1 import batches_pb2
+
+    create = batches_pb2.DESCRIPTOR.services_by_name["Batches"].methods_by_name["CreateBatch"]
+    assert create.output_type is operations_pb2.Operation.DESCRIPTOR
+    info = create.GetOptions().Extensions[operations_pb2.operation_info]
+    assert (info.response_type, info.metadata_type) == ("aigc.v1.Batch", "aigc.v1.BatchMetadata")
+    assert not (ROOT / "aigc" / "v1" / "operations_pb2.py").exists()
