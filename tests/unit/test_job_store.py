@@ -322,6 +322,28 @@ def test_move_stamps_and_releases(store: JobStore) -> None:
     assert failed is not None and failed.stamps["failed"] and failed.errors == [{"code": "x"}]
 
 
+def test_plain_postgresql_urls_get_the_psycopg_driver() -> None:
+    from gateway.jobs.store import with_driver
+
+    assert with_driver("postgresql://u:p@db:5432/aigc") == "postgresql+psycopg://u:p@db:5432/aigc"
+    assert with_driver("postgres://u@db/aigc?sslmode=require") == (
+        "postgresql+psycopg://u@db/aigc?sslmode=require"
+    )
+    for url in ("postgresql+psycopg://u@db/aigc", "sqlite:///x.sqlite"):
+        assert with_driver(url) == url
+
+
+@pytest.mark.postgres
+def test_an_operators_postgresql_uri_works_as_it_is(postgres_url: str) -> None:
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    store = JobStore(plain)
+    try:
+        store.migrate()
+        assert store.get_file(store.create_file("batch", "x.jsonl", b"x").id) is not None
+    finally:
+        store.close()
+
+
 # ---- the schema ----------------------------------------------------------------------------
 def head() -> str:
     script = ScriptDirectory.from_config(migrations.config())
