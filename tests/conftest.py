@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 
 from load_tests.procs import free_port
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 T = TypeVar("T")
 # Serve reads its settings once, when ray.serve is first imported; which test imports it first

@@ -1,6 +1,7 @@
 """Project rules no schema knows: ports agree between the config, containers, probes, Services
-and NetworkPolicies; API keys come from a Secret; images are pinned; every model has resources
-and bounds that fit the worker groups; the Dockerfile's Ray is pyproject's."""
+and NetworkPolicies; API keys and the job store's URL come from Secrets (referenced, never
+committed); images are pinned; every model has resources and bounds that fit the worker groups;
+the Dockerfile's Ray is pyproject's."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ GATEWAY = "aigc-gateway"  # Deployment, Service and NetworkPolicy of the gateway
 # The gateway's HTTP front end (gateway.http_port): readiness and liveness.
 READY_PATH = "/readyz"
 LIVE_PATH = "/livez"
+# The job store's PostgreSQL port, which the gateway's NetworkPolicy must let it reach.
+POSTGRES_PORT = 5432
 
 
 def _pod_specs(r: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -148,6 +151,48 @@ def check_api_keys(r: Rendered, cfg: AigcConfig) -> list[str]:
     return []
 
 
+def check_jobs_database(r: Rendered, cfg: AigcConfig) -> list[str]:
+    """Every gateway pod shares one job store: PostgreSQL, its URL (password included) from a
+    Secret the manifests reference and never carry, reachable through the NetworkPolicy."""
+    jobs = cfg.gateway.jobs
+    if not jobs.enabled:
+        return []
+    errors = []
+    if jobs.database:
+        errors.append(
+            "gateway.jobs.database: a deployed gateway reads the job store's URL from a Secret "
+            "(jobs.database_env), never from the config (the ConfigMap would carry the password)"
+        )
+    if not jobs.database_env:
+        return [
+            *errors,
+            "gateway.jobs.database_env must be set: without a shared database each gateway pod "
+            "keeps batches in its own SQLite, and they go with the pod",
+        ]
+    container = r.one("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
+    var = {e["name"]: e for e in container.get("env", [])}.get(jobs.database_env)
+    ref = (var or {}).get("valueFrom", {}).get("secretKeyRef")
+    if var is None:
+        errors.append(f"gateway container does not set ${jobs.database_env} (the job store)")
+    elif not ref:
+        errors.append(f"gateway ${jobs.database_env} must come from a Secret (secretKeyRef)")
+    elif ref.get("optional"):
+        errors.append(f"gateway ${jobs.database_env}: its Secret must not be optional")
+    for secret in r.of("Secret"):
+        errors.append(f"{kind_name(secret)} is in the manifests: Secrets are created at install")
+    policy = r.one("NetworkPolicy", GATEWAY)["spec"]
+    ports = [p for rule in policy.get("egress", []) for p in rule.get("ports", [])]
+    if "Egress" in policy.get("policyTypes", []) and not any(
+        isinstance(p.get("port"), int) and p["port"] <= POSTGRES_PORT <= p.get("endPort", p["port"])
+        for p in ports
+    ):
+        errors.append(
+            f"NetworkPolicy {GATEWAY} lets the gateway reach nothing on PostgreSQL's port "
+            f"{POSTGRES_PORT} (the job store)"
+        )
+    return errors
+
+
 def check_ports(r: Rendered, cfg: AigcConfig) -> list[str]:
     container = r.one("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
     ports = _ports(container)
@@ -247,6 +292,7 @@ def check_capacity(r: Rendered, cfg: AigcConfig) -> list[str]:
 
 def check_project(r: Rendered, cfg: AigcConfig) -> list[str]:
     errors = check_images(r) + check_ports(r, cfg) + check_api_keys(r, cfg)
+    errors += check_jobs_database(r, cfg)
     errors += check_capacity(r, cfg)
     cluster = r.one("RayService")["spec"]["rayClusterConfig"]
     if not cluster.get("enableInTreeAutoscaling"):

@@ -234,13 +234,23 @@ class Line:
     body: dict[str, Any]
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://` and `postgres://` URLs (what managed databases and operators hand out)
+    on the psycopg 3 driver this project installs; any other URL as it is."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 class JobStore:
     """Files and batches in one database (`url`: SQLAlchemy's, `sqlite:///path` or
-    `postgresql+psycopg://...`). File bodies go in the database, or in `files_dir` when set
-    (a directory, or a volume several gateways share)."""
+    `postgresql+psycopg://...`; a plain `postgresql://` URL gets psycopg). File bodies go in
+    the database, or in `files_dir` when set (a directory, or a volume several gateways
+    share)."""
 
     def __init__(self, url: str, files_dir: str | Path | None = None) -> None:
-        self.url = url
+        self.url = url = with_driver(url)
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             # one connection per thread; WAL so readers never wait for the writer

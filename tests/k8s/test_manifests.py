@@ -131,19 +131,25 @@ def test_dashboard_is_grafana_json() -> None:
         assert metric in exprs, metric
 
 
-def test_dashboard_and_rules_name_only_metrics_the_gateway_exports() -> None:
+def test_dashboard_and_rules_name_only_metrics_the_gateway_exports(tmp_path: Path) -> None:
     """Every aigc_* series the dashboard and the alert rules query is one the gateway's
-    registry (its metrics and the gate collector) exposes: a renamed metric breaks this, not a
-    panel that silently shows nothing."""
+    registry (its metrics, the gate collector and the job store's) exposes: a renamed metric
+    breaks this, not a panel or an alert that silently shows nothing."""
     import re
+    from types import SimpleNamespace
 
     from prometheus_client.metrics_core import Metric
 
     from gateway.gate import CostGate
+    from gateway.jobs.metrics import JobMetrics
+    from gateway.jobs.store import JobStore
     from gateway.metrics import GatewayMetrics
 
     metrics = GatewayMetrics()
     metrics.watch_gates(lambda: {"m": CostGate()})
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
+    store.migrate()
+    metrics.registry.register(JobMetrics(store, SimpleNamespace(lines_run=0)))
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum")}
     exported = set()
     families: list[Metric] = list(metrics.registry.collect())
@@ -155,8 +161,36 @@ def test_dashboard_and_rules_name_only_metrics_the_gateway_exports() -> None:
         monitoring / "prometheusrule.yaml"
     ).read_text()
     queried = set(re.findall(r"(?<![\w:])aigc_[a-z_]+", text))
+    store.close()
     assert "aigc_admission_bound_cost" in queried and "aigc_requests_total" in queried
+    assert {"aigc_batch_lines", "aigc_batch_lines_run_total"} <= queried
     assert queried <= exported, sorted(queried - exported)
+
+
+def _alerts() -> dict[str, dict[str, Any]]:
+    rule = yaml.safe_load((LAYOUT.k8s_dir / "monitoring" / "prometheusrule.yaml").read_text())
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_every_alert_has_a_hold_a_severity_and_a_summary() -> None:
+    for name, rule in _alerts().items():
+        assert rule.get("for"), name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"], name
+
+
+def test_batch_alerts() -> None:
+    """A batch that stops progressing: lines pending (the same figure on every gateway: max)
+    while the lines run, summed over gateways, have not moved for 15 minutes, held 15 minutes;
+    and the oldest waiting batch past 20 hours (of its 24 h window)."""
+    alerts = _alerts()
+    stalled = alerts["AigcBatchStalled"]
+    expr = " ".join(stalled["expr"].split())
+    assert 'max(aigc_batch_lines{state="pending"}) > 0' in expr
+    assert "and on() sum(rate(aigc_batch_lines_run_total[15m])) == 0" in expr
+    assert stalled["for"] == "15m"
+    waiting = alerts["AigcBatchWaitingLong"]
+    assert waiting["expr"].strip() == "max(aigc_batch_oldest_waiting_seconds) > 20 * 3600"
 
 
 # ---- the validators reject what they must (each would pass silently without its check)
@@ -281,3 +315,69 @@ def test_api_keys_come_from_the_secret() -> None:
     )
     errors = check_project(_cpu(), open_cfg.model_copy(update={"gateway": gateway}))
     assert any("must require API keys" in e for e in errors)
+
+
+def _with_jobs(**update: Any) -> AigcConfig:
+    cfg = _config("cpu").model_copy(deep=True)
+    jobs = cfg.gateway.jobs.model_copy(update=update)
+    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"jobs": jobs})})
+
+
+def test_jobs_database_comes_from_the_secret() -> None:
+    """Every gateway pod shares one PostgreSQL; its URL (password included) is in the Secret
+    aigc-jobs-database, which the Deployment references and no manifest carries."""
+    for overlay in NAMES:
+        cfg = _config(overlay)
+        assert cfg.gateway.jobs.database_env == "AIGC_JOBS_DATABASE"
+        assert cfg.gateway.jobs.database is None
+        rendered = _build(overlay)
+        env = {e["name"]: e for e in _gateway(rendered.one("Deployment", "aigc-gateway"))["env"]}
+        ref = env["AIGC_JOBS_DATABASE"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "aigc-jobs-database", "key": "url"}  # not optional: no pod
+        assert rendered.of("Secret") == []
+        cm = next(
+            d for d in rendered.of("ConfigMap") if d["metadata"]["name"].startswith("aigc-config")
+        )
+        assert "postgresql" not in cm["data"]["aigc.yaml"]
+
+    def literal(d: dict[str, Any]) -> None:
+        var = next(e for e in _gateway(d)["env"] if e["name"] == "AIGC_JOBS_DATABASE")
+        var.pop("valueFrom")
+        var["value"] = "postgresql+psycopg://aigc:secret@db:5432/aigc"
+
+    assert any("AIGC_JOBS_DATABASE must come from a Secret" in e for e in _rule_errors(literal))
+
+    def optional(d: dict[str, Any]) -> None:
+        var = next(e for e in _gateway(d)["env"] if e["name"] == "AIGC_JOBS_DATABASE")
+        var["valueFrom"]["secretKeyRef"]["optional"] = True
+
+    assert any("must not be optional" in e for e in _rule_errors(optional))
+
+    def missing(d: dict[str, Any]) -> None:
+        c = _gateway(d)
+        c["env"] = [e for e in c["env"] if e["name"] != "AIGC_JOBS_DATABASE"]
+
+    assert any("does not set $AIGC_JOBS_DATABASE" in e for e in _rule_errors(missing))
+    errors = check_project(_cpu(), _with_jobs(database_env=None))
+    assert any("jobs.database_env must be set" in e for e in errors)
+    errors = check_project(_cpu(), _with_jobs(database="postgresql+psycopg://a:b@db/aigc"))
+    assert any("never from the config" in e for e in errors)
+    assert check_project(_cpu(), _with_jobs(enabled=False, database_env=None)) == []
+
+    committed = copy.deepcopy(_cpu().docs)
+    committed.append(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aigc-jobs-database"},
+         "stringData": {"url": "postgresql+psycopg://aigc:secret@db/aigc"}}
+    )  # fmt: skip
+    errors = check_project(Rendered("cpu", committed), _config("cpu"))
+    assert any("Secret/aigc-jobs-database is in the manifests" in e for e in errors)
+
+    def no_egress(d: dict[str, Any]) -> None:
+        d["spec"]["egress"] = [
+            rule for rule in d["spec"]["egress"]
+            if all(p["port"] != 5432 for p in rule.get("ports", []))
+        ]  # fmt: skip
+
+    docs = _edited(_cpu(), "NetworkPolicy", no_egress)
+    errors = check_project(Rendered("cpu", docs), _config("cpu"))
+    assert any("reach nothing on PostgreSQL's port 5432" in e for e in errors)
