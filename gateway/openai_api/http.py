@@ -10,7 +10,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import ClientGone, Failure, InvalidArgument, TooLarge
+from gateway.errors import client_failure
 
 TIMEOUT_HEADERS = ("x-request-timeout", "x-stainless-timeout")  # seconds; the openai SDK sends
 B = TypeVar("B", bound=BaseModel)
@@ -65,6 +66,23 @@ async def not_routed(request: Request, exc: Exception) -> Response:
 
 
 # ---- the request --------------------------------------------------------------------------
+async def guarded(
+    request: Request,
+    authorize: Callable[[str | None], object],
+    work: Callable[[], Awaitable[Response]],
+) -> Response:
+    """A route outside the data plane's calls (files, batches, videos): the caller authorized,
+    any error rendered from the one status table, the request id echoed."""
+    rid = request_id(request)
+    try:
+        authorize(request.headers.get("authorization"))
+        response = await work()
+    except Exception as exc:
+        response = error_response(client_failure(exc, rid), rid)
+    response.headers["x-request-id"] = rid
+    return response
+
+
 def request_id(request: Request) -> str:
     """The client's x-request-id (bounded), or a new one."""
     return (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]

@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Route
 
 from core.config import JobsConfig
 from core.errors import AigcError, InvalidArgument
-from gateway.errors import client_failure
 from gateway.jobs import checks
 from gateway.jobs.runner import BatchRunner
 from gateway.jobs.store import JobStore
@@ -55,14 +54,7 @@ class JobsApi:
         ]
 
     async def _guarded(self, request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
-        rid = http.request_id(request)
-        try:
-            self.authorize(request.headers.get("authorization"))
-            response = await work()
-        except Exception as exc:
-            response = http.error_response(client_failure(exc, rid), rid)
-        response.headers["x-request-id"] = rid
-        return response
+        return await http.guarded(request, self.authorize, work)
 
     # ---- files ---------------------------------------------------------------------------
     async def files(self, request: Request) -> Response:

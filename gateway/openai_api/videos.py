@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.errors import InvalidArgument
-from gateway.errors import client_failure
 from gateway.jobs.video_jobs import VideoJobs
 from gateway.jobs.videos import MEDIA, VideoRecord
 from gateway.openai_api import http
@@ -40,14 +39,7 @@ class VideosApi:
         ]
 
     async def _guarded(self, request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
-        rid = http.request_id(request)
-        try:
-            self.authorize(request.headers.get("authorization"))
-            response = await work()
-        except Exception as exc:
-            response = http.error_response(client_failure(exc, rid), rid)
-        response.headers["x-request-id"] = rid
-        return response
+        return await http.guarded(request, self.authorize, work)
 
     # ---- create, list --------------------------------------------------------------------
     async def videos(self, request: Request) -> Response:

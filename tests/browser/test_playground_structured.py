@@ -22,31 +22,11 @@ import openai
 import pytest
 
 from tests.standin import HttpFront
+from tests.structured_checks import CHOICE_SCHEMA, WEATHER
 
 pytestmark = pytest.mark.browser
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "answer": {"enum": ["yes", "no"]},
-        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-    },
-    "required": ["answer", "digit"],
-    "additionalProperties": False,
-}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 20}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
+SCHEMA = CHOICE_SCHEMA  # the bounded schema every engine passes (tests/structured_checks.py)
 
 
 def pct(logprob: float) -> str:
