@@ -46,7 +46,8 @@ def gguf_model_config(name: str = "gguf") -> dict:
 def stack_config(root: Path) -> dict:
     """The integration stack: tiny text and image models, SmolLM2's GGUF on llama.cpp (when
     `make assets` fetched it), real speech, a video model over the tiny GAN, an echo per
-    modality but video."""
+    modality (video's a slow one: a clip that is certainly still being made when a test acts
+    on it)."""
     text = make_text_model(root / "tiny-text")
     image = make_image_model(root / "tiny-gan")
     small = {"num_cpus": 0.25, "torch_threads": 1}
@@ -128,6 +129,16 @@ def stack_config(root: Path) -> dict:
                 "weights": str(image),
                 "options": {"fps": 8, "max_seconds": 4, "max_forward_batch": 8},
                 "resources": small,
+            },
+            {
+                # one second of clip takes one second (flat 16x16 frames whose colour walks away
+                # from the seed's, 4 a second): a test that kills a gateway or deletes a job
+                # while a clip is made acts on one that is certainly still being made
+                "name": "slow-video",
+                "modality": "video",
+                "engine": "echo",
+                "options": {"size": 16, "fps": 4, "max_seconds": 8, "delay_s": 1.0},
+                "resources": {"num_cpus": 0.1},
             },
             {
                 "name": "speech",

@@ -60,6 +60,7 @@ def test_list_models_reports_every_model(client):
         "speech",
         "echo-audio",
         "shapes-video",
+        "slow-video",
         *gguf,
     }
     assert all(m.ready for m in models.values())

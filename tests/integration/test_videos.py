@@ -1,7 +1,8 @@
 """/v1/videos on the real stack (tests/tiny_models.py: `shapes-video`, the tiny conditional GAN
 walked between the labels a prompt names), through the real openai client: create_and_poll,
 download_content (the MP4 decoded with PyAV: frame count, rate, duration, size, motion),
-thumbnail and spritesheet, list, remix, delete; bad input refused by field."""
+thumbnail and spritesheet, list, remix, delete (also mid-clip: the clip stops); bad input refused
+by field."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from services.image.encode import decode_png
+from tests.conditions import wait_until
 from tests.integration.helpers import scrape, total
 
 pytestmark = pytest.mark.integration
@@ -60,6 +62,31 @@ def test_a_label_turning_into_another(oai: openai.OpenAI, stack: Any) -> None:
         oai.videos.retrieve(video.id)
 
 
+def test_a_remix_walks_the_same_path(oai: openai.OpenAI) -> None:
+    """A remix keeps the source's model, length and seed (the walk's latent points) and takes a
+    new prompt: with the same prompt it is the same clip, frame for frame; with other labels the
+    same number of frames, other pictures."""
+    video = oai.videos.create_and_poll(
+        model="shapes-video", prompt="a circle turning into a triangle", seconds="2",
+        poll_interval_ms=100, extra_body={"seed": 5},
+    )  # fmt: skip
+    same = oai.videos.poll(oai.videos.remix(video.id, prompt=video.prompt).id, poll_interval_ms=100)
+    other = oai.videos.poll(
+        oai.videos.remix(video.id, prompt="a square turning into a circle").id,
+        poll_interval_ms=100,
+    )
+    clips = {}
+    for v in (video, same, other):
+        assert v.status == "completed" and v.seconds == "2" and v.model == "shapes-video", v
+        container = av.open(io.BytesIO(oai.videos.download_content(v.id).read()))
+        clips[v.id] = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        oai.videos.delete(v.id)
+    assert same.remixed_from_video_id == video.id == other.remixed_from_video_id
+    assert np.array_equal(clips[same.id], clips[video.id])
+    assert clips[other.id].shape == clips[video.id].shape == (16, 28, 28, 3)
+    assert np.abs(clips[other.id].astype(int) - clips[video.id]).mean() > 1
+
+
 def test_bad_input_names_the_field(oai: openai.OpenAI) -> None:
     cases: list[tuple[dict[str, Any], str, str]] = [
         ({"seconds": "8"}, "seconds", "1 to 4"),
@@ -89,3 +116,35 @@ def test_a_narrated_clip(oai: openai.OpenAI) -> None:
     samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio)])
     assert np.abs(samples).max() > 0.01  # speech, not silence
     oai.videos.delete(video.id)
+
+
+def test_deleting_a_job_mid_clip_stops_the_clip(oai: openai.OpenAI, stack: Any) -> None:
+    """DELETE while the clip is being made (`slow-video`: 8 s of clip take 8 s): the job and
+    its content are gone at once, and the gateway's runner stops making the clip (its call to
+    the model ends CANCELLED, not OK; no clip is counted made) instead of finishing it."""
+    url = f"http://127.0.0.1:{stack.gateway.metrics_port}/metrics"
+
+    def calls(code: str) -> float:
+        return total(scrape(url), "aigc_requests_total", model="slow-video", code=code)
+
+    def making() -> float:
+        return total(scrape(url), "aigc_inflight_requests", model="slow-video")
+
+    before = {code: calls(code) for code in ("OK", "CANCELLED")}
+    made = total(scrape(url), "aigc_video_clips_made_total")
+    video = oai.videos.create(model="slow-video", prompt="a clip", seconds="8")
+    # frames are being made: the replica has reported at least one second of the clip
+    assert wait_until(lambda: oai.videos.retrieve(video.id).progress > 0, 60)
+    assert making() == 1
+    deleted = oai.videos.delete(video.id)
+    assert deleted.deleted and deleted.id == video.id
+    with pytest.raises(openai.NotFoundError):
+        oai.videos.retrieve(video.id)
+    with pytest.raises(openai.NotFoundError):
+        oai.videos.download_content(video.id)
+    assert video.id not in [v.id for v in oai.videos.list(limit=100)]
+    # the runner learns it at its next progress report or lease renewal (every second here)
+    assert wait_until(lambda: calls("CANCELLED") == before["CANCELLED"] + 1, 30, step_s=0.1)
+    assert making() == 0
+    assert calls("OK") == before["OK"]
+    assert total(scrape(url), "aigc_video_clips_made_total") == made
