@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 
+from control import eventloop
 from control.stack import Stack
 from core.config import AigcConfig, load_config
 
@@ -62,7 +63,7 @@ def _serve(stack: Stack, args: argparse.Namespace, name: str) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except (TimeoutError, LookupError) as exc:
         print(f"aigc {name}: {exc}", file=sys.stderr)
         return 1

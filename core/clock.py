@@ -9,6 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+# The client's deadline precedes our copy of it by the request's transit time (gRPC sends the
+# time remaining, which the server adds to its own arrival time), so the cancellation a client
+# sends when its deadline fires can reach us while our copy still shows time left. A
+# cancellation with less than this left is the deadline running out, not a client giving up.
+DEADLINE_TRANSIT_SLACK_S = 0.25
+
 
 class Timer(Protocol):
     def cancel(self) -> None: ...

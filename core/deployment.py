@@ -30,6 +30,7 @@ def deployment_options(model: ModelConfig) -> dict[str, Any]:
         "health_check_period_s": 10.0,
         "health_check_timeout_s": 30.0,
         "graceful_shutdown_timeout_s": 20.0,
+        "logging_config": {"enable_access_log": model.access_log},
     }
     if s.max_replicas_per_node is not None:
         options["max_replicas_per_node"] = s.max_replicas_per_node

@@ -207,6 +207,12 @@ class ModelConfig(_Strict):
     resources: ResourcesConfig = ResourcesConfig()
     limits: LimitsConfig = LimitsConfig()
     admission: AdmissionConfig = AdmissionConfig()
+    access_log: bool = Field(
+        False,
+        description="Serve's access log: a line per request in the replica's log. Off, as vLLM's "
+        "request log is: it cost the replica 3% of its CPU per echo call (BENCHMARKS.md section "
+        "12); the gateway's metrics count every request either way.",
+    )
 
     @field_validator("options")
     @classmethod

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.clock import DEADLINE_TRANSIT_SLACK_S
 from core.config import Modality
 from core.errors import DeadlineExceeded, Unavailable
 from gateway.errors import classify, replica_lost
@@ -18,11 +19,6 @@ from gateway.metrics import UNKNOWN_MODEL
 from gateway.replicas import Pending, Streaming
 
 T = TypeVar("T")
-# The client's deadline precedes our copy of it by the request's transit time (gRPC sends the
-# time remaining, which the server adds to its own arrival time), so the cancellation a client
-# sends when its deadline fires can reach us while our copy still shows time left. A
-# cancellation with less than this left is the deadline running out, not a client giving up.
-DEADLINE_TRANSIT_SLACK_S = 0.25
 
 
 @dataclass

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from core.clock import Clock, LoopClock, Timer
+from core.clock import DEADLINE_TRANSIT_SLACK_S, Clock, LoopClock, Timer
 from core.config import ModelConfig
 from core.errors import DeadlineExceeded, Overloaded
 from core.sizing import admission_step, batch_counts_cost, requests_per_replica, typical_cost
@@ -292,7 +292,12 @@ class CostGate:
         its deadline."""
         cap = self.max_queue_wait_s
         if cap is None:
-            tight = named_deadline_s is not None and named_deadline_s < self.default_deadline_s
+            # A client that sends the default deadline itself (load generators, SDKs with a
+            # 60 s timeout) reaches us with a little less left: that is not a short deadline.
+            tight = (
+                named_deadline_s is not None
+                and named_deadline_s + DEADLINE_TRANSIT_SLACK_S < self.default_deadline_s
+            )
             cap = "one_batch" if tight else None
         if cap == "one_batch":
             return self.batch_drain_s() if self.samples else 0.0

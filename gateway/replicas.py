@@ -29,22 +29,34 @@ class Streaming(Protocol[R_co]):
 
 
 class ReplicaHandle:
-    """Wraps a DeploymentHandle (or the tests' stand-in for one)."""
+    """Wraps a DeploymentHandle (or the tests' stand-in for one). The handle of each method is
+    made once: `handle.method` builds a new handle (`options(method_name=...)`) on every access,
+    which was 1% of the gateway's CPU per unary call (BENCHMARKS.md section 12)."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self._streaming: Any = None
+        self._streaming_handle: Any = None
+        self._unary: dict[str, Any] = {}
+        self._streaming: dict[str, Any] = {}
 
     def unary(
         self, method: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kw: P.kwargs
     ) -> Pending[R]:
-        response: Pending[R] = getattr(self.handle, method.__name__).remote(*args, **kw)
+        name = method.__name__
+        bound = self._unary.get(name)
+        if bound is None:
+            bound = self._unary[name] = getattr(self.handle, name)
+        response: Pending[R] = bound.remote(*args, **kw)
         return response
 
     def stream(
         self, method: Callable[Concatenate[Any, P], AsyncIterator[R]], *args: P.args, **kw: P.kwargs
     ) -> Streaming[R]:
-        if self._streaming is None:
-            self._streaming = self.handle.options(stream=True)
-        response: Streaming[R] = getattr(self._streaming, method.__name__).remote(*args, **kw)
+        name = method.__name__
+        bound = self._streaming.get(name)
+        if bound is None:
+            if self._streaming_handle is None:
+                self._streaming_handle = self.handle.options(stream=True)
+            bound = self._streaming[name] = getattr(self._streaming_handle, name)
+        response: Streaming[R] = bound.remote(*args, **kw)
         return response

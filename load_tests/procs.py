@@ -181,11 +181,16 @@ class Server:
 
 
 async def start_server(
-    kind: str, config: str, env: dict[str, str] | None = None, timeout_s: float = 600
+    kind: str,
+    config: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
+    cwd: str | None = None,
 ) -> Server:
-    """`python -m load_tests.servers KIND`, once it has printed its ready line (JSON)."""
+    """`python -m load_tests.servers KIND`, once it has printed its ready line (JSON); `cwd`:
+    another checkout's code (the same venv)."""
     cmd = [PY, "-m", "load_tests.servers", kind, "--config", config]
-    child = Child(cmd, server_env(env), merge_stderr=False)
+    child = Child(cmd, server_env(env), merge_stderr=False, cwd=Path(cwd) if cwd else None)
     line = await asyncio.to_thread(child.wait_line, lambda _: True, timeout_s)
     try:
         if line is None:

@@ -59,6 +59,8 @@ def test_prior_bound_comes_from_batching_and_replicas():
     assert gate.queue_wait_limit() is None  # no deadline named: the estimate alone decides
     assert gate.queue_wait_limit(600.0) is None  # a longer one than the default: the same
     assert gate.queue_wait_limit(10.0) == 0  # a short one: one batch (none before a sample)
+    # the default deadline sent by the client arrives with a little less left: not short
+    assert gate.queue_wait_limit(gate.default_deadline_s - 0.05) is None
     gate.max_queue_wait_s = "one_batch"
     assert gate.queue_wait_limit() == 0  # nothing queues before the first completion
     gate.learned.samples = 1

@@ -119,6 +119,10 @@ def test_deployment_options_from_config():
     fixed = parse_config({"models": [_model()]}).models[0]
     assert deployment_options(fixed)["num_replicas"] == 1
     assert "max_replicas_per_node" not in deployment_options(fixed)  # Serve's default: no limit
+    # Serve's access log is off unless asked for (a line per request cost the replica CPU)
+    assert deployment_options(fixed)["logging_config"] == {"enable_access_log": False}
+    logged = parse_config({"models": [_model(access_log=True)]}).models[0]
+    assert deployment_options(logged)["logging_config"] == {"enable_access_log": True}
 
 
 def test_autoscaling_target_must_be_reachable_through_the_gateway():

@@ -1,0 +1,495 @@
+"""The gateway's own cost, on the model-free echo engines (issue 34; BENCHMARKS.md section 12).
+
+`python -m load_tests.gateway_cost levers [--seconds S] [--concurrency 1 64] [--before REV]`
+  One run: plain grpc.aio echo, then the gateway as shipped, then the gateway with each lever
+  taken away one at a time (uvloop, Serve's gRPC transport, its throughput-optimized settings,
+  the access log), then the gateway as of REV (a git worktree of it, the code levers there
+  undone). Unary text calls, the same load generator (`aigc bench`, its own process) for all.
+`python -m load_tests.gateway_cost stream [--streams 64] [--tokens 64] [--delay-s 0.02]`
+  64 concurrent streams from a paced echo engine (a token every delay_s, as a model would):
+  tokens per second and inter-token latency through the gateway against the same engine
+  called in-process (its own process, the same concurrency), both alone on the machine.
+`python -m load_tests.gateway_cost profile [--concurrency 1 64]`
+  py-spy on the gateway and on the text replica under a closed loop; the samples sorted into
+  the request's stages (front end, data plane, admission, Serve's router, serialization,
+  transport, the replica's Serve wrapper and our engine, the event loop and native code).
+
+Results: bench-results/gateway_cost/{levers,stream,profile}.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from load_tests import procs
+from load_tests.baselines import BENCH_CONFIG
+from load_tests.machine import facts, heading, wait_quiet
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results" / "gateway_cost"
+SHIPPED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+UNARY = "text,stream=false,prompt_words=1"
+
+
+# ---- configs ------------------------------------------------------------------------------
+def bench_config(directory: Path, name: str, **model_updates: Any) -> Path:
+    """configs/bench.yaml with `model_updates` set on every model (e.g. access_log=True)."""
+    data = yaml.safe_load(BENCH_CONFIG.read_text())
+    for m in data["models"]:
+        m.update(model_updates)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def paced_config(directory: Path, delay_s: float, tokens: int) -> Path:
+    """One paced echo text model: a word every delay_s, up to `tokens` words per stream."""
+    data = yaml.safe_load(BENCH_CONFIG.read_text())
+    text = next(m for m in data["models"] if m["modality"] == "text")
+    text["options"] = {**text.get("options", {}), "delay_s": delay_s, "default_max_tokens": tokens}
+    text["limits"] = {**text.get("limits", {}), "max_tokens": max(tokens, 512)}
+    text["scaling"]["max_ongoing_requests"] = 1024
+    # the echo engine runs every stream at once: let the gateway's in-flight bound say so
+    text["batching"] = {**text.get("batching", {}), "max_batch_size": 256}
+    data["models"] = [text]
+    path = directory / "paced.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def worktree(rev: str) -> Path:
+    """A detached git worktree of `rev` (the code as it was), made once and kept."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = Path(tempfile.gettempdir()) / f"aigc-before-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True)
+    return path
+
+
+# ---- levers -------------------------------------------------------------------------------
+def lever_variants(tmp: Path, before: str | None) -> list[dict[str, Any]]:
+    """(label, server kind, env, config, tree): the shipped gateway, then one lever off each."""
+    shipped = str(bench_config(tmp, "shipped"))
+    rows: list[dict[str, Any]] = [
+        {"label": "plain grpc.aio echo", "kind": "plain", "env": {}, "config": shipped},
+        {"label": "gateway as shipped", "kind": "gateway", "env": SHIPPED, "config": shipped},
+        {
+            "label": "- uvloop (asyncio's loop in the gateway)",
+            "kind": "gateway",
+            "env": {**SHIPPED, "AIGC_UVLOOP": "0"},
+            "config": shipped,
+        },
+        {
+            "label": "+ Serve's access log",
+            "kind": "gateway",
+            "env": SHIPPED,
+            "config": str(bench_config(tmp, "access-log", access_log=True)),
+        },
+        {
+            "label": "- gRPC transport (Ray actor calls to the replica)",
+            "kind": "gateway",
+            "env": {**SHIPPED, "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"},
+            "config": shipped,
+        },
+        {
+            "label": "- throughput-optimized Serve (Serve's defaults)",
+            "kind": "gateway",
+            "env": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+            "config": shipped,
+        },
+    ]
+    if before:
+        tree = worktree(before)
+        rows.append(
+            {
+                "label": f"gateway as of {before}",
+                "kind": "gateway",
+                "env": SHIPPED,
+                "config": str(tree / "configs" / "bench.yaml"),
+                "tree": str(tree),
+            }
+        )
+    return rows
+
+
+async def levers(seconds: float, concurrencies: Sequence[int], before: str | None) -> list[Any]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as d:
+        for v in lever_variants(Path(d), before):
+            tree = v.get("tree")
+            env = dict(v["env"])
+            if tree:
+                env["PYTHONPATH"] = tree  # the Ray workers it starts import the same code
+            print(f"[levers] starting: {v['label']}", flush=True)
+            server = await procs.start_server(v["kind"], v["config"], env, cwd=tree)
+            try:
+                for c in concurrencies:
+                    out = RESULTS / "levers" / f"{len(rows)}-c{c}"
+                    args = ["--concurrency", str(c), "--duration", str(seconds)]
+                    args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+                    s = await procs.bench(server.target, out, args)
+                    row = {"label": v["label"], "concurrency": c, **_unary(s)}
+                    rows.append(row)
+                    print(
+                        f"[levers] {v['label']} c={c}: p50 {row['p50_ms']:.2f} ms, "
+                        f"{row['req_s']:.0f} req/s, refused {row['refused']}",
+                        flush=True,
+                    )
+            finally:
+                await procs.stop_server(server)
+    return rows
+
+
+def _unary(s: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "p50_ms": s["p50_e2el_ms"],
+        "p99_ms": s["p99_e2el_ms"],
+        "req_s": s["steady_request_throughput"],
+        "completed": s["completed"],
+        "refused": s.get("refused", 0),
+        "failed": s["failed"],
+    }
+
+
+def levers_table(rows: list[dict[str, Any]]) -> str:
+    plain = {r["concurrency"]: r for r in rows if r["label"] == "plain grpc.aio echo"}
+    conc = sorted(plain)
+    head = "| path | " + " | ".join(
+        f"c={c} p50 (vs plain) | c={c} req/s (share of plain)" for c in conc
+    )
+    out = [head + " |", "|---|" + "---|---|" * len(conc)]
+    for label in dict.fromkeys(r["label"] for r in rows):
+        cells = []
+        for c in conc:
+            r = next((r for r in rows if r["label"] == label and r["concurrency"] == c), None)
+            if r is None:
+                cells += ["-", "-"]
+                continue
+            p, base = r["p50_ms"], plain[c]
+            refused = f", {r['refused']} refused" if r["refused"] else ""
+            cells.append(f"{p:.2f} ms (+{p - base['p50_ms']:.2f})")
+            cells.append(f"{r['req_s']:.0f} ({r['req_s'] / base['req_s']:.0%}){refused}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+# ---- streaming ----------------------------------------------------------------------------
+async def stream(streams: int, tokens: int, delay_s: float, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        config = paced_config(Path(d), delay_s, tokens)
+        inproc = await _inprocess_stream(config, streams, tokens, seconds)
+        print(
+            f"[stream] in-process: {inproc['tok_s']:.0f} tok/s, ITL p99 "
+            f"{inproc['itl_p99_ms']:.1f} ms",
+            flush=True,
+        )
+        server = await procs.start_server("gateway", str(config), SHIPPED)
+        try:
+            args = ["--concurrency", str(streams), "--duration", str(seconds)]
+            args += [
+                "--warmup",
+                str(streams),
+                "--workload",
+                f"text,stream=true,prompt_words={tokens},max_tokens={tokens}",
+            ]
+            s = await procs.bench(server.target, RESULTS / "stream" / "gateway", args)
+        finally:
+            await procs.stop_server(server)
+        served = {
+            "tok_s": s["steady_output_throughput"],
+            "itl_p50_ms": s["p50_itl_ms"],
+            "itl_p99_ms": s["p99_itl_ms"],
+            "ttft_p50_ms": s["p50_ttft_ms"],
+            "failed": s["failed"],
+        }
+        print(
+            f"[stream] gateway: {served['tok_s']:.0f} tok/s, ITL p99 {served['itl_p99_ms']:.1f} ms",
+            flush=True,
+        )
+    return {
+        "streams": streams,
+        "tokens": tokens,
+        "delay_s": delay_s,
+        "in_process": inproc,
+        "gateway": served,
+        "ratio": served["tok_s"] / inproc["tok_s"],
+        "itl_p99_added_ms": served["itl_p99_ms"] - inproc["itl_p99_ms"],
+    }
+
+
+async def _inprocess_stream(config: Path, streams: int, tokens: int, seconds: float) -> Any:
+    proc = await asyncio.create_subprocess_exec(
+        procs.PY,
+        "-m",
+        "load_tests.gateway_cost",
+        "inprocess-stream",
+        "--config",
+        str(config),
+        "--streams",
+        str(streams),
+        "--tokens",
+        str(tokens),
+        "--seconds",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+        env=procs.server_env(),
+    )
+    out, _ = await proc.communicate()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def inprocess_stream(config: Path, streams: int, tokens: int, seconds: float) -> Any:
+    """The paced echo engine called in this process by `streams` closed-loop consumers: the
+    tokens/s and inter-token gaps a stream would have with no gateway, no Serve, no RPC."""
+    from core.config import load_config
+    from core.registry import engine_class
+    from core.types import TextRequest
+
+    model = load_config(config).models[0]
+    engine = engine_class("text", model.engine)(model)
+    await engine.start()
+    prompt = " ".join(f"w{i}" for i in range(tokens))
+    gaps: list[float] = []
+    counted = 0
+    end = time.perf_counter() + seconds
+    warm = time.perf_counter() + min(2.0, seconds / 4)
+
+    async def consumer(k: int) -> None:
+        nonlocal counted
+        n = 0
+        while time.perf_counter() < end:
+            request = TextRequest(
+                request_id=f"s{k}-{n}", model=model.name, prompt=prompt, max_tokens=tokens
+            )
+            n += 1
+            last = None
+            async for chunk in engine.stream(request):
+                now = time.perf_counter()
+                if now >= warm and now < end:
+                    counted += chunk.token_count
+                    if last is not None:
+                        gaps.append(now - last)
+                last = now
+
+    await asyncio.gather(*(consumer(k) for k in range(streams)))
+    gaps.sort()
+    span = end - warm
+    return {
+        "tok_s": counted / span,
+        "itl_p50_ms": 1000 * gaps[len(gaps) // 2],
+        "itl_p99_ms": 1000 * gaps[int(len(gaps) * 0.99)],
+    }
+
+
+def stream_table(r: dict[str, Any]) -> str:
+    i, g = r["in_process"], r["gateway"]
+
+    def row(name: str, x: dict[str, Any]) -> str:
+        return (
+            f"| {name} | {x['tok_s']:.0f} | {x['itl_p50_ms']:.1f} ms | {x['itl_p99_ms']:.1f} ms |"
+        )
+
+    pace = f"a token every {r['delay_s'] * 1000:.0f} ms"
+    return "\n".join(
+        [
+            f"{r['streams']} streams of {r['tokens']} tokens, {pace}",
+            "",
+            "| | tok/s | ITL p50 | ITL p99 |",
+            "|---|---|---|---|",
+            row("echo engine in-process", i),
+            row("through the gateway (gRPC)", g),
+            f"| ratio / added | {r['ratio']:.2f}x | | {r['itl_p99_added_ms']:+.1f} ms |",
+        ]
+    )
+
+
+# ---- profile ------------------------------------------------------------------------------
+# A sample's stage: the innermost frame that matches one of these (file path fragments or
+# function names), else "event loop and native code" (C code py-spy sees as its Python caller).
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "serialization (cloudpickle, Serve's RPC serializer)",
+        ("cloudpickle", "serve/_private/serialization.py", "pickle"),
+    ),
+    ("our metrics (prometheus_client)", ("gateway/metrics.py", "prometheus_client")),
+    ("admission", ("gateway/admission.py", "gateway/gate.py", "gateway/rate.py")),
+    ("transport: gRPC client to the replica", ("grpc/aio/_call.py", "grpc/aio/_channel.py")),
+    (
+        "Serve's router and handle (incl. its metrics)",
+        (
+            "serve/_private/router.py",
+            "serve/_private/request_router",
+            "serve/handle.py",
+            "serve/_private/replica_result.py",
+            "ray/util/metrics.py",
+            "serve/_private/utils.py",
+            "serve/_private/tracing_utils.py",
+            "serve/config.py",
+        ),
+    ),
+    ("data plane", ("gateway/dataplane.py", "gateway/calls.py", "gateway/replicas.py")),
+    (
+        "front end (gRPC servicer, proto <-> domain)",
+        (
+            "gateway/grpc_api",
+            "gateway/convert.py",
+            "gateway/validate.py",
+            "google/protobuf",
+            "gateway/auth.py",
+        ),
+    ),
+    ("replica: our engine and deployment", ("services/",)),
+    ("replica: Serve's request wrapper, access log", ("serve/_private/replica.py", "logging")),
+]
+
+
+def stage_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for stage, marks in STAGES:
+            if any(m in frame for m in marks):
+                return stage
+    return "event loop and native code (gRPC core, uvloop)"
+
+
+def categorize(raw: Path) -> dict[str, float]:
+    """py-spy's raw (collapsed) output: the share of samples per stage."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, n = line.rsplit(" ", 1)
+        counts[stage_of(stack.split(";"))] += int(n)
+    total = sum(counts.values()) or 1
+    return {k: v / total for k, v in counts.most_common()} | {"samples": float(total)}
+
+
+async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str, Any]]:
+    spy = Path(procs.PY).with_name("py-spy")
+    rows = []
+    for c in concurrencies:
+        server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
+        try:
+            replica = _pid_of("ServeReplica:text")
+            out = RESULTS / "profile"
+            out.mkdir(parents=True, exist_ok=True)
+            args = ["--concurrency", str(c), "--duration", str(seconds + 4)]
+            args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+            load = asyncio.ensure_future(procs.bench(server.target, out / f"bench-c{c}", args))
+            await asyncio.sleep(2.0)  # the load generator's warm-up, then sample the steady state
+            spies = []
+            for who, pid in (("gateway", server.child.proc.pid), ("replica", replica)):
+                spies.append(
+                    (
+                        who,
+                        out / f"{who}-c{c}.txt",
+                        await asyncio.create_subprocess_exec(
+                            str(spy),
+                            "record",
+                            "-p",
+                            str(pid),
+                            "-d",
+                            str(int(seconds)),
+                            "-r",
+                            "200",
+                            "-f",
+                            "raw",
+                            "-o",
+                            str(out / f"{who}-c{c}.txt"),
+                            "--nonblocking",
+                            stdout=asyncio.subprocess.DEVNULL,
+                            stderr=asyncio.subprocess.DEVNULL,
+                        ),
+                    )
+                )
+            s = await load
+            for who, path, p in spies:
+                await p.wait()
+                shares = categorize(path)
+                busy = shares.pop("samples") / (200 * int(seconds))
+                rows.append(
+                    {"concurrency": c, "process": who, "busy": busy, "stages": shares, **_unary(s)}
+                )
+                print(f"[profile] c={c} {who}: busy {busy:.0%}", flush=True)
+        finally:
+            await procs.stop_server(server)
+    return rows
+
+
+def _pid_of(pattern: str) -> int:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
+def profile_table(rows: list[dict[str, Any]]) -> str:
+    cols = [(r["concurrency"], r["process"]) for r in rows]
+    stages = list(dict.fromkeys(s for r in rows for s in r["stages"]))
+    out = [
+        "| stage | " + " | ".join(f"{p} c={c}" for c, p in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    out.append(
+        "| CPU busy (one core = 100%) | " + " | ".join(f"{r['busy']:.0%}" for r in rows) + " |"
+    )
+    for st in stages:
+        out.append(f"| {st} | " + " | ".join(f"{r['stages'].get(st, 0):.0%}" for r in rows) + " |")
+    return "\n".join(out)
+
+
+# ---- main ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m load_tests.gateway_cost")
+    p.add_argument("which", choices=["levers", "stream", "profile", "inprocess-stream"])
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--before", help="levers: also the gateway as of this git revision")
+    p.add_argument("--streams", type=int, default=64)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--delay-s", type=float, default=0.02)
+    p.add_argument("--config", type=Path, help="inprocess-stream (internal)")
+    p.add_argument("--wait-quiet", action="store_true", help="wait for load < 0.5, no raylet")
+    args = p.parse_args(argv)
+    if args.which == "inprocess-stream":
+        r = asyncio.run(inprocess_stream(args.config, args.streams, args.tokens, args.seconds))
+        print(json.dumps(r))
+        return 0
+    if args.wait_quiet:
+        wait_quiet()
+    command = "python -m load_tests.gateway_cost " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    meta = {"command": command, **facts()}
+    if args.which == "levers":
+        rows: Any = asyncio.run(levers(args.seconds, args.concurrency, args.before))
+        result, table = {**meta, "rows": rows}, levers_table(rows)
+    elif args.which == "stream":
+        r = asyncio.run(stream(args.streams, args.tokens, args.delay_s, args.seconds))
+        result, table = {**meta, **r}, stream_table(r)
+    else:
+        rows = asyncio.run(profile(args.seconds, args.concurrency))
+        result, table = {**meta, "rows": rows}, profile_table(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.which}.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = f"{heading(meta)}\n\n{table}\n"
+    (RESULTS / f"{args.which}.md").write_text(md)
+    print(md, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    sys.exit(main())
