@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.options import ModelTextOptions
 from core.registry import ENGINES
 from core.sizing import serve_requests_per_replica
 
@@ -198,6 +199,13 @@ class ModelConfig(_Strict):
     description: str = ""
     license: str = ""
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    chat_template: str | None = Field(
+        None,
+        description="Text models with a tokenizer (llamacpp, transformers, vllm): a Jinja chat "
+        "template file used instead of the model's own (as vLLM's --chat-template and "
+        "llama-server's --chat-template-file); a relative path is next to the config file. "
+        "A template with a tool syntax of its own (Hermes' <tool_call>) gets tools in it.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Engine options, checked against the engine's class in core.options.",
@@ -232,6 +240,13 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"unknown {self.modality.value} engine {self.engine!r}; "
                 f"choose one of {sorted(known)}"
+            )
+        if self.chat_template is not None and not issubclass(
+            known[self.engine].options, ModelTextOptions
+        ):
+            raise ValueError(
+                f"chat_template: the {self.modality.value} engine {self.engine!r} has no chat "
+                "template (text models on llamacpp, transformers or vllm have)"
             )
         if (
             self.modality == Modality.IMAGE
@@ -272,14 +287,21 @@ class ModelConfig(_Strict):
         )
 
     def with_weights_resolved(self, base_dir: PurePath) -> ModelConfig:
-        """Relative weight paths ('./', '../') are read relative to the config file's directory.
+        """Relative weight paths ('./', '../') are read relative to the config file's directory,
+        as is a relative `chat_template` (any relative path: it is never a Hugging Face id).
 
         A local `Path` is resolved on this machine; a `PurePosixPath` (e.g. the config directory
         inside a container image, for `aigc k8s render`) is normalised without touching the disk.
         """
+        update = {}
         w = self.weights
-        if not w or not w.startswith(("./", "../")):
-            return self
-        joined = base_dir / w
-        resolved = joined.resolve() if isinstance(joined, Path) else posixpath.normpath(joined)
-        return self.model_copy(update={"weights": str(resolved)})
+        if w and w.startswith(("./", "../")):
+            update["weights"] = _resolved(base_dir / w)
+        t = self.chat_template
+        if t and not PurePath(t).is_absolute():
+            update["chat_template"] = _resolved(base_dir / t)
+        return self.model_copy(update=update) if update else self
+
+
+def _resolved(joined: PurePath) -> str:
+    return str(joined.resolve() if isinstance(joined, Path) else posixpath.normpath(joined))

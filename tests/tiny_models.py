@@ -9,8 +9,10 @@ from scripts.tiny_models import CORPUS, make_image_model, make_text_model, make_
 
 __all__ = [
     "CORPUS",
+    "HERMES_TEMPLATE",
     "SMOLLM2_GGUF",
     "gguf_model_config",
+    "hermes_model_config",
     "make_image_model",
     "make_text_model",
     "make_vits_model",
@@ -20,6 +22,8 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 # SmolLM2-135M-Instruct's Q4_1 GGUF, fetched by `make assets` (a dependency of `make test`).
 SMOLLM2_GGUF = REPO / "models" / "smollm2-gguf"
+# ChatML with Hermes' tool syntax (<tools>, <tool_call>, <tool_response>), in Qwen2.5's style
+HERMES_TEMPLATE = REPO / "configs" / "chat-templates" / "chatml-hermes-tools.jinja"
 
 
 def gguf_model_config(name: str = "gguf") -> dict:
@@ -43,15 +47,26 @@ def gguf_model_config(name: str = "gguf") -> dict:
     }
 
 
+def hermes_model_config(name: str = "gguf-hermes") -> dict:
+    """The same GGUF with a chat template that has Hermes' tool syntax (the `chat_template`
+    setting), so tools take the native format: a smaller batch and KV cache beside `gguf`."""
+    spec = gguf_model_config(name)
+    spec["chat_template"] = str(HERMES_TEMPLATE)
+    spec["options"] = {**spec["options"], "kv_cells": 2048}
+    spec["batching"] = {"max_batch_size": 4}
+    spec["scaling"] = {"max_ongoing_requests": 16}
+    return spec
+
+
 def stack_config(root: Path) -> dict:
     """The integration stack: tiny text and image models, SmolLM2's GGUF on llama.cpp (when
-    `make assets` fetched it), real speech, a video model over the tiny GAN, an echo per
-    modality (video's a slow one: a clip that is certainly still being made when a test acts
-    on it)."""
+    `make assets` fetched it: with its own template, and with the Hermes tool template), real
+    speech, a video model over the tiny GAN, an echo per modality (video's a slow one: a clip
+    that is certainly still being made when a test acts on it)."""
     text = make_text_model(root / "tiny-text")
     image = make_image_model(root / "tiny-gan")
     small = {"num_cpus": 0.25, "torch_threads": 1}
-    gguf = [gguf_model_config()] if SMOLLM2_GGUF.is_dir() else []
+    gguf = [gguf_model_config(), hermes_model_config()] if SMOLLM2_GGUF.is_dir() else []
     return {
         "gateway": {
             "host": "127.0.0.1",

@@ -4,9 +4,11 @@ the engines that sample themselves (llamacpp, transformers); vLLM does the same 
 sampler from the same request fields (services/text/vllm_engine.py).
 
 Grammars are llguidance's (the library vLLM's `guidance` backend and llama.cpp's optional
-LLGUIDANCE build use): a JSON schema is compiled against the model's vocabulary into a matcher
-that gives, before each token, the mask of tokens that keep the output valid. A compiled
-schema is cached per engine (`Grammars`); each sequence gets a copy of the cached matcher.
+LLGUIDANCE build use): a JSON schema, or for a template with Hermes' tool syntax a lark grammar
+around the call's schema (`hermes_grammar`), is compiled against the model's vocabulary into a
+matcher that gives, before each token, the mask of tokens that keep the output valid. A
+compiled grammar is cached per engine (`Grammars`); each sequence gets a copy of the cached
+matcher.
 A schema llguidance cannot compile (an unknown keyword or format, a bad `$ref`) is refused
 with a 400 naming the field and llguidance's reason: a request is never answered without its
 constraint.
@@ -26,6 +28,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +36,7 @@ import torch
 
 from core.errors import InvalidArgument
 from core.types import OutputFormat, TextRequest, TokenLogprob, Tool, ToolChoice
+from services.text.tools import ToolFormat
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -68,16 +72,26 @@ def tool_call_schema(tools: tuple[Tool, ...]) -> dict[str, Any]:
     return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
+def offered_tools(request: TextRequest) -> tuple[Tool, ...]:
+    """The tools the answer may call: all of them, or the one tool_choice names."""
+    if request.tool_choice == ToolChoice.FUNCTION:
+        return tuple(t for t in request.tools if t.name == request.tool_name)
+    return request.tools
+
+
+def one_call(request: TextRequest) -> bool:
+    """At most one call: a named function, or parallel_tool_calls false."""
+    return not request.parallel_tool_calls or request.tool_choice == ToolChoice.FUNCTION
+
+
 def output_schema(request: TextRequest) -> dict[str, Any] | None:
     """The JSON schema the request's answer must match (None: free text). With tools offered,
     the answer is the generic tool format (services/text/tools.py): `{"tool_calls": [...]}`,
     or with tool_choice auto also `{"response": "..."}`."""
     if offers_tools(request):
-        tools = request.tools
-        if request.tool_choice == ToolChoice.FUNCTION:
-            tools = tuple(t for t in tools if t.name == request.tool_name)
-        calls: dict[str, Any] = {"type": "array", "items": tool_call_schema(tools), "minItems": 1}
-        if not request.parallel_tool_calls or request.tool_choice == ToolChoice.FUNCTION:
+        items = tool_call_schema(offered_tools(request))
+        calls: dict[str, Any] = {"type": "array", "items": items, "minItems": 1}
+        if one_call(request):
             calls["maxItems"] = 1  # a named function: that one call
         call = {
             "type": "object",
@@ -102,27 +116,80 @@ def output_schema(request: TextRequest) -> dict[str, Any] | None:
     return None
 
 
+def hermes_grammar(request: TextRequest) -> str:
+    """The answer in Hermes' tool syntax (services/text/hermes.py), as an llguidance lark
+    grammar: blocks `<tool_call>\\n{"name", "arguments"}\\n</tool_call>` whose JSON matches
+    one of the offered tools (llguidance's %json, with the same whitespace as JSON_OPTIONS),
+    one or more separated by a newline (one for a named function or parallel_tool_calls
+    false). With tool_choice auto the answer may be free text instead, or text before the
+    calls: the text is a lazy lexeme that ends at the first `<tool_call>`, so every block the
+    model opens is a valid call (llguidance's documented pattern for tags in text, as
+    llama.cpp's lazy grammars triggered by the tag)."""
+    body = {"x-guidance": dict(JSON_OPTIONS), **tool_call_schema(offered_tools(request))}
+    lines = ["%llguidance {}"]
+    if request.tool_choice == ToolChoice.AUTO:
+        lines += [
+            "start: call | TEXT" if one_call(request) else "start: call* TEXT",
+            "TEXT: /(.|\\n)*/",
+            'head[lazy]: TEXT "<tool_call>"',
+            'call: head "\\n" body "\\n</tool_call>"',
+        ]
+    else:
+        lines += [
+            "start: call" if one_call(request) else 'start: call ("\\n" call)*',
+            'call: "<tool_call>\\n" body "\\n</tool_call>"',
+        ]
+    lines.append(f"body: %json {json.dumps(body)}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What an answer is constrained to: a JSON schema, or a lark grammar (llguidance's)."""
+
+    schema: dict[str, Any] | None = None
+    lark: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.lark if self.lark is not None else json.dumps(self.schema, sort_keys=True)
+
+
+def constraint(
+    request: TextRequest, tool_format: ToolFormat = ToolFormat.GENERIC
+) -> Constraint | None:
+    """The request's constraint (None: free text): tools in the template's format, or the
+    response_format's schema."""
+    if offers_tools(request) and tool_format == ToolFormat.HERMES:
+        return Constraint(lark=hermes_grammar(request))
+    schema = output_schema(request)
+    return None if schema is None else Constraint(schema=schema)
+
+
 def schema_field(request: TextRequest) -> str:
     return "tools" if offers_tools(request) else "response_format"
 
 
-def check_schema(request: TextRequest) -> None:
-    """The request's schema compiles (checked without a vocabulary, for an engine whose own
-    grammar backend compiles it later)."""
+def check_schema(request: TextRequest, tool_format: ToolFormat = ToolFormat.GENERIC) -> None:
+    """The request's constraint compiles (checked without a vocabulary, for an engine whose
+    own grammar backend compiles it later)."""
     from llguidance import LLMatcher
 
-    schema = output_schema(request)
-    if schema is not None:
-        error = LLMatcher.validate_grammar(_grammar(schema, request))
+    wanted = constraint(request, tool_format)
+    if wanted is not None:
+        error = LLMatcher.validate_grammar(_grammar(wanted, request))
         if error and not error.startswith("WARNING"):
             raise refusal(request, error)
 
 
-def _grammar(schema: dict[str, Any], request: TextRequest, field: str | None = None) -> str:
+def _grammar(wanted: Constraint, request: TextRequest, field: str | None = None) -> str:
     from llguidance import LLMatcher
 
     try:
-        return LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        if wanted.lark is not None:
+            return LLMatcher.grammar_from_lark(wanted.lark)
+        assert wanted.schema is not None
+        return LLMatcher.grammar_from_json_schema(wanted.schema, defaults=JSON_OPTIONS)
     except ValueError as exc:
         raise refusal(request, str(exc), field) from None
 
@@ -138,7 +205,7 @@ def refusal(
     if field == "tools":
         for i, tool in enumerate(request.tools):
             name = f"tools[{i}].function.parameters"
-            alone = _grammar(json.loads(tool.parameters), request, name)
+            alone = _grammar(Constraint(schema=json.loads(tool.parameters)), request, name)
             error = LLMatcher.validate_grammar(alone, tokenizer)
             if error and not error.startswith("WARNING"):
                 field, reason = name, error
@@ -147,30 +214,32 @@ def refusal(
 
 
 class Grammars:
-    """Compiled constraints for one model's vocabulary, cached by schema (least recently used
-    dropped past CACHED_GRAMMARS). `matcher(request)` gives a sequence its own matcher."""
+    """Compiled constraints for one model's vocabulary and tool format, cached by grammar
+    (least recently used dropped past CACHED_GRAMMARS). `matcher(request)` gives a sequence
+    its own matcher."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, tool_format: ToolFormat = ToolFormat.GENERIC) -> None:
         self.tokenizer = tokenizer  # llguidance.LLTokenizer
+        self.tool_format = tool_format
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
-        self.compiled = 0  # schemas compiled (cache misses), for tests and stats
+        self.compiled = 0  # grammars compiled (cache misses), for tests and stats
 
     def check(self, request: TextRequest) -> None:
         """Compiles (or finds) the request's constraint; a 400 naming the field if it fails."""
         self.matcher(request)
 
     def matcher(self, request: TextRequest) -> Any:
-        schema = output_schema(request)
-        if schema is None:
+        wanted = constraint(request, self.tool_format)
+        if wanted is None:
             return None
-        key = json.dumps(schema, sort_keys=True)
+        key = wanted.key
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
                 self._cache.move_to_end(key)
                 return found.deep_copy()
-        compiled = self._compile(schema, request)
+        compiled = self._compile(wanted, request)
         with self._lock:
             self._cache[key] = compiled
             self.compiled += 1
@@ -178,10 +247,10 @@ class Grammars:
                 self._cache.popitem(last=False)
         return compiled.deep_copy()
 
-    def _compile(self, schema: dict[str, Any], request: TextRequest) -> Any:
+    def _compile(self, wanted: Constraint, request: TextRequest) -> Any:
         from llguidance import LLMatcher
 
-        matcher = LLMatcher(self.tokenizer, _grammar(schema, request), log_level=0)
+        matcher = LLMatcher(self.tokenizer, _grammar(wanted, request), log_level=0)
         if matcher.is_error():
             raise refusal(request, matcher.get_error(), tokenizer=self.tokenizer)
         return matcher

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from core.errors import InvalidArgument
@@ -22,14 +23,17 @@ from core.types import (
 )
 from services.engine import Engine
 from services.text.constraints import Grammars, Shaper, check_logit_bias, offers_tools
+from services.text.hermes import HermesStream, hermes_prompt
 from services.text.sequences import Sequence, Sink, TextCounters
-from services.text.tools import tool_messages, with_tool_calls
+from services.text.tools import ToolFormat, ToolStream, tool_format, tool_messages, with_tool_calls
 
 S = TypeVar("S", bound=Sequence)
 
 
 class TextEngine(Engine):
     options: TextOptions
+    # the chat template's tool syntax (services/text/tools.py), set by engines that load one
+    tool_format: ToolFormat = ToolFormat.GENERIC
 
     def validate(self, request: TextRequest) -> None:
         """An engine with no sampler of its own (echo) refuses what it cannot honour."""
@@ -48,10 +52,13 @@ class TextEngine(Engine):
         return await collect(request, self.stream(request))
 
     def respond(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        """The stream a client gets: with tools offered, the generic tool format's JSON
-        becomes tool-call deltas and content (services/text/tools.py)."""
+        """The stream a client gets: with tools offered, the answer in the template's tool
+        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content."""
         stream = self.stream(request)
-        return with_tool_calls(request, stream) if offers_tools(request) else stream
+        if not offers_tools(request):
+            return stream
+        parser = HermesStream if self.tool_format == ToolFormat.HERMES else ToolStream
+        return with_tool_calls(request, stream, parser)
 
 
 def refuse_echo_logprobs(request: TextRequest, engine: str) -> None:
@@ -114,21 +121,36 @@ async def collect(request: TextRequest, chunks: AsyncIterator[TextChunk]) -> Tex
     return TextResult(request.request_id, request.model, completions, usage.prompt_tokens)
 
 
-def prompt_text(request: TextRequest, tokenizer: Any, prompt_format: str, model: str) -> str | None:
-    """The request as text through the model's chat template: its messages, or (with
+def prompt_text(
+    request: TextRequest,
+    tokenizer: Any,
+    prompt_format: str,
+    model: str,
+    tools: ToolFormat = ToolFormat.GENERIC,
+) -> str | None:
+    """The request as text through the model's chat template: its messages (tools and tool
+    calls in the template's own syntax, `tools`, or the generic format), or (with
     `prompt_format: chat`) its plain prompt as one user message. None: a plain prompt that
     goes to the model as sent."""
+    template = getattr(tokenizer, "chat_template", None)
+    if (request.messages or prompt_format == "chat") and not template:
+        raise InvalidArgument(
+            f"model {model!r} has no chat template; send a prompt instead", field="chat"
+        )
+    if request.messages and tools == ToolFormat.HERMES:
+        assert template
+        messages, offered = hermes_prompt(request, template)
+        text: str = tokenizer.apply_chat_template(
+            messages, tools=offered, add_generation_prompt=True, tokenize=False
+        )
+        return text
     if request.messages:
         messages = tool_messages(request)
     elif prompt_format == "chat":
         messages = [{"role": "user", "content": request.prompt or ""}]
     else:
         return None
-    if not getattr(tokenizer, "chat_template", None):
-        raise InvalidArgument(
-            f"model {model!r} has no chat template; send a prompt instead", field="chat"
-        )
-    text: str = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return text
 
 
@@ -136,6 +158,25 @@ def check_prompt_format(tokenizer: Any, prompt_format: str, model: str) -> None:
     """At load: `prompt_format: chat` needs a chat template (a config error, not a client's)."""
     if prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"model {model}: option prompt_format chat needs a chat template")
+
+
+def configured_template(config: Any) -> str | None:
+    """The text of the model's `chat_template` file (None: none configured, the model's own
+    template serves)."""
+    path = config.chat_template
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(
+            f"model {config.name}: chat_template {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def template_tools(tokenizer: Any) -> ToolFormat:
+    """The tool format of the template `tokenizer` renders with."""
+    return tool_format(getattr(tokenizer, "chat_template", None))
 
 
 async def drain_queue(

@@ -18,8 +18,8 @@ a step's chunks reach the event loop in one call. The event loop only queues req
 relays chunks, and llama.cpp's calls release the GIL, so Python stays off the model's cores.
 
 Uses llama-cpp-python's C API (`llama_cpp.llama_cpp`), pinned in pyproject.toml; the chat
-template is the GGUF's own (`tokenizer.chat_template`), rendered with jinja2 as transformers
-does. Options: `core.options.LlamaCppTextOptions`.
+template is the GGUF's own (`tokenizer.chat_template`) or the config's `chat_template` file,
+rendered with jinja2 as transformers does. Options: `core.options.LlamaCppTextOptions`.
 
 Why one file of ~410 lines: what a sequence is (text, stops, counters) is the shared sequence
 layer (services/text/sequences.py) and the C API is llamacpp_model.py; what stays here is the
@@ -50,8 +50,10 @@ from services.text.engine import (
     TokenizingTextEngine,
     check_prompt_format,
     checked_prompt,
+    configured_template,
     greedy,
     prompt_text,
+    template_tools,
 )
 from services.text.llamacpp_model import LlamaModel, gguf_file
 from services.text.sequences import PieceDecoder, Sampling, Sequence, Sink, expired
@@ -156,10 +158,12 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
         # chat template's system prompt or an earlier turn, reuses them instead of prefilling).
         self._idle: dict[int, list[int]] = {i: [] for i in range(self.max_sequences)}
         self.add_bos = llama.add_bos
-        self.tokenizer = llama.chat_template
+        template = configured_template(self.config)
+        self.tokenizer = llama.chat_template if template is None else llama.template(template)
         check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
+        self.tool_format = template_tools(self.tokenizer)
         self.vocab_size = llama.n_vocab
-        self.grammars = Grammars(llama.grammar_tokenizer())
+        self.grammars = Grammars(llama.grammar_tokenizer(), self.tool_format)
 
     def facts(self) -> ModelFacts:
         return replace(
@@ -168,6 +172,7 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
             details={
                 "continuous_batching": True,
                 "chat_template": bool(self.tokenizer.chat_template),
+                "tool_format": self.tool_format.value,
                 "prompt_format": self.options.prompt_format,
                 "kv_cells": self.kv_cells,
                 "gguf": self.description,
@@ -219,7 +224,7 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
 
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         templated = prompt_text(
-            request, self.tokenizer, self.options.prompt_format, self.config.name
+            request, self.tokenizer, self.options.prompt_format, self.config.name, self.tool_format
         )
         if templated is not None:  # the template writes the special tokens it wants
             ids = self._tokenize(templated, add_special=False)

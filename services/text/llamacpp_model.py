@@ -1,8 +1,8 @@
 """A GGUF model and its llama.cpp context through llama-cpp-python's C API
 (`llama_cpp.llama_cpp`): loading, one unified KV cache for every sequence, the vocabulary
-(tokenize, token pieces) and the GGUF's own chat template; freed together. The scheduling
-(which sequences decode in a step, the prefix cache, sampling) is the engine's,
-`services/text/llamacpp_engine.py`."""
+(tokenize, token pieces) and its chat template (the GGUF's own, or the config's); freed
+together. The scheduling (which sequences decode in a step, the prefix cache, sampling) is the
+engine's, `services/text/llamacpp_engine.py`."""
 
 from __future__ import annotations
 
@@ -37,10 +37,14 @@ class GgufChatTemplate:
             self._format = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
 
     def apply_chat_template(
-        self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool,
+        tokenize: bool,
+        tools: list[dict[str, Any]] | None = None,
     ) -> str:
         assert self._format is not None and add_generation_prompt and not tokenize
-        return str(self._format(messages=messages).prompt)
+        return str(self._format(messages=messages, tools=tools).prompt)
 
 
 class LlamaModel:
@@ -71,12 +75,15 @@ class LlamaModel:
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._bos = self.piece(ll.llama_vocab_bos(self.vocab), special=True).decode(errors="ignore")
+        self._eos = self.piece(ll.llama_vocab_eos(self.vocab), special=True).decode(errors="ignore")
         template = ll.llama_model_chat_template(self.model, None)
-        self.chat_template = GgufChatTemplate(
-            template.decode() if template else None,
-            bos=self.piece(ll.llama_vocab_bos(self.vocab), special=True).decode(errors="ignore"),
-            eos=self.piece(ll.llama_vocab_eos(self.vocab), special=True).decode(errors="ignore"),
-        )
+        self.chat_template = self.template(template.decode() if template else None)
+
+    def template(self, text: str | None) -> GgufChatTemplate:
+        """A chat template (the GGUF's own, or one the config names) with this vocabulary's
+        BOS and EOS tokens."""
+        return GgufChatTemplate(text, bos=self._bos, eos=self._eos)
 
     def grammar_tokenizer(self) -> Any:
         """The vocabulary as llguidance's grammars see it (built once: ~0.25 s for 49k

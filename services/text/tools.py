@@ -1,25 +1,26 @@
-"""Tool calling in the generic format, on every text engine (as llama.cpp's generic chat
-handler does for templates without a tool syntax of their own).
+"""Tool calling: which format a chat template gets (`tool_format`), and the generic format,
+on every text engine, for templates without a tool syntax of their own (as llama.cpp's generic
+chat handler does). Templates with Hermes' `<tool_call>` syntax (Qwen2.5, Hermes 2 Pro and the
+like) get their own: services/text/hermes.py.
 
-The prompt: the tools are described in the system message, with the JSON the model must answer
-in; assistant messages of the history that called tools are written in that same JSON, and
-tool results go back as user messages `{"tool_response": {...}}`, so any chat template renders
-them. The answer: decoding is constrained to the format (services/text/constraints.py):
-`{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}`, or, with tool_choice auto, also
-`{"response": "..."}`. `ToolStream` turns that JSON, as it is generated, into what OpenAI
-streams: tool-call deltas (id and name first, then the arguments' JSON text in pieces) and
-the response's text as content.
-
-Templates with their own tool syntax (Hermes' <tool_call>, Llama 3.1's ipython) are rendered
-in the generic format too: one format the grammar, the parser and every engine share.
+The generic prompt: the tools are described in the system message, with the JSON the model
+must answer in; assistant messages of the history that called tools are written in that same
+JSON, and tool results go back as user messages `{"tool_response": {...}}`, so any chat
+template renders them. The answer: decoding is constrained to the format
+(services/text/constraints.py): `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}`,
+or, with tool_choice auto, also `{"response": "..."}`. `ToolStream` turns that JSON, as it is
+generated, into what OpenAI streams: tool-call deltas (id and name first, then the arguments'
+JSON text in pieces) and the response's text as content.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
+from typing import Any, Protocol
 
 from core.types import (
     ChatMessage,
@@ -30,6 +31,22 @@ from core.types import (
     ToolCallDelta,
     ToolChoice,
 )
+
+
+class ToolFormat(StrEnum):
+    GENERIC = "generic"  # our JSON in the system prompt (any template)
+    HERMES = "hermes"  # the template's own: tools=, <tool_call>{json}</tool_call>, role tool
+
+
+def tool_format(template: str | None) -> ToolFormat:
+    """The tool syntax a chat template has, read from its text (as llama.cpp's common/chat.cpp
+    picks a handler by what the template contains): Hermes when it takes `tools` and writes
+    `<tool_call>`, except the XML-argument variant (`<function=...>`, Qwen3-Coder's), which
+    is not JSON; anything else gets the generic format."""
+    if not template or "<tool_call>" not in template or "<function=" in template:
+        return ToolFormat.GENERIC
+    return ToolFormat.HERMES if re.search(r"\btools\b", template) else ToolFormat.GENERIC
+
 
 INSTRUCTIONS = {
     ToolChoice.AUTO: (
@@ -225,31 +242,11 @@ class ToolStream:
                 self.content_end = end - 1
         s.started.clear()
         s.ended.clear()
-        deltas = []
-        for index in sorted(self.calls):
-            call = self.calls[index]
-            if not isinstance(call.get("name"), str):
-                continue  # the name comes first in every delta of a call
-            first = not call["announced"]
-            call["announced"] = True
-            args = ""
-            if "args_start" in call:
-                end = call.get("args_end", len(self.text))
-                args = self.text[call["args_start"] : end][len(call["arguments"]) :]
-                call["arguments"] += args
-            if first or args:
-                deltas.append(
-                    ToolCallDelta(
-                        index,
-                        call["id"] if first else None,
-                        call["name"] if first else None,
-                        args,
-                    )
-                )
-        return self._content(final), deltas
+        deltas = [call_delta(i, self.calls[i], self.text) for i in sorted(self.calls)]
+        return self._content(final), [d for d in deltas if d is not None]
 
     def _call(self, index: int) -> dict[str, Any]:
-        return self.calls.setdefault(index, {"id": call_id(), "arguments": "", "announced": False})
+        return self.calls.setdefault(index, new_call())
 
     def _content(self, final: bool) -> str:
         """The response string's characters so far, unescaped (an escape still incomplete is
@@ -272,19 +269,62 @@ class ToolStream:
         return out
 
     def tool_calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(c["id"], c["name"], c["arguments"])
-            for _, c in sorted(self.calls.items())
-            if isinstance(c.get("name"), str)
-        ]
+        return named_calls(self.calls)
+
+
+def new_call() -> dict[str, Any]:
+    """A tool call being read: `name` once its string is complete, `args_start`/`args_end`
+    where its arguments' JSON lies in the text, `arguments` what was sent of it."""
+    return {"id": call_id(), "arguments": "", "announced": False}
+
+
+def call_delta(index: int, call: dict[str, Any], text: str) -> ToolCallDelta | None:
+    """Call `index`'s next delta, read from `text`: none before its name is known (the name
+    comes first, with the id, in the call's first delta), then the arguments' characters
+    generated since the last one."""
+    if not isinstance(call.get("name"), str):
+        return None
+    first = not call["announced"]
+    call["announced"] = True
+    args = ""
+    if "args_start" in call:
+        end = call.get("args_end", len(text))
+        args = text[call["args_start"] : end][len(call["arguments"]) :]
+        call["arguments"] += args
+    if not (first or args):
+        return None
+    return ToolCallDelta(
+        index, call["id"] if first else None, call["name"] if first else None, args
+    )
+
+
+def named_calls(calls: dict[int, dict[str, Any]]) -> list[ToolCall]:
+    return [
+        ToolCall(c["id"], c["name"], c["arguments"])
+        for _, c in sorted(calls.items())
+        if isinstance(c.get("name"), str)
+    ]
+
+
+class CallParser(Protocol):
+    """One completion's text -> content and tool-call deltas, as it is generated."""
+
+    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]: ...
+
+    def finish(self) -> tuple[str, list[ToolCallDelta]]: ...
+
+    def tool_calls(self) -> list[ToolCall]: ...
 
 
 async def with_tool_calls(
-    request: TextRequest, chunks: AsyncIterator[TextChunk]
+    request: TextRequest,
+    chunks: AsyncIterator[TextChunk],
+    parser: Callable[[], CallParser] = ToolStream,
 ) -> AsyncIterator[TextChunk]:
-    """A text stream whose completions are in the generic tool format, as content and
-    tool-call deltas; a completion that called tools ends with finish_reason tool_calls."""
-    streams = [ToolStream() for _ in range(request.n)]
+    """A text stream whose completions are in a tool format (`parser` reads it: the generic
+    one's ToolStream, or hermes.HermesStream), as content and tool-call deltas; a completion
+    that called tools ends with finish_reason tool_calls."""
+    streams = [parser() for _ in range(request.n)]
     held: dict[int, TextChunk] = {}  # tokens (and logprobs) of deltas that sent nothing yet
     try:
         async for chunk in chunks:

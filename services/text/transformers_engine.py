@@ -30,7 +30,9 @@ from services.text.engine import (
     TokenizingTextEngine,
     check_prompt_format,
     checked_prompt,
+    configured_template,
     prompt_text,
+    template_tools,
 )
 from services.text.kv_batch import KvBatch
 from services.text.sampling import sample
@@ -62,7 +64,11 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
         opts = self.options
         dtype = resolve_dtype(opts.dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(weights)
+        template = configured_template(self.config)
+        if template is not None:  # the config's template instead of the tokenizer's own
+            self.tokenizer.chat_template = template
         check_prompt_format(self.tokenizer, opts.prompt_format, self.config.name)
+        self.tool_format = template_tools(self.tokenizer)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
         model = model.to(self.device).eval()  # type: ignore[arg-type]
         try:
@@ -90,7 +96,7 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
             type(layer).__name__ == "DynamicLayer" for layer in layers
         )
         self.vocab_size = int(probe.logits.shape[-1])
-        self.grammars = Grammars(self._grammar_tokenizer())
+        self.grammars = Grammars(self._grammar_tokenizer(), self.tool_format)
         return model
 
     def _grammar_tokenizer(self) -> Any:
@@ -117,6 +123,7 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
             details={
                 "continuous_batching": self.can_join,
                 "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+                "tool_format": self.tool_format.value,
                 "prompt_format": self.options.prompt_format,
             },
         )
@@ -133,7 +140,9 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
     # ---- requests (event loop) -----------------------------------------------------------
     def _prompt_ids(self, request: TextRequest) -> list[int]:
         opts = self.options
-        templated = prompt_text(request, self.tokenizer, opts.prompt_format, self.config.name)
+        templated = prompt_text(
+            request, self.tokenizer, opts.prompt_format, self.config.name, self.tool_format
+        )
         if templated is not None:  # the template writes the special tokens it wants
             ids = list(self.tokenizer(templated, add_special_tokens=False).input_ids)
         else:

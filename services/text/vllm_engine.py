@@ -41,12 +41,14 @@ from core.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from core.options import VllmTextOptions
 from core.types import FinishReason, TextChunk, TextRequest, TokenLogprob
 from services.engine import check_deadline
-from services.text.constraints import check_logit_bias, check_schema, output_schema
+from services.text.constraints import check_logit_bias, check_schema, constraint
 from services.text.engine import (
     TextEngine,
     check_prompt_format,
+    configured_template,
     prompt_text,
     refuse_echo_logprobs,
+    template_tools,
 )
 from services.text.sequences import TextCounters
 
@@ -125,7 +127,11 @@ class VllmTextEngine(TextEngine):
         self.engine = vllm.AsyncLLMEngine.from_engine_args(args)
         tokenizer = self.engine.get_tokenizer()  # plain in vLLM 0.32; a coroutine in 0.6-0.9
         self.tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
+        template = configured_template(self.config)
+        if template is not None:  # prompts are rendered here, not by vLLM: our tokenizer's
+            self.tokenizer.chat_template = template
         check_prompt_format(self.tokenizer, self.options.prompt_format, self.config.name)
+        self.tool_format = template_tools(self.tokenizer)
         vllm_config = getattr(self.engine, "vllm_config", None)
         model_config = getattr(vllm_config, "model_config", None)
         self.vocab_size = (
@@ -169,12 +175,12 @@ class VllmTextEngine(TextEngine):
         vocabulary, a schema its grammar backend cannot compile (checked by llguidance, the
         library of vLLM's `guidance` backend, without the vocabulary)."""
         check_logit_bias(request, self.vocab_size)
-        check_schema(request)
+        check_schema(request, self.tool_format)
         refuse_echo_logprobs(request, self.config.engine)
 
     def _prompt(self, request: TextRequest) -> str:
         templated = prompt_text(
-            request, self.tokenizer, self.options.prompt_format, self.config.name
+            request, self.tokenizer, self.options.prompt_format, self.config.name, self.tool_format
         )
         return templated if templated is not None else request.prompt or ""
 
@@ -202,11 +208,15 @@ class VllmTextEngine(TextEngine):
                 kwargs[name] = getattr(request, name)
         if request.logit_bias:  # -100 bans the token, as on the other engines
             kwargs["logit_bias"] = {t: (-1e9 if b <= -100 else b) for t, b in request.logit_bias}
-        schema = output_schema(request)
-        if schema is not None:
+        wanted = constraint(request, self.tool_format)
+        if wanted is not None:
             structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
-            # JSON without free whitespace, as the other engines allow (JSON_OPTIONS)
-            kwargs["structured_outputs"] = structured(json=schema, disable_any_whitespace=True)
+            if wanted.lark is not None:  # Hermes' tool syntax: llguidance's lark (guidance)
+                kwargs["structured_outputs"] = structured(grammar=wanted.lark)
+            else:  # JSON without free whitespace, as the other engines allow (JSON_OPTIONS)
+                kwargs["structured_outputs"] = structured(
+                    json=wanted.schema, disable_any_whitespace=True
+                )
         return self._vllm.SamplingParams(**kwargs)
 
     @staticmethod

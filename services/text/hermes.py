@@ -1,0 +1,204 @@
+"""Hermes' tool syntax, for chat templates that have it (`tools.tool_format`: NousResearch's
+Hermes 2 Pro, Qwen2.5 and Qwen3, and templates written in their style such as
+configs/chat-templates/chatml-hermes-tools.jinja).
+
+The prompt: the template gets the request's tools as its own `tools=` argument (OpenAI's tool
+objects, which it lists in a <tools></tools> system block), the history's assistant messages
+with `tool_calls` in transformers' shape (`{"type": "function", "function": {"name",
+"arguments": {...}}}`, arguments as an object) and `role: "tool"` messages with their content
+(which it writes as <tool_response> blocks). A template that takes tools but writes no
+`tool_calls` (or no `tool` role) itself gets them as text in the same syntax.
+
+The answer: one or more blocks `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`,
+which the grammar of services/text/constraints.py (`hermes_grammar`) keeps valid; with
+tool_choice auto, free text too, and any block the model opens is a valid call. `HermesStream`
+reads the answer as it is generated: text outside the blocks is content (the whitespace that
+only separates it from a block left out), each block a tool call streamed in OpenAI's deltas
+with the generic format's JSON scanner.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
+from services.text.tools import JsonScanner, call_delta, named_calls, new_call
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+def hermes_prompt(
+    request: TextRequest, template: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The messages and the `tools` argument the template gets (None: no tools offered)."""
+    writes_calls = "tool_calls" in template
+    writes_results = re.search(r"""["']tool["']""", template) is not None
+    names = {c.id: c.name for m in request.messages for c in m.tool_calls}
+    messages = [_message(m, names, writes_calls, writes_results) for m in request.messages]
+    if not request.tools or request.tool_choice == ToolChoice.NONE:
+        return messages, None
+    tools = []
+    for t in request.tools:
+        function: dict[str, Any] = {"name": t.name}
+        if t.description:
+            function["description"] = t.description
+        function["parameters"] = json.loads(t.parameters)
+        tools.append({"type": "function", "function": function})
+    return messages, tools
+
+
+def _message(
+    m: ChatMessage, names: dict[str, str], writes_calls: bool, writes_results: bool
+) -> dict[str, Any]:
+    if m.tool_calls:
+        if writes_calls:
+            calls = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": _arguments(c)},
+                }
+                for c in m.tool_calls
+            ]
+            return {"role": "assistant", "content": m.content, "tool_calls": calls}
+        blocks = "\n".join(call_block(c) for c in m.tool_calls)
+        return {"role": "assistant", "content": f"{m.content}\n{blocks}" if m.content else blocks}
+    if m.role == "tool":
+        if writes_results:
+            name = m.name or names.get(m.tool_call_id or "")
+            out: dict[str, Any] = {"role": "tool", "content": m.content}
+            if m.tool_call_id:
+                out["tool_call_id"] = m.tool_call_id
+            if name:
+                out["name"] = name
+            return out
+        return {"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>"}
+    return {"role": m.role, "content": m.content}
+
+
+def _arguments(call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+
+
+def call_block(call: ToolCall) -> str:
+    """A call as the model writes it."""
+    body = json.dumps({"name": call.name, "arguments": _arguments(call)}, ensure_ascii=False)
+    return f"{OPEN}\n{body}\n{CLOSE}"
+
+
+def _held(text: str) -> int:
+    """How many characters at the end of `text` must wait for what follows: the beginning of
+    a <tool_call> tag, and the whitespace before it."""
+    partial = 0
+    for k in range(min(len(OPEN) - 1, len(text)), 0, -1):
+        if text.endswith(OPEN[:k]):
+            partial = k
+            break
+    before = text[: len(text) - partial]
+    return len(text) - len(before.rstrip())
+
+
+class HermesStream:
+    """One completion's answer in Hermes' syntax -> content and tool-call deltas (the
+    `tools.CallParser` protocol, as the generic format's ToolStream)."""
+
+    def __init__(self) -> None:
+        self.rest = ""  # text not yet read: outside a block, what `_held` keeps back
+        self.calls: dict[int, dict[str, Any]] = {}  # index -> id, name, arguments, ...
+        self.block: str | None = None  # the open block's text after its tag
+        self.scanner: JsonScanner | None = None  # the open block's JSON (None: JSON done)
+        self.after_block = False  # the text since the last block is whitespace so far
+        self.content_sent = False
+
+    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
+        self.rest += delta
+        return self._read(final=False)
+
+    def finish(self) -> tuple[str, list[ToolCallDelta]]:
+        if self.scanner is not None:
+            self.scanner.close()  # a number or literal the cut ended
+        return self._read(final=True)
+
+    def tool_calls(self) -> list[ToolCall]:
+        return named_calls(self.calls)
+
+    def _read(self, final: bool) -> tuple[str, list[ToolCallDelta]]:
+        content: list[str] = []
+        deltas: list[ToolCallDelta] = []
+        while True:
+            if self.block is None:
+                start = self.rest.find(OPEN)
+                if start < 0:
+                    keep = 0 if final else _held(self.rest)
+                    content.append(self._text(self.rest[: len(self.rest) - keep]))
+                    self.rest = self.rest[len(self.rest) - keep :]
+                    break
+                content.append(self._text(self.rest[:start].rstrip()))
+                self.rest = self.rest[start + len(OPEN) :]
+                self.block, self.scanner = "", JsonScanner()
+                self.calls[len(self.calls)] = new_call()
+            closed = self._read_block()
+            index = len(self.calls) - 1
+            delta = call_delta(index, self.calls[index], self.block)
+            if delta is not None:
+                deltas.append(delta)
+            if not closed:
+                break
+            self.block, self.after_block = None, True
+        return "".join(content), deltas
+
+    def _text(self, text: str) -> str:
+        """Text outside the blocks, as content: whitespace that only separates blocks (or ends
+        the answer after one) is left out, and so is the whitespace that begins the content."""
+        if self.after_block:
+            if not text.strip():
+                return ""
+            if not self.content_sent:
+                text = text.lstrip()
+            self.after_block = False
+        self.content_sent = self.content_sent or bool(text)
+        return text
+
+    def _read_block(self) -> bool:
+        """Reads the open block from `rest`: its JSON through the scanner (name and arguments
+        found by their paths), then its closing tag. True when the block has closed."""
+        assert self.block is not None
+        call = self.calls[len(self.calls) - 1]
+        while self.scanner is not None and self.rest:
+            ch, self.rest = self.rest[0], self.rest[1:]
+            self.block += ch
+            s = self.scanner
+            s.feed(ch)
+            for path, start in s.started:
+                if path == ("arguments",):
+                    call["args_start"] = start
+            for path, start, end in s.ended:
+                if path == ("name",):
+                    call["name"] = _json(self.block[start:end])
+                elif path == ("arguments",):
+                    call["args_end"] = end
+                elif path == ():  # the object is complete
+                    self.scanner = None
+            s.started.clear()
+            s.ended.clear()
+        if self.scanner is not None:
+            return False
+        tail = self.rest.lstrip()
+        if tail.startswith(CLOSE):
+            self.rest = tail[len(CLOSE) :]
+            return True
+        if CLOSE.startswith(tail):  # the tag may still be coming
+            return False
+        return True  # not the closing tag (never under the grammar): the call ends here
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
