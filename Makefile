@@ -128,7 +128,7 @@ test-vllm: $(VLLM_STAMP) assets-transformers
 # once and each cell run on each in turn, three rounds (load from other work falls on both)
 # (load_tests.llm's rows "vllm" and "aigc-vllm"; BENCHMARKS.md section 9).
 bench-vllm: $(VLLM_STAMP) assets-transformers
-	$(VPY) -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
+	$(VPY) -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --concurrency 1 16 --rounds 3
 
 demo-models: $(STAMP)
 	$(PY) scripts/demo_models/train_fortune.py

@@ -12,7 +12,6 @@ import signal
 import sys
 import time
 
-from control import eventloop
 from control.stack import Stack
 from core.config import AigcConfig, load_config
 
@@ -63,7 +62,7 @@ def _serve(stack: Stack, args: argparse.Namespace, name: str) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        eventloop.run(run())
+        asyncio.run(run())
     except (TimeoutError, LookupError) as exc:
         print(f"aigc {name}: {exc}", file=sys.stderr)
         return 1

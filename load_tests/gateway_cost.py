@@ -2,8 +2,8 @@
 
 `python -m load_tests.gateway_cost levers [--seconds S] [--concurrency 1 64] [--before REV]`
   One run: plain grpc.aio echo, then the gateway as shipped, then the gateway with each lever
-  taken away one at a time (uvloop, Serve's gRPC transport, its throughput-optimized settings,
-  the access log), then the gateway as of REV (a git worktree of it, the code levers there
+  changed one at a time (Serve's access log, its gRPC transport, its throughput-optimized
+  settings), then the gateway as of REV (a git worktree of it, the code levers there
   undone). Unary text calls, the same load generator (`aigc bench`, its own process) for all.
 `python -m load_tests.gateway_cost stream [--streams 64] [--tokens 64] [--delay-s 0.02]`
   64 concurrent streams from a paced echo engine (a token every delay_s, as a model would):
@@ -88,12 +88,6 @@ def lever_variants(tmp: Path, before: str | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [
         {"label": "plain grpc.aio echo", "kind": "plain", "env": {}, "config": shipped},
         {"label": "gateway as shipped", "kind": "gateway", "env": SHIPPED, "config": shipped},
-        {
-            "label": "- uvloop (asyncio's loop in the gateway)",
-            "kind": "gateway",
-            "env": {**SHIPPED, "AIGC_UVLOOP": "0"},
-            "config": shipped,
-        },
         {
             "label": "+ Serve's access log",
             "kind": "gateway",
@@ -363,7 +357,7 @@ def stage_of(frames: list[str]) -> str:
         for stage, marks in STAGES:
             if any(m in frame for m in marks):
                 return stage
-    return "event loop and native code (gRPC core, uvloop)"
+    return "event loop and native code (gRPC core)"
 
 
 def categorize(raw: Path) -> dict[str, float]:
@@ -379,55 +373,111 @@ def categorize(raw: Path) -> dict[str, float]:
 
 
 async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str, Any]]:
+    """Per concurrency: one closed loop; in its steady state, first a window that counts every
+    process's CPU time (nothing else sampling), then a window with py-spy on the gateway and
+    the text replica."""
     spy = Path(procs.PY).with_name("py-spy")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = RESULTS / "profile"
+    out.mkdir(parents=True, exist_ok=True)
+    for c in concurrencies:  # the plain server's CPU per request, for comparison
+        server = await procs.start_server("plain", str(BENCH_CONFIG))
+        try:
+            args = ["--concurrency", str(c), "--duration", str(seconds + 4)]
+            args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+            load = asyncio.ensure_future(procs.bench(server.target, out / f"plain-c{c}", args))
+            await asyncio.sleep(2.0)
+            pid = server.child.proc.pid
+            cpu = await cpu_window(seconds, pid, -1, os.getsid(pid))
+            s = await load
+            cpu["plain grpc.aio server"] = cpu.pop("gateway")
+            cpu_ms = {k: 1000 * v / s["steady_request_throughput"] for k, v in cpu.items()}
+            rows.append({"concurrency": c, "process": "plain", "stages": {},
+                         "cpu_ms_per_request": cpu_ms, **_unary(s)})  # fmt: skip
+        finally:
+            await procs.stop_server(server)
     for c in concurrencies:
         server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
         try:
-            replica = _pid_of("ServeReplica:text")
-            out = RESULTS / "profile"
-            out.mkdir(parents=True, exist_ok=True)
-            args = ["--concurrency", str(c), "--duration", str(seconds + 4)]
+            gateway, replica = server.child.proc.pid, _pid_of("ServeReplica:text")
+            args = ["--concurrency", str(c), "--duration", str(2 * seconds + 4)]
             args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
             load = asyncio.ensure_future(procs.bench(server.target, out / f"bench-c{c}", args))
-            await asyncio.sleep(2.0)  # the load generator's warm-up, then sample the steady state
-            spies = []
-            for who, pid in (("gateway", server.child.proc.pid), ("replica", replica)):
-                spies.append(
-                    (
-                        who,
-                        out / f"{who}-c{c}.txt",
-                        await asyncio.create_subprocess_exec(
-                            str(spy),
-                            "record",
-                            "-p",
-                            str(pid),
-                            "-d",
-                            str(int(seconds)),
-                            "-r",
-                            "200",
-                            "-f",
-                            "raw",
-                            "-o",
-                            str(out / f"{who}-c{c}.txt"),
-                            "--nonblocking",
-                            stdout=asyncio.subprocess.DEVNULL,
-                            stderr=asyncio.subprocess.DEVNULL,
-                        ),
-                    )
+            await asyncio.sleep(2.0)  # past the load generator's warm-up: the steady state
+            cpu = await cpu_window(seconds, gateway, replica, os.getsid(gateway))
+            raw = {who: out / f"{who}-c{c}.txt" for who in ("gateway", "replica")}
+            spies = [
+                await asyncio.create_subprocess_exec(
+                    str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200",
+                    "-f", "raw", "-o", str(raw[who]), "--nonblocking",
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )
+                for who, pid in (("gateway", gateway), ("replica", replica))
+            ]  # fmt: skip
             s = await load
-            for who, path, p in spies:
+            for p in spies:
                 await p.wait()
-                shares = categorize(path)
-                busy = shares.pop("samples") / (200 * int(seconds))
-                rows.append(
-                    {"concurrency": c, "process": who, "busy": busy, "stages": shares, **_unary(s)}
-                )
-                print(f"[profile] c={c} {who}: busy {busy:.0%}", flush=True)
+            rate = s["steady_request_throughput"]
+            cpu_ms = {k: 1000 * v / rate for k, v in cpu.items()}  # CPU ms per request
+            for who in ("gateway", "replica"):
+                shares = categorize(raw[who])
+                shares.pop("samples")
+                rows.append({"concurrency": c, "process": who, "stages": shares,
+                             "cpu_ms_per_request": cpu_ms, **_unary(s)})  # fmt: skip
+            print(f"[profile] c={c}: {rate:.0f} req/s; CPU ms per request "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items()), flush=True)  # fmt: skip
         finally:
             await procs.stop_server(server)
     return rows
+
+
+def _cpu_seconds() -> dict[int, tuple[float, int, str]]:
+    """Every process's (CPU seconds so far, session id, name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(d)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[3]), name)
+    return out
+
+
+async def cpu_window(seconds: float, gateway: int, replica: int, session: int) -> dict[str, float]:
+    """CPU seconds per second of wall time over `seconds`, grouped: the gateway, the text
+    replica, Ray's other processes (the server's session: GCS, raylet, controller, the other
+    replicas), the load generator, the rest of the machine."""
+    before, t0 = _cpu_seconds(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    after, wall = _cpu_seconds(), time.perf_counter() - t0
+    groups: dict[str, float] = collections.defaultdict(float)
+    for pid, (cpu, sid, name) in after.items():
+        used = cpu - before.get(pid, (0.0, 0, ""))[0]
+        if pid == gateway:
+            key = "gateway"
+        elif pid == replica:
+            key = "text replica"
+        elif sid == session:
+            key = "Ray's other processes"
+        elif pid == os.getpid() or name == "py-spy":
+            key = "this script"
+        elif "python" in name and pid in _bench_pids():
+            key = "load generator"
+        else:
+            key = "rest of the machine"
+        groups[key] += used / wall
+    return dict(groups)
+
+
+def _bench_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "aigc.cli bench"], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
 
 
 def _pid_of(pattern: str) -> int:
@@ -436,17 +486,27 @@ def _pid_of(pattern: str) -> int:
 
 
 def profile_table(rows: list[dict[str, Any]]) -> str:
-    cols = [(r["concurrency"], r["process"]) for r in rows]
-    stages = list(dict.fromkeys(s for r in rows for s in r["stages"]))
-    out = [
-        "| stage | " + " | ".join(f"{p} c={c}" for c, p in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
-    out.append(
-        "| CPU busy (one core = 100%) | " + " | ".join(f"{r['busy']:.0%}" for r in rows) + " |"
-    )
+    spied = [r for r in rows if r["stages"]]
+    cols = [(r["concurrency"], r["process"]) for r in spied]
+    stages = list(dict.fromkeys(s for r in spied for s in r["stages"]))
+    runs = {(r["process"] == "plain", r["concurrency"]): r for r in rows}  # one per closed loop
+    out = ["Where the CPU goes: CPU ms per request, by process (all cores):", ""]
+    groups = list(dict.fromkeys(k for r in rows for k in r["cpu_ms_per_request"]))
+    heads = [f"{'plain' if plain else 'gateway'} c={c} ({r['req_s']:.0f} req/s)"
+             for (plain, c), r in runs.items()]  # fmt: skip
+    out += ["| process | " + " | ".join(heads) + " |", "|---|" + "---|" * len(runs)]
+    for g in [*groups, "total"]:
+        cells = []
+        for r in runs.values():
+            ms = r["cpu_ms_per_request"]
+            v = sum(ms.values()) if g == "total" else ms.get(g)
+            cells.append("-" if v is None else f"{v:.3f}")
+        out.append(f"| {g} | " + " | ".join(cells) + " |")
+    out += ["", "py-spy samples by stage (each process's Python-visible stacks):", ""]
+    out += ["| stage | " + " | ".join(f"{p} c={c}" for c, p in cols) + " |",
+            "|---|" + "---|" * len(cols)]  # fmt: skip
     for st in stages:
-        out.append(f"| {st} | " + " | ".join(f"{r['stages'].get(st, 0):.0%}" for r in rows) + " |")
+        out.append(f"| {st} | " + " | ".join(f"{r['stages'].get(st, 0):.0%}" for r in spied) + " |")
     return "\n".join(out)
 
 

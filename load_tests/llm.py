@@ -1,9 +1,11 @@
 """`python -m load_tests.llm`: text engines side by side with the servers users would run
 instead, on the same weights and threads, driven by one OpenAI streaming client.
 
-Servers, one at a time in one run (with --interleave ROUNDS: all up at once, each cell run on
-each server in turn, ROUNDS times, so load from other work on a shared machine falls on every
-server alike):
+Servers, one at a time in one run, each alone on the machine (--rounds N: N times, the order
+reversed every other round, each round's ratios reported; `make bench-vllm` runs 3: an idle
+vLLM engine core spins a core, so two vLLM servers up together slow each other). With
+--interleave ROUNDS instead: all up at once, each cell run on each server in turn (load from
+other work on a shared machine falls on every server alike, but so does the idle servers'):
 - `llama-server`, built from the llama.cpp source inside the pinned llama-cpp-python sdist
   (scripts/native_builds.py server; the same kernels as our engine), on SmolLM2's GGUF (the
   F16 file `make up` serves, or `--gguf`), `--parallel` = our max_batch_size, the same total
@@ -40,7 +42,8 @@ the plain table in place.
 
     python -m load_tests.llm                         # all rows, 1 thread
     python -m load_tests.llm --threads 2 --servers llama-server,aigc-llamacpp
-    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 --interleave 3
+    .venv-vllm/bin/python -m load_tests.llm --servers vllm,aigc-vllm --max-tokens 64 \
+        --concurrency 1 16 --rounds 3
     python -m load_tests.llm --servers llama-server,aigc-llamacpp --structured person \
         --max-tokens 64 --concurrency 1 16 --interleave 3
 """
@@ -290,6 +293,11 @@ def table(result: dict[str, Any]) -> str:
     if vllm_rows:
         mode = "torch.compile" if result.get("vllm_compile") else "enforce_eager"
         notes.append(f"vLLM rows: vLLM's own CPU threads (VLLM_CPU_OMP_THREADS_BIND=auto), {mode}")
+    if result.get("rounds", 1) > 1 and not result.get("interleave"):
+        notes.append(
+            f"one server at a time, alone on the machine, {result['rounds']} rounds (the order "
+            "reversed every other round)"
+        )
     if result.get("interleave"):
         notes.append(
             f"servers up together, each cell run on each in turn, {result['interleave']} rounds "
@@ -328,8 +336,9 @@ def table(result: dict[str, Any]) -> str:
             continue
         for r in s["cells"]:
             per_request = f" {r.get('mean_output_tokens', 0):.1f} |" if structured else ""
+            name = f"{s['server']} (round {s['round']})" if "round" in s else s["server"]
             lines.append(
-                f"| {s['server']} | {r['max_tokens']} | {r['concurrency']} | "
+                f"| {name} | {r['max_tokens']} | {r['concurrency']} | "
                 f"{r['output_throughput']:.1f} |{per_request} {r['median_ttft_ms']:.0f} | "
                 f"{r['p99_ttft_ms']:.0f} | {r['median_tpot_ms']:.1f} | {r['p99_tpot_ms']:.1f} |"
             )
@@ -338,11 +347,11 @@ def table(result: dict[str, Any]) -> str:
         ("aigc-serve + vllm / vLLM's own server", "vllm_ratios"),
     ):
         if result.get(key):
-            lines += ["", f"{title} (tok/s; TTFT p50 difference):", ""]
+            lines += ["", f"{title} (tok/s; TTFT p50 difference; TTFT p99 ratio):", ""]
             lines += [f"- {cell}: {value}" for cell, value in result[key].items()]
     for title, ratios in (result.get("structured_ratios") or {}).items():
         if ratios:
-            lines += ["", f"{title} (tok/s; TTFT p50 difference):", ""]
+            lines += ["", f"{title} (tok/s; TTFT p50 difference; TTFT p99 ratio):", ""]
             lines += [f"- {cell}: {value}" for cell, value in ratios.items()]
     if result.get("goals"):
         lines += ["", "Goals:", ""] + [f"- {line}" for line in result["goals"]]
@@ -350,10 +359,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def ratio_cells(
-    servers: list[dict[str, Any]], ours: str, theirs: str
+    servers: list[dict[str, Any]], ours: str, theirs: str, round_: int | None = None
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The two rows' cells side by side (none when either row did not run)."""
-    by = {s["server"]: s for s in servers if "cells" in s}
+    """The two rows' cells side by side (none when either row did not run); with rounds
+    (`--rounds`), those of one round."""
+    by = {s["server"]: s for s in servers if "cells" in s and s.get("round") == round_}
     if ours not in by or theirs not in by:
         return []
     return list(zip(by[ours]["cells"], by[theirs]["cells"], strict=True))
@@ -361,11 +371,16 @@ def ratio_cells(
 
 def compare(servers: list[dict[str, Any]], ours: str, theirs: str) -> dict[str, str]:
     out = {}
-    for a, b in ratio_cells(servers, ours, theirs):
-        key = f"max_tokens={a['max_tokens']} c={a['concurrency']}"
-        ratio = a["output_throughput"] / b["output_throughput"]
-        dttft = a["median_ttft_ms"] - b["median_ttft_ms"]
-        out[key] = f"{ratio:.2f}x tok/s, TTFT p50 {dttft:+.0f} ms"
+    rounds = sorted({s["round"] for s in servers if "round" in s}) or [None]
+    for round_ in rounds:
+        for a, b in ratio_cells(servers, ours, theirs, round_):
+            key = f"max_tokens={a['max_tokens']} c={a['concurrency']}"
+            if round_ is not None:
+                key = f"round {round_}, {key}"
+            ratio = a["output_throughput"] / b["output_throughput"]
+            dttft = a["median_ttft_ms"] - b["median_ttft_ms"]
+            p99 = a["p99_ttft_ms"] / b["p99_ttft_ms"] if b["p99_ttft_ms"] else float("nan")
+            out[key] = f"{ratio:.2f}x tok/s, TTFT p50 {dttft:+.0f} ms, TTFT p99 {p99:.2f}x"
     return out
 
 
@@ -448,13 +463,16 @@ async def main_async(args: argparse.Namespace, settings: Settings, command: str)
     if args.interleave:
         servers += await run_interleaved(to_run, cells, args.interleave, settings.extra_body,
                                          kinds)  # fmt: skip
-    else:
-        for name, start in to_run.items():
-            servers += await run_server(name, start, cells, settings.extra_body, kinds)
+    else:  # one server at a time, alone on the machine; each round in the other order
+        for k in range(args.rounds):
+            names = list(to_run) if k % 2 == 0 else list(to_run)[::-1]
+            for name in names:
+                rows = await run_server(name, to_run[name], cells, settings.extra_body, kinds)
+                servers += [{**row, "round": k + 1} for row in rows] if args.rounds > 1 else rows
     result: dict[str, Any] = {
         "meta": meta, "threads": settings.threads, "servers": servers,
         "prompt_cache": settings.cache_prompt, "vllm_compile": settings.vllm_compile,
-        "interleave": args.interleave,
+        "interleave": args.interleave, "rounds": args.rounds,
     }  # fmt: skip
     result["ratios"] = compare(servers, "aigc-llamacpp", "llama-server")
     result["vllm_ratios"] = compare(servers, "aigc-vllm", "vllm")
@@ -483,6 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
                    help="every chosen server up at once, each cell run on each in turn, "
                    "ROUNDS times (order alternating); 0: one server at a time")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=1,
+                   help="without --interleave: run the servers one at a time ROUNDS times, "
+                   "the order reversed every other round (each round's ratios)")  # fmt: skip
     p.add_argument("--vllm-compile", action="store_true",
                    help="both vLLM rows with torch.compile (enforce_eager off; configs/"
                    "vllm-cpu.yaml runs eager)")  # fmt: skip

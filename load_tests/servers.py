@@ -21,7 +21,6 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from control import eventloop
 from load_tests.baselines import BENCH_CONFIG, SERVE_PROXY_SERVICERS
 from load_tests.procs import free_port
 
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(BENCH_CONFIG))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    eventloop.run(KINDS[args.kind](args.config))
+    asyncio.run(KINDS[args.kind](args.config))
     return 0
 
 

@@ -23,8 +23,8 @@ def test_vllm_rows_are_compared_and_their_threads_and_start_up_named() -> None:
     ]
     ratios = compare(servers, "aigc-vllm", "vllm")
     assert ratios == {
-        "max_tokens=64 c=1": "0.95x tok/s, TTFT p50 +10 ms",
-        "max_tokens=64 c=16": "0.95x tok/s, TTFT p50 +160 ms",
+        "max_tokens=64 c=1": "0.95x tok/s, TTFT p50 +10 ms, TTFT p99 1.05x",
+        "max_tokens=64 c=16": "0.95x tok/s, TTFT p50 +160 ms, TTFT p99 1.05x",
     }
     meta = {"command": "python -m load_tests.llm", "date": "d", "cores": 2, "cpu": "x",
             "commit": "abc", "load_at_start": 0.5}  # fmt: skip
@@ -36,9 +36,29 @@ def test_vllm_rows_are_compared_and_their_threads_and_start_up_named() -> None:
     assert "thread(s) in the llama.cpp" not in text  # no such row ran
     assert "Ready after: vllm 62.2 s, aigc-vllm 31.4 s." in text
     assert "aigc-serve + vllm / vLLM's own server" in text
-    assert "- max_tokens=64 c=16: 0.95x tok/s, TTFT p50 +160 ms" in text
+    assert "- max_tokens=64 c=16: 0.95x tok/s, TTFT p50 +160 ms, TTFT p99 1.05x" in text
     assert "| aigc-vllm | 64 | 16 | 152.0 | 3360 |" in text
     assert "| llama-server | skipped: not chosen |" in text
+
+
+def test_rounds_of_servers_alone_are_compared_round_by_round() -> None:
+    """`--rounds`: each server alone, several rounds; a round's rows against the same round's."""
+    servers = [
+        {"server": "vllm", "round": 1, "ready_seconds": 60.0, "cells": cells(10.0, 200.0)},
+        {"server": "aigc-vllm", "round": 1, "ready_seconds": 30.0, "cells": cells(9.0, 220.0)},
+        {"server": "aigc-vllm", "round": 2, "ready_seconds": 30.0, "cells": cells(8.0, 200.0)},
+        {"server": "vllm", "round": 2, "ready_seconds": 60.0, "cells": cells(10.0, 250.0)},
+    ]
+    ratios = compare(servers, "aigc-vllm", "vllm")
+    assert ratios["round 1, max_tokens=64 c=1"] == "0.90x tok/s, TTFT p50 +20 ms, TTFT p99 1.10x"
+    assert ratios["round 2, max_tokens=64 c=1"] == "0.80x tok/s, TTFT p50 -50 ms, TTFT p99 0.80x"
+    meta = {"command": "c", "date": "d", "cores": 2, "cpu": "x", "commit": "abc",
+            "load_at_start": 0.5}  # fmt: skip
+    text = table({"meta": meta, "threads": 1, "servers": servers, "prompt_cache": True,
+                  "ratios": {}, "vllm_ratios": ratios, "vllm_compile": False,
+                  "rounds": 2})  # fmt: skip
+    assert "one server at a time, alone on the machine, 2 rounds" in text
+    assert "| aigc-vllm (round 2) | 64 | 1 | 8.0 |" in text
 
 
 def test_structured_rows_give_the_goals_with_their_figures() -> None:
@@ -63,7 +83,7 @@ def test_structured_rows_give_the_goals_with_their_figures() -> None:
     ]
     ratios = structured_ratios(servers, "person")
     assert ratios["aigc-llamacpp [person] / llama-server [person]"]["max_tokens=64 c=1"] == (
-        "0.83x tok/s, TTFT p50 +10 ms"
+        "0.83x tok/s, TTFT p50 +10 ms, TTFT p99 1.10x"
     )
     assert ratios["aigc-vllm [person] / vllm [person]"] == {}
     assert goals(servers[2:], "person")[-1] == (
@@ -79,7 +99,8 @@ def test_structured_rows_give_the_goals_with_their_figures() -> None:
     assert "rows [person]: response_format json_schema (3 properties)" in text
     assert "| server | max_tokens | c | tok/s | tok/request | TTFT p50 ms |" in text
     assert "| aigc-llamacpp [person] | 64 | 16 | 120.0 | 0.0 | 1760 |" in text
-    assert "aigc-llamacpp [person] / llama-server [person] (tok/s; TTFT p50 difference):" in text
+    title = "aigc-llamacpp [person] / llama-server [person]"
+    assert f"{title} (tok/s; TTFT p50 difference; TTFT p99 ratio):" in text
     assert "- MISSED: constrained / unconstrained tok/s on aigc-llamacpp, max_tokens=64 c=1" in text
 
 

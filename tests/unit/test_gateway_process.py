@@ -1,26 +1,11 @@
-"""The gateway process's own plumbing: its event loop, and the Serve handles it calls through."""
+"""The Serve handles the gateway calls replicas through."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import pytest
-import uvloop
-
-from control import eventloop
 from core.replica import TextReplica
 from gateway.replicas import ReplicaHandle
-
-
-def test_the_gateway_runs_on_uvloop_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def loop_type() -> type:
-        return type(asyncio.get_running_loop())
-
-    monkeypatch.delenv("AIGC_UVLOOP", raising=False)
-    assert eventloop.run(loop_type()) is uvloop.Loop
-    monkeypatch.setenv("AIGC_UVLOOP", "0")
-    assert not issubclass(eventloop.run(loop_type()), uvloop.Loop)
 
 
 class CountingHandle:
