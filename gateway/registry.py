@@ -74,6 +74,11 @@ class ModelRegistry:
 
 
 def _serve_handle(model: ModelConfig) -> Any:
+    """The model's Serve handle. Requests and responses cross with the standard library's
+    pickle, not cloudpickle (Serve's default): both ends import our domain types
+    (core.types), so nothing needs pickling by value, and cloudpickle's by-value checks cost
+    the gateway CPU on every call and every streamed chunk (BENCHMARKS.md section 12)."""
     from ray import serve
 
-    return serve.get_deployment_handle(model.name, app_name=model.modality.value)
+    handle = serve.get_deployment_handle(model.name, app_name=model.modality.value)
+    return handle.options(request_serialization="pickle", response_serialization="pickle")

@@ -121,10 +121,14 @@ def lever_variants(tmp: Path, before: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-async def levers(seconds: float, concurrencies: Sequence[int], before: str | None) -> list[Any]:
+async def levers(
+    seconds: float, concurrencies: Sequence[int], before: str | None, only: Sequence[str] = ()
+) -> list[Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         for v in lever_variants(Path(d), before):
+            if only and v["kind"] != "plain" and not any(o in v["label"] for o in only):
+                continue
             tree = v.get("tree")
             env = dict(v["env"])
             if tree:
@@ -517,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     p.add_argument("--before", help="levers: also the gateway as of this git revision")
+    p.add_argument("--only", nargs="*", default=[], help="levers: rows whose label has this")
     p.add_argument("--streams", type=int, default=64)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--delay-s", type=float, default=0.02)
@@ -534,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     meta = {"command": command, **facts()}
     if args.which == "levers":
-        rows: Any = asyncio.run(levers(args.seconds, args.concurrency, args.before))
+        rows: Any = asyncio.run(levers(args.seconds, args.concurrency, args.before, args.only))
         result, table = {**meta, "rows": rows}, levers_table(rows)
     elif args.which == "stream":
         r = asyncio.run(stream(args.streams, args.tokens, args.delay_s, args.seconds))
