@@ -123,7 +123,12 @@ class LlamaCppTextOptions(ModelTextOptions):
 class EchoTextOptions(TextOptions):
     """Model-free text engine that streams the prompt's words back (overhead measurements)."""
 
-    delay_s: float = Field(0.0, ge=0, le=60, description="Pause before each streamed word.")
+    delay_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Pace: word k is due k x delay_s after the start (a model's steady decode).",
+    )
 
 
 # ---- image -----------------------------------------------------------------------------------

@@ -24,10 +24,16 @@ class EchoTextEngine(TextEngine):
         limit = request.max_tokens or self.options.default_max_tokens
         out = words[:limit]
         reason = FinishReason.LENGTH if len(words) > limit else FinishReason.STOP
+        # Paced as a model's engine is: word k is due delay_s x k after the start, on the
+        # engine's own clock, whether or not the consumer was quick to take word k-1 (a model
+        # steps on in its loop; a relay that lags delays a word, not every later one).
+        loop = asyncio.get_running_loop()
+        start, k = loop.time(), 0
         for index in range(request.n):
             for i, word in enumerate(out):
                 if self.options.delay_s:
-                    await asyncio.sleep(self.options.delay_s)
+                    k += 1
+                    await asyncio.sleep(max(0.0, start + k * self.options.delay_s - loop.time()))
                 last = i == len(out) - 1
                 yield TextChunk(
                     index=index,
