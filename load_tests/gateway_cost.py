@@ -9,6 +9,8 @@
   64 concurrent streams from a paced echo engine (a token every delay_s, as a model would):
   tokens per second and inter-token latency through the gateway against the same engine
   called in-process (its own process, the same concurrency), both alone on the machine.
+`python -m load_tests.gateway_cost idle [--seconds S]`
+  The stack at rest: the CPU each of its processes takes with no request in flight.
 `python -m load_tests.gateway_cost profile [--concurrency 1 64]`
   py-spy on the gateway and on the text replica under a closed loop; the samples sorted into
   the request's stages (front end, data plane, admission, Serve's router, serialization,
@@ -479,6 +481,33 @@ async def cpu_window(seconds: float, gateway: int, replica: int, session: int) -
     return dict(groups)
 
 
+async def idle(seconds: float) -> dict[str, float]:
+    """The stack at rest (the echo config, no requests): CPU per second of each process of the
+    server's session, by name: what the stack takes from a model that shares its machine."""
+    server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
+    try:
+        await asyncio.sleep(5.0)  # past start-up
+        session = os.getsid(server.child.proc.pid)
+        before, t0 = _cpu_seconds(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        after, wall = _cpu_seconds(), time.perf_counter() - t0
+    finally:
+        await procs.stop_server(server)
+    used: dict[str, float] = collections.defaultdict(float)
+    for pid, (cpu, sid, name) in after.items():
+        if sid == session:
+            key = "gateway" if pid == server.child.proc.pid else name
+            used[key] += (cpu - before.get(pid, (0.0, 0, ""))[0]) / wall
+    return dict(sorted(used.items(), key=lambda kv: -kv[1]))
+
+
+def idle_table(used: dict[str, float]) -> str:
+    out = ["| process (the stack at rest) | CPU (cores) |", "|---|---|"]
+    out += [f"| {k} | {v:.3f} |" for k, v in used.items() if v >= 0.001]
+    out.append(f"| total | {sum(used.values()):.3f} |")
+    return "\n".join(out)
+
+
 def _bench_pids() -> set[int]:
     out = subprocess.run(["pgrep", "-f", "aigc.cli bench"], capture_output=True, text=True)
     return {int(p) for p in out.stdout.split()}
@@ -517,7 +546,7 @@ def profile_table(rows: list[dict[str, Any]]) -> str:
 # ---- main ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m load_tests.gateway_cost")
-    p.add_argument("which", choices=["levers", "stream", "profile", "inprocess-stream"])
+    p.add_argument("which", choices=["levers", "stream", "profile", "idle", "inprocess-stream"])
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     p.add_argument("--before", help="levers: also the gateway as of this git revision")
@@ -544,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.which == "stream":
         r = asyncio.run(stream(args.streams, args.tokens, args.delay_s, args.seconds))
         result, table = {**meta, **r}, stream_table(r)
+    elif args.which == "idle":
+        used = asyncio.run(idle(args.seconds))
+        result, table = {**meta, "cpu": used}, idle_table(used)
     else:
         rows = asyncio.run(profile(args.seconds, args.concurrency))
         result, table = {**meta, "rows": rows}, profile_table(rows)

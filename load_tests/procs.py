@@ -72,6 +72,14 @@ def session_processes(sid: int) -> list[str]:
     return [f"{r[0]} {r[2]}" for r in rows if len(r) == 3 and int(r[1]) == sid]
 
 
+def live_session_pids(sid: int) -> list[int]:
+    """The processes of session `sid` that are still running (zombies, which only wait for
+    their parent to reap them, left out)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    return [int(r[0]) for r in rows if len(r) == 3 and int(r[1]) == sid and "Z" not in r[2]]
+
+
 def session_pids(sid: int) -> list[int]:
     return [int(p.split(None, 1)[0]) for p in session_processes(sid)]
 
@@ -146,7 +154,9 @@ class Child:
         self, sig: int = signal.SIGTERM, timeout_s: float = 90, group: bool = False
     ) -> int | None:
         """`sig` to the process (`group`: to its whole session), then SIGKILL to the session
-        when it has not exited after timeout_s; its exit code."""
+        when it has not exited after timeout_s; its exit code. Returns once nothing of its
+        session is left (what outlives the process, an engine core say, gets SIGKILL after
+        a grace period): the next server measured is then alone on the machine."""
         if self.proc.poll() is None:
             if group:
                 kill_session(self.proc, sig)
@@ -156,6 +166,12 @@ class Child:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+        sid = self.proc.pid
+        if not wait_for(lambda: not live_session_pids(sid), 30.0, step_s=0.2, retry_on=()):
+            for pid in live_session_pids(sid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not live_session_pids(sid), 10.0, step_s=0.2, retry_on=())
         return self.proc.returncode
 
     def kill(self) -> None:
