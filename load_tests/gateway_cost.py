@@ -38,7 +38,7 @@ import yaml
 
 from load_tests import procs
 from load_tests.baselines import BENCH_CONFIG
-from load_tests.machine import facts, heading, wait_quiet
+from load_tests.machine import cpu_seconds, facts, heading, wait_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results" / "gateway_cost"
@@ -437,31 +437,13 @@ async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str
     return rows
 
 
-def _cpu_seconds() -> dict[int, tuple[float, int, str]]:
-    """Every process's (CPU seconds so far, session id, name)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(d)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[3]), name)
-    return out
-
-
 async def cpu_window(seconds: float, gateway: int, replica: int, session: int) -> dict[str, float]:
     """CPU seconds per second of wall time over `seconds`, grouped: the gateway, the text
     replica, Ray's other processes (the server's session: GCS, raylet, controller, the other
     replicas), the load generator, the rest of the machine."""
-    before, t0 = _cpu_seconds(), time.perf_counter()
+    before, t0 = cpu_seconds(), time.perf_counter()
     await asyncio.sleep(seconds)
-    after, wall = _cpu_seconds(), time.perf_counter() - t0
+    after, wall = cpu_seconds(), time.perf_counter() - t0
     groups: dict[str, float] = collections.defaultdict(float)
     for pid, (cpu, sid, name) in after.items():
         used = cpu - before.get(pid, (0.0, 0, ""))[0]
@@ -488,9 +470,9 @@ async def idle(seconds: float) -> dict[str, float]:
     try:
         await asyncio.sleep(5.0)  # past start-up
         session = os.getsid(server.child.proc.pid)
-        before, t0 = _cpu_seconds(), time.perf_counter()
+        before, t0 = cpu_seconds(), time.perf_counter()
         await asyncio.sleep(seconds)
-        after, wall = _cpu_seconds(), time.perf_counter() - t0
+        after, wall = cpu_seconds(), time.perf_counter() - t0
     finally:
         await procs.stop_server(server)
     used: dict[str, float] = collections.defaultdict(float)

@@ -62,7 +62,7 @@ from typing import Any
 
 from load_tests.bench.summary import stats
 from load_tests.llm_servers import GGUF_DIR, MAX_SEQS, Running, Settings, starters
-from load_tests.machine import facts, heading
+from load_tests.machine import cpu_by_name, cpu_seconds, facts, heading
 from load_tests.openai_stream import one_stream
 from load_tests.schemas import SCHEMAS, count_properties, response_format
 
@@ -214,9 +214,14 @@ async def run_server(
             order = list(enumerate(kinds))
             for k, v in order if i % 2 == 0 else order[::-1]:
                 matched = lengths.get(max_tokens) if v.matched else None
+                cpu_before = cpu_seconds()
                 results, seconds = await run_cell(server, v.body(base), concurrency, requests,
                                                   max_tokens, matched)  # fmt: skip
                 row = summarise(results, seconds, concurrency, max_tokens)
+                # where the machine's CPU went, per process name: ms per output token
+                used = cpu_by_name(cpu_before, cpu_seconds())
+                tokens = max(1, row["output_tokens"])
+                row["cpu_ms_per_token"] = {k: round(1000 * v / tokens, 3) for k, v in used.items()}
                 rows[k].append(row)
                 report(v.label(name), row)
     finally:
@@ -353,6 +358,18 @@ def table(result: dict[str, Any]) -> str:
         if ratios:
             lines += ["", f"{title} (tok/s; TTFT p50 difference; TTFT p99 ratio):", ""]
             lines += [f"- {cell}: {value}" for cell, value in ratios.items()]
+    cpu = [
+        (s, r) for s in result["servers"] for r in s.get("cells", []) if r.get("cpu_ms_per_token")
+    ]
+    if cpu:
+        lines += ["", "Where the machine's CPU went, ms per output token, by process name "
+                  "(the largest five; the client is this script):", ""]  # fmt: skip
+        for s, r in cpu:
+            name = f"{s['server']} (round {s['round']})" if "round" in s else s["server"]
+            top = list(r["cpu_ms_per_token"].items())[:5]
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in top)
+            total = sum(r["cpu_ms_per_token"].values())
+            lines.append(f"- {name} c={r['concurrency']}: total {total:.2f}; {parts}")
     if result.get("goals"):
         lines += ["", "Goals:", ""] + [f"- {line}" for line in result["goals"]]
     return "\n".join(lines) + "\n"

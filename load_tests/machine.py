@@ -49,6 +49,36 @@ def wait_quiet(max_load: float = 0.5, limit_s: float = 900, log: Any = print) ->
     return False
 
 
+def cpu_seconds() -> dict[int, tuple[float, int, str]]:
+    """Every process's (CPU seconds so far, session id, name), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(d)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[3]), name)
+    return out
+
+
+def cpu_by_name(
+    before: dict[int, tuple[float, int, str]], after: dict[int, tuple[float, int, str]]
+) -> dict[str, float]:
+    """CPU seconds spent between two `cpu_seconds()` snapshots, per process name (this
+    process: "this script"), largest first."""
+    used: dict[str, float] = {}
+    for pid, (cpu, _sid, name) in after.items():
+        key = "this script" if pid == os.getpid() else name
+        used[key] = used.get(key, 0.0) + cpu - before.get(pid, (0.0, 0, ""))[0]
+    return dict(sorted(((k, v) for k, v in used.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def facts() -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
