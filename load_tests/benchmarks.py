@@ -51,8 +51,7 @@ async def overhead(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
         try:
             for c in concurrencies:
                 out = RESULTS / "overhead" / f"{kind}-{'opt' if env else 'default'}-c{c}"
-                args = ["--concurrency", str(c), "--duration", str(seconds)]
-                args += ["--warmup", str(max(50, 4 * c)), "--workload", OVERHEAD_WORKLOAD]
+                args = procs.closed_loop(c, seconds, max(50, 4 * c), OVERHEAD_WORKLOAD)
                 s = await procs.bench(server.target, out, args)
                 rows.append({"path": name, "kind": kind, "env": env, "concurrency": c, **_keep(s)})
                 print(f"[overhead] {name} c={c}: p50 {s['p50_e2el_ms']:.2f} ms, "
@@ -71,8 +70,8 @@ async def frontends(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
         for c in concurrencies:
             for protocol, port in (("grpc", server.port), ("http", server.http_port)):
                 out = RESULTS / "frontends" / f"{protocol}-c{c}"
-                args = ["--concurrency", str(c), "--duration", str(seconds), "--protocol", protocol]
-                args += ["--warmup", str(max(50, 4 * c)), "--workload", OVERHEAD_WORKLOAD]
+                args = procs.closed_loop(c, seconds, max(50, 4 * c), OVERHEAD_WORKLOAD)
+                args += ["--protocol", protocol]
                 s = await procs.bench(f"127.0.0.1:{port}", out, args)
                 rows.append({"path": protocol, "concurrency": c, **_keep(s)})
                 print(f"[frontends] {protocol} c={c}: p50 {s['p50_e2el_ms']:.2f} ms, "

@@ -140,8 +140,7 @@ async def levers(
             try:
                 for c in concurrencies:
                     out = RESULTS / "levers" / f"{len(rows)}-c{c}"
-                    args = ["--concurrency", str(c), "--duration", str(seconds)]
-                    args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+                    args = procs.closed_loop(c, seconds, max(100, 4 * c), UNARY)
                     s = await procs.bench(server.target, out, args)
                     row = {"label": v["label"], "concurrency": c, **_unary(s)}
                     rows.append(row)
@@ -200,13 +199,8 @@ async def stream(streams: int, tokens: int, delay_s: float, seconds: float) -> d
         )
         server = await procs.start_server("gateway", str(config), SHIPPED)
         try:
-            args = ["--concurrency", str(streams), "--duration", str(seconds)]
-            args += [
-                "--warmup",
-                str(streams),
-                "--workload",
-                f"text,stream=true,prompt_words={tokens},max_tokens={tokens}",
-            ]
+            workload = f"text,stream=true,prompt_words={tokens},max_tokens={tokens}"
+            args = procs.closed_loop(streams, seconds, streams, workload)
             s = await procs.bench(server.target, RESULTS / "stream" / "gateway", args)
         finally:
             await procs.stop_server(server)
@@ -389,8 +383,7 @@ async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str
     for c in concurrencies:  # the plain server's CPU per request, for comparison
         server = await procs.start_server("plain", str(BENCH_CONFIG))
         try:
-            args = ["--concurrency", str(c), "--duration", str(seconds + 4)]
-            args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+            args = procs.closed_loop(c, seconds + 4, max(100, 4 * c), UNARY)
             load = asyncio.ensure_future(procs.bench(server.target, out / f"plain-c{c}", args))
             await asyncio.sleep(2.0)
             pid = server.child.proc.pid
@@ -406,8 +399,7 @@ async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str
         server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
         try:
             gateway, replica = server.child.proc.pid, _pid_of("ServeReplica:text")
-            args = ["--concurrency", str(c), "--duration", str(2 * seconds + 4)]
-            args += ["--warmup", str(max(100, 4 * c)), "--workload", UNARY]
+            args = procs.closed_loop(c, 2 * seconds + 4, max(100, 4 * c), UNARY)
             load = asyncio.ensure_future(procs.bench(server.target, out / f"bench-c{c}", args))
             await asyncio.sleep(2.0)  # past the load generator's warm-up: the steady state
             cpu = await cpu_window(seconds, gateway, replica, os.getsid(gateway))

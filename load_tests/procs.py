@@ -331,6 +331,12 @@ def start_openai_server(cmd: list[str], port: int, log: Path, what: str, ready_s
 
 
 # ---- the load generator and the in-process limit, run to completion -----------------------
+def closed_loop(concurrency: int, seconds: float, warmup: int, workload: str) -> list[str]:
+    """`aigc bench` arguments for a closed loop of `concurrency` clients."""
+    return ["--concurrency", str(concurrency), "--duration", str(seconds),
+            "--warmup", str(warmup), "--workload", workload]  # fmt: skip
+
+
 async def bench(target: str, out_dir: Path, args: list[str]) -> dict[str, Any]:
     """Runs `aigc bench` against target; returns its summary."""
     cmd = [PY, "-m", "aigc.cli", "bench", "--target", target, "--quiet", "--no-plots"]
