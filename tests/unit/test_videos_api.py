@@ -49,6 +49,9 @@ class VideoFront:
                     {"name": "echo-video", "modality": "video", "engine": "echo",
                      "options": {"size": 16, "fps": 4, "max_seconds": 6, "labels": LABELS,
                                  "delay_s": 0.05}},
+                    # a second of clip takes 5 s: still being made whenever a test acts on it
+                    {"name": "slow-echo-video", "modality": "video", "engine": "echo",
+                     "options": {"size": 16, "fps": 4, "max_seconds": 6, "delay_s": 5.0}},
                     {"name": "echo-audio", "modality": "audio", "engine": "echo"},
                 ],
             },
@@ -175,11 +178,15 @@ def test_bad_input_names_the_field(front: VideoFront) -> None:
 
 def test_deleting_a_running_job_stops_it(front: VideoFront) -> None:
     oai = front.client
-    video = oai.videos.create(model="echo-video", prompt="a bag", seconds="6")
+    made = front.runner.clips_made  # the front is shared by this file's tests
+    video = oai.videos.create(model="slow-echo-video", prompt="a bag", seconds="6")
     assert wait_until(lambda: oai.videos.retrieve(video.id).status == "in_progress", 10, 0.02)
     oai.videos.delete(video.id)
-    assert wait_until(lambda: not front.runner._jobs, 10, 0.05)
-    assert front.runner.clips_made == 1 or front.store.get(video.id) is None
+    assert wait_until(lambda: not front.runner._jobs, 10, 0.05)  # the clip's task ended
+    assert front.runner.clips_made == made  # stopped mid-clip, not made and then thrown away
+    assert front.store.get(video.id) is None
+    with pytest.raises(openai.NotFoundError):
+        oai.videos.retrieve(video.id)
 
 
 def test_a_stopped_gateway_gives_its_job_back(tmp_path: Path) -> None:
