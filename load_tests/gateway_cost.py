@@ -38,7 +38,7 @@ import yaml
 
 from load_tests import procs
 from load_tests.baselines import BENCH_CONFIG
-from load_tests.machine import cpu_seconds, facts, heading, wait_quiet
+from load_tests.machine import CpuTimes, cpu_seconds, cpu_spent, facts, heading, wait_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results" / "gateway_cost"
@@ -398,7 +398,7 @@ async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str
     for c in concurrencies:
         server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
         try:
-            gateway, replica = server.child.proc.pid, _pid_of("ServeReplica:text")
+            gateway, replica = server.child.proc.pid, _pids("ServeReplica:text")[0]
             args = procs.closed_loop(c, 2 * seconds + 4, max(100, 4 * c), UNARY)
             load = asyncio.ensure_future(procs.bench(server.target, out / f"bench-c{c}", args))
             await asyncio.sleep(2.0)  # past the load generator's warm-up: the steady state
@@ -429,16 +429,21 @@ async def profile(seconds: float, concurrencies: Sequence[int]) -> list[dict[str
     return rows
 
 
+async def cpu_spent_over(seconds: float) -> tuple[CpuTimes, float]:
+    """Each process's CPU seconds over the next `seconds`, and the wall time they span."""
+    before, t0 = cpu_seconds(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return cpu_spent(before, cpu_seconds()), time.perf_counter() - t0
+
+
 async def cpu_window(seconds: float, gateway: int, replica: int, session: int) -> dict[str, float]:
     """CPU seconds per second of wall time over `seconds`, grouped: the gateway, the text
     replica, Ray's other processes (the server's session: GCS, raylet, controller, the other
     replicas), the load generator, the rest of the machine."""
-    before, t0 = cpu_seconds(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    after, wall = cpu_seconds(), time.perf_counter() - t0
+    spent, wall = await cpu_spent_over(seconds)
+    load_generator = set(_pids("aigc.cli bench"))
     groups: dict[str, float] = collections.defaultdict(float)
-    for pid, (cpu, sid, name) in after.items():
-        used = cpu - before.get(pid, (0.0, 0, ""))[0]
+    for pid, (used, sid, name) in spent.items():
         if pid == gateway:
             key = "gateway"
         elif pid == replica:
@@ -447,7 +452,7 @@ async def cpu_window(seconds: float, gateway: int, replica: int, session: int) -
             key = "Ray's other processes"
         elif pid == os.getpid() or name == "py-spy":
             key = "this script"
-        elif "python" in name and pid in _bench_pids():
+        elif pid in load_generator:
             key = "load generator"
         else:
             key = "rest of the machine"
@@ -461,17 +466,14 @@ async def idle(seconds: float) -> dict[str, float]:
     server = await procs.start_server("gateway", str(BENCH_CONFIG), SHIPPED)
     try:
         await asyncio.sleep(5.0)  # past start-up
-        session = os.getsid(server.child.proc.pid)
-        before, t0 = cpu_seconds(), time.perf_counter()
-        await asyncio.sleep(seconds)
-        after, wall = cpu_seconds(), time.perf_counter() - t0
+        spent, wall = await cpu_spent_over(seconds)
+        gateway = server.child.proc.pid
     finally:
         await procs.stop_server(server)
     used: dict[str, float] = collections.defaultdict(float)
-    for pid, (cpu, sid, name) in after.items():
-        if sid == session:
-            key = "gateway" if pid == server.child.proc.pid else name
-            used[key] += (cpu - before.get(pid, (0.0, 0, ""))[0]) / wall
+    for pid, (cpu, sid, name) in spent.items():
+        if sid == gateway:  # the server's session (it leads its own: start_new_session)
+            used["gateway" if pid == gateway else name] += cpu / wall
     return dict(sorted(used.items(), key=lambda kv: -kv[1]))
 
 
@@ -482,14 +484,9 @@ def idle_table(used: dict[str, float]) -> str:
     return "\n".join(out)
 
 
-def _bench_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "aigc.cli bench"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
-
-
-def _pid_of(pattern: str) -> int:
+def _pids(pattern: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-    return int(out.stdout.split()[0])
+    return [int(p) for p in out.stdout.split()]
 
 
 def profile_table(rows: list[dict[str, Any]]) -> str:

@@ -49,7 +49,10 @@ def wait_quiet(max_load: float = 0.5, limit_s: float = 900, log: Any = print) ->
     return False
 
 
-def cpu_seconds() -> dict[int, tuple[float, int, str]]:
+CpuTimes = dict[int, tuple[float, int, str]]  # pid -> (CPU seconds, session id, name)
+
+
+def cpu_seconds() -> CpuTimes:
     """Every process's (CPU seconds so far, session id, name), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
@@ -67,15 +70,22 @@ def cpu_seconds() -> dict[int, tuple[float, int, str]]:
     return out
 
 
-def cpu_by_name(
-    before: dict[int, tuple[float, int, str]], after: dict[int, tuple[float, int, str]]
-) -> dict[str, float]:
+def cpu_spent(before: CpuTimes, after: CpuTimes) -> CpuTimes:
+    """Each process's CPU seconds between two `cpu_seconds()` snapshots (a process started in
+    between: all of its time)."""
+    return {
+        pid: (cpu - before.get(pid, (0.0, 0, ""))[0], sid, name)
+        for pid, (cpu, sid, name) in after.items()
+    }
+
+
+def cpu_by_name(before: CpuTimes, after: CpuTimes) -> dict[str, float]:
     """CPU seconds spent between two `cpu_seconds()` snapshots, per process name (this
     process: "this script"), largest first."""
     used: dict[str, float] = {}
-    for pid, (cpu, _sid, name) in after.items():
+    for pid, (cpu, _sid, name) in cpu_spent(before, after).items():
         key = "this script" if pid == os.getpid() else name
-        used[key] = used.get(key, 0.0) + cpu - before.get(pid, (0.0, 0, ""))[0]
+        used[key] = used.get(key, 0.0) + cpu
     return dict(sorted(((k, v) for k, v in used.items() if v > 0), key=lambda kv: -kv[1]))
 
 

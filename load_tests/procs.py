@@ -65,23 +65,28 @@ def node_env(temp_dir: str | None = None, extra: dict[str, str] | None = None) -
     return env
 
 
+def _session_rows(sid: int) -> list[tuple[int, str, str]]:
+    """(PID, state, ARGS) of every process in session `sid`."""
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,sid=,stat=,args="], capture_output=True, text=True
+    )
+    rows = [line.split(None, 3) for line in out.stdout.splitlines()]
+    return [(int(r[0]), r[2], r[3]) for r in rows if len(r) == 4 and int(r[1]) == sid]
+
+
 def session_processes(sid: int) -> list[str]:
     """'PID ARGS' of every process in session `sid` (what a terminal's Ctrl-C reaches)."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,sid=,args="], capture_output=True, text=True)
-    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
-    return [f"{r[0]} {r[2]}" for r in rows if len(r) == 3 and int(r[1]) == sid]
+    return [f"{pid} {args}" for pid, _, args in _session_rows(sid)]
+
+
+def session_pids(sid: int) -> list[int]:
+    return [pid for pid, _, _ in _session_rows(sid)]
 
 
 def live_session_pids(sid: int) -> list[int]:
     """The processes of session `sid` that are still running (zombies, which only wait for
     their parent to reap them, left out)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True)
-    rows = [line.split() for line in out.stdout.splitlines()]
-    return [int(r[0]) for r in rows if len(r) == 3 and int(r[1]) == sid and "Z" not in r[2]]
-
-
-def session_pids(sid: int) -> list[int]:
-    return [int(p.split(None, 1)[0]) for p in session_processes(sid)]
+    return [pid for pid, state, _ in _session_rows(sid) if "Z" not in state]
 
 
 def kill_session(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:

@@ -353,7 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=12, help="length of those clips")
     parser.add_argument("--single", type=int, default=5, help="4 s jobs alone, one by one")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--poll-ms", type=int, default=100, help="retrieve every this often")
+    parser.add_argument(
+        "--poll-ms",
+        type=int,
+        default=100,
+        help="how often a client polls (retrieve, or the throughput watcher's list)",
+    )
     parser.add_argument("--video-concurrency", type=int, default=None,
                         help="gateway.jobs.video_concurrency (default: as shipped)")  # fmt: skip
     parser.add_argument("--wait-quiet", action="store_true", help="wait for load < 0.5, no raylet")
