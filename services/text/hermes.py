@@ -19,12 +19,13 @@ with the generic format's JSON scanner.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
 from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
-from services.text.tools import JsonScanner, call_delta, named_calls, new_call
+from services.text.tools import JsonScanner, call_delta, named_calls, new_call, parse_json
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -33,8 +34,7 @@ def hermes_prompt(
     request: TextRequest, template: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The messages and the `tools` argument the template gets (None: no tools offered)."""
-    writes_calls = "tool_calls" in template
-    writes_results = re.search(r"""["']tool["']""", template) is not None
+    writes_calls, writes_results = template_writes(template)
     names = {c.id: c.name for m in request.messages for c in m.tool_calls}
     messages = [_message(m, names, writes_calls, writes_results) for m in request.messages]
     if not request.tools or request.tool_choice == ToolChoice.NONE:
@@ -49,6 +49,13 @@ def hermes_prompt(
     return messages, tools
 
 
+@functools.lru_cache(maxsize=8)
+def template_writes(template: str) -> tuple[bool, bool]:
+    """Whether the template writes assistant `tool_calls` itself, and `role: tool` messages
+    (else they go to it as text blocks); read once per template, not per request."""
+    return "tool_calls" in template, re.search(r"""["']tool["']""", template) is not None
+
+
 def _message(
     m: ChatMessage, names: dict[str, str], writes_calls: bool, writes_results: bool
 ) -> dict[str, Any]:
@@ -58,7 +65,7 @@ def _message(
                 {
                     "id": c.id,
                     "type": "function",
-                    "function": {"name": c.name, "arguments": _arguments(c)},
+                    "function": {"name": c.name, "arguments": parse_json(c.arguments)},
                 }
                 for c in m.tool_calls
             ]
@@ -78,16 +85,11 @@ def _message(
     return {"role": m.role, "content": m.content}
 
 
-def _arguments(call: ToolCall) -> Any:
-    try:
-        return json.loads(call.arguments)
-    except ValueError:
-        return call.arguments
-
-
 def call_block(call: ToolCall) -> str:
     """A call as the model writes it."""
-    body = json.dumps({"name": call.name, "arguments": _arguments(call)}, ensure_ascii=False)
+    body = json.dumps(
+        {"name": call.name, "arguments": parse_json(call.arguments)}, ensure_ascii=False
+    )
     return f"{OPEN}\n{body}\n{CLOSE}"
 
 
@@ -179,7 +181,7 @@ class HermesStream:
                     call["args_start"] = start
             for path, start, end in s.ended:
                 if path == ("name",):
-                    call["name"] = _json(self.block[start:end])
+                    call["name"] = parse_json(self.block[start:end])
                 elif path == ("arguments",):
                     call["args_end"] = end
                 elif path == ():  # the object is complete
@@ -195,10 +197,3 @@ class HermesStream:
         if CLOSE.startswith(tail):  # the tag may still be coming
             return False
         return True  # not the closing tag (never under the grammar): the call ends here
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None

@@ -90,7 +90,7 @@ def tool_messages(request: TextRequest) -> list[dict[str, Any]]:
 
 def _message(m: ChatMessage, names: dict[str, str]) -> dict[str, Any]:
     if m.tool_calls:
-        calls = [{"name": c.name, "arguments": _json(c.arguments)} for c in m.tool_calls]
+        calls = [{"name": c.name, "arguments": parse_json(c.arguments)} for c in m.tool_calls]
         return {"role": "assistant", "content": json.dumps({"tool_calls": calls})}
     if m.role == "tool":
         response = {"name": m.name or names.get(m.tool_call_id or "", ""), "content": m.content}
@@ -98,7 +98,8 @@ def _message(m: ChatMessage, names: dict[str, str]) -> dict[str, Any]:
     return {"role": m.role, "content": m.content}
 
 
-def _json(text: str) -> Any:
+def parse_json(text: str) -> Any:
+    """`text` parsed as JSON; the text itself when it is not JSON."""
     try:
         return json.loads(text)
     except ValueError:
@@ -235,7 +236,7 @@ class ToolStream:
                 self.content_start = start + 1
         for path, start, end in s.ended:
             if len(path) == 3 and path[0] == "tool_calls" and path[2] == "name":
-                self._call(path[1])["name"] = _json(self.text[start:end])
+                self._call(path[1])["name"] = parse_json(self.text[start:end])
             elif len(path) == 3 and path[0] == "tool_calls" and path[2] == "arguments":
                 self._call(path[1])["args_end"] = end
             elif path == ("response",):

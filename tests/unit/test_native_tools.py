@@ -169,6 +169,35 @@ def test_a_template_that_writes_no_calls_or_results_gets_them_as_text(
         )
 
 
+def test_a_template_that_writes_calls_and_results_gets_them_as_objects(
+    tiny_tokenizer: Any,
+) -> None:
+    """The native path: the history's calls reach the template as `tool_calls` with their
+    arguments as an object, and results as `role: tool` messages naming their function. This
+    template writes them unlike any text block, so the fallback could not pass it."""
+    own = (
+        "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }} {% endfor %}</tools> "
+        "Call them in <tool_call></tool_call>.\n{% endif %}"
+        "{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}"
+        "CALL {{ c.function.name }}({{ c.function.arguments.city }})\n{% endfor %}"
+        "{% elif m.role == 'tool' %}RESULT[{{ m.name }}] {{ m.content }}\n"
+        "{% else %}{{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    assert tool_format(own) == ToolFormat.HERMES
+    for renderer in renderers(tiny_tokenizer, own):
+        text = prompt_text(
+            request(messages=HISTORY, tools=(WEATHER,)), renderer, "raw", "m", ToolFormat.HERMES
+        )
+        assert text == (
+            "<tools>get_weather </tools> Call them in <tool_call></tool_call>.\n"
+            "user: Weather in Paris?\n"
+            "CALL get_weather(Paris)\n"
+            "RESULT[get_weather] Sunny\n"
+            "assistant:"
+        )
+
+
 # ---- the answer, parsed as it streams -------------------------------------------------------
 def feed_all(text: str, step: int) -> tuple[str, list[tuple[str, str]]]:
     """`text` fed to a HermesStream in pieces of `step` characters: its content, and its
