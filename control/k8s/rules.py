@@ -141,14 +141,30 @@ def check_api_keys(r: Rendered, cfg: AigcConfig) -> list[str]:
         return ["gateway.security: a deployed gateway must require API keys (api_keys_env)"]
     if not security.api_keys_env:
         return []
+    return _secret_env(r, security.api_keys_env, "API keys")
+
+
+def _secret_env(r: Rendered, name: str, what: str) -> list[str]:
+    """The gateway container sets $name from a Secret that must exist (secretKeyRef, not
+    optional): a value in the manifest would carry the secret in the repository."""
     container = r.one("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e for e in container.get("env", [])}
-    var = env.get(security.api_keys_env)
+    var = {e["name"]: e for e in container.get("env", [])}.get(name)
     if var is None:
-        return [f"gateway container does not set ${security.api_keys_env} (API keys)"]
-    if not var.get("valueFrom", {}).get("secretKeyRef"):
-        return [f"gateway ${security.api_keys_env} must come from a Secret (secretKeyRef)"]
+        return [f"gateway container does not set ${name} ({what})"]
+    ref = var.get("valueFrom", {}).get("secretKeyRef")
+    if not ref:
+        return [f"gateway ${name} must come from a Secret (secretKeyRef)"]
+    if ref.get("optional"):
+        return [f"gateway ${name}: its Secret must not be optional"]
     return []
+
+
+def check_no_secrets(r: Rendered) -> list[str]:
+    """Secrets are created at install; the manifests only reference them."""
+    return [
+        f"{kind_name(secret)} is in the manifests: Secrets are created at install"
+        for secret in r.of("Secret")
+    ]
 
 
 def check_jobs_database(r: Rendered, cfg: AigcConfig) -> list[str]:
@@ -169,17 +185,7 @@ def check_jobs_database(r: Rendered, cfg: AigcConfig) -> list[str]:
             "gateway.jobs.database_env must be set: without a shared database each gateway pod "
             "keeps batches in its own SQLite, and they go with the pod",
         ]
-    container = r.one("Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]
-    var = {e["name"]: e for e in container.get("env", [])}.get(jobs.database_env)
-    ref = (var or {}).get("valueFrom", {}).get("secretKeyRef")
-    if var is None:
-        errors.append(f"gateway container does not set ${jobs.database_env} (the job store)")
-    elif not ref:
-        errors.append(f"gateway ${jobs.database_env} must come from a Secret (secretKeyRef)")
-    elif ref.get("optional"):
-        errors.append(f"gateway ${jobs.database_env}: its Secret must not be optional")
-    for secret in r.of("Secret"):
-        errors.append(f"{kind_name(secret)} is in the manifests: Secrets are created at install")
+    errors += _secret_env(r, jobs.database_env, "the job store")
     policy = r.one("NetworkPolicy", GATEWAY)["spec"]
     ports = [p for rule in policy.get("egress", []) for p in rule.get("ports", [])]
     if "Egress" in policy.get("policyTypes", []) and not any(
@@ -292,7 +298,7 @@ def check_capacity(r: Rendered, cfg: AigcConfig) -> list[str]:
 
 def check_project(r: Rendered, cfg: AigcConfig) -> list[str]:
     errors = check_images(r) + check_ports(r, cfg) + check_api_keys(r, cfg)
-    errors += check_jobs_database(r, cfg)
+    errors += check_jobs_database(r, cfg) + check_no_secrets(r)
     errors += check_capacity(r, cfg)
     cluster = r.one("RayService")["spec"]["rayClusterConfig"]
     if not cluster.get("enableInTreeAutoscaling"):

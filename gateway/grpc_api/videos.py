@@ -62,9 +62,7 @@ class VideoServicer(_Servicer, video_pb2_grpc.VideoGenerationServicer):
 
     @rpc("DeleteVideo")
     async def DeleteVideo(self, request: Any, context: Any, call: Call) -> Any:
-        record = await self.jobs.get(request.id)
-        await self.jobs.delete(request.id)
-        return video_message(record)
+        return video_message(await self.jobs.delete(request.id))
 
     @rpc("GetVideoContent")
     async def GetVideoContent(self, request: Any, context: Any, call: Call) -> AsyncIterator[Any]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aigc.wire import BATCH_ENDPOINTS as ENDPOINTS
 from core.errors import InvalidArgument, NotFound
-from gateway.jobs.runner import ENDPOINTS
 from gateway.jobs.store import FileRecord, JobStore
 
 PURPOSES = ("batch",)

@@ -28,14 +28,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aigc.wire import BATCH_ENDPOINTS
 from gateway.jobs.store import BatchRecord, JobStore, Line, new_id
 
 logger = logging.getLogger(__name__)
 
 # endpoint -> (status code, body) for one request line; raises nothing
 Execute = Callable[[str, dict[str, Any], str], Awaitable[tuple[int, dict[str, Any], float | None]]]
-ENDPOINTS = BATCH_ENDPOINTS
 RETRY_S = (0.05, 2.0)  # a refused line waits the hint, within these bounds
 
 

@@ -113,10 +113,12 @@ class VideoJobs:
             raise NotFound(f"no video with id {video_id!r}", field="video_id")
         return record
 
-    async def delete(self, video_id: str) -> None:
-        """Removes the job and its files; a clip being made stops."""
-        if await asyncio.to_thread(self.store.delete, video_id) is None:
+    async def delete(self, video_id: str) -> VideoRecord:
+        """Removes the job and its files; a clip being made stops. The job as it was."""
+        record = await asyncio.to_thread(self.store.delete, video_id)
+        if record is None:
             raise NotFound(f"no video with id {video_id!r}", field="video_id")
+        return record
 
     async def content(self, video_id: str, variant: str) -> bytes:
         """The MP4, thumbnail or spritesheet of a completed, unexpired job."""
