@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -137,8 +136,6 @@ class PostgresServer:
         )  # fmt: skip
         # the postmaster's pid is the first line of its pid file
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        self._run([str(self.bin / "createdb"), "-h", str(self.root), "-p", str(self.port),
-                   "-U", SUPERUSER, "aigc"])  # fmt: skip
 
     def create_database(self) -> str:
         """A new empty database; its URL."""
@@ -148,18 +145,19 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self, timeout_s: float = 30) -> None:
-        """SIGINT to the postmaster (PostgreSQL's fast shutdown: sessions are ended), SIGKILL
-        when it has not exited in time."""
+        """`pg_ctl stop -m fast` (sessions are ended), waiting up to timeout_s; SIGKILL to the
+        postmaster when it has not stopped by then."""
         if self.pid is None:
             return
         pid, self.pid = self.pid, None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
-            end = time.monotonic() + timeout_s
-            while time.monotonic() < end:
-                os.kill(pid, 0)  # ProcessLookupError once it is gone
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
+        stopped = subprocess.run(
+            self._as_owner([str(self.bin / "pg_ctl"), "stop", "-m", "fast", "-w",
+                            "-t", str(int(timeout_s)), "-D", str(self.data)]),
+            capture_output=True, cwd=self.root, timeout=timeout_s + 10,
+        )  # fmt: skip
+        if stopped.returncode != 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -309,10 +309,9 @@ def test_list_filters_and_pages(c: Client) -> None:
     listed = c.list_operations("done = true", page_size=100).operations
     assert set(names) <= {o.name for o in listed}
     assert not c.list_operations("done = false AND status = completed").operations
-    assert all(
-        batch_status(o) == "completed"
-        for o in c.list_operations("status = BATCH_STATUS_COMPLETED").operations
-    )
+    completed = c.list_operations("status = BATCH_STATUS_COMPLETED", page_size=100).operations
+    assert set(names) <= {o.name for o in completed}
+    assert all(batch_status(o) == "completed" for o in completed)
     seen, token = [], ""
     while True:
         page = c.list_operations("status = completed", page_size=2, page_token=token)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -413,5 +414,20 @@ def test_alembic_head_matches_store_metadata(url: str) -> None:
         assert diff == []
         names = set(sa.inspect(engine).get_table_names())
         assert {batches.name, files.name, lines.name, "alembic_version"} <= names
+    finally:
+        engine.dispose()
+
+
+def test_a_database_at_the_first_revision_upgrades_to_the_head(url: str) -> None:
+    """An older gateway's database (revision 0001: files and batches, no videos) upgrades to
+    the same tables."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(migrations.config(connection), "0001")
+            assert "videos" not in sa.inspect(connection).get_table_names()
+        migrations.upgrade(engine)
+        with engine.connect() as db:
+            assert compare_metadata(MigrationContext.configure(db), metadata) == []
     finally:
         engine.dispose()

@@ -29,7 +29,8 @@ def stale_stubs(protos_dir: Path, out: Path) -> list[str]:
     """The committed stubs that differ from what protoc makes of protos_dir now (the same
     generation as `make protos`: scripts/protos.py)."""
     generated = [p.relative_to(out) for p in protos.generate(protos_dir, out)]
-    assert generated, "protoc wrote nothing"
+    missing = [str(rel) for rel in generated if not (out / rel).exists()]
+    assert generated and not missing, f"protoc did not write {missing}"
     return [
         str(rel)
         for rel in generated
