@@ -47,7 +47,7 @@ from aigc.v1 import (
     video_pb2,
     video_pb2_grpc,
 )
-from aigc.wire import PRIORITIES, TIERS
+from aigc.wire import OPERATION_PREFIX, PRIORITIES, TIERS
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -297,7 +297,6 @@ def speech_request(
 
 # ---- batches ------------------------------------------------------------------------------
 DEFAULT_ENDPOINT = "/v1/chat/completions"
-OPERATION_PREFIX = "operations/"
 UPLOAD_CHUNK = 2**20
 # (custom_id, body), OpenAI's input line {"custom_id", "body", "method", "url"}, or a BatchLine;
 # a body is a dict or its JSON text

@@ -30,6 +30,8 @@ MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
 # The Batch API (where the gateway has a job store): a batch is a google.longrunning operation.
 BATCHES_SERVICE = batches_pb2.DESCRIPTOR.services_by_name["Batches"].full_name
 OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
+# A batch's google.longrunning Operation is named OPERATION_PREFIX + the batch id.
+OPERATION_PREFIX = "operations/"
 # What a batch's lines may call (its `endpoint`), on both front ends.
 BATCH_ENDPOINTS = (
     "/v1/chat/completions",

@@ -27,7 +27,7 @@ from google.protobuf import any_pb2, empty_pb2, json_format
 from google.rpc import code_pb2, status_pb2
 
 from aigc.v1 import batches_pb2, batches_pb2_grpc
-from aigc.wire import BATCHES_SERVICE, OPERATIONS_SERVICE
+from aigc.wire import BATCHES_SERVICE, OPERATION_PREFIX, OPERATIONS_SERVICE
 from core.config import JobsConfig
 from core.errors import FailedPrecondition, InvalidArgument, TooLarge
 from gateway.grpc_api.servicers import _request_id
@@ -44,7 +44,6 @@ from gateway.jobs.store import (
     JobStore,
 )
 
-PREFIX = "operations/"
 STATUS: dict[str, batches_pb2.BatchStatus] = {
     s: cast(batches_pb2.BatchStatus, batches_pb2.BatchStatus.Value(f"BATCH_STATUS_{s.upper()}"))
     for s in (*ACTIVE, *DONE)
@@ -57,13 +56,13 @@ INLINE_FILENAME = "lines.jsonl"
 
 # ---- conversions -------------------------------------------------------------------------
 def operation_name(batch_id: str) -> str:
-    return PREFIX + batch_id
+    return OPERATION_PREFIX + batch_id
 
 
 def batch_id_of(name: str, field: str = "name") -> str:
     """The batch an operation name ("operations/<batch id>") names."""
-    batch_id = name.removeprefix(PREFIX)
-    if not name.startswith(PREFIX) or not batch_id or "/" in batch_id:
+    batch_id = name.removeprefix(OPERATION_PREFIX)
+    if not name.startswith(OPERATION_PREFIX) or not batch_id or "/" in batch_id:
         raise InvalidArgument(f"{field} must be operations/<batch id>, got {name!r}", field=field)
     return batch_id
 
@@ -371,7 +370,7 @@ class OperationsServicer(_Jobs, operations_pb2_grpc.OperationsServicer):
 
     @guarded
     async def ListOperations(self, request: Any, context: Any) -> Any:
-        if request.name not in ("", PREFIX.rstrip("/")):
+        if request.name not in ("", OPERATION_PREFIX.rstrip("/")):
             raise InvalidArgument(
                 f"name is the collection, 'operations' (or empty), got {request.name!r}",
                 field="name",
@@ -381,9 +380,13 @@ class OperationsServicer(_Jobs, operations_pb2_grpc.OperationsServicer):
         size = min(request.page_size or PAGE_SIZE[0], PAGE_SIZE[1])
         statuses = list_filter(request.filter)
         after = request.page_token or None
-        if after is not None and await asyncio.to_thread(self.store.get_batch, after) is None:
-            raise InvalidArgument(f"page_token {after!r} is not one this gave", field="page_token")
         records = await asyncio.to_thread(self.store.list_batches, after, size + 1, statuses)
+        # an unknown anchor lists nothing: only then is the token looked up, to say why
+        if not records and after is not None:
+            if await asyncio.to_thread(self.store.get_batch, after) is None:
+                raise InvalidArgument(
+                    f"page_token {after!r} is not one this gave", field="page_token"
+                )
         page = records[:size]
         return operations_pb2.ListOperationsResponse(
             operations=[operation(r) for r in page],
