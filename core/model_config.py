@@ -221,6 +221,16 @@ class ModelConfig(_Strict):
         "request log is: it cost the replica 3% of its CPU per echo call (BENCHMARKS.md section "
         "12); the gateway's metrics count every request either way.",
     )
+    transport: Literal["auto", "direct", "serve"] = Field(
+        "auto",
+        description="How the gateway calls this model's replicas. direct: each replica serves its "
+        "methods on a gRPC port of its own and the gateway routes to them itself (least loaded "
+        "of two), which took a third of the gateway's CPU off each call (BENCHMARKS.md section "
+        "12); a replica that is starting, draining or unknown is reached through Serve as "
+        "before. serve: always through Serve's handle and router. auto (the default): direct "
+        "when the replica count is fixed, serve when it autoscales (Serve's autoscaler counts "
+        "only the calls its own router makes).",
+    )
 
     @field_validator("options")
     @classmethod
@@ -277,7 +287,18 @@ class ModelConfig(_Strict):
                 "inflight_batches x batch, capped by max_ongoing_requests): Serve would never "
                 "see enough to add a replica"
             )
+        if self.transport == "direct" and s.min_replicas != s.max_replicas:
+            raise ValueError(
+                "transport direct needs a fixed replica count (scaling.min_replicas == "
+                "max_replicas): Serve's autoscaler does not see direct calls; use auto or serve"
+            )
         return self
+
+    @property
+    def direct_calls(self) -> bool:
+        """Whether the gateway calls the replicas directly (`transport`)."""
+        fixed = self.scaling.min_replicas == self.scaling.max_replicas
+        return self.transport == "direct" or (self.transport == "auto" and fixed)
 
     @property
     def max_ongoing_requests(self) -> int:

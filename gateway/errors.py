@@ -13,7 +13,7 @@ import logging
 
 from core.errors import HTTP_STATUS, RETRY_AFTER_S, AigcError, Failure
 
-__all__ = ["HTTP_STATUS", "Failure", "classify", "client_failure", "replica_lost"]
+__all__ = ["HTTP_STATUS", "Failure", "ReplicaLost", "classify", "client_failure", "replica_lost"]
 
 logger = logging.getLogger("aigc.gateway")
 
@@ -50,6 +50,8 @@ def _ray_table() -> list[tuple[type[BaseException], str, str]]:
 def replica_lost(exc: BaseException) -> bool:
     """The replica serving a call died or became unreachable (its node lost): Ray's actor
     errors, not our errors nor Serve's "no replica" ones."""
+    if isinstance(exc, ReplicaLost):
+        return True
     try:
         from ray.exceptions import RayActorError
     except ImportError:  # front-end tests without Ray
@@ -68,6 +70,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure("CANCELLED", "cancelled by the client")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return Failure("DEADLINE_EXCEEDED", "deadline exceeded")
+    if isinstance(exc, ReplicaLost):
+        return Failure("UNAVAILABLE", "model replica was lost; retry")
     for cls, code, message in _ray_table():
         if isinstance(exc, cls):
             retry = RETRY_AFTER_S if code == "RESOURCE_EXHAUSTED" else None
@@ -82,3 +86,8 @@ def client_failure(exc: BaseException, request_id: str) -> Failure:
         logger.error("request %s failed", request_id, exc_info=exc)
         return Failure("INTERNAL", f"internal error (request id {request_id})")
     return failure
+
+
+class ReplicaLost(Exception):
+    """A direct call (gateway.direct) broke off after it started: its replica died or its
+    node went away. Classified and retried as Ray's actor errors are."""

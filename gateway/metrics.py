@@ -146,7 +146,8 @@ class GatewayMetrics:
         )
         self.replicas = Gauge(
             "aigc_model_replicas",
-            "Replicas of each model as Serve reports them to the gateway, by state.",
+            "Replicas of each model as Serve reports them to the gateway, by state (running, "
+            "starting), and those the gateway calls directly (direct; a model's transport).",
             ["model", "state"],
             registry=r,
         )

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import AigcConfig, Modality, ModelConfig
 from core.errors import ModelNotFound
 from core.replica import ModelFacts
 from gateway.metrics import UNKNOWN_MODEL
 from gateway.replicas import ReplicaHandle
+
+if TYPE_CHECKING:
+    from gateway.direct import DirectReplicas
 
 
 @dataclass
@@ -61,9 +64,23 @@ class ModelRegistry:
         """Typed calls to the model's deployment (`core.replica` names the methods)."""
         h = self._handles.get(model.name)
         if h is None:
-            h = ReplicaHandle(self._handle_factory(model))
+            direct = None
+            if model.direct_calls and self._handle_factory is _serve_handle:
+                from gateway.direct import DirectReplicas
+
+                direct = DirectReplicas(model.name)
+            h = ReplicaHandle(self._handle_factory(model), direct)
             self._handles[model.name] = h
         return h
+
+    def direct_models(self) -> list[tuple[ModelConfig, DirectReplicas]]:
+        """The models called directly, with their endpoints (`ServeStatus` keeps them)."""
+        out = []
+        for model in self.config.models:
+            direct = self.replica(model).direct
+            if direct is not None:
+                out.append((model, direct))
+        return out
 
     def facts(self, model: ModelConfig) -> ModelFacts:
         """The model's facts, or empty ones until its replica has reported them."""

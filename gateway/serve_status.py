@@ -29,6 +29,7 @@ class ServeStatus:
         from ray import serve
 
         status = await asyncio.to_thread(serve.status)
+        await self._refresh_direct()
         for model in self.registry.config.models:
             app = status.applications.get(model.modality.value)
             dep = app.deployments.get(model.name) if app else None
@@ -50,6 +51,22 @@ class ServeStatus:
                 with contextlib.suppress(Exception):
                     described = self.registry.replica(model).unary(Replica.describe)
                     st.facts = await asyncio.wait_for(_awaited(described), 10.0)
+
+    async def _refresh_direct(self) -> None:
+        """The direct endpoints the replicas registered (gateway.direct)."""
+        models = self.registry.direct_models()
+        if not models:
+            return
+        from gateway.direct import dead_replicas, read_endpoints
+
+        found = await asyncio.to_thread(read_endpoints)
+        for model, direct in models:
+            endpoints = found.get(model.name, [])
+            unknown = direct.unknown(endpoints)
+            dead = await asyncio.to_thread(dead_replicas, unknown) if unknown else set()
+            direct.update(endpoints, dead)
+            if self.metrics is not None:
+                self.metrics.replicas.labels(model.name, "direct").set(len(direct.live))
 
     def _publish(self, name: str, st: ModelState) -> None:
         if self.metrics is not None:

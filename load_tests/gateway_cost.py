@@ -97,6 +97,12 @@ def lever_variants(tmp: Path, before: str | None) -> list[dict[str, Any]]:
             "config": str(bench_config(tmp, "access-log", access_log=True)),
         },
         {
+            "label": "- direct calls (Serve's handle and router, transport: serve)",
+            "kind": "gateway",
+            "env": SHIPPED,
+            "config": str(bench_config(tmp, "serve-transport", transport="serve")),
+        },
+        {
             "label": "- gRPC transport (Ray actor calls to the replica)",
             "kind": "gateway",
             "env": {**SHIPPED, "RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"},

@@ -18,10 +18,14 @@ from ray import serve
 from core.config import ModelConfig
 from core.registry import engine_class
 from core.replica import ModelFacts
+from services.direct import DirectServer, deregister, register
 from services.engine import Engine, check_deadline
 
 logger = logging.getLogger("aigc.replica")
 STATS_PERIOD_S = 5.0
+# What a draining replica gives the direct calls it has (within deployment_options'
+# graceful_shutdown_timeout_s, of which Serve's own drain has taken its part).
+DIRECT_DRAIN_S = 10.0
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
@@ -50,6 +54,20 @@ class ReplicaBase:
             self._stats_task = asyncio.get_running_loop().create_task(
                 self.metrics.publish_forever(self._stats, STATS_PERIOD_S)
             )
+        self.direct: DirectServer | None = None
+        if self.config.direct_calls:
+            self.direct = await _open_direct(self)
+
+    def __del__(self) -> Awaitable[None] | None:
+        """Called by Serve when it stops the replica, after its own requests have drained (it
+        awaits what this returns): the direct port leaves the registry, refuses new calls (the
+        gateway sends them through Serve, which routes around a stopping replica) and finishes
+        those it has. Once only; a replica without a direct port has nothing to do (and the
+        garbage collector's call then makes no coroutine nobody awaits)."""
+        direct, self.direct = getattr(self, "direct", None), None
+        if direct is None or direct.endpoint is None:
+            return None
+        return _close_direct(direct)
 
     def batcher(
         self,
@@ -95,11 +113,14 @@ class ReplicaBase:
         return submit
 
     def _stats(self) -> dict[str, float]:
-        """The engine's stats and this replica's batches in flight (now, and the peak)."""
+        """The engine's stats, this replica's batches in flight (now, and the peak) and the
+        calls its direct port took (none without one)."""
+        direct = getattr(self, "direct", None)
         return {
             **self.engine.stats(),
             "batches_in_flight": float(self.batches_in_flight),
             "batches_in_flight_peak": float(self.batches_in_flight_peak),
+            "direct_calls_total": float(direct.calls if direct is not None else 0),
         }
 
     def admit(self, request: Any) -> None:
@@ -118,3 +139,35 @@ class ReplicaBase:
     async def stats(self) -> dict[str, float]:
         """What the replica exports as `aigc_replica_engine_stat`, on request (tests, tools)."""
         return self._stats()
+
+
+async def _open_direct(replica: ReplicaBase) -> DirectServer | None:
+    """The replica's direct port, open and registered; None outside a Serve replica (tests
+    that build one in-process) or when it cannot open, in which case calls go through Serve."""
+    try:
+        import ray
+
+        context = serve.get_replica_context()
+    except Exception:
+        return None
+    server = DirectServer(replica, replica.config.name)
+    try:
+        endpoint = await server.start(
+            ray.util.get_node_ip_address(),
+            context.replica_id.unique_id,
+            ray.get_runtime_context().get_actor_name() or "",
+        )
+        await register(endpoint)
+    except Exception:
+        logger.warning("direct calls are off for this replica; Serve carries them", exc_info=True)
+        await server.drain(0)
+        return None
+    logger.info("direct calls on %s", endpoint.address)
+    return server
+
+
+async def _close_direct(direct: DirectServer) -> None:
+    assert direct.endpoint is not None
+    with contextlib.suppress(Exception):
+        await deregister(direct.endpoint)
+    await direct.drain(DIRECT_DRAIN_S)

@@ -86,7 +86,7 @@ def test_echo_engines_route_by_model_name(client):
 
 
 class _Held:
-    """A Serve response whose result the gateway gets only once `release` is set."""
+    """A replica call whose result the gateway gets only once `release` is set."""
 
     def __init__(self, response: Any, release: asyncio.Event) -> None:
         self.response, self.release = response, release
@@ -109,24 +109,24 @@ def test_concurrent_image_requests_share_calls_but_fail_alone(stack, target, mon
     """The gateway coalesces image requests that queue up behind its calls in flight into
     shared Serve calls; each request still gets its own result or error.
 
-    Serve calls to echo-image are counted (with the requests each carries) and held until all
-    twelve requests are in the gateway, so requests certainly queue behind the first calls."""
-    from ray.serve.handle import DeploymentHandle
-
+    Calls to echo-image (direct or through Serve: the replica seam, gateway.replicas) are
+    counted (with the requests each carries) and held until all twelve requests are in the
+    gateway, so requests certainly queue behind the first calls."""
     from aigc import Client
+    from gateway.replicas import ReplicaHandle
 
-    calls: list[int] = []  # requests per Serve call to echo-image
+    calls: list[int] = []  # requests per call to echo-image
     release = asyncio.Event()  # waited on by the gateway's loop, set from here through it
-    remote = DeploymentHandle.remote
+    unary = ReplicaHandle.unary
 
-    def counted(handle: Any, *args: Any, **kwargs: Any) -> Any:
-        response = remote(handle, *args, **kwargs)
-        if handle.deployment_name != "echo-image":
+    def counted(replica: Any, method: Any, *args: Any, **kwargs: Any) -> Any:
+        response = unary(replica, method, *args, **kwargs)
+        if replica.handle.deployment_name != "echo-image":
             return response
         calls.append(len(args[0]) if isinstance(args[0], list) else 1)
         return _Held(response, release)
 
-    monkeypatch.setattr(DeploymentHandle, "remote", counted)
+    monkeypatch.setattr(ReplicaHandle, "unary", counted)
     n, bad = 12, 5
     results: dict[int, object] = {}
     ready = threading.Barrier(n)

@@ -138,6 +138,23 @@ def test_autoscaling_target_must_be_reachable_through_the_gateway():
     assert parse_config({"models": [fixed]}).models[0].scaling.min_replicas == 1
 
 
+def test_transport_auto_is_direct_for_a_fixed_replica_count_only():
+    fixed, scaled = {"min_replicas": 2, "max_replicas": 2}, {"min_replicas": 1, "max_replicas": 3}
+    models = parse_config(
+        {
+            "models": [
+                _model(name="a", scaling=fixed),
+                _model(name="b", scaling=scaled),
+                _model(name="c", scaling=fixed, transport="serve"),
+                _model(name="d", scaling=fixed, transport="direct"),
+            ]
+        }
+    ).models
+    assert [m.direct_calls for m in models] == [True, False, False, True]
+    with pytest.raises(ConfigError, match="transport direct needs a fixed replica count"):
+        parse_config({"models": [_model(scaling=scaled, transport="direct")]})
+
+
 def test_max_replicas_per_node_reaches_serve():
     from ray import serve
 

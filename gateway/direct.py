@@ -1,0 +1,251 @@
+"""Direct calls to a model's replicas (core.direct; a model's `transport`): the endpoints the
+replicas registered, a channel to each, and the calls made on them, routed to the less loaded
+of two endpoints (as Serve's router picks). `gateway.replicas.ReplicaHandle` makes a call here
+when the model has an endpoint, else through Serve; so does a call an endpoint refused before
+starting it (the replica drains, or its port is gone), which is safe to send again.
+
+A call that fails once started, because the replica died or its node went away, raises
+`ReplicaLost`: the data plane treats it as it treats Ray's actor errors (a unary call that may
+be repeated is retried, a stream ends UNAVAILABLE saying how far it got)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
+
+import grpc
+
+from core.direct import (
+    CALL,
+    CLIENT_OPTIONS,
+    DRAINING,
+    NAMESPACE,
+    STREAM,
+    TOKEN_HEADER,
+    Endpoint,
+    dumps,
+    loads,
+)
+from gateway.errors import ReplicaLost
+
+logger = logging.getLogger("aigc.gateway")
+# One call: (method name, args, kwargs); and Serve's path for it, which returns a Serve response.
+Request = tuple[str, tuple[Any, ...], dict[str, Any]]
+Fallback = Callable[[Request], Any]
+
+
+def _identity(raw: bytes) -> bytes:
+    return raw
+
+
+class Connection:
+    """One replica's endpoint: its channel, its two methods, the calls in flight on it."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.channel = grpc.aio.insecure_channel(endpoint.address, options=CLIENT_OPTIONS)
+        self.call = self.channel.unary_unary(
+            CALL, request_serializer=_identity, response_deserializer=_identity
+        )
+        self.stream = self.channel.unary_stream(
+            STREAM, request_serializer=_identity, response_deserializer=_identity
+        )
+        self.metadata = ((TOKEN_HEADER, endpoint.token),)
+        self.inflight = 0
+
+    def started(self, call: grpc.aio.Call) -> None:
+        self.inflight += 1
+        call.add_done_callback(self._finished)
+
+    def _finished(self, _: Any) -> None:
+        self.inflight -= 1
+
+
+class DirectReplicas:
+    """One model's direct endpoints. `update` (the status loop) adds and removes them;
+    endpoints that failed wait in `down` until the next update tells whether their replica
+    still lives."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.live: dict[str, Connection] = {}
+        self.down: dict[str, Endpoint] = {}
+        self._pool: list[Connection] = []
+
+    def pick(self) -> Connection | None:
+        pool = self._pool
+        if len(pool) < 2:
+            return pool[0] if pool else None
+        a, b = random.sample(pool, 2)
+        return a if a.inflight <= b.inflight else b
+
+    def unknown(self, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """The endpoints `update` would need to ask about: new ones, and failed ones."""
+        return [
+            e for e in endpoints
+            if e.key in self.down or (c := self.live.get(e.key)) is None or c.endpoint != e
+        ]  # fmt: skip
+
+    def update(self, endpoints: list[Endpoint], dead: set[str]) -> None:
+        """The registered endpoints now; `dead`: keys of those (of `unknown`) whose replica
+        is gone (a replica killed outright leaves its entry behind)."""
+        seen = {e.key: e for e in endpoints if e.key not in dead}
+        for key in [k for k in self.live if k not in seen]:
+            self._drop(key)
+        for key, endpoint in seen.items():
+            known = self.live.get(key)
+            if known is not None and known.endpoint == endpoint:
+                continue
+            if known is not None:
+                self._drop(key)
+            self.live[key] = Connection(endpoint)
+        self.down.clear()  # failed ones whose replica lives are back; the rest are gone
+        self._pool = list(self.live.values())
+
+    def failed(self, conn: Connection) -> None:
+        """No more calls to this endpoint until an update finds its replica alive."""
+        key = conn.endpoint.key
+        if self.live.get(key) is conn:
+            self._drop(key)
+            self.down[key] = conn.endpoint
+            self._pool = list(self.live.values())
+
+    def _drop(self, key: str) -> None:
+        conn = self.live.pop(key)
+        asyncio.get_running_loop().create_task(conn.channel.close(grace=5.0))
+
+    def unary(self, conn: Connection, request: Request, fallback: Fallback) -> DirectUnary:
+        return DirectUnary(self, conn, request, fallback)
+
+    def stream(self, conn: Connection, request: Request, fallback: Fallback) -> DirectStream:
+        return DirectStream(self, conn, request, fallback)
+
+
+def _not_started(exc: grpc.aio.AioRpcError) -> bool:
+    """The replica refused the call before running anything (draining, a token it no longer
+    has), or no connection could be made: the call may go elsewhere as it is."""
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.FAILED_PRECONDITION and details == DRAINING:
+        return True
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return True
+    return code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower()
+
+
+class DirectUnary:
+    """A unary direct call: awaited for the method's result (or its error); `cancel` cancels
+    the call, which cancels the method on the replica."""
+
+    def __init__(
+        self, owner: DirectReplicas, conn: Connection, request: Request, fallback: Fallback
+    ) -> None:
+        self._owner, self._conn, self._fallback = owner, conn, fallback
+        self._request = request
+        self._call = conn.call(dumps(self._request), metadata=conn.metadata)
+        conn.started(self._call)
+        self._instead: Any = None  # the Serve response, when the call went through Serve
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._result().__await__()
+
+    async def _result(self) -> Any:
+        try:
+            raw = await self._call
+        except grpc.aio.AioRpcError as exc:
+            if _not_started(exc):
+                self._owner.failed(self._conn)
+                self._instead = self._fallback(self._request)
+                return await self._instead
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._owner.failed(self._conn)
+                raise ReplicaLost(exc.details() or "") from exc
+            raise
+        ok, value = loads(raw)
+        if not ok:
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        self._call.cancel()
+        if self._instead is not None:
+            self._instead.cancel()
+
+
+class DirectStream:
+    """A streaming direct call: iterated for the method's items; an error the method raised
+    ends the iteration with that error."""
+
+    def __init__(
+        self, owner: DirectReplicas, conn: Connection, request: Request, fallback: Fallback
+    ) -> None:
+        self._owner, self._conn, self._fallback = owner, conn, fallback
+        self._request = request
+        self._call = conn.stream(dumps(self._request), metadata=conn.metadata)
+        conn.started(self._call)
+        self._instead: Any = None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._items()
+
+    async def _items(self) -> AsyncIterator[Any]:
+        first = True
+        try:
+            async for raw in self._call:
+                first = False
+                ok, value = loads(raw)
+                if not ok:
+                    raise value
+                yield value
+            return
+        except grpc.aio.AioRpcError as exc:
+            if not (first and _not_started(exc)):
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._owner.failed(self._conn)
+                    raise ReplicaLost(exc.details() or "") from exc
+                raise
+            self._owner.failed(self._conn)
+        self._instead = self._fallback(self._request)
+        async for item in self._instead:
+            yield item
+
+    def cancel(self) -> None:
+        self._call.cancel()
+        if self._instead is not None:
+            self._instead.cancel()
+
+
+def read_endpoints() -> dict[str, list[Endpoint]]:
+    """Every registered endpoint, by model (blocking: Ray's key-value store)."""
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_list
+
+    found: dict[str, list[Endpoint]] = {}
+    for key in _internal_kv_list("", namespace=NAMESPACE):
+        raw = _internal_kv_get(key, namespace=NAMESPACE)
+        if raw is None:
+            continue  # deregistered since the listing
+        with contextlib.suppress(Exception):  # an entry we cannot read is not ours to use
+            endpoint = Endpoint.from_json(raw)
+            found.setdefault(endpoint.model, []).append(endpoint)
+    return found
+
+
+def dead_replicas(endpoints: list[Endpoint]) -> set[str]:
+    """Keys of the endpoints whose replica's actor is gone, whose entries are deleted
+    (blocking: asks Ray's GCS)."""
+    import ray
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    dead = set()
+    for endpoint in endpoints:
+        try:
+            ray.get_actor(endpoint.actor, namespace="serve")
+        except ValueError:
+            dead.add(endpoint.key)
+            with contextlib.suppress(Exception):
+                _internal_kv_del(endpoint.key, namespace=NAMESPACE)
+            logger.info("direct endpoint %s: its replica is gone", endpoint.address)
+    return dead
