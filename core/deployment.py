@@ -12,6 +12,11 @@ from core.config import ModelConfig
 
 # Every Serve application's ingress deployment (`services.app.ModalityIngress`).
 INGRESS_NAME = "ingress"
+# A stopping replica: Serve drains its own requests (checking every WAIT_LOOP_S), then runs
+# the replica's __del__ (which drains its direct calls: services.replica), within TIMEOUT_S
+# in all before the controller kills it.
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 20.0
+GRACEFUL_SHUTDOWN_WAIT_LOOP_S = 2.0
 
 
 def deployment_options(model: ModelConfig) -> dict[str, Any]:
@@ -29,7 +34,8 @@ def deployment_options(model: ModelConfig) -> dict[str, Any]:
         "ray_actor_options": actor,
         "health_check_period_s": 10.0,
         "health_check_timeout_s": 30.0,
-        "graceful_shutdown_timeout_s": 20.0,
+        "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
+        "graceful_shutdown_wait_loop_s": GRACEFUL_SHUTDOWN_WAIT_LOOP_S,
         "logging_config": {"enable_access_log": model.access_log},
     }
     if s.max_replicas_per_node is not None:

@@ -47,9 +47,11 @@ CLIENT_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),  # keep pinging through a long silent call
 ]
 SERVER_OPTIONS = [
     *MESSAGE_OPTIONS,
+    ("grpc.so_reuseport", 0),  # grpc's default would let two replicas bind one port
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]

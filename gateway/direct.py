@@ -33,6 +33,7 @@ from core.direct import (
 from gateway.errors import ReplicaLost
 
 logger = logging.getLogger("aigc.gateway")
+CONNECT_S = 5.0  # a new endpoint's channel must connect within this to take calls
 # One call: (method name, args, kwargs); and Serve's path for it, which returns a Serve response.
 Request = tuple[str, tuple[Any, ...], dict[str, Any]]
 Fallback = Callable[[Request], Any]
@@ -43,7 +44,9 @@ def _identity(raw: bytes) -> bytes:
 
 
 class Connection:
-    """One replica's endpoint: its channel, its two methods, the calls in flight on it."""
+    """One replica's endpoint: its channel, its two methods, the calls in flight on it. It
+    takes calls once connected (`ready`); once retired it takes none, and its channel closes
+    when its last call ends (closing a channel cancels the calls on it)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -56,6 +59,8 @@ class Connection:
         )
         self.metadata = ((TOKEN_HEADER, endpoint.token),)
         self.inflight = 0
+        self.ready = False
+        self.retired = False
 
     def started(self, call: grpc.aio.Call) -> None:
         self.inflight += 1
@@ -63,12 +68,32 @@ class Connection:
 
     def _finished(self, _: Any) -> None:
         self.inflight -= 1
+        if self.retired and self.inflight == 0:
+            self._close()
+
+    def retire(self) -> None:
+        self.retired, self.ready = True, False
+        if self.inflight == 0:
+            self._close()
+
+    def _close(self) -> None:
+        _background(self.channel.close())
+
+
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def _background(work: Any) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _TASKS.add(task)  # held until done (the loop keeps only weak references)
+    task.add_done_callback(_TASKS.discard)
 
 
 class DirectReplicas:
-    """One model's direct endpoints. `update` (the status loop) adds and removes them;
-    endpoints that failed wait in `down` until the next update tells whether their replica
-    still lives."""
+    """One model's direct endpoints. `update` (the status loop) adds and removes them; a new
+    one takes calls once its channel has connected (within CONNECT_S; a port that cannot be
+    reached never stalls a call); endpoints that failed wait in `down` until the next update
+    tells whether their replica still lives."""
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -95,28 +120,35 @@ class DirectReplicas:
         is gone (a replica killed outright leaves its entry behind)."""
         seen = {e.key: e for e in endpoints if e.key not in dead}
         for key in [k for k in self.live if k not in seen]:
-            self._drop(key)
+            self.live.pop(key).retire()
         for key, endpoint in seen.items():
             known = self.live.get(key)
             if known is not None and known.endpoint == endpoint:
                 continue
             if known is not None:
-                self._drop(key)
-            self.live[key] = Connection(endpoint)
-        self.down.clear()  # failed ones whose replica lives are back; the rest are gone
-        self._pool = list(self.live.values())
+                known.retire()
+            conn = self.live[key] = Connection(endpoint)
+            _background(self._connect(conn))
+        self.down.clear()  # failed ones whose replica lives get another try; the rest are gone
+        self._pool = [c for c in self.live.values() if c.ready]
+
+    async def _connect(self, conn: Connection) -> None:
+        try:
+            await asyncio.wait_for(conn.channel.channel_ready(), CONNECT_S)
+        except Exception:
+            self.failed(conn)
+            return
+        if self.live.get(conn.endpoint.key) is conn:
+            conn.ready = True
+            self._pool = [c for c in self.live.values() if c.ready]
 
     def failed(self, conn: Connection) -> None:
         """No more calls to this endpoint until an update finds its replica alive."""
         key = conn.endpoint.key
         if self.live.get(key) is conn:
-            self._drop(key)
+            self.live.pop(key).retire()
             self.down[key] = conn.endpoint
-            self._pool = list(self.live.values())
-
-    def _drop(self, key: str) -> None:
-        conn = self.live.pop(key)
-        asyncio.get_running_loop().create_task(conn.channel.close(grace=5.0))
+            self._pool = [c for c in self.live.values() if c.ready]
 
     def unary(self, conn: Connection, request: Request, fallback: Fallback) -> DirectUnary:
         return DirectUnary(self, conn, request, fallback)
@@ -148,6 +180,7 @@ class DirectUnary:
         self._call = conn.call(dumps(self._request), metadata=conn.metadata)
         conn.started(self._call)
         self._instead: Any = None  # the Serve response, when the call went through Serve
+        self._cancelled = False
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._result().__await__()
@@ -158,6 +191,8 @@ class DirectUnary:
         except grpc.aio.AioRpcError as exc:
             if _not_started(exc):
                 self._owner.failed(self._conn)
+                if self._cancelled:  # cancelled while the refusal came back
+                    raise asyncio.CancelledError from exc
                 self._instead = self._fallback(self._request)
                 return await self._instead
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -170,6 +205,7 @@ class DirectUnary:
         return value
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._call.cancel()
         if self._instead is not None:
             self._instead.cancel()
@@ -187,6 +223,7 @@ class DirectStream:
         self._call = conn.stream(dumps(self._request), metadata=conn.metadata)
         conn.started(self._call)
         self._instead: Any = None
+        self._cancelled = False
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._items()
@@ -208,11 +245,14 @@ class DirectStream:
                     raise ReplicaLost(exc.details() or "") from exc
                 raise
             self._owner.failed(self._conn)
+        if self._cancelled:
+            return
         self._instead = self._fallback(self._request)
         async for item in self._instead:
             yield item
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._call.cancel()
         if self._instead is not None:
             self._instead.cancel()

@@ -29,7 +29,10 @@ class ServeStatus:
         from ray import serve
 
         status = await asyncio.to_thread(serve.status)
-        await self._refresh_direct()
+        try:
+            await self._refresh_direct()
+        except Exception:  # the models' status still counts; calls go through Serve meanwhile
+            logger.warning("could not read the direct endpoints", exc_info=True)
         for model in self.registry.config.models:
             app = status.applications.get(model.modality.value)
             dep = app.deployments.get(model.name) if app else None

@@ -324,7 +324,7 @@ def stream_table(r: dict[str, Any]) -> str:
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     (
         "serialization (cloudpickle, Serve's RPC serializer)",
-        ("cloudpickle", "serve/_private/serialization.py", "pickle"),
+        ("cloudpickle", "serve/_private/serialization.py", "pickle", "core/direct.py"),
     ),
     ("our metrics (prometheus_client)", ("gateway/metrics.py", "prometheus_client")),
     ("admission", ("gateway/admission.py", "gateway/gate.py", "gateway/rate.py")),
@@ -341,6 +341,10 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "serve/_private/tracing_utils.py",
             "serve/config.py",
         ),
+    ),
+    (
+        "direct calls: our client and the replica's server (transport: direct)",
+        ("gateway/direct.py", "services/direct.py", "grpc/aio/_server.py"),
     ),
     ("data plane", ("gateway/dataplane.py", "gateway/calls.py", "gateway/replicas.py")),
     (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import secrets
@@ -90,7 +91,7 @@ class DirectServer:
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         token = next((v for k, v in context.invocation_metadata() or () if k == TOKEN_HEADER), None)
-        if token != self.token:
+        if not hmac.compare_digest(token or "", self.token):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "bad direct-call token")
         if self.draining:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, DRAINING)
@@ -142,15 +143,17 @@ class DirectServer:
 
 
 def _failure(exc: Exception) -> bytes:
-    """An error as its caller gets it: our errors as they are (their class is their status);
-    anything else logged here with its traceback and sent as a plain RuntimeError, so an
-    exception the gateway cannot unpickle never breaks the call."""
-    if not isinstance(exc, AigcError):
-        logger.error("direct call failed", exc_info=exc)
-    try:
+    """An error as its caller gets it: our errors and Python's own as they are (their class is
+    their status: core.errors, gateway.errors.classify); anything else (an engine library's
+    class the gateway may not have) logged here with its traceback and sent as a RuntimeError
+    naming it."""
+    if isinstance(exc, AigcError):
         return dumps((False, exc))
-    except Exception:
-        return dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+    logger.error("direct call failed", exc_info=exc)
+    if type(exc).__module__ == "builtins":
+        with contextlib.suppress(Exception):
+            return dumps((False, exc))
+    return dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 async def register(endpoint: Endpoint) -> None:

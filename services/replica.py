@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from ray import serve
 
 from core.config import ModelConfig
+from core.deployment import GRACEFUL_SHUTDOWN_TIMEOUT_S, GRACEFUL_SHUTDOWN_WAIT_LOOP_S
 from core.registry import engine_class
 from core.replica import ModelFacts
 from services.direct import DirectServer, deregister, register
@@ -23,9 +24,9 @@ from services.engine import Engine, check_deadline
 
 logger = logging.getLogger("aigc.replica")
 STATS_PERIOD_S = 5.0
-# What a draining replica gives the direct calls it has (within deployment_options'
-# graceful_shutdown_timeout_s, of which Serve's own drain has taken its part).
-DIRECT_DRAIN_S = 10.0
+# What a draining replica gives the direct calls it has: the shutdown budget less Serve's
+# own drain when it has nothing in flight (one wait loop) and a margin for closing.
+DIRECT_DRAIN_S = GRACEFUL_SHUTDOWN_TIMEOUT_S - GRACEFUL_SHUTDOWN_WAIT_LOOP_S - 2.0
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 

@@ -14,11 +14,19 @@ import pytest
 
 from core.direct import Endpoint, port_range
 from core.errors import InvalidArgument
+from gateway import direct as direct_module
 from gateway.calls import relay_unary
 from gateway.direct import DirectReplicas
 from gateway.errors import ReplicaLost, classify, replica_lost
 from gateway.replicas import ReplicaHandle
 from services.direct import DirectServer
+
+
+@pytest.fixture(autouse=True)
+def quick_connect(monkeypatch):
+    """A closed port is given up on after CONNECT_S (grpc keeps retrying a refused connection
+    until then): short here, so the tests about one take no 5 s each."""
+    monkeypatch.setattr(direct_module, "CONNECT_S", 0.5)
 
 
 class Target:
@@ -99,10 +107,12 @@ async def _replica(target: Target) -> tuple[DirectServer, Endpoint]:
     return server, endpoint
 
 
-def _handle(target: Target, *endpoints: Endpoint) -> tuple[ReplicaHandle, ServeStandIn]:
+async def _handle(target: Target, *endpoints: Endpoint) -> tuple[ReplicaHandle, ServeStandIn]:
+    """A handle whose pool has the endpoints, once each has connected or failed to."""
     serve = ServeStandIn(target)
     direct = DirectReplicas("m")
     direct.update(list(endpoints), dead=set())
+    assert await _until(lambda: all(c.ready for c in direct.live.values()))
     return ReplicaHandle(serve, direct), serve
 
 
@@ -114,7 +124,7 @@ def test_unary_results_and_errors_come_back_as_the_method_gave_them() -> None:
     async def main() -> None:
         target = Target()
         server, endpoint = await _replica(target)
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         assert await handle.unary(Target.add, 2, b=3) == 5
         with pytest.raises(InvalidArgument) as err:
             await handle.unary(Target.refuse)
@@ -129,7 +139,7 @@ def test_streams_carry_items_then_the_methods_error() -> None:
     async def main() -> None:
         target = Target()
         server, endpoint = await _replica(target)
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         got = []
         with pytest.raises(InvalidArgument, match="ran out"):
             async for item in handle.stream(Target.count, 3):
@@ -144,7 +154,7 @@ def test_cancelling_a_call_cancels_the_method_on_the_replica() -> None:
     async def main() -> None:
         target = Target()
         server, endpoint = await _replica(target)
-        handle, _ = _handle(target, endpoint)
+        handle, _ = await _handle(target, endpoint)
         task = asyncio.ensure_future(relay_unary(handle.unary(Target.hang)))
         await target.started.wait()
         task.cancel()
@@ -166,12 +176,12 @@ def test_a_draining_replica_sends_new_calls_through_serve() -> None:
     async def main() -> None:
         target = Target()
         server, endpoint = await _replica(target)
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         server.draining = True
         assert [i async for i in _items(handle, 2)] == [0, 1]
         assert serve.calls == ["count"]
         assert handle.direct is not None and handle.direct.live == {}  # until the next update
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         assert await handle.unary(Target.add, 1, b=1) == 2
         assert serve.calls == ["add"] and server.calls == 0
         await server.drain(1)
@@ -192,11 +202,11 @@ def test_a_stale_token_or_a_closed_port_goes_through_serve() -> None:
         target = Target()
         server, endpoint = await _replica(target)
         stale = Endpoint("m", "r1", endpoint.address, "not-the-token", "actor-r1")
-        handle, serve = _handle(target, stale)
+        handle, serve = await _handle(target, stale)
         assert await handle.unary(Target.add, 4) == 4
         assert serve.calls == ["add"] and server.calls == 0
         await server.drain(1)  # the port is closed now
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         assert await handle.unary(Target.add, 5) == 5
         assert serve.calls == ["add"]
         assert handle.direct is not None and list(handle.direct.down) == [endpoint.key]
@@ -208,7 +218,7 @@ def test_a_call_broken_off_midway_is_a_lost_replica() -> None:
     async def main() -> None:
         target = Target()
         server, endpoint = await _replica(target)
-        handle, serve = _handle(target, endpoint)
+        handle, serve = await _handle(target, endpoint)
         pending = handle.unary(Target.hang)
         await target.started.wait()
         assert server._server is not None
@@ -223,13 +233,17 @@ def test_a_call_broken_off_midway_is_a_lost_replica() -> None:
 
 def test_the_pool_follows_the_registry_and_routes_to_the_less_loaded() -> None:
     async def main() -> None:
+        (sa, a), (sb, b) = await _replica(Target()), await _replica(Target())
+        a, b = (
+            Endpoint("m", "a", a.address, a.token, "x"),
+            Endpoint("m", "b", b.address, b.token, "y"),
+        )
         pool = DirectReplicas("m")
-        a = Endpoint("m", "a", "127.0.0.1:1", "t", "x")
-        b = Endpoint("m", "b", "127.0.0.1:2", "t", "y")
         assert pool.unknown([a, b]) == [a, b]
         pool.update([a, b], dead={"m/b"})
         assert list(pool.live) == ["m/a"] and pool.unknown([a]) == []
         pool.update([a, b], dead=set())
+        assert await _until(lambda: pool.pick() is not None and len(pool._pool) == 2)
         conn_a, conn_b = pool.live["m/a"], pool.live["m/b"]
         conn_a.inflight = 3
         assert {pool.pick() for _ in range(20)} == {conn_b}
@@ -237,6 +251,64 @@ def test_the_pool_follows_the_registry_and_routes_to_the_less_loaded() -> None:
         assert pool.pick() is conn_a and pool.unknown([a, b]) == [b]
         pool.update([a], dead=set())  # b deregistered
         assert list(pool.live) == ["m/a"] and pool.down == {}
+        conn_a.inflight = 0
+        await sa.drain(1)
+        await sb.drain(1)
+
+    run(main())
+
+
+def test_an_unreachable_port_never_takes_a_call() -> None:
+    async def main() -> None:
+        target = Target()
+        server, endpoint = await _replica(target)
+        await server.drain(1)  # nothing listens there now
+        handle, serve = await _handle(target, endpoint)
+        assert handle.direct is not None and handle.direct.pick() is None
+        assert list(handle.direct.down) == [endpoint.key]
+        assert await handle.unary(Target.add, 1) == 1 and serve.calls == ["add"]
+
+    run(main())
+
+
+def test_a_dropped_endpoint_finishes_the_calls_it_has() -> None:
+    """Dropping an endpoint (deregistered, or another call failed on it) must not cancel the
+    calls still open on its channel: they end when the replica answers."""
+
+    async def main() -> None:
+        target = Target()
+        server, endpoint = await _replica(target)
+        handle, _ = await _handle(target, endpoint)
+        stream = handle.stream(Target.count_forever)
+        items = stream.__aiter__()
+        assert await items.__anext__() == 0
+        assert handle.direct is not None
+        handle.direct.update([], dead=set())  # deregistered while the stream runs
+        assert handle.direct.pick() is None
+        assert [await items.__anext__() for _ in range(50)] == list(range(1, 51))
+        stream.cancel()
+        await server.drain(1)
+
+    run(main())
+
+
+def test_two_replicas_never_share_a_port(monkeypatch) -> None:
+    """grpc lets two servers bind one port (SO_REUSEPORT) unless told not to; replicas of one
+    pod take the ports of AIGC_DIRECT_PORTS in turn."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        first = probe.getsockname()[1]
+    monkeypatch.setenv("AIGC_DIRECT_PORTS", f"{first}-{first + 1}")
+
+    async def main() -> None:
+        (s1, e1), (s2, e2) = await _replica(Target()), await _replica(Target())
+        assert {e1.address, e2.address} == {f"127.0.0.1:{first}", f"127.0.0.1:{first + 1}"}
+        with pytest.raises(RuntimeError, match="no free port"):
+            await _replica(Target())
+        await s1.drain(1)
+        await s2.drain(1)
 
     run(main())
 
