@@ -55,7 +55,8 @@ class TextEngine(Engine):
 
     def respond(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         """The stream a client gets: with tools offered, the answer in the template's tool
-        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content."""
+        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content, and a
+        completion that repeats a call ends there (services/text/tools.py)."""
         stream = self.stream(request)
         if not offers_tools(request):
             return stream
