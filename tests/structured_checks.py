@@ -154,6 +154,50 @@ def check_a_named_tool_streams_in_openai_deltas(oai: openai.OpenAI, model: str) 
         jsonschema.validate(json.loads(made.function.arguments), WEATHER["function"]["parameters"])
 
 
+def check_a_repeated_call_ends_the_answer(oai: openai.OpenAI, model: str, seed: int) -> None:
+    """`tool_choice: required` with parallel calls allowed: at `seed` (a seed at which this
+    model writes the same call again and again until max_tokens, found for it), the answer
+    ends at the repeat, with tool_calls, and the engine stops there; with n = 2 (completion 1
+    at seed + 1) each completion's calls are distinct, streamed as unary."""
+    kw: dict[str, Any] = dict(
+        model=model, messages=ask("What is the weather in Paris?"), tools=[WEATHER],
+        tool_choice="required", temperature=0.7, max_tokens=120,
+    )  # fmt: skip
+
+    def distinct(calls: list[tuple[str, str]]) -> bool:
+        parsed = [(name, json.dumps(json.loads(args), sort_keys=True)) for name, args in calls]
+        return len(set(parsed)) == len(parsed)
+
+    alone = oai.chat.completions.create(**kw, seed=seed)
+    assert alone.choices[0].finish_reason == "tool_calls", alone.choices[0]
+    assert alone.usage.completion_tokens < 80  # stopped at the repeat, not at max_tokens (120)
+    unary = oai.chat.completions.create(**kw, seed=seed, n=2)
+    made = {
+        c.index: [(t.function.name, t.function.arguments) for t in c.message.tool_calls or ()]
+        for c in unary.choices
+    }
+    assert [c.finish_reason for c in unary.choices] == ["tool_calls", "tool_calls"]
+    assert all(calls and distinct(calls) for calls in made.values()), made
+    streamed: dict[int, dict[int, list[str]]] = {0: {}, 1: {}}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in oai.chat.completions.create(
+        **kw, seed=seed, n=2, stream=True, stream_options={"include_usage": True}
+    ):
+        usage = chunk.usage or usage
+        for c in chunk.choices:
+            finishes[c.index] = c.finish_reason or finishes.get(c.index, "")
+            for d in c.delta.tool_calls or ():
+                entry = streamed[c.index].setdefault(d.index, ["", ""])
+                if d.id:  # a call's first delta, once per call: a repeat never starts one
+                    assert not entry[0]
+                    entry[0] = d.function.name
+                entry[1] += d.function.arguments or ""
+    assert finishes == {0: "tool_calls", 1: "tool_calls"}
+    assert {i: [tuple(e) for e in calls.values()] for i, calls in streamed.items()} == made
+    assert usage is not None and usage.prompt_tokens == unary.usage.prompt_tokens
+
+
 def check_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> None:
     done = oai.chat.completions.create(
         model=model, messages=ask("What is the capital of France?"), temperature=0,

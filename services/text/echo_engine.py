@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from core.options import EchoTextOptions
 from core.types import FinishReason, TextChunk, TextRequest
 from services.text.engine import TextEngine
+from services.text.stream import TextStream
 
 
 class EchoTextEngine(TextEngine):
@@ -18,7 +19,11 @@ class EchoTextEngine(TextEngine):
     async def _start(self) -> None:
         pass
 
-    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    def stream(self, request: TextRequest) -> TextStream:
+        ends: set[int] = set()
+        return TextStream(self._words(request, ends), ends.add)
+
+    async def _words(self, request: TextRequest, ends: set[int]) -> AsyncGenerator[TextChunk, None]:
         source = request.prompt if request.prompt is not None else request.messages[-1].content
         words = source.split() or [""]
         limit = request.max_tokens or self.options.default_max_tokens
@@ -31,6 +36,9 @@ class EchoTextEngine(TextEngine):
         start, k = loop.time(), 0
         for index in range(request.n):
             for i, word in enumerate(out):
+                if index in ends:  # ended early: its last chunk, no more words
+                    yield TextChunk(index, "", 0, FinishReason.STOP, prompt_tokens=len(words))
+                    break
                 if self.options.delay_s:
                     k += 1
                     await asyncio.sleep(max(0.0, start + k * self.options.delay_s - loop.time()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +25,7 @@ from services.engine import Engine
 from services.text.constraints import Grammars, Shaper, check_logit_bias, offers_tools
 from services.text.hermes import HermesStream, hermes_prompt
 from services.text.sequences import Sequence, Sink, TextCounters
+from services.text.stream import TextStream
 from services.text.tools import ToolFormat, ToolStream, tool_format, tool_messages, with_tool_calls
 
 S = TypeVar("S", bound=Sequence)
@@ -40,11 +41,12 @@ class TextEngine(Engine):
         refuse_structure(request, self.config.engine)
 
     @abc.abstractmethod
-    def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
-        """Yields deltas of the request's n completions, interleaved, tagged by index.
+    def stream(self, request: TextRequest) -> TextStream:
+        """Deltas of the request's n completions, interleaved, tagged by index.
 
         The last chunk of each completion has `finish_reason` and `prompt_tokens` set. Closing
-        the iterator early (client cancel) aborts the request's sequences in the engine.
+        the stream early (client cancel) aborts the request's sequences in the engine;
+        `end(index)` finishes one completion early (`TextStream`).
         """
 
     async def generate(self, request: TextRequest) -> TextResult:
@@ -53,7 +55,8 @@ class TextEngine(Engine):
 
     def respond(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         """The stream a client gets: with tools offered, the answer in the template's tool
-        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content."""
+        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content, and a
+        completion that repeats a call ends there (services/text/tools.py)."""
         stream = self.stream(request)
         if not offers_tools(request):
             return stream
@@ -280,13 +283,29 @@ class TokenizingTextEngine(TextEngine, Generic[S]):
     def stats(self) -> dict[str, float]:
         return {**self.counters.as_dict(), **self._snapshot}
 
-    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    def stream(self, request: TextRequest) -> TextStream:
+        seqs: list[S] = []  # the request's sequences, once the stream has started
+        ends: set[int] = set()
+
+        def end(index: int) -> None:  # the scheduler finishes it at its next step
+            ends.add(index)
+            if seqs:
+                seqs[index].ending = True
+            self._submit([])
+
+        return TextStream(self._relay(request, seqs, ends), end)
+
+    async def _relay(
+        self, request: TextRequest, seqs: list[S], ends: set[int]
+    ) -> AsyncGenerator[TextChunk, None]:
         prompt = self.prompt_of(request)
         max_new = answer_budget(
             request, self.options.default_max_tokens, self.max_context - len(prompt)
         )
         relay = Relay(request.n)
-        seqs = [self._sequence(request, i, prompt, max_new, relay.sink) for i in range(request.n)]
+        seqs += [self._sequence(request, i, prompt, max_new, relay.sink) for i in range(request.n)]
+        for index in ends:  # ended before it started
+            seqs[index].ending = True
         self.counters.prompt_tokens_total += len(prompt)
         self._submit(seqs)
         try:

@@ -14,7 +14,8 @@ which the grammar of services/text/constraints.py (`hermes_grammar`) keeps valid
 tool_choice auto, free text too, and any block the model opens is a valid call. `HermesStream`
 reads the answer as it is generated: text outside the blocks is content (the whitespace that
 only separates it from a block left out), each block a tool call streamed in OpenAI's deltas
-with the generic format's JSON scanner.
+with the generic format's JSON scanner; a block that repeats an earlier call (the same name and
+arguments) is never sent and ends the answer (`tools.Calls`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 from typing import Any
 
 from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
-from services.text.tools import JsonScanner, call_delta, named_calls, new_call, parse_json
+from services.text.tools import Calls, JsonScanner, parse_json
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -111,23 +112,31 @@ class HermesStream:
 
     def __init__(self) -> None:
         self.rest = ""  # text not yet read: outside a block, what `_held` keeps back
-        self.calls: dict[int, dict[str, Any]] = {}  # index -> id, name, arguments, ...
+        self.calls = Calls()
         self.block: str | None = None  # the open block's text after its tag
         self.scanner: JsonScanner | None = None  # the open block's JSON (None: JSON done)
         self.after_block = False  # the text since the last block is whitespace so far
         self.content_sent = False
 
+    @property
+    def repeated(self) -> bool:
+        return self.calls.repeated is not None
+
     def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
+        if self.repeated:
+            return "", []
         self.rest += delta
         return self._read(final=False)
 
     def finish(self) -> tuple[str, list[ToolCallDelta]]:
+        if self.repeated:
+            return "", []
         if self.scanner is not None:
             self.scanner.close()  # a number or literal the cut ended
         return self._read(final=True)
 
     def tool_calls(self) -> list[ToolCall]:
-        return named_calls(self.calls)
+        return self.calls.sent()
 
     def _read(self, final: bool) -> tuple[str, list[ToolCallDelta]]:
         content: list[str] = []
@@ -143,12 +152,14 @@ class HermesStream:
                 content.append(self._text(self.rest[:start].rstrip()))
                 self.rest = self.rest[start + len(OPEN) :]
                 self.block, self.scanner = "", JsonScanner()
-                self.calls[len(self.calls)] = new_call()
+                self.calls.at(len(self.calls))
             closed = self._read_block()
-            index = len(self.calls) - 1
-            delta = call_delta(index, self.calls[index], self.block)
+            delta = self.calls.delta(len(self.calls) - 1, self.block, final)
             if delta is not None:
                 deltas.append(delta)
+            if self.repeated:  # nothing after the repeat is read
+                self.rest = ""
+                break
             if not closed:
                 break
             self.block, self.after_block = None, True
@@ -170,22 +181,19 @@ class HermesStream:
         """Reads the open block from `rest`: its JSON through the scanner (name and arguments
         found by their paths), then its closing tag. True when the block has closed."""
         assert self.block is not None
-        call = self.calls[len(self.calls) - 1]
+        index = len(self.calls) - 1
         while self.scanner is not None and self.rest:
             ch, self.rest = self.rest[0], self.rest[1:]
             self.block += ch
             s = self.scanner
             s.feed(ch)
             for path, start in s.started:
-                if path == ("arguments",):
-                    call["args_start"] = start
+                self.calls.started(index, path, start)
             for path, start, end in s.ended:
-                if path == ("name",):
-                    call["name"] = parse_json(self.block[start:end])
-                elif path == ("arguments",):
-                    call["args_end"] = end
-                elif path == ():  # the object is complete
+                if path == ():  # the object is complete
                     self.scanner = None
+                else:
+                    self.calls.ended(index, path, self.block, start, end)
             s.started.clear()
             s.ended.clear()
         if self.scanner is not None:

@@ -9,8 +9,8 @@ start first, a quarter of the sequence ids is kept for them, and while one runs 
 sequences hold their KV cells but sit out the steps (on a CPU a step's time grows with its rows,
 so this is what keeps interactive TTFT near idle beside a running batch).
 
-One scheduler thread owns the context. Each step it retires finished, cancelled and expired
-sequences (their KV cells freed with `llama_memory_seq_rm`), starts waiting ones while a
+One scheduler thread owns the context. Each step it retires finished, cancelled, ended and
+expired sequences (their KV cells freed with `llama_memory_seq_rm`), starts waiting ones while a
 sequence id and KV cells are free, and decodes one batch: every running sequence's last
 sampled token plus chunks of newcomers' prompts, as llama-server does. Each sequence samples
 with its own seeded sampler chain, is detokenized incrementally and checked for stop strings;
@@ -56,7 +56,7 @@ from services.text.engine import (
     template_tools,
 )
 from services.text.llamacpp_model import LlamaModel, gguf_file
-from services.text.sequences import PieceDecoder, Sampling, Sequence, Sink, expired
+from services.text.sequences import PieceDecoder, Sampling, Sequence, Sink, ended, expired
 
 Delivery = list[tuple[Sink, "TextChunk | BaseException"]]
 
@@ -64,7 +64,7 @@ Delivery = list[tuple[Sink, "TextChunk | BaseException"]]
 @dataclass(eq=False)
 class _Sequence(Sequence):
     """A sequence as llama.cpp holds it: a sequence id, its KV cells and its sampler chain.
-    Everything but `done` belongs to the scheduler thread."""
+    Everything but `done` and `ending` belongs to the scheduler thread."""
 
     # The request's first completion; n > 1: the others share its prompt's KV cells (copied
     # with llama_memory_seq_cp once it is prefilled) and sample from its last prompt logits.
@@ -287,6 +287,7 @@ class LlamaCppTextEngine(TokenizingTextEngine["_Sequence"]):
 
     def _step(self, out: Delivery) -> None:
         out += expired([*self._running, *self._waiting])
+        out += ended(self._running)
         for s in [s for s in self._running if s.done]:
             self._retire(s)
         # interactive requests first (stable: a request's n completions stay together)

@@ -3,10 +3,12 @@
 A request with n completions becomes n `Sequence`s. The scheduler feeds each sampled token to
 `Sequence.accept`, which detokenizes it (the engine's `TextDecoder`), holds back what could
 still start a stop string, decides the finish (end of generation, a stop string, the token
-budget) and returns the chunk to send. `TextCounters` are the engine's counters, with one
-meaning on every engine (vLLM's adapter included): each is written by one thread only, and the
-figures that describe the scheduler's state (running, waiting, KV cells) reach `stats()` as a
-snapshot the scheduler publishes after its step, never by walking its state from another thread.
+budget) and returns the chunk to send. A sequence its consumer ended (`TextStream.end`) is
+finished by the scheduler at its next step (`ended`), with the tokens it generated.
+`TextCounters` are the engine's counters, with one meaning on every engine (vLLM's adapter
+included): each is written by one thread only, and the figures that describe the scheduler's
+state (running, waiting, KV cells) reach `stats()` as a snapshot the scheduler publishes after
+its step, never by walking its state from another thread.
 
 Per-request sampling (`Sampling`: temperature, top-p, top-k and the seed, resolved once against
 the engine's defaults) lives here too, so what a request asks of the sampler is read in one place.
@@ -139,6 +141,7 @@ class Sequence:
     unreported: int = 0  # tokens not yet counted in a chunk
     last_token: int = -1  # the last sampled token that is part of the text
     done: bool = False
+    ending: bool = False  # set by the consumer (`TextStream.end`): finish it at the next step
     shaper: Shaper | None = None  # grammar, penalties, bias, logprobs (None: none asked)
 
     def accept(self, token: int, end_of_generation: bool) -> TextChunk | None:
@@ -177,6 +180,19 @@ class Sequence:
         self.done = True
         return self.sink, error
 
+    def end(self) -> tuple[Sink, TextChunk]:
+        """Finishes the sequence where it is, as a stop string would: its last chunk has no
+        more text (what was held back for a stop string is dropped), the tokens sampled since
+        its previous chunk and the prompt's."""
+        self.done = True
+        chunk = TextChunk(
+            self.index, "", self.unreported, FinishReason.STOP, prompt_tokens=len(self.prompt)
+        )
+        self.unreported = 0
+        if self.shaper is not None and self.request.logprobs is not None:
+            chunk.logprobs = self.shaper.take_logprobs()
+        return self.sink, chunk
+
 
 def expired(seqs: Iterable[Sequence], now: float | None = None) -> list[tuple[Sink, BaseException]]:
     """Ends every unfinished sequence whose request's deadline has passed."""
@@ -186,6 +202,12 @@ def expired(seqs: Iterable[Sequence], now: float | None = None) -> list[tuple[Si
         for s in seqs
         if not s.done and past(s.request.deadline, now)
     ]
+
+
+def ended(seqs: Iterable[Sequence]) -> list[tuple[Sink, TextChunk]]:
+    """Finishes every unfinished sequence whose consumer ended it (`Sequence.ending`); run by
+    the scheduler before its step, so a sequence ends between two of its tokens."""
+    return [s.end() for s in seqs if s.ending and not s.done]
 
 
 @dataclass

@@ -11,6 +11,12 @@ template renders them. The answer: decoding is constrained to the format
 or, with tool_choice auto, also `{"response": "..."}`. `ToolStream` turns that JSON, as it is
 generated, into what OpenAI streams: tool-call deltas (id and name first, then the arguments'
 JSON text in pieces) and the response's text as content.
+
+A completion that repeats a call (same name, arguments equal as parsed JSON) ends there, in
+either format (`Calls`, `with_tool_calls`): a small model at a non-zero temperature may
+otherwise write the same call again and again until max_tokens. The repeat is never sent,
+the engine stops generating the completion (`TextStream.end`), and it finishes with
+tool_calls.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -31,6 +38,7 @@ from core.types import (
     ToolCallDelta,
     ToolChoice,
 )
+from services.text.stream import TextStream
 
 
 class ToolFormat(StrEnum):
@@ -207,47 +215,49 @@ class ToolStream:
     def __init__(self) -> None:
         self.text = ""
         self.scanner = JsonScanner()
-        self.calls: dict[int, dict[str, Any]] = {}  # index -> id, name, arguments, sent
+        self.calls = Calls()
         self.content_start: int | None = None  # where the response string's characters begin
         self.content_end: int | None = None
         self.content_sent = ""
         self.plain: bool | None = None  # not the tool format: the text is the content
+
+    @property
+    def repeated(self) -> bool:
+        return self.calls.repeated is not None
 
     def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
         if self.plain is None and delta.strip():
             self.plain = not delta.lstrip().startswith("{")
         if self.plain:
             return delta, []
+        if self.repeated:
+            return "", []
         start = len(self.text)
         self.text += delta
         self.scanner.feed(self.text[start:])
         return self._progress()
 
     def finish(self) -> tuple[str, list[ToolCallDelta]]:
+        if self.plain or self.repeated:
+            return "", []
         self.scanner.close()
-        return self._progress(final=True) if not self.plain else ("", [])
+        return self._progress(final=True)
 
     def _progress(self, final: bool = False) -> tuple[str, list[ToolCallDelta]]:
         s = self.scanner
         for path, start in s.started:
-            if len(path) == 3 and path[0] == "tool_calls" and path[2] == "arguments":
-                self._call(path[1])["args_start"] = start
+            if len(path) >= 3 and path[0] == "tool_calls":
+                self.calls.started(path[1], path[2:], start)
             elif path == ("response",):
                 self.content_start = start + 1
         for path, start, end in s.ended:
-            if len(path) == 3 and path[0] == "tool_calls" and path[2] == "name":
-                self._call(path[1])["name"] = parse_json(self.text[start:end])
-            elif len(path) == 3 and path[0] == "tool_calls" and path[2] == "arguments":
-                self._call(path[1])["args_end"] = end
+            if len(path) >= 3 and path[0] == "tool_calls":
+                self.calls.ended(path[1], path[2:], self.text, start, end)
             elif path == ("response",):
                 self.content_end = end - 1
         s.started.clear()
         s.ended.clear()
-        deltas = [call_delta(i, self.calls[i], self.text) for i in sorted(self.calls)]
-        return self._content(final), [d for d in deltas if d is not None]
-
-    def _call(self, index: int) -> dict[str, Any]:
-        return self.calls.setdefault(index, new_call())
+        return self._content(final), self.calls.deltas(self.text, final)
 
     def _content(self, final: bool) -> str:
         """The response string's characters so far, unescaped (an escape still incomplete is
@@ -270,41 +280,132 @@ class ToolStream:
         return out
 
     def tool_calls(self) -> list[ToolCall]:
-        return named_calls(self.calls)
+        return self.calls.sent()
 
 
-def new_call() -> dict[str, Any]:
-    """A tool call being read: `name` once its string is complete, `args_start`/`args_end`
-    where its arguments' JSON lies in the text, `arguments` what was sent of it."""
-    return {"id": call_id(), "arguments": "", "announced": False}
+def canonical(text: str) -> str:
+    """JSON text in one spelling (keys sorted, no free whitespace, one escape per character),
+    so that two texts of the same value compare equal; text that is not JSON stays as it is,
+    marked so that it equals no JSON."""
+    try:
+        return json.dumps(json.loads(text), sort_keys=True)
+    except ValueError:
+        return "\0" + text
 
 
-def call_delta(index: int, call: dict[str, Any], text: str) -> ToolCallDelta | None:
-    """Call `index`'s next delta, read from `text`: none before its name is known (the name
-    comes first, with the id, in the call's first delta), then the arguments' characters
-    generated since the last one."""
-    if not isinstance(call.get("name"), str):
-        return None
-    first = not call["announced"]
-    call["announced"] = True
-    args = ""
-    if "args_start" in call:
-        end = call.get("args_end", len(text))
-        args = text[call["args_start"] : end][len(call["arguments"]) :]
-        call["arguments"] += args
-    if not (first or args):
-        return None
-    return ToolCallDelta(
-        index, call["id"] if first else None, call["name"] if first else None, args
-    )
+@dataclass
+class Call:
+    """A tool call being read: its name once its string is complete, where its arguments' JSON
+    lies in the parser's text, what was sent of it, and what the duplicate rule compares: each
+    top-level member of its arguments as it completes, and the whole arguments once complete
+    (canonical JSON)."""
+
+    id: str = field(default_factory=call_id)
+    name: Any = None  # a str once read (a call whose name is not a string is never sent)
+    args_start: int | None = None
+    args_end: int | None = None
+    arguments: str = ""  # what was sent of the arguments' text
+    announced: bool = False  # its first delta (id and name) was sent
+    released: bool = False  # it differs from every earlier call: no longer held back
+    members: dict[str, str] = field(default_factory=dict)  # key -> canonical value
+    value: str | None = None  # the arguments, canonical, once complete
 
 
-def named_calls(calls: dict[int, dict[str, Any]]) -> list[ToolCall]:
-    return [
-        ToolCall(c["id"], c["name"], c["arguments"])
-        for _, c in sorted(calls.items())
-        if isinstance(c.get("name"), str)
-    ]
+class Calls:
+    """One completion's tool calls as its parser (ToolStream, HermesStream) reads them, and
+    the duplicate rule. A call that has the name of an earlier call is held back (nothing of it
+    is sent) while it may still turn out identical to one of them: while each top-level member
+    of its arguments, as it completes, equals that call's (as parsed JSON). It is released
+    whole as soon as it differs from all of them; one that turns out identical (its whole
+    arguments equal as parsed JSON) is never sent, and the answer ends there (`repeated`: the
+    parser reads nothing after it). A call cut short (max_tokens) while held is released as
+    it is, as any cut call is."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, Call] = {}
+        self.repeated: int | None = None  # the index of the call that repeated an earlier one
+
+    def at(self, index: int) -> Call:
+        return self.calls.setdefault(index, Call())
+
+    def started(self, index: int, path: tuple[Any, ...], start: int) -> None:
+        """A value of call `index` starts at `start` (`path` within the call object)."""
+        if path == ("arguments",):
+            self.at(index).args_start = start
+
+    def ended(self, index: int, path: tuple[Any, ...], text: str, start: int, end: int) -> None:
+        """A value of call `index` is complete: `text[start:end]`."""
+        call = self.at(index)
+        if path == ("name",):
+            call.name = parse_json(text[start:end])
+        elif path == ("arguments",):
+            call.args_end = end
+            call.value = canonical(text[start:end])
+        elif len(path) == 2 and path[0] == "arguments" and isinstance(path[1], str):
+            call.members[path[1]] = canonical(text[start:end])
+
+    def deltas(self, text: str, final: bool = False) -> list[ToolCallDelta]:
+        """Every call's next delta (`text` holds them all: the generic format)."""
+        deltas = [self.delta(i, text, final) for i in sorted(self.calls)]
+        return [d for d in deltas if d is not None]
+
+    def delta(self, index: int, text: str, final: bool = False) -> ToolCallDelta | None:
+        """Call `index`'s next delta, read from `text`: none before its name is known (the name
+        comes first, with the id, in the call's first delta), none while it is held back, then
+        the arguments' characters generated since the last one. `final`: the answer ended."""
+        call = self.calls[index]
+        if not isinstance(call.name, str) or (self.repeated is not None and index >= self.repeated):
+            return None
+        if not call.released:
+            verdict = self._verdict(index)
+            if verdict == "repeat":
+                self.repeated = index
+                return None
+            if verdict == "maybe" and not final:
+                return None
+            call.released = True
+        first = not call.announced
+        call.announced = True
+        args = ""
+        if call.args_start is not None:
+            end = call.args_end if call.args_end is not None else len(text)
+            args = text[call.args_start : end][len(call.arguments) :]
+            call.arguments += args
+        if not (first or args):
+            return None
+        return ToolCallDelta(index, call.id if first else None, call.name if first else None, args)
+
+    def _verdict(self, index: int) -> str:
+        """Call `index` against the earlier calls of its name: "repeat" (identical to one),
+        "maybe" (it may still turn out so) or "differs"."""
+        call = self.calls[index]
+        earlier = [
+            c
+            for i, c in self.calls.items()
+            if i < index and c.name == call.name and c.value is not None
+        ]
+        if call.value is not None:
+            return "repeat" if any(c.value == call.value for c in earlier) else "differs"
+        if any(_may_become(call, c) for c in earlier):
+            return "maybe"
+        return "differs"
+
+    def sent(self) -> list[ToolCall]:
+        """The calls sent so far (with what was sent of their arguments)."""
+        calls = sorted(self.calls.items())
+        return [ToolCall(c.id, c.name, c.arguments) for _, c in calls if c.announced]
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+def _may_become(call: Call, earlier: Call) -> bool:
+    """Whether `call`, read so far, may still turn out identical to the complete `earlier`:
+    the members of its arguments complete so far are all the earlier call's. Arguments that
+    are not an object are compared once complete."""
+    if not (earlier.value or "").startswith("{"):
+        return True
+    return all(earlier.members.get(k) == v for k, v in call.members.items())
 
 
 class CallParser(Protocol):
@@ -316,27 +417,41 @@ class CallParser(Protocol):
 
     def tool_calls(self) -> list[ToolCall]: ...
 
+    @property
+    def repeated(self) -> bool:
+        """It read a call identical to an earlier one (`Calls`), and reads nothing more."""
+        ...
+
 
 async def with_tool_calls(
     request: TextRequest,
-    chunks: AsyncIterator[TextChunk],
+    chunks: TextStream,
     parser: Callable[[], CallParser] = ToolStream,
 ) -> AsyncIterator[TextChunk]:
     """A text stream whose completions are in a tool format (`parser` reads it: the generic
     one's ToolStream, or hermes.HermesStream), as content and tool-call deltas; a completion
-    that called tools ends with finish_reason tool_calls."""
+    that called tools ends with finish_reason tool_calls. A completion that repeats a call
+    ends there: the engine stops generating it (`chunks.end`, the other completions go on),
+    what it generated after the last call sent is dropped (its tokens still count, with their
+    logprobs), and its last chunk, the engine's (so usage has the prompt's tokens), finishes
+    with tool_calls."""
     streams = [parser() for _ in range(request.n)]
     held: dict[int, TextChunk] = {}  # tokens (and logprobs) of deltas that sent nothing yet
     try:
         async for chunk in chunks:
             tools = streams[chunk.index]
+            ending = tools.repeated  # the engine was told to end this completion
             content, deltas = tools.feed(chunk.delta)
             if chunk.finish_reason is not None:
                 more, final = tools.finish()
                 content += more
                 deltas = _merge(deltas + final)
-                if tools.tool_calls() and chunk.finish_reason == FinishReason.STOP:
+                if tools.repeated or (
+                    tools.tool_calls() and chunk.finish_reason == FinishReason.STOP
+                ):
                     chunk.finish_reason = FinishReason.TOOL_CALLS
+            elif tools.repeated and not ending:
+                chunks.end(chunk.index)
             earlier = held.pop(chunk.index, None)
             if earlier is not None:
                 chunk.token_count += earlier.token_count
@@ -349,7 +464,7 @@ async def with_tool_calls(
             else:
                 held[chunk.index] = chunk
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
 
 
 def _merge(deltas: list[ToolCallDelta]) -> list[ToolCallDelta]:

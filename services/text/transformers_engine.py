@@ -2,9 +2,9 @@
 
 One scheduler task owns the running batch. Every step it first admits waiting sequences (a
 batched prefill whose KV cache is merged into the running one, left-padded), else decodes one
-token for every running sequence. Finished, cancelled and expired sequences leave the batch
-at the next step, so a client that goes away frees its slot at once. All torch work runs on one
-worker thread; the event loop only moves tokens to the per-request queues.
+token for every running sequence. Finished, cancelled, ended and expired sequences leave the
+batch at the next step, so a client that goes away frees its slot at once. All torch work runs
+on one worker thread; the event loop only moves tokens to the per-request queues.
 
 Options: `core.options.TransformersTextOptions`.
 """
@@ -36,7 +36,7 @@ from services.text.engine import (
 )
 from services.text.kv_batch import KvBatch
 from services.text.sampling import sample
-from services.text.sequences import Sampling, Sequence, Sink, expired
+from services.text.sequences import Sampling, Sequence, Sink, ended, expired
 
 
 @dataclass(eq=False)
@@ -230,8 +230,11 @@ class TransformersTextEngine(TokenizingTextEngine["_Sequence"]):
                 self._accept(s, tok)
 
     def _expire(self) -> None:
+        """Fails the sequences past their deadline; finishes the ones their consumer ended."""
         for sink, error in expired([*self._batch.seqs, *self._waiting]):
             sink.put_nowait(error)
+        for sink, chunk in ended(self._batch.seqs):
+            sink.put_nowait(chunk)
 
     def _accept(self, s: _Sequence, token: int) -> None:
         """Adds one sampled token to a sequence and sends the text that is now certain."""

@@ -5,10 +5,16 @@ The GPU path (official `vllm` on CUDA, configs/k8s-gpu.yaml), and on CPU the vll
 engine by tests/vllm. Uses vLLM's public async API only: `AsyncEngineArgs`,
 `AsyncLLMEngine.from_engine_args` (vLLM V1's `AsyncLLM`), `engine.generate(prompt,
 SamplingParams, request_id)` (an async iterator of `RequestOutput`s; DELTA output kind, so each
-carries only the text and tokens new since the last, and with n > 1 only the completions that
-advanced), `engine.abort(request_id)`, `engine.check_health()`, `engine.get_tokenizer()`,
-`engine.shutdown()`. vLLM's own Prometheus metrics (registered in the replica's default
-registry) are bridged into `stats()`, which the replica exports through Ray.
+carries only the text and tokens new since the last), `engine.abort(request_id)`,
+`engine.check_health()`, `engine.get_tokenizer()`, `engine.shutdown()`. vLLM's own Prometheus
+metrics (registered in the replica's default registry) are bridged into `stats()`, which the
+replica exports through Ray.
+
+Each of a request's n completions is its own vLLM request, as vLLM itself fans an n > 1 request
+out (the same parameters with n = 1, completion i seeded with seed + i): so one completion can
+end early (`TextStream.end`, a repeated tool call) by aborting its own request while the
+others go on, which vLLM's public API cannot do for one child of an n > 1 request. Their
+outputs meet in one queue, as the CPU engines' sequences do (`Relay`).
 
 vLLM's errors, as the real engine raises them: a bad request is a `VLLMClientError`
 (`VLLMValidationError`: prompt longer than the context, bad sampling parameters), not a
@@ -32,7 +38,8 @@ import importlib
 import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +50,7 @@ from core.types import FinishReason, TextChunk, TextRequest, TokenLogprob
 from services.engine import check_deadline
 from services.text.constraints import check_logit_bias, check_schema, constraint
 from services.text.engine import (
+    Relay,
     TextEngine,
     check_prompt_format,
     configured_template,
@@ -50,7 +58,8 @@ from services.text.engine import (
     refuse_echo_logprobs,
     template_tools,
 )
-from services.text.sequences import TextCounters
+from services.text.sequences import Sink, TextCounters
+from services.text.stream import TextStream
 
 _FINISH = {
     "length": FinishReason.LENGTH,
@@ -184,10 +193,10 @@ class VllmTextEngine(TextEngine):
         )
         return templated if templated is not None else request.prompt or ""
 
-    def sampling_params(self, request: TextRequest) -> Any:
+    def sampling_params(self, request: TextRequest, index: int = 0) -> Any:
+        """Completion `index`'s parameters (each completion is its own vLLM request)."""
         assert self._vllm is not None
         kwargs: dict[str, Any] = {
-            "n": request.n,
             "max_tokens": request.max_tokens or self.options.default_max_tokens,
             "stop": list(request.stop),
             "ignore_eos": request.ignore_eos,
@@ -199,8 +208,8 @@ class VllmTextEngine(TextEngine):
             kwargs["top_p"] = request.top_p
         if request.top_k is not None:
             kwargs["top_k"] = request.top_k if request.top_k > 0 else -1  # vLLM: -1 = off
-        if request.seed is not None:
-            kwargs["seed"] = request.seed % _SEED_RANGE
+        if request.seed is not None:  # as vLLM seeds child i of an n > 1 request
+            kwargs["seed"] = request.seed % _SEED_RANGE + index
         if request.logprobs is not None:
             kwargs["logprobs"] = request.logprobs
         for name in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
@@ -250,51 +259,45 @@ class VllmTextEngine(TextEngine):
             out.pop()
         return out
 
-    async def stream(self, request: TextRequest) -> AsyncIterator[TextChunk]:
+    def stream(self, request: TextRequest) -> TextStream:
+        ends: set[int] = set()
+        return TextStream(self._relay(request, ends), ends.add)
+
+    async def _relay(self, request: TextRequest, ends: set[int]) -> AsyncGenerator[TextChunk, None]:
         prompt = self._prompt(request)
-        params = self.sampling_params(request)
+        params = [self.sampling_params(request, i) for i in range(request.n)]
         loop = asyncio.get_running_loop()
         # the deadline bounds each wait for vLLM's next output (a request queued behind others
         # still ends at its deadline), never the time the consumer holds a chunk
         check_deadline(request.deadline, "before generation")
         when = None if request.deadline is None else loop.time() + request.deadline - time.time()
         rid = f"{request.request_id}-{uuid.uuid4().hex[:8]}"
-        pending = [0] * request.n  # tokens generated since the completion's last chunk
-        done = [False] * request.n
-        held: list[list[TokenLogprob]] = [[] for _ in range(request.n)]  # sent with text
-        outputs = self.engine.generate(prompt, params, rid)
-        failed = False
+        relay = Relay(request.n)
+        completions = [_Completion(i, f"{rid}-{i}", request.logprobs) for i in range(request.n)]
+        pumps = [
+            loop.create_task(self._pump(prompt, params[c.index], c, relay.sink))
+            for c in completions
+        ]
+        ended: set[int] = set()
+        chunks = relay.chunks()
         try:
             while True:
+                for i in sorted(ends - ended):  # `TextStream.end`: that request is aborted
+                    ended.add(i)
+                    pumps[i].cancel()
+                    await asyncio.gather(pumps[i], return_exceptions=True)
+                    if completions[i].in_vllm:  # its last chunk, after all it sent
+                        relay.sink.put_nowait(completions[i].ended())
                 try:
                     async with asyncio.timeout_at(when):
-                        output = await anext(outputs)
+                        chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
-                for c in output.outputs:  # DELTA: only what is new, only completions that moved
-                    i = c.index
-                    if done[i]:
-                        continue
-                    pending[i] += len(c.token_ids)
-                    finish = _FINISH.get(c.finish_reason) if c.finish_reason else None
-                    if not c.text and finish is None:
-                        if request.logprobs is not None:
-                            held[i] += self._logprobs(c, None, request.logprobs)
-                        continue
-                    chunk = TextChunk(i, c.text, pending[i], finish)
-                    pending[i] = 0
-                    if request.logprobs is not None:
-                        chunk.logprobs = held[i] + self._logprobs(c, finish, request.logprobs)
-                        held[i] = []
-                    if finish is not None:
-                        done[i] = True
-                        chunk.prompt_tokens = len(output.prompt_token_ids or [])
-                    yield chunk
+                yield chunk
         except TimeoutError:
-            failed = True
+            relay.failed = True
             raise DeadlineExceeded("deadline passed during generation") from None
         except Exception as exc:
-            failed = True
             kind = _error_kind(exc)
             if kind == "client":
                 raise InvalidArgument(str(exc), field="prompt") from None
@@ -302,11 +305,70 @@ class VllmTextEngine(TextEngine):
                 raise Unavailable(f"vLLM engine is dead: {exc}") from None
             raise
         finally:
-            await outputs.aclose()  # a generator left early aborts its request in vLLM
-            if not all(done):
-                if failed:
+            for pump in pumps:
+                pump.cancel()  # one left early aborts its request in vLLM
+            await asyncio.gather(*pumps, return_exceptions=True)
+            if not relay.complete:
+                if relay.failed:
                     self.counters.failed_requests_total += 1
                 else:  # the client went away
                     self.counters.cancelled_requests_total += 1
+
+    async def _pump(self, prompt: str, params: Any, c: _Completion, sink: Sink) -> None:
+        """One completion's vLLM request, its outputs put in `sink` as chunks (or its error);
+        aborted in vLLM when it is left before its end (cancelled, ended, failed)."""
+        outputs = self.engine.generate(prompt, params, c.request_id)
+        try:
+            async for output in outputs:
+                c.prompt_tokens = len(output.prompt_token_ids or [])
+                for out in output.outputs:
+                    chunk = c.take(out)
+                    if chunk is not None:
+                        sink.put_nowait(chunk)
+        except Exception as exc:
+            sink.put_nowait(exc)
+        finally:
+            await outputs.aclose()
+            if c.in_vllm:
                 with contextlib.suppress(Exception):
-                    await self.engine.abort(rid)
+                    await self.engine.abort(c.request_id)
+
+
+@dataclass
+class _Completion:
+    """One completion's own vLLM request, as its outputs become chunks: the tokens and logprobs
+    not yet sent (a delta with no text sends nothing), and whether vLLM still has it."""
+
+    index: int
+    request_id: str
+    logprobs: int | None  # the request's top-k (None: no logprobs)
+    prompt_tokens: int = 0
+    pending: int = 0  # tokens generated since the last chunk
+    held: list[TokenLogprob] = field(default_factory=list)  # their logprobs
+    in_vllm: bool = True  # vLLM has not finished it
+
+    def take(self, c: Any) -> TextChunk | None:
+        """The chunk one of vLLM's `CompletionOutput`s (a delta) makes (None: nothing yet)."""
+        self.pending += len(c.token_ids)
+        finish = _FINISH.get(c.finish_reason) if c.finish_reason else None
+        k = self.logprobs
+        if not c.text and finish is None:
+            if k is not None:
+                self.held += VllmTextEngine._logprobs(c, None, k)
+            return None
+        chunk = TextChunk(self.index, c.text, self.pending, finish)
+        self.pending = 0
+        if k is not None:
+            chunk.logprobs, self.held = self.held + VllmTextEngine._logprobs(c, finish, k), []
+        if finish is not None:
+            self.in_vllm = False
+            chunk.prompt_tokens = self.prompt_tokens
+        return chunk
+
+    def ended(self) -> TextChunk:
+        """Its last chunk when it was ended early (`TextStream.end`)."""
+        chunk = TextChunk(self.index, "", self.pending, FinishReason.STOP, self.prompt_tokens)
+        if self.logprobs is not None:
+            chunk.logprobs = self.held
+        self.pending, self.held = 0, []
+        return chunk

@@ -142,6 +142,10 @@ def test_a_named_tool_streams_in_openai_deltas(oai: openai.OpenAI) -> None:
     check.check_a_named_tool_streams_in_openai_deltas(oai, MODEL)
 
 
+def test_a_repeated_call_ends_the_answer(oai: openai.OpenAI) -> None:
+    check.check_a_repeated_call_ends_the_answer(oai, MODEL, seed=0)
+
+
 def test_parallel_calls_stream_as_the_unary_answer_with_the_same_seed(oai: openai.OpenAI) -> None:
     kw: dict[str, Any] = dict(
         model=MODEL, messages=check.ask("Weather in Oslo and in Rome, and the time in UTC?"),

@@ -64,6 +64,10 @@ def test_a_named_tool_streams_in_openai_deltas(oai: openai.OpenAI) -> None:
     check.check_a_named_tool_streams_in_openai_deltas(oai, "gguf")  # tiny's context is too short
 
 
+def test_a_repeated_call_ends_the_answer(oai: openai.OpenAI) -> None:
+    check.check_a_repeated_call_ends_the_answer(oai, "gguf", seed=32)
+
+
 @pytest.mark.parametrize("model", ENGINES)
 def test_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> None:
     check.check_greedy_logprobs_pick_the_top_token(oai, model)

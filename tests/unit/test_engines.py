@@ -339,3 +339,39 @@ def test_counters_have_the_meaning_every_text_engine_gives_them(tiny_dir):
     assert after_ok["generated_tokens_total"] - before["generated_tokens_total"] == 9
     assert after_late["failed_requests_total"] == before["failed_requests_total"] + 1
     assert after_late["cancelled_requests_total"] == before["cancelled_requests_total"]
+
+
+def test_an_ended_completion_stops_and_its_sibling_goes_on(tiny_dir):
+    """`TextStream.end` (a completion that repeated a tool call, services/text/tools.py): the
+    scheduler finishes that completion before its next step, its last chunk with the tokens it
+    generated and the prompt's; the other completion runs to its end, and every token
+    generated is reported."""
+
+    async def main():
+        engine = _text_engine(tiny_dir)
+        await engine.start()
+        before = engine.stats()
+        stream = engine.stream(
+            TextRequest("e", "tiny", prompt="hello", max_tokens=40, n=2, ignore_eos=True, seed=1)
+        )
+        chunks: list[TextChunk] = []
+        async for chunk in stream:
+            if not any(c.index == 0 for c in chunks) and chunk.index == 0:
+                stream.end(0)
+            chunks.append(chunk)
+        freed = await until(lambda: engine.stats()["running_sequences"] == 0)
+        after = engine.stats()
+        await engine.stop()
+        return chunks, before, after, freed
+
+    chunks, before, after, freed = asyncio.run(main())
+    ended = [c for c in chunks if c.index == 0]
+    other = [c for c in chunks if c.index == 1]
+    assert [c.finish_reason for c in ended[1:]] == [None] * (len(ended) - 2) + [FinishReason.STOP]
+    assert ended[-1].prompt_tokens == other[-1].prompt_tokens > 0
+    assert sum(c.token_count for c in ended) < 40
+    assert other[-1].finish_reason == FinishReason.LENGTH
+    assert sum(c.token_count for c in other) == 40
+    generated = after["generated_tokens_total"] - before["generated_tokens_total"]
+    assert generated == sum(c.token_count for c in chunks)
+    assert after["cancelled_requests_total"] == before["cancelled_requests_total"] and freed

@@ -256,3 +256,35 @@ def test_batch_tier_work_makes_way_for_an_interactive_request(engine, runner) ->
     steps = b["steps_total"] - a["steps_total"]
     assert steps >= 10
     assert b["batch_occupancy_sum"] - a["batch_occupancy_sum"] == steps  # one row a step
+
+
+def test_an_ended_completion_stops_and_its_sibling_goes_on(engine, runner) -> None:
+    """`TextStream.end` (a completion that repeated a tool call, services/text/tools.py): the
+    scheduler finishes that completion at its next step, its last chunk with the tokens it
+    generated and the prompt's; the request's other completion runs to its end, and every token
+    generated is reported."""
+    before = engine.stats()
+
+    async def read() -> list[TextChunk]:
+        request = ask("Write a long story.", max_tokens=64, n=2, seed=5, ignore_eos=True)
+        stream = engine.stream(request)
+        chunks: list[TextChunk] = []
+        async for chunk in stream:
+            if not any(c.index == 0 for c in chunks) and chunk.index == 0:
+                stream.end(0)
+            chunks.append(chunk)
+        return chunks
+
+    chunks = runner.run(read())
+    ended = [c for c in chunks if c.index == 0]
+    other = [c for c in chunks if c.index == 1]
+    assert [c.finish_reason for c in ended[1:]] == [None] * (len(ended) - 2) + [FinishReason.STOP]
+    assert ended[-1].prompt_tokens == other[-1].prompt_tokens > 0
+    assert sum(c.token_count for c in ended) < 64
+    assert other[-1].finish_reason == FinishReason.LENGTH
+    assert sum(c.token_count for c in other) == 64
+    after = engine.stats()
+    generated = after["generated_tokens_total"] - before["generated_tokens_total"]
+    assert generated == sum(c.token_count for c in chunks)
+    assert after["cancelled_requests_total"] == before["cancelled_requests_total"]
+    assert wait_until(lambda: engine.stats()["running_sequences"] == 0, timeout_s=30)

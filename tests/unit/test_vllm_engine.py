@@ -43,10 +43,12 @@ def test_request_building_and_streamed_deltas():
 
     e, chunks = asyncio.run(main())
     assert e.engine.args.model == "org/some-model" and e.engine.args.gpu_memory_utilization == 0.5
-    ((_, params),) = e.engine.requests
-    assert (params.n, params.temperature, params.top_k, params.max_tokens) == (2, 0.5, -1, 10)
+    # each completion is its own vLLM request, seeded as vLLM seeds the children of n = 2
+    (rid0, params), (rid1, second) = sorted(e.engine.requests, key=lambda r: r[0])
+    assert rid0.startswith("r1-") and rid0.endswith("-0") and rid1 == rid0[:-1] + "1"
+    assert (params.n, params.temperature, params.top_k, params.max_tokens) == (1, 0.5, -1, 10)
     assert params.output_kind == vllm_stand_in.RequestOutputKind.DELTA
-    assert params.stop == ["x"] and 0 <= params.seed and params.seed + params.n < 2**63
+    assert params.stop == ["x"] and 0 <= params.seed and second.seed == params.seed + 1 < 2**63
     for index in (0, 1):
         mine = [c for c in chunks if c.index == index]
         assert "".join(c.delta for c in mine) == "three two one"
@@ -172,3 +174,32 @@ def test_registry_selects_the_adapter_without_importing_vllm(monkeypatch):
     engine = cls(_engine().config)  # no stand-in injected: the engine imports vllm itself
     asyncio.run(engine.start())
     assert finder.asked == ["vllm"] and engine.engine.args.model == "org/some-model"
+
+
+def test_an_ended_completion_is_aborted_in_vllm_and_its_sibling_goes_on():
+    """`TextStream.end` (a completion that repeated a tool call, services/text/tools.py): that
+    completion's own vLLM request is aborted, its last chunk has the tokens vLLM sent for it
+    and the prompt's; the other completion's request runs to its end."""
+
+    async def main():
+        e = _engine()
+        await e.start()
+        stream = e.stream(TextRequest("r5", "chat", prompt="w " * 40, max_tokens=40, n=2))
+        chunks = []
+        async for chunk in stream:
+            if not any(c.index == 0 for c in chunks) and chunk.index == 0:
+                stream.end(0)
+            chunks.append(chunk)
+        return e, chunks
+
+    e, chunks = asyncio.run(main())
+    ended = [c for c in chunks if c.index == 0]
+    other = [c for c in chunks if c.index == 1]
+    assert [c.finish_reason for c in ended[1:]] == [None] * (len(ended) - 2) + [FinishReason.STOP]
+    assert ended[-1].prompt_tokens == other[-1].prompt_tokens == 40
+    assert sum(c.token_count for c in ended) < 40
+    assert other[-1].finish_reason == FinishReason.STOP and len(other[-1].delta) > 0
+    assert sum(c.token_count for c in other) == 40
+    (aborted,) = e.engine.aborted  # completion 0's request only
+    assert aborted.startswith("r5-") and aborted.endswith("-0")
+    assert e.stats()["cancelled_requests_total"] == 0
