@@ -89,6 +89,12 @@ def lever_variants(tmp: Path, before: str | None) -> list[dict[str, Any]]:
     shipped = str(bench_config(tmp, "shipped"))
     rows: list[dict[str, Any]] = [
         {"label": "plain grpc.aio echo", "kind": "plain", "env": {}, "config": shipped},
+        {
+            "label": "two grpc.aio hops, no Ray (our direct port, no data plane)",
+            "kind": "relay",
+            "env": {},
+            "config": shipped,
+        },
         {"label": "gateway as shipped", "kind": "gateway", "env": SHIPPED, "config": shipped},
         {
             "label": "+ Serve's access log",
@@ -135,7 +141,8 @@ async def levers(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         for v in lever_variants(Path(d), before):
-            if only and v["kind"] != "plain" and not any(o in v["label"] for o in only):
+            floor = v["kind"] in ("plain", "relay")
+            if only and not floor and not any(o in v["label"] for o in only):
                 continue
             tree = v.get("tree")
             env = dict(v["env"])

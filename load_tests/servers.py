@@ -2,10 +2,13 @@
 
 KIND is `gateway` (the full local stack from a config), `extra-gateway` (one more gateway for
 the apps a `gateway` server deployed, on the Ray cluster named by $RAY_ADDRESS, as `aigc gateway
---address` runs), `plain` (grpc.aio echo, no Ray) or `serve-proxy` (Ray Serve's gRPC proxy in
-front of the echo engines). Each prints one JSON line `{"port": N, ...}` on stdout once it
-serves (`gateway` adds its Ray address), and stops cleanly on SIGTERM. Running the server in its
-own process keeps the load generator's CPU and GIL apart from the server's.
+--address` runs), `plain` (grpc.aio echo, no Ray), `serve-proxy` (Ray Serve's gRPC proxy in
+front of the echo engines) or `relay` (two grpc.aio hops without Ray: a front end that converts
+proto <-> domain and calls the text echo engine through our direct port, `relay-backend`, in a
+process of its own; the floor of a gateway in front of a replica process, without the
+gateway's data plane and without Ray). Each prints one JSON line `{"port": N, ...}` on stdout
+once it serves (`gateway` adds its Ray address), and stops cleanly on SIGTERM. Running the
+server in its own process keeps the load generator's CPU and GIL apart from the server's.
 """
 
 from __future__ import annotations
@@ -112,7 +115,81 @@ async def run_serve_proxy(config_path: str) -> None:
         ray.shutdown()
 
 
+class _EchoTextReplica:
+    """The text echo engine behind a direct port, as a replica's `generate` is."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    async def generate(self, request: Any) -> Any:
+        return await self.engine.generate(request)
+
+
+async def run_relay_backend(config_path: str) -> None:
+    from core.config import Modality, load_config
+    from core.registry import engine_class
+    from services.direct import DirectServer
+
+    model = load_config(config_path).default_model(Modality.TEXT)
+    assert model is not None
+    engine = engine_class("text", model.engine)(model)
+    await engine.start()
+    server = DirectServer(_EchoTextReplica(engine), model.name)
+    endpoint = await server.start("127.0.0.1", "relay", "")
+    print(endpoint.to_json().decode(), flush=True)
+    await _until_signal()
+    await server.drain(1.0)
+
+
+async def run_relay(config_path: str) -> None:
+    import uuid
+
+    from aigc.v1 import text_pb2_grpc
+    from core.config import Modality, load_config
+    from core.direct import Endpoint
+    from core.replica import TextReplica
+    from gateway import convert
+    from gateway.direct import DirectReplicas
+    from gateway.replicas import ReplicaHandle
+
+    cmd = [sys.executable, "-m", "load_tests.servers", "relay-backend", "--config", config_path]
+    backend = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    model = load_config(config_path).default_model(Modality.TEXT)
+    assert model is not None
+    text_model = model
+    try:
+        assert backend.stdout is not None
+        endpoint = Endpoint.from_json(await backend.stdout.readline())
+        direct = DirectReplicas(model.name)
+        direct.update([endpoint], dead=set())
+        for _ in range(500):  # connected within CONNECT_S
+            if direct.pick() is not None:
+                break
+            await asyncio.sleep(0.01)
+        replica = ReplicaHandle(None, direct)
+
+        class Text(text_pb2_grpc.TextGenerationServicer):
+            async def Generate(self, request: Any, context: Any) -> Any:
+                domain = convert.text_request(request, text_model, uuid.uuid4().hex, None)
+                return convert.text_response(await replica.unary(TextReplica.generate, domain))
+
+        import grpc
+
+        server = grpc.aio.server()
+        text_pb2_grpc.add_TextGenerationServicer_to_server(Text(), server)  # type: ignore[no-untyped-call]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        _ready(port)
+        await _until_signal()
+        await server.stop(1.0)
+    finally:
+        backend.terminate()
+        await backend.wait()
+
+
 KINDS: dict[str, Callable[[str], Coroutine[Any, Any, None]]] = {
+    "relay": run_relay,
+    "relay-backend": run_relay_backend,
     "gateway": run_gateway,
     "extra-gateway": run_extra_gateway,
     "plain": run_plain,
