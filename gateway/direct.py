@@ -168,19 +168,40 @@ def _not_started(exc: grpc.aio.AioRpcError) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower()
 
 
-class DirectUnary:
-    """A unary direct call: awaited for the method's result (or its error); `cancel` cancels
-    the call, which cancels the method on the replica."""
+class _DirectCall:
+    """What both kinds of direct call share: the gRPC call, made at once (as a Serve call
+    starts when made), the Serve response that replaces it when it is refused before starting,
+    and `cancel`, which cancels whichever is running (and so the method on the replica)."""
+
+    def __init__(
+        self, owner: DirectReplicas, conn: Connection, request: Request, fallback: Fallback,
+        invoke: Any,
+    ) -> None:  # fmt: skip
+        self._owner, self._conn, self._fallback = owner, conn, fallback
+        self._request = request
+        self._call = invoke(dumps(request), metadata=conn.metadata)
+        conn.started(self._call)
+        self._instead: Any = None  # the Serve response, when the call went through Serve
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+        if self._instead is not None:
+            self._instead.cancel()
+
+    def _lost(self, exc: grpc.aio.AioRpcError) -> ReplicaLost:
+        self._owner.failed(self._conn)
+        return ReplicaLost(exc.details() or "")
+
+
+class DirectUnary(_DirectCall):
+    """A unary direct call: awaited for the method's result (or its error)."""
 
     def __init__(
         self, owner: DirectReplicas, conn: Connection, request: Request, fallback: Fallback
     ) -> None:
-        self._owner, self._conn, self._fallback = owner, conn, fallback
-        self._request = request
-        self._call = conn.call(dumps(self._request), metadata=conn.metadata)
-        conn.started(self._call)
-        self._instead: Any = None  # the Serve response, when the call went through Serve
-        self._cancelled = False
+        super().__init__(owner, conn, request, fallback, conn.call)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._result().__await__()
@@ -196,34 +217,22 @@ class DirectUnary:
                 self._instead = self._fallback(self._request)
                 return await self._instead
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                self._owner.failed(self._conn)
-                raise ReplicaLost(exc.details() or "") from exc
+                raise self._lost(exc) from exc
             raise
         ok, value = loads(raw)
         if not ok:
             raise value
         return value
 
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._call.cancel()
-        if self._instead is not None:
-            self._instead.cancel()
 
-
-class DirectStream:
+class DirectStream(_DirectCall):
     """A streaming direct call: iterated for the method's items; an error the method raised
     ends the iteration with that error."""
 
     def __init__(
         self, owner: DirectReplicas, conn: Connection, request: Request, fallback: Fallback
     ) -> None:
-        self._owner, self._conn, self._fallback = owner, conn, fallback
-        self._request = request
-        self._call = conn.stream(dumps(self._request), metadata=conn.metadata)
-        conn.started(self._call)
-        self._instead: Any = None
-        self._cancelled = False
+        super().__init__(owner, conn, request, fallback, conn.stream)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._items()
@@ -241,8 +250,7 @@ class DirectStream:
         except grpc.aio.AioRpcError as exc:
             if not (first and _not_started(exc)):
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self._owner.failed(self._conn)
-                    raise ReplicaLost(exc.details() or "") from exc
+                    raise self._lost(exc) from exc
                 raise
             self._owner.failed(self._conn)
         if self._cancelled:
@@ -250,12 +258,6 @@ class DirectStream:
         self._instead = self._fallback(self._request)
         async for item in self._instead:
             yield item
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._call.cancel()
-        if self._instead is not None:
-            self._instead.cancel()
 
 
 def read_endpoints() -> dict[str, list[Endpoint]]:
