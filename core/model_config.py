@@ -204,7 +204,8 @@ class ModelConfig(_Strict):
         description="Text models with a tokenizer (llamacpp, transformers, vllm): a Jinja chat "
         "template file used instead of the model's own (as vLLM's --chat-template and "
         "llama-server's --chat-template-file); a relative path is next to the config file. "
-        "A template with a tool syntax of its own (Hermes' <tool_call>) gets tools in it.",
+        "A template with a tool syntax of its own (Hermes' <tool_call>, Llama 3.1's JSON calls) "
+        "gets tools in it.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,

@@ -4,11 +4,11 @@ the engines that sample themselves (llamacpp, transformers); vLLM does the same 
 sampler from the same request fields (services/text/vllm_engine.py).
 
 Grammars are llguidance's (the library vLLM's `guidance` backend and llama.cpp's optional
-LLGUIDANCE build use): a JSON schema, or for a template with Hermes' tool syntax a lark grammar
-around the call's schema (`hermes_grammar`), is compiled against the model's vocabulary into a
-matcher that gives, before each token, the mask of tokens that keep the output valid. A
-compiled grammar is cached per engine (`Grammars`); each sequence gets a copy of the cached
-matcher.
+LLGUIDANCE build use): a JSON schema, or for a template with a tool syntax of its own a lark
+grammar around the call's schema (`hermes_grammar`, `llama3_grammar`), is compiled against the
+model's vocabulary into a matcher that gives, before each token, the mask of tokens that keep
+the output valid. A compiled grammar is cached per engine (`Grammars`); each sequence gets a
+copy of the cached matcher.
 A schema llguidance cannot compile (an unknown keyword or format, a bad `$ref`) is refused
 with a 400 naming the field and llguidance's reason: a request is never answered without its
 constraint.
@@ -55,16 +55,17 @@ def offers_tools(request: TextRequest) -> bool:
     return bool(request.tools) and request.tool_choice != ToolChoice.NONE
 
 
-def tool_call_schema(tools: tuple[Tool, ...]) -> dict[str, Any]:
-    """One call of any of `tools`: its name, then arguments matching its parameters."""
+def tool_call_schema(tools: tuple[Tool, ...], key: str = "arguments") -> dict[str, Any]:
+    """One call of any of `tools`: its name, then arguments matching its parameters (the
+    member `key`: "parameters" in Llama 3's syntax)."""
     calls = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": t.name},
-                "arguments": json.loads(t.parameters),
+                key: json.loads(t.parameters),
             },
-            "required": ["name", "arguments"],
+            "required": ["name", key],
             "additionalProperties": False,
         }
         for t in tools
@@ -143,6 +144,35 @@ def hermes_grammar(request: TextRequest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def llama3_grammar(request: TextRequest) -> str:
+    """The answer in Llama 3's JSON tool syntax (services/text/llama3.py), as an llguidance
+    lark grammar: calls `{"name", "parameters"}` matching one of the offered tools (%json, with
+    JSON_OPTIONS' whitespace), one or more separated by `; ` (one for a named function or
+    parallel_tool_calls false), written without `<|python_tag|>` (the parser takes either).
+    The syntax has no text before a call, so with tool_choice auto the answer is calls or text
+    whose first character after any whitespace is not `{` (a `{` there opens a call, as
+    llama.cpp's Llama 3.x grammar is triggered by a call at the start)."""
+    body = {
+        "x-guidance": dict(JSON_OPTIONS),
+        **tool_call_schema(offered_tools(request), "parameters"),
+    }
+    calls = "call" if one_call(request) else 'call ("; " call)*'
+    lines = ["%llguidance {}"]
+    if request.tool_choice == ToolChoice.AUTO:
+        lines += [f"start: {calls} | TEXT", "TEXT: /\\s*([^\\s{](.|\\n)*)?/"]
+    else:
+        lines.append(f"start: {calls}")
+    lines.append(f"call: %json {json.dumps(body)}")
+    return "\n".join(lines) + "\n"
+
+
+# The lark grammar of each template tool syntax (the generic format's is a JSON schema)
+TOOL_GRAMMARS: dict[ToolFormat, Callable[[TextRequest], str]] = {
+    ToolFormat.HERMES: hermes_grammar,
+    ToolFormat.LLAMA3: llama3_grammar,
+}
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What an answer is constrained to: a JSON schema, or a lark grammar (llguidance's)."""
@@ -160,8 +190,9 @@ def constraint(
 ) -> Constraint | None:
     """The request's constraint (None: free text): tools in the template's format, or the
     response_format's schema."""
-    if offers_tools(request) and tool_format == ToolFormat.HERMES:
-        return Constraint(lark=hermes_grammar(request))
+    grammar = TOOL_GRAMMARS.get(tool_format)
+    if offers_tools(request) and grammar is not None:
+        return Constraint(lark=grammar(request))
     schema = output_schema(request)
     return None if schema is None else Constraint(schema=schema)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -24,11 +24,32 @@ from core.types import (
 from services.engine import Engine
 from services.text.constraints import Grammars, Shaper, check_logit_bias, offers_tools
 from services.text.hermes import HermesStream, hermes_prompt
+from services.text.llama3 import Llama3Stream, llama3_prompt
 from services.text.sequences import Sequence, Sink, TextCounters
 from services.text.stream import TextStream
-from services.text.tools import ToolFormat, ToolStream, tool_format, tool_messages, with_tool_calls
+from services.text.tools import (
+    CallParser,
+    ToolFormat,
+    ToolStream,
+    tool_format,
+    tool_messages,
+    with_tool_calls,
+)
 
 S = TypeVar("S", bound=Sequence)
+
+# Each tool format's answer parser, and the prompt builder of the template syntaxes (the
+# messages and `tools=` a template gets; the generic format writes its own system message)
+PARSERS: dict[ToolFormat, Callable[[], CallParser]] = {
+    ToolFormat.GENERIC: ToolStream,
+    ToolFormat.HERMES: HermesStream,
+    ToolFormat.LLAMA3: Llama3Stream,
+}
+Prompt = tuple[list[dict[str, Any]], list[dict[str, Any]] | None]
+TEMPLATE_PROMPTS: dict[ToolFormat, Callable[[TextRequest, str], Prompt]] = {
+    ToolFormat.HERMES: hermes_prompt,
+    ToolFormat.LLAMA3: llama3_prompt,
+}
 
 
 class TextEngine(Engine):
@@ -55,13 +76,12 @@ class TextEngine(Engine):
 
     def respond(self, request: TextRequest) -> AsyncIterator[TextChunk]:
         """The stream a client gets: with tools offered, the answer in the template's tool
-        format (generic JSON, or Hermes' blocks) becomes tool-call deltas and content, and a
-        completion that repeats a call ends there (services/text/tools.py)."""
+        format (generic JSON, Hermes' blocks or Llama 3's JSON calls) becomes tool-call deltas
+        and content, and a completion that repeats a call ends there (services/text/tools.py)."""
         stream = self.stream(request)
         if not offers_tools(request):
             return stream
-        parser = HermesStream if self.tool_format == ToolFormat.HERMES else ToolStream
-        return with_tool_calls(request, stream, parser)
+        return with_tool_calls(request, stream, PARSERS[self.tool_format])
 
 
 def refuse_echo_logprobs(request: TextRequest, engine: str) -> None:
@@ -140,9 +160,10 @@ def prompt_text(
         raise InvalidArgument(
             f"model {model!r} has no chat template; send a prompt instead", field="chat"
         )
-    if request.messages and tools == ToolFormat.HERMES:
+    native = TEMPLATE_PROMPTS.get(tools)
+    if request.messages and native is not None:
         assert template
-        messages, offered = hermes_prompt(request, template)
+        messages, offered = native(request, template)
         text: str = tokenizer.apply_chat_template(
             messages, tools=offered, add_generation_prompt=True, tokenize=False
         )

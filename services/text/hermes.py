@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
-from services.text.tools import Calls, JsonScanner, parse_json
+from services.text.tools import Calls, JsonScanner, openai_tools, parse_json
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -40,14 +40,7 @@ def hermes_prompt(
     messages = [_message(m, names, writes_calls, writes_results) for m in request.messages]
     if not request.tools or request.tool_choice == ToolChoice.NONE:
         return messages, None
-    tools = []
-    for t in request.tools:
-        function: dict[str, Any] = {"name": t.name}
-        if t.description:
-            function["description"] = t.description
-        function["parameters"] = json.loads(t.parameters)
-        tools.append({"type": "function", "function": function})
-    return messages, tools
+    return messages, openai_tools(request)
 
 
 @functools.lru_cache(maxsize=8)

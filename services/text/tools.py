@@ -1,7 +1,8 @@
 """Tool calling: which format a chat template gets (`tool_format`), and the generic format,
 on every text engine, for templates without a tool syntax of their own (as llama.cpp's generic
-chat handler does). Templates with Hermes' `<tool_call>` syntax (Qwen2.5, Hermes 2 Pro and the
-like) get their own: services/text/hermes.py.
+chat handler does). Templates with a tool syntax of their own get it: Hermes' `<tool_call>`
+(Qwen2.5, Hermes 2 Pro and the like: services/text/hermes.py), and Llama 3.1/3.2's JSON calls
+(Meta's templates: services/text/llama3.py).
 
 The generic prompt: the tools are described in the system message, with the JSON the model
 must answer in; assistant messages of the history that called tools are written in that same
@@ -13,7 +14,7 @@ generated, into what OpenAI streams: tool-call deltas (id and name first, then t
 JSON text in pieces) and the response's text as content.
 
 A completion that repeats a call (same name, arguments equal as parsed JSON) ends there, in
-either format (`Calls`, `with_tool_calls`): a small model at a non-zero temperature may
+every format (`Calls`, `with_tool_calls`): a small model at a non-zero temperature may
 otherwise write the same call again and again until max_tokens. The repeat is never sent,
 the engine stops generating the completion (`TextStream.end`), and it finishes with
 tool_calls.
@@ -44,16 +45,40 @@ from services.text.stream import TextStream
 class ToolFormat(StrEnum):
     GENERIC = "generic"  # our JSON in the system prompt (any template)
     HERMES = "hermes"  # the template's own: tools=, <tool_call>{json}</tool_call>, role tool
+    LLAMA3 = "llama3_json"  # the template's own: tools=, {"name", "parameters"}, role tool
+
+
+# What Meta's Llama 3.1/3.2 templates write around their tools (llama.cpp's Llama 3.x handler
+# and vLLM's llama3_json parser serve the same templates)
+LLAMA3_MARKS = ("<|python_tag|>", "Environment: ipython", "Given the following functions")
 
 
 def tool_format(template: str | None) -> ToolFormat:
     """The tool syntax a chat template has, read from its text (as llama.cpp's common/chat.cpp
-    picks a handler by what the template contains): Hermes when it takes `tools` and writes
-    `<tool_call>`, except the XML-argument variant (`<function=...>`, Qwen3-Coder's), which
-    is not JSON; anything else gets the generic format."""
-    if not template or "<tool_call>" not in template or "<function=" in template:
+    picks a handler by what the template contains), for a template that takes `tools`: Hermes
+    when it writes `<tool_call>`, except the XML-argument variant (`<function=...>`,
+    Qwen3-Coder's), which is not JSON; Llama 3.1/3.2's JSON calls when it has one of Meta's
+    marks (`LLAMA3_MARKS`); anything else gets the generic format."""
+    if not template or not re.search(r"\btools\b", template):
         return ToolFormat.GENERIC
-    return ToolFormat.HERMES if re.search(r"\btools\b", template) else ToolFormat.GENERIC
+    if "<tool_call>" in template:
+        return ToolFormat.GENERIC if "<function=" in template else ToolFormat.HERMES
+    if any(mark in template for mark in LLAMA3_MARKS):
+        return ToolFormat.LLAMA3
+    return ToolFormat.GENERIC
+
+
+def openai_tools(request: TextRequest) -> list[dict[str, Any]]:
+    """The request's tools as a template's `tools=` argument gets them: OpenAI's tool objects,
+    parameters as an object (as transformers and vLLM give them)."""
+    tools = []
+    for t in request.tools:
+        function: dict[str, Any] = {"name": t.name}
+        if t.description:
+            function["description"] = t.description
+        function["parameters"] = json.loads(t.parameters)
+        tools.append({"type": "function", "function": function})
+    return tools
 
 
 INSTRUCTIONS = {
@@ -312,7 +337,8 @@ class Call:
 
 
 class Calls:
-    """One completion's tool calls as its parser (ToolStream, HermesStream) reads them, and
+    """One completion's tool calls as its parser (ToolStream, HermesStream, Llama3Stream) reads
+    them (`key`: the member that holds a call's arguments in its format), and
     the duplicate rule. A call that has the name of an earlier call is held back (nothing of it
     is sent) while it may still turn out identical to one of them: while each top-level member
     of its arguments, as it completes, equals that call's (as parsed JSON). It is released
@@ -321,7 +347,8 @@ class Calls:
     parser reads nothing after it). A call cut short (max_tokens) while held is released as
     it is, as any cut call is."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "arguments") -> None:
+        self.key = key
         self.calls: dict[int, Call] = {}
         self.repeated: int | None = None  # the index of the call that repeated an earlier one
 
@@ -330,7 +357,7 @@ class Calls:
 
     def started(self, index: int, path: tuple[Any, ...], start: int) -> None:
         """A value of call `index` starts at `start` (`path` within the call object)."""
-        if path == ("arguments",):
+        if path == (self.key,):
             self.at(index).args_start = start
 
     def ended(self, index: int, path: tuple[Any, ...], text: str, start: int, end: int) -> None:
@@ -338,10 +365,10 @@ class Calls:
         call = self.at(index)
         if path == ("name",):
             call.name = parse_json(text[start:end])
-        elif path == ("arguments",):
+        elif path == (self.key,):
             call.args_end = end
             call.value = canonical(text[start:end])
-        elif len(path) == 2 and path[0] == "arguments" and isinstance(path[1], str):
+        elif len(path) == 2 and path[0] == self.key and isinstance(path[1], str):
             call.members[path[1]] = canonical(text[start:end])
 
     def deltas(self, text: str, final: bool = False) -> list[ToolCallDelta]:
@@ -429,12 +456,12 @@ async def with_tool_calls(
     parser: Callable[[], CallParser] = ToolStream,
 ) -> AsyncIterator[TextChunk]:
     """A text stream whose completions are in a tool format (`parser` reads it: the generic
-    one's ToolStream, or hermes.HermesStream), as content and tool-call deltas; a completion
-    that called tools ends with finish_reason tool_calls. A completion that repeats a call
-    ends there: the engine stops generating it (`chunks.end`, the other completions go on),
-    what it generated after the last call sent is dropped (its tokens still count, with their
-    logprobs), and its last chunk, the engine's (so usage has the prompt's tokens), finishes
-    with tool_calls."""
+    one's ToolStream, hermes.HermesStream or llama3.Llama3Stream), as content and tool-call
+    deltas; a completion that called tools ends with finish_reason tool_calls. A completion
+    that repeats a call ends there: the engine stops generating it (`chunks.end`, the other
+    completions go on), what it generated after the last call sent is dropped (its tokens
+    still count, with their logprobs), and its last chunk, the engine's (so usage has the
+    prompt's tokens), finishes with tool_calls."""
     streams = [parser() for _ in range(request.n)]
     held: dict[int, TextChunk] = {}  # tokens (and logprobs) of deltas that sent nothing yet
     try:

@@ -220,7 +220,7 @@ class VllmTextEngine(TextEngine):
         wanted = constraint(request, self.tool_format)
         if wanted is not None:
             structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
-            if wanted.lark is not None:  # Hermes' tool syntax: llguidance's lark (guidance)
+            if wanted.lark is not None:  # a template's tool syntax: llguidance's lark (guidance)
                 kwargs["structured_outputs"] = structured(grammar=wanted.lark)
             else:  # JSON without free whitespace, as the other engines allow (JSON_OPTIONS)
                 kwargs["structured_outputs"] = structured(

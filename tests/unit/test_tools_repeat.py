@@ -1,5 +1,5 @@
 """A completion that repeats a tool call (the same name, arguments equal as parsed JSON) ends
-there, in both tool formats (services/text/tools.py `Calls`, `with_tool_calls`): the repeat
+there, in every tool format (services/text/tools.py `Calls`, `with_tool_calls`): the repeat
 is held back while it may still turn out one and never sent, a call that differs is released
 as soon as it does, the engine is told to end that completion only (`TextStream.end`), and
 the completion finishes with tool_calls and its usage. The engines' side of `end`:
@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from core.types import ChatMessage, FinishReason, TextChunk, TextRequest, Tool, ToolCallDelta
 from services.text.engine import collect
 from services.text.hermes import CLOSE, OPEN, HermesStream
+from services.text.llama3 import Llama3Stream
 from services.text.stream import TextStream
 from services.text.tools import CallParser, ToolStream, with_tool_calls
 
@@ -36,11 +37,19 @@ def hermes(calls: Calls) -> str:
     return "\n".join(f"{OPEN}\n{b}\n{CLOSE}" for b in blocks)
 
 
+def llama3(calls: Calls) -> str:
+    """Llama 3's JSON calls."""
+    return "; ".join(json.dumps({"name": n, "parameters": a}) for n, a in calls)
+
+
 FORMATS: list[tuple[Callable[[], CallParser], Callable[[Calls], str]]] = [
     (ToolStream, generic),
     (HermesStream, hermes),
+    (Llama3Stream, llama3),
 ]
-formats = pytest.mark.parametrize(("parser", "render"), FORMATS, ids=["generic", "hermes"])
+formats = pytest.mark.parametrize(
+    ("parser", "render"), FORMATS, ids=["generic", "hermes", "llama3"]
+)
 
 
 def feed(parser: CallParser, text: str, step: int) -> list[list[ToolCallDelta]]:
