@@ -171,13 +171,19 @@ def check_a_repeated_call_ends_the_answer(oai: openai.OpenAI, model: str, seed: 
     alone = oai.chat.completions.create(**kw, seed=seed)
     assert alone.choices[0].finish_reason == "tool_calls", alone.choices[0]
     assert alone.usage.completion_tokens < 80  # stopped at the repeat, not at max_tokens (120)
+    # n = 2: the two completions share the engine's batches, so their numerics (and, at
+    # temperature 0.7, their samples) may differ from the request alone and from run to run:
+    # what must hold is that no completion ever sends a repeat, each ends by itself or at
+    # max_tokens, and where a streamed completion ended as its unary twin did, it wrote the
+    # same calls. (A fresh-clone run saw one completion go to max_tokens here.)
     unary = oai.chat.completions.create(**kw, seed=seed, n=2)
+    ends = {c.index: c.finish_reason for c in unary.choices}
     made = {
         c.index: [(t.function.name, t.function.arguments) for t in c.message.tool_calls or ()]
         for c in unary.choices
     }
-    assert [c.finish_reason for c in unary.choices] == ["tool_calls", "tool_calls"]
-    assert all(calls and distinct(calls) for calls in made.values()), made
+    assert set(ends.values()) <= {"tool_calls", "length"}, ends
+    assert all(calls and distinct(whole(calls, ends[i])) for i, calls in made.items()), made
     streamed: dict[int, dict[int, list[str]]] = {0: {}, 1: {}}
     finishes: dict[int, str] = {}
     usage = None
@@ -193,9 +199,18 @@ def check_a_repeated_call_ends_the_answer(oai: openai.OpenAI, model: str, seed: 
                     assert not entry[0]
                     entry[0] = d.function.name
                 entry[1] += d.function.arguments or ""
-    assert finishes == {0: "tool_calls", 1: "tool_calls"}
-    assert {i: [tuple(e) for e in calls.values()] for i, calls in streamed.items()} == made
+    assert set(finishes.values()) <= {"tool_calls", "length"}, finishes
+    for i, calls in streamed.items():
+        got = [(name, args) for name, args in calls.values()]
+        assert got and distinct(whole(got, finishes[i])), got
+        if finishes[i] == ends[i] == "tool_calls":
+            assert got == made[i]
     assert usage is not None and usage.prompt_tokens == unary.usage.prompt_tokens
+
+
+def whole(calls: list[tuple[str, str]], finish: str) -> list[tuple[str, str]]:
+    """The calls of a completion that are complete: a cut one (max_tokens) may end mid-call."""
+    return calls[:-1] if finish == "length" else calls
 
 
 def check_greedy_logprobs_pick_the_top_token(oai: openai.OpenAI, model: str) -> None:
