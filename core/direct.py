@@ -27,8 +27,9 @@ from typing import Any
 
 NAMESPACE = "aigc_direct"
 SERVICE = "aigc.direct.Replica"
-CALL = f"/{SERVICE}/Call"
-STREAM = f"/{SERVICE}/Stream"
+CALL_METHOD, STREAM_METHOD = "Call", "Stream"
+CALL = f"/{SERVICE}/{CALL_METHOD}"
+STREAM = f"/{SERVICE}/{STREAM_METHOD}"
 TOKEN_HEADER = "x-aigc-direct-token"
 # The details of the FAILED_PRECONDITION a draining replica answers before starting anything.
 DRAINING = "replica is draining"

@@ -48,17 +48,17 @@ class ReplicaHandle:
     def unary(
         self, method: Callable[Concatenate[Any, P], Awaitable[R]], *args: P.args, **kw: P.kwargs
     ) -> Pending[R]:
-        conn = self.direct.pick() if self.direct is not None else None
-        if conn is not None and self.direct is not None:
-            return self.direct.unary(conn, (method.__name__, args, kw), self._serve_unary)
+        direct = self.direct
+        if direct is not None and (conn := direct.pick()) is not None:
+            return direct.unary(conn, (method.__name__, args, kw), self._serve_unary)
         return self._serve_unary((method.__name__, args, kw))
 
     def stream(
         self, method: Callable[Concatenate[Any, P], AsyncIterator[R]], *args: P.args, **kw: P.kwargs
     ) -> Streaming[R]:
-        conn = self.direct.pick() if self.direct is not None else None
-        if conn is not None and self.direct is not None:
-            return self.direct.stream(conn, (method.__name__, args, kw), self._serve_stream)
+        direct = self.direct
+        if direct is not None and (conn := direct.pick()) is not None:
+            return direct.stream(conn, (method.__name__, args, kw), self._serve_stream)
         return self._serve_stream((method.__name__, args, kw))
 
     def _serve_unary(self, request: tuple[str, tuple[Any, ...], dict[str, Any]]) -> Any:

@@ -18,12 +18,13 @@ from typing import Any
 import grpc
 
 from core.direct import (
-    CALL,
+    CALL_METHOD,
     DRAINING,
     NAMESPACE,
     PORTS_ENV,
     SERVER_OPTIONS,
     SERVICE,
+    STREAM_METHOD,
     TOKEN_HEADER,
     Endpoint,
     dumps,
@@ -58,10 +59,10 @@ class DirectServer:
         """Binds the first free port of `PORTS_ENV` (any free port when unset) on `host`."""
         server = grpc.aio.server(options=SERVER_OPTIONS)
         handlers = {
-            CALL.rsplit("/", 1)[-1]: grpc.unary_unary_rpc_method_handler(
+            CALL_METHOD: grpc.unary_unary_rpc_method_handler(
                 self._call, request_deserializer=_identity, response_serializer=_identity
             ),
-            "Stream": grpc.unary_stream_rpc_method_handler(
+            STREAM_METHOD: grpc.unary_stream_rpc_method_handler(
                 self._stream, request_deserializer=_identity, response_serializer=_identity
             ),
         }

@@ -35,6 +35,7 @@ class ReplicaBase:
     """Base of the deployment classes; `async __init__` is supported by Ray actors."""
 
     engine: Engine
+    direct: DirectServer | None = None  # the direct port (a model's transport), once open
 
     async def __init__(self, model: dict[str, Any]) -> None:  # type: ignore[misc]
         self.config = ModelConfig.model_validate(model)
@@ -55,7 +56,6 @@ class ReplicaBase:
             self._stats_task = asyncio.get_running_loop().create_task(
                 self.metrics.publish_forever(self._stats, STATS_PERIOD_S)
             )
-        self.direct: DirectServer | None = None
         if self.config.direct_calls:
             self.direct = await _open_direct(self)
 
@@ -65,7 +65,7 @@ class ReplicaBase:
         gateway sends them through Serve, which routes around a stopping replica) and finishes
         those it has. Once only; a replica without a direct port has nothing to do (and the
         garbage collector's call then makes no coroutine nobody awaits)."""
-        direct, self.direct = getattr(self, "direct", None), None
+        direct, self.direct = self.direct, None
         if direct is None or direct.endpoint is None:
             return None
         return _close_direct(direct)
@@ -116,7 +116,7 @@ class ReplicaBase:
     def _stats(self) -> dict[str, float]:
         """The engine's stats, this replica's batches in flight (now, and the peak) and the
         calls its direct port took (none without one)."""
-        direct = getattr(self, "direct", None)
+        direct = self.direct
         return {
             **self.engine.stats(),
             "batches_in_flight": float(self.batches_in_flight),

@@ -20,63 +20,41 @@ arguments) is never sent and ends the answer (`tools.Calls`).
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-from typing import Any
 
-from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
-from services.text.tools import Calls, JsonScanner, openai_tools, parse_json
+from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta
+from services.text.native import (
+    Messages,
+    NativeStream,
+    native_prompt,
+    template_call,
+    template_result,
+)
+from services.text.tools import parse_json
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
-def hermes_prompt(
-    request: TextRequest, template: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+def hermes_prompt(request: TextRequest, template: str) -> tuple[Messages, Messages | None]:
     """The messages and the `tools` argument the template gets (None: no tools offered)."""
-    writes_calls, writes_results = template_writes(template)
-    names = {c.id: c.name for m in request.messages for c in m.tool_calls}
-    messages = [_message(m, names, writes_calls, writes_results) for m in request.messages]
-    if not request.tools or request.tool_choice == ToolChoice.NONE:
-        return messages, None
-    return messages, openai_tools(request)
-
-
-@functools.lru_cache(maxsize=8)
-def template_writes(template: str) -> tuple[bool, bool]:
-    """Whether the template writes assistant `tool_calls` itself, and `role: tool` messages
-    (else they go to it as text blocks); read once per template, not per request."""
-    return "tool_calls" in template, re.search(r"""["']tool["']""", template) is not None
+    return native_prompt(request, template, _message)
 
 
 def _message(
     m: ChatMessage, names: dict[str, str], writes_calls: bool, writes_results: bool
-) -> dict[str, Any]:
+) -> Messages:
     if m.tool_calls:
         if writes_calls:
-            calls = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": parse_json(c.arguments)},
-                }
-                for c in m.tool_calls
-            ]
-            return {"role": "assistant", "content": m.content, "tool_calls": calls}
+            calls = [template_call(c) for c in m.tool_calls]
+            return [{"role": "assistant", "content": m.content, "tool_calls": calls}]
         blocks = "\n".join(call_block(c) for c in m.tool_calls)
-        return {"role": "assistant", "content": f"{m.content}\n{blocks}" if m.content else blocks}
+        content = f"{m.content}\n{blocks}" if m.content else blocks
+        return [{"role": "assistant", "content": content}]
     if m.role == "tool":
         if writes_results:
-            name = m.name or names.get(m.tool_call_id or "")
-            out: dict[str, Any] = {"role": "tool", "content": m.content}
-            if m.tool_call_id:
-                out["tool_call_id"] = m.tool_call_id
-            if name:
-                out["name"] = name
-            return out
-        return {"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>"}
-    return {"role": m.role, "content": m.content}
+            return [template_result(m, names)]
+        return [{"role": "user", "content": f"<tool_response>\n{m.content}\n</tool_response>"}]
+    return [{"role": m.role, "content": m.content}]
 
 
 def call_block(call: ToolCall) -> str:
@@ -99,37 +77,13 @@ def _held(text: str) -> int:
     return len(text) - len(before.rstrip())
 
 
-class HermesStream:
-    """One completion's answer in Hermes' syntax -> content and tool-call deltas (the
-    `tools.CallParser` protocol, as the generic format's ToolStream)."""
+class HermesStream(NativeStream):
+    """One completion's answer in Hermes' syntax -> content and tool-call deltas."""
 
     def __init__(self) -> None:
-        self.rest = ""  # text not yet read: outside a block, what `_held` keeps back
-        self.calls = Calls()
-        self.block: str | None = None  # the open block's text after its tag
-        self.scanner: JsonScanner | None = None  # the open block's JSON (None: JSON done)
+        super().__init__()
         self.after_block = False  # the text since the last block is whitespace so far
         self.content_sent = False
-
-    @property
-    def repeated(self) -> bool:
-        return self.calls.repeated is not None
-
-    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
-        if self.repeated:
-            return "", []
-        self.rest += delta
-        return self._read(final=False)
-
-    def finish(self) -> tuple[str, list[ToolCallDelta]]:
-        if self.repeated:
-            return "", []
-        if self.scanner is not None:
-            self.scanner.close()  # a number or literal the cut ended
-        return self._read(final=True)
-
-    def tool_calls(self) -> list[ToolCall]:
-        return self.calls.sent()
 
     def _read(self, final: bool) -> tuple[str, list[ToolCallDelta]]:
         content: list[str] = []
@@ -144,16 +98,9 @@ class HermesStream:
                     break
                 content.append(self._text(self.rest[:start].rstrip()))
                 self.rest = self.rest[start + len(OPEN) :]
-                self.block, self.scanner = "", JsonScanner()
-                self.calls.at(len(self.calls))
+                self._open_call()
             closed = self._read_block()
-            delta = self.calls.delta(len(self.calls) - 1, self.block, final)
-            if delta is not None:
-                deltas.append(delta)
-            if self.repeated:  # nothing after the repeat is read
-                self.rest = ""
-                break
-            if not closed:
+            if self._send(deltas, final) or not closed:
                 break
             self.block, self.after_block = None, True
         return "".join(content), deltas
@@ -171,25 +118,9 @@ class HermesStream:
         return text
 
     def _read_block(self) -> bool:
-        """Reads the open block from `rest`: its JSON through the scanner (name and arguments
-        found by their paths), then its closing tag. True when the block has closed."""
-        assert self.block is not None
-        index = len(self.calls) - 1
-        while self.scanner is not None and self.rest:
-            ch, self.rest = self.rest[0], self.rest[1:]
-            self.block += ch
-            s = self.scanner
-            s.feed(ch)
-            for path, start in s.started:
-                self.calls.started(index, path, start)
-            for path, start, end in s.ended:
-                if path == ():  # the object is complete
-                    self.scanner = None
-                else:
-                    self.calls.ended(index, path, self.block, start, end)
-            s.started.clear()
-            s.ended.clear()
-        if self.scanner is not None:
+        """Reads the open block from `rest`: its JSON, then its closing tag. True when the
+        block has closed."""
+        if not self._scan_call():
             return False
         tail = self.rest.lstrip()
         if tail.startswith(CLOSE):

@@ -27,62 +27,43 @@ from __future__ import annotations
 
 import json
 from enum import Enum
-from typing import Any
 
-from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta, ToolChoice
-from services.text.hermes import template_writes
-from services.text.tools import Calls, JsonScanner, openai_tools, parse_json
+from core.types import ChatMessage, TextRequest, ToolCall, ToolCallDelta
+from services.text.native import (
+    Messages,
+    NativeStream,
+    native_prompt,
+    template_call,
+    template_result,
+)
+from services.text.tools import parse_json
 
 PYTHON_TAG = "<|python_tag|>"
 SEPARATOR = "; "
 ARGUMENTS = "parameters"  # the member that holds a call's arguments
 
 
-def llama3_prompt(
-    request: TextRequest, template: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+def llama3_prompt(request: TextRequest, template: str) -> tuple[Messages, Messages | None]:
     """The messages and the `tools` argument the template gets (None: no tools offered)."""
-    writes_calls, writes_results = template_writes(template)
-    names = {c.id: c.name for m in request.messages for c in m.tool_calls}
-    messages = [
-        out for m in request.messages for out in _messages(m, names, writes_calls, writes_results)
-    ]
-    if not request.tools or request.tool_choice == ToolChoice.NONE:
-        return messages, None
-    return messages, openai_tools(request)
+    return native_prompt(request, template, _messages)
 
 
 def _messages(
     m: ChatMessage, names: dict[str, str], writes_calls: bool, writes_results: bool
-) -> list[dict[str, Any]]:
+) -> Messages:
     if m.tool_calls:
         if not writes_calls:
             text = SEPARATOR.join(call_text(c) for c in m.tool_calls)
             return [{"role": "assistant", "content": text}]
         return [
-            {
-                "role": "assistant",
-                "content": m.content if i == 0 else "",
-                "tool_calls": [
-                    {
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": parse_json(c.arguments)},
-                    }
-                ],
-            }
+            {"role": "assistant", "content": m.content if i == 0 else "",
+             "tool_calls": [template_call(c)]}
             for i, c in enumerate(m.tool_calls)
-        ]
+        ]  # fmt: skip
     if m.role == "tool":
         if not writes_results:
             return [{"role": "ipython", "content": m.content}]
-        out: dict[str, Any] = {"role": "tool", "content": m.content}
-        if m.tool_call_id:
-            out["tool_call_id"] = m.tool_call_id
-        name = m.name or names.get(m.tool_call_id or "")
-        if name:
-            out["name"] = name
-        return [out]
+        return [template_result(m, names)]
     return [{"role": m.role, "content": m.content}]
 
 
@@ -100,36 +81,12 @@ class State(Enum):
     AFTER_CALL = "after_call"  # a call is complete: the separator, or the end
 
 
-class Llama3Stream:
-    """One completion's answer in Llama 3's JSON tool syntax -> content and tool-call deltas
-    (the `tools.CallParser` protocol, as the generic format's ToolStream)."""
+class Llama3Stream(NativeStream):
+    """One completion's answer in Llama 3's JSON tool syntax -> content and tool-call deltas."""
 
     def __init__(self) -> None:
-        self.rest = ""  # text not yet read
+        super().__init__(ARGUMENTS)
         self.state = State.START
-        self.calls = Calls(ARGUMENTS)
-        self.block = ""  # the open call's JSON text so far
-        self.scanner: JsonScanner | None = None
-
-    @property
-    def repeated(self) -> bool:
-        return self.calls.repeated is not None
-
-    def feed(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
-        if self.repeated:
-            return "", []
-        self.rest += delta
-        return self._read(final=False)
-
-    def finish(self) -> tuple[str, list[ToolCallDelta]]:
-        if self.repeated:
-            return "", []
-        if self.scanner is not None:
-            self.scanner.close()  # a number or literal the cut ended
-        return self._read(final=True)
-
-    def tool_calls(self) -> list[ToolCall]:
-        return self.calls.sent()
 
     def _read(self, final: bool) -> tuple[str, list[ToolCallDelta]]:
         content: list[str] = []
@@ -153,21 +110,15 @@ class Llama3Stream:
                     head = head[len(PYTHON_TAG) :].lstrip()
                 self.rest = head
                 if head.startswith("{"):
-                    self.state, self.block, self.scanner = State.IN_CALL, "", JsonScanner()
-                    self.calls.at(len(self.calls))
+                    self.state = State.IN_CALL
+                    self._open_call()
                 elif head and (final or not PYTHON_TAG.startswith(head)):
                     self.state = State.TEXT  # not a call (never under the grammar)
                 else:
                     break
             elif self.state == State.IN_CALL:
-                closed = self._read_call()
-                delta = self.calls.delta(len(self.calls) - 1, self.block, final)
-                if delta is not None:
-                    deltas.append(delta)
-                if self.repeated:  # nothing after the repeat is read
-                    self.rest = ""
-                    break
-                if not closed:
+                closed = self._scan_call()
+                if self._send(deltas, final) or not closed:
                     break
                 self.state = State.AFTER_CALL
             else:  # AFTER_CALL: whitespace that ends the answer is left out
@@ -180,24 +131,3 @@ class Llama3Stream:
                 else:
                     break
         return "".join(content), deltas
-
-    def _read_call(self) -> bool:
-        """Reads the open call's JSON from `rest` through its scanner (name and arguments found
-        by their paths). True when the object is complete."""
-        assert self.scanner is not None
-        index = len(self.calls) - 1
-        while self.scanner is not None and self.rest:
-            ch, self.rest = self.rest[0], self.rest[1:]
-            self.block += ch
-            s = self.scanner
-            s.feed(ch)
-            for path, start in s.started:
-                self.calls.started(index, path, start)
-            for path, start, end in s.ended:
-                if path == ():  # the object is complete
-                    self.scanner = None
-                else:
-                    self.calls.ended(index, path, self.block, start, end)
-            s.started.clear()
-            s.ended.clear()
-        return self.scanner is None

@@ -68,19 +68,6 @@ def tool_format(template: str | None) -> ToolFormat:
     return ToolFormat.GENERIC
 
 
-def openai_tools(request: TextRequest) -> list[dict[str, Any]]:
-    """The request's tools as a template's `tools=` argument gets them: OpenAI's tool objects,
-    parameters as an object (as transformers and vLLM give them)."""
-    tools = []
-    for t in request.tools:
-        function: dict[str, Any] = {"name": t.name}
-        if t.description:
-            function["description"] = t.description
-        function["parameters"] = json.loads(t.parameters)
-        tools.append({"type": "function", "function": function})
-    return tools
-
-
 INSTRUCTIONS = {
     ToolChoice.AUTO: (
         'To call tools, answer with JSON only: {"tool_calls": [{"name": "<tool name>", '

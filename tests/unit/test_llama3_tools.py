@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,9 +19,8 @@ from core.types import ChatMessage, FinishReason, TextChunk, ToolCall, ToolChoic
 from services.text.constraints import Grammars, constraint
 from services.text.engine import collect, prompt_text
 from services.text.llama3 import PYTHON_TAG, Llama3Stream
-from services.text.llamacpp_model import GgufChatTemplate
 from services.text.tools import ToolFormat, tool_format, with_tool_calls
-from tests.tiny_models import make_text_model
+from tests.tool_streams import json_values, sent
 from tests.unit.test_native_tools import (
     CITY,
     HERMES,
@@ -31,6 +29,7 @@ from tests.unit.test_native_tools import (
     SMOLLM2,
     WEATHER,
     follows,
+    renderers,
     request,
     tiny_engine,
 )
@@ -60,18 +59,6 @@ def test_meta_s_marks_in_a_template_that_takes_tools_are_the_llama3_syntax() -> 
 
 
 # ---- the prompt ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_tokenizer(tiny_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(make_text_model(tiny_dir / "tiny-text"))
-
-
-def renderers(tiny_tokenizer: Any, template: str) -> list[Any]:
-    tiny_tokenizer.chat_template = template
-    return [tiny_tokenizer, GgufChatTemplate(template, bos="<s>", eos="</s>")]
-
-
 def test_tools_calls_and_results_render_in_the_templates_own_syntax(tiny_tokenizer: Any) -> None:
     two = (*HISTORY[1].tool_calls, ToolCall("call_2", "set_unit", '{"unit": "c"}'))
     history = (
@@ -148,32 +135,7 @@ def test_a_template_that_writes_no_calls_or_results_gets_them_as_text(
 def feed_all(text: str, step: int) -> tuple[str, list[tuple[str, str]]]:
     """`text` fed to a Llama3Stream in pieces of `step` characters: its content, and its calls
     (name, arguments) joined from their deltas."""
-    stream = Llama3Stream()
-    content = ""
-    calls: dict[int, dict[str, str]] = {}
-    pieces = [text[i : i + step] for i in range(0, len(text), step)]
-    for more, deltas in [stream.feed(p) for p in pieces] + [stream.finish()]:
-        content += more
-        for d in deltas:
-            entry = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-            if d.id is not None:
-                assert not entry["id"] and d.id.startswith("call_"), "a call is named once"
-                entry["id"], entry["name"] = d.id, d.name or ""
-            else:
-                assert entry["id"], "arguments come after the call's name"
-            entry["arguments"] += d.arguments
-    made = stream.tool_calls()
-    assert [(c.name, c.arguments) for c in made] == [
-        (c["name"], c["arguments"]) for c in calls.values()
-    ]
-    return content, [(c["name"], c["arguments"]) for c in calls.values()]
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8,
-)
+    return sent(Llama3Stream(), text, step)
 
 
 @settings(max_examples=200, deadline=None)

@@ -33,6 +33,7 @@ from services.text.hermes import CLOSE, OPEN, HermesStream
 from services.text.llamacpp_model import GgufChatTemplate
 from services.text.tools import ToolFormat, tool_format, with_tool_calls
 from tests.tiny_models import make_text_model
+from tests.tool_streams import json_values, sent
 
 REPO = Path(__file__).resolve().parents[2]
 HERMES_FILE = REPO / "configs" / "chat-templates" / "chatml-hermes-tools.jinja"
@@ -94,13 +95,6 @@ def test_the_tool_syntax_is_read_from_the_template() -> None:
 
 
 # ---- the prompt ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_tokenizer(tiny_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(make_text_model(tiny_dir / "tiny-text"))
-
-
 def renderers(tiny_tokenizer: Any, template: str) -> list[Any]:
     """transformers' renderer (the transformers and vllm engines) and llama-cpp-python's
     (the llamacpp engine), each with `template`."""
@@ -202,32 +196,7 @@ def test_a_template_that_writes_calls_and_results_gets_them_as_objects(
 def feed_all(text: str, step: int) -> tuple[str, list[tuple[str, str]]]:
     """`text` fed to a HermesStream in pieces of `step` characters: its content, and its
     calls (name, arguments) joined from their deltas."""
-    stream = HermesStream()
-    content = ""
-    calls: dict[int, dict[str, str]] = {}
-    pieces = [text[i : i + step] for i in range(0, len(text), step)]
-    for more, deltas in [stream.feed(p) for p in pieces] + [stream.finish()]:
-        content += more
-        for d in deltas:
-            entry = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-            if d.id is not None:
-                assert not entry["id"] and d.id.startswith("call_"), "a call is named once"
-                entry["id"], entry["name"] = d.id, d.name or ""
-            else:
-                assert entry["id"], "arguments come after the call's name"
-            entry["arguments"] += d.arguments
-    made = stream.tool_calls()
-    assert [(c.name, c.arguments) for c in made] == [
-        (c["name"], c["arguments"]) for c in calls.values()
-    ]
-    return content, [(c["name"], c["arguments"]) for c in calls.values()]
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8,
-)
+    return sent(HermesStream(), text, step)
 
 
 @settings(max_examples=200, deadline=None)

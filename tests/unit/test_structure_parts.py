@@ -17,33 +17,13 @@ from core.errors import InvalidArgument
 from core.types import ChatMessage, OutputFormat, TextRequest, Tool, ToolCall, ToolChoice
 from services.text.constraints import Shaper, check_schema, output_schema
 from services.text.tools import ToolStream, tool_messages
+from tests.tool_streams import json_values, streamed
 
 WEATHER = Tool("get_weather", "Weather", json.dumps({"type": "object"}))
 
 
 def feed_all(text: str, step: int) -> tuple[str, dict[int, dict[str, str]]]:
-    stream = ToolStream()
-    content, calls = "", {}
-    pieces = [text[i : i + step] for i in range(0, len(text), step)]
-    outs = [stream.feed(p) for p in pieces] + [stream.finish()]
-    for more, deltas in outs:
-        content += more
-        for d in deltas:
-            entry = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
-            if d.id is not None:
-                assert not entry["id"], "a call is named once"
-                entry["id"], entry["name"] = d.id, d.name or ""
-            else:
-                assert entry["id"], "arguments come after the call's name"
-            entry["arguments"] += d.arguments
-    return content, calls
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8,
-)
+    return streamed(ToolStream(), text, step)
 
 
 @settings(max_examples=150, deadline=None)
